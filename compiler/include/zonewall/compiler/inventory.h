@@ -1,0 +1,69 @@
+// The inventory indexed for selector evaluation: pod addresses sorted, labels inverted.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "zonewall/compiler/address_set.h"
+#include "zonewall/compiler/program.h"
+#include "zonewall/policy/model.h"
+
+namespace zonewall::compiler {
+
+/// Labels of a pod as a selector sees them: Calico adds its namespace and orchestrator labels.
+class PodLabelView final : public policy::LabelView {
+ public:
+  PodLabelView(const policy::Pod& pod, bool calico) : pod_(pod), calico_(calico) {}
+  const std::string* get(std::string_view key) const override;
+
+ private:
+  const policy::Pod& pod_;
+  bool calico_;
+};
+
+class Inventory {
+ public:
+  struct PodAddr {
+    policy::Addr addr;
+    std::uint32_t pod = 0;  ///< index into store().pods
+  };
+
+  explicit Inventory(const policy::Store& store);
+
+  const policy::Store& store() const { return store_; }
+  /// Every pod address, sorted by address (addresses are unique: validateStore).
+  const std::vector<PodAddr>& addrs() const { return addrs_; }
+  std::optional<size_t> findAddr(policy::Addr a) const;
+  const policy::Pod* podAt(policy::Addr a) const;
+  /// Every namespace the input knows of (Namespace objects and pods' namespaces), sorted.
+  const std::vector<std::string>& namespaces() const { return namespaces_; }
+
+  /// The set of addresses `e` matches (bulk: bitsets over the label index).
+  AddrSet evaluate(const AddrExpr& e) const;
+  /// Whether `e` matches address `a` (direct: labels of the one endpoint).
+  bool contains(const AddrExpr& e, policy::Addr a) const;
+
+  bool namespaceMatches(const policy::Selector& sel, const std::string& ns, bool calico) const;
+
+ private:
+  Bitset selectPods(const policy::SelectorNode& n, bool calico) const;
+  Bitset scopePods(const Scope& s, bool calico) const;
+  bool netsetInScope(const policy::NetworkSet& set, const Scope& s, bool calico) const;
+  bool podInScope(const policy::Pod& pod, const Scope& s, bool calico) const;
+  const std::map<std::string, std::vector<std::uint32_t>, std::less<>>* postings(
+      const std::string& key, bool calico) const;
+
+  const policy::Store& store_;
+  std::vector<PodAddr> addrs_;
+  std::vector<std::string> namespaces_;
+  std::unordered_map<std::string, std::map<std::string, std::vector<std::uint32_t>, std::less<>>>
+      label_postings_;
+  std::map<std::string, std::vector<std::uint32_t>, std::less<>> ns_postings_;
+  std::map<std::string, std::vector<std::uint32_t>, std::less<>> orchestrator_postings_;
+  std::map<std::string, policy::Labels, std::less<>> ns_labels_;
+};
+
+}  // namespace zonewall::compiler

@@ -1,0 +1,155 @@
+// Lowering: Kubernetes and Calico policies into one ordered program, the exact semantics of
+// DESIGN.md made explicit.
+//
+//   tiers (by order, then name)
+//     policies (by order, missing = last; ties by Calico's internal name)
+//       rules (in order; Kubernetes rules are Allow rules)
+//         local:  which endpoints of the policy the rule applies to (Calico's local side,
+//                 named ports that resolve on the local pod)
+//         peer:   which remote addresses it matches
+//         l4:     which protocols and ports
+//
+// Named ports are resolved here: a rule whose port is named becomes one sub-rule per port
+// number the name takes in the inventory, each narrowed to the pods that declare it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "zonewall/policy/diagnostic.h"
+#include "zonewall/policy/model.h"
+
+namespace zonewall::compiler {
+
+using policy::Action;
+using policy::Protocol;
+using policy::SourceLoc;
+
+enum class Direction : std::uint8_t { kIngress = 0, kEgress = 1 };
+const char* directionName(Direction d);
+
+/// Where a selector looks for endpoints.
+struct Scope {
+  enum class Kind : std::uint8_t {
+    kNamespace,        ///< pods (and, for Calico, NetworkSets) of one namespace
+    kNamespaces,       ///< of the namespaces a namespace selector picks
+    kAllAndGlobalSets, ///< pods of every namespace and GlobalNetworkSets
+    kGlobalSets,       ///< GlobalNetworkSets only (namespaceSelector: global())
+  };
+  Kind kind = Kind::kNamespace;
+  std::string ns;
+  policy::Selector ns_selector;
+};
+
+/// A predicate over addresses (the remote peer of a rule, or a condition on the local one).
+struct AddrExpr {
+  enum class Op : std::uint8_t {
+    kAll,
+    kEndpoints,  ///< endpoints in `scope` matching `selector`
+    kCidrs,      ///< addresses in `cidrs`
+    kNamedPort,  ///< pods that declare named port `name`/`protocol` as `port`
+    kFamily,
+    kAnd,
+    kOr,
+    kNot,
+  };
+  Op op = Op::kAll;
+  policy::Selector selector;
+  Scope scope;
+  bool calico = false;  ///< Calico semantics: NetworkSets are endpoints, Calico's labels apply
+  policy::IntervalSet cidrs;
+  std::string name;
+  Protocol protocol = 0;
+  std::uint16_t port = 0;
+  policy::Family family = policy::Family::kV4;
+  std::vector<std::shared_ptr<const AddrExpr>> kids;
+  std::string key;  ///< canonical text; equal keys mean equal predicates
+};
+using AddrExprPtr = std::shared_ptr<const AddrExpr>;
+
+AddrExprPtr exprAll();
+AddrExprPtr exprEndpoints(policy::Selector sel, Scope scope, bool calico);
+AddrExprPtr exprCidrs(const std::vector<policy::Cidr>& cidrs);
+AddrExprPtr exprNamedPort(std::string name, Protocol proto, std::uint16_t port);
+AddrExprPtr exprFamily(policy::Family f);
+AddrExprPtr exprAnd(std::vector<AddrExprPtr> kids);
+AddrExprPtr exprOr(std::vector<AddrExprPtr> kids);
+AddrExprPtr exprNot(AddrExprPtr kid);
+
+struct PortRange {
+  std::uint16_t lo = 0;
+  std::uint16_t hi = 0;
+  friend bool operator==(const PortRange&, const PortRange&) = default;
+};
+
+/// Protocols [proto_lo, proto_hi] with destination ports (ICMP: type << 8 | code) in `ports`.
+struct L4Clause {
+  Protocol proto_lo = 0;
+  Protocol proto_hi = 255;
+  std::vector<PortRange> ports{{0, 65535}};  ///< sorted, disjoint, non-empty
+  friend bool operator==(const L4Clause&, const L4Clause&) = default;
+};
+/// A union of clauses; no clause matches nothing.
+struct L4Match {
+  std::vector<L4Clause> clauses;
+  static L4Match any() { return L4Match{{L4Clause{}}}; }
+};
+
+/// Who decided: the policy rule, or the default that applied.
+struct Attribution {
+  enum class Kind : std::uint8_t {
+    kRule,            ///< a rule of a policy
+    kEndOfTier,       ///< a tier selected the endpoint and nothing in it matched
+    kNoPolicy,        ///< no policy selects the endpoint in this direction
+    kPassedAllTiers,  ///< every tier passed: the namespace profile allows
+  };
+  Kind kind = Kind::kNoPolicy;
+  Direction direction = Direction::kIngress;
+  std::string policy;  ///< "NetworkPolicy x/name", "GlobalNetworkPolicy name", ...
+  std::string tier;
+  int rule_index = -1;  ///< 0-based index in the policy's ingress or egress list
+  Action action = Action::kAllow;
+  SourceLoc loc;
+
+  std::string str() const;
+  friend bool operator==(const Attribution&, const Attribution&) = default;
+};
+
+struct LoweredRule {
+  Action action = Action::kAllow;
+  AddrExprPtr local;  ///< condition on the local endpoint's address
+  AddrExprPtr peer;   ///< condition on the remote address
+  L4Match l4;
+  std::uint32_t attribution = 0;
+};
+
+struct LoweredPolicy {
+  std::string display;  ///< "NetworkPolicy x/allow-web"
+  std::string tier;
+  AddrExprPtr applies;  ///< the endpoints the policy selects
+  bool applies_to[2] = {false, false};  ///< by Direction
+  std::vector<LoweredRule> rules[2];    ///< by Direction
+  SourceLoc loc;
+  std::string ns;  ///< namespace of a namespaced policy (pre-filters local endpoints), or ""
+};
+
+struct TierInfo {
+  std::string name;
+  Action default_action = Action::kDeny;
+  std::uint32_t end_attribution[2] = {0, 0};  ///< by Direction
+};
+
+struct Program {
+  std::vector<TierInfo> tiers;            ///< in evaluation order
+  std::vector<std::vector<LoweredPolicy>> policies;  ///< per tier, in evaluation order
+  std::vector<Attribution> attributions;
+  std::uint32_t no_policy[2] = {0, 0};
+  std::uint32_t passed_all[2] = {0, 0};
+};
+
+/// Lowers every policy of the store (pure; the store must have loaded without errors).
+Program lower(const policy::Store& store);
+
+}  // namespace zonewall::compiler

@@ -1,0 +1,554 @@
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "zonewall/compiler/program.h"
+
+namespace zonewall::compiler {
+namespace {
+
+using namespace policy;  // NOLINT: the model's vocabulary is this file's vocabulary
+
+std::shared_ptr<AddrExpr> node(AddrExpr::Op op) {
+  auto e = std::make_shared<AddrExpr>();
+  e->op = op;
+  return e;
+}
+
+std::string scopeKey(const Scope& s) {
+  switch (s.kind) {
+    case Scope::Kind::kNamespace:
+      return "ns=" + s.ns;
+    case Scope::Kind::kNamespaces:
+      return "nssel=" + s.ns_selector.str();
+    case Scope::Kind::kAllAndGlobalSets:
+      return "all";
+    case Scope::Kind::kGlobalSets:
+      return "global";
+  }
+  return "?";
+}
+
+AddrExprPtr combine(AddrExpr::Op op, std::vector<AddrExprPtr> kids) {
+  // Flatten, drop identities, sort by key: equal predicates get equal keys.
+  std::vector<AddrExprPtr> flat;
+  for (auto& k : kids) {
+    if (k->op == op) {
+      flat.insert(flat.end(), k->kids.begin(), k->kids.end());
+    } else {
+      flat.push_back(k);
+    }
+  }
+  if (op == AddrExpr::Op::kAnd) {
+    std::erase_if(flat, [](const AddrExprPtr& k) { return k->op == AddrExpr::Op::kAll; });
+    if (flat.empty()) return exprAll();
+  } else if (std::any_of(flat.begin(), flat.end(),
+                         [](const AddrExprPtr& k) { return k->op == AddrExpr::Op::kAll; })) {
+    return exprAll();
+  }
+  std::sort(flat.begin(), flat.end(),
+            [](const AddrExprPtr& a, const AddrExprPtr& b) { return a->key < b->key; });
+  flat.erase(std::unique(flat.begin(), flat.end(),
+                         [](const AddrExprPtr& a, const AddrExprPtr& b) { return a->key == b->key; }),
+             flat.end());
+  if (flat.size() == 1) return flat[0];
+  auto e = node(op);
+  e->key = op == AddrExpr::Op::kAnd ? "and(" : "or(";
+  for (size_t i = 0; i < flat.size(); ++i) e->key += (i ? "," : "") + flat[i]->key;
+  e->key += ")";
+  e->kids = std::move(flat);
+  return e;
+}
+
+std::vector<PortRange> normalize(std::vector<PortRange> in) {
+  std::sort(in.begin(), in.end(), [](const PortRange& a, const PortRange& b) {
+    return std::tie(a.lo, a.hi) < std::tie(b.lo, b.hi);
+  });
+  std::vector<PortRange> out;
+  for (const PortRange& r : in) {
+    if (!out.empty() && r.lo <= out.back().hi + 1) {
+      out.back().hi = std::max(out.back().hi, r.hi);
+    } else {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+std::vector<PortRange> complementPorts(const std::vector<PortRange>& in) {
+  std::vector<PortRange> out;
+  int next = 0;
+  for (const PortRange& r : in) {
+    if (r.lo > next) out.push_back({static_cast<std::uint16_t>(next), static_cast<std::uint16_t>(r.lo - 1)});
+    next = r.hi + 1;
+  }
+  if (next <= 65535) out.push_back({static_cast<std::uint16_t>(next), 65535});
+  return out;
+}
+
+std::vector<PortRange> intersectPorts(const std::vector<PortRange>& a,
+                                      const std::vector<PortRange>& b) {
+  std::vector<PortRange> out;
+  for (const PortRange& x : a) {
+    for (const PortRange& y : b) {
+      std::uint16_t lo = std::max(x.lo, y.lo);
+      std::uint16_t hi = std::min(x.hi, y.hi);
+      if (lo <= hi) out.push_back({lo, hi});
+    }
+  }
+  return normalize(std::move(out));
+}
+
+// (name, protocol) -> every port number a pod of the inventory gives that name.
+using NamedPortIndex = std::map<std::pair<std::string, Protocol>, std::set<std::uint16_t>>;
+
+NamedPortIndex indexNamedPorts(const Store& store) {
+  NamedPortIndex idx;
+  for (const Pod& p : store.pods) {
+    for (const NamedPort& np : p.ports) {
+      if (!np.name.empty()) idx[{np.name, np.protocol}].insert(np.port);
+    }
+  }
+  return idx;
+}
+
+class Lowerer {
+ public:
+  explicit Lowerer(const Store& store) : store_(store), named_(indexNamedPorts(store)) {}
+
+  Program run() {
+    collectTiers();
+    for (const K8sPolicy& p : store_.k8s_policies) addK8s(p);
+    for (const CalicoPolicy& p : store_.calico_policies) addCalico(p);
+    for (auto& [key, entry] : pending_) {
+      prog_.policies[entry.first].push_back(std::move(entry.second));
+    }
+    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+      Attribution a;
+      a.direction = d;
+      a.kind = Attribution::Kind::kNoPolicy;
+      prog_.no_policy[static_cast<int>(d)] = addAttribution(a);
+      a.kind = Attribution::Kind::kPassedAllTiers;
+      prog_.passed_all[static_cast<int>(d)] = addAttribution(a);
+    }
+    return std::move(prog_);
+  }
+
+ private:
+  void collectTiers() {
+    struct T {
+      double order;
+      std::string name;
+      Action def;
+    };
+    std::vector<T> tiers;
+    bool has_default = false;
+    for (const Tier& t : store_.tiers) {
+      double order = t.order.value_or(std::numeric_limits<double>::infinity());
+      if (t.name == kDefaultTier) {
+        has_default = true;
+        order = t.order.value_or(kDefaultTierOrder);
+      }
+      tiers.push_back({order, t.name, t.default_action});
+    }
+    if (!has_default) tiers.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny});
+    std::sort(tiers.begin(), tiers.end(),
+              [](const T& a, const T& b) { return std::tie(a.order, a.name) < std::tie(b.order, b.name); });
+    for (const T& t : tiers) {
+      TierInfo info{t.name, t.def, {0, 0}};
+      for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+        Attribution a;
+        a.kind = Attribution::Kind::kEndOfTier;
+        a.direction = d;
+        a.tier = t.name;
+        a.action = t.def;
+        info.end_attribution[static_cast<int>(d)] = addAttribution(a);
+      }
+      tier_index_[t.name] = prog_.tiers.size();
+      prog_.tiers.push_back(info);
+      prog_.policies.emplace_back();
+    }
+  }
+
+  std::uint32_t addAttribution(Attribution a) {
+    prog_.attributions.push_back(std::move(a));
+    return static_cast<std::uint32_t>(prog_.attributions.size() - 1);
+  }
+
+  void place(const std::string& tier, std::optional<double> order, const std::string& sort_name,
+             const std::string& ns, LoweredPolicy pol) {
+    auto it = tier_index_.find(tier);
+    if (it == tier_index_.end()) return;  // undefined tier: validateStore reported it
+    double o = order.value_or(std::numeric_limits<double>::infinity());
+    pending_.emplace(std::make_tuple(it->second, o, sort_name, ns),
+                     std::make_pair(it->second, std::move(pol)));
+  }
+
+  Attribution ruleAttribution(const LoweredPolicy& pol, Direction d, int index, Action a,
+                              const SourceLoc& loc) {
+    Attribution at;
+    at.kind = Attribution::Kind::kRule;
+    at.direction = d;
+    at.policy = pol.display;
+    at.tier = pol.tier;
+    at.rule_index = index;
+    at.action = a;
+    at.loc = loc;
+    return at;
+  }
+
+  // ---- Kubernetes ----
+
+  AddrExprPtr k8sPeer(const K8sPeer& p, const std::string& ns) {
+    if (p.ip_block) {
+      AddrExprPtr in = exprCidrs({p.ip_block->cidr});
+      if (p.ip_block->except.empty()) return in;
+      return exprAnd({in, exprNot(exprCidrs(p.ip_block->except))});
+    }
+    Scope scope;
+    if (p.namespace_selector) {
+      scope.kind = Scope::Kind::kNamespaces;
+      scope.ns_selector = *p.namespace_selector;
+    } else {
+      scope.kind = Scope::Kind::kNamespace;
+      scope.ns = ns;
+    }
+    return exprEndpoints(p.pod_selector.value_or(Selector::all()), scope, false);
+  }
+
+  void addK8s(const K8sPolicy& p) {
+    LoweredPolicy pol;
+    pol.display = "NetworkPolicy " + p.key();
+    pol.tier = kDefaultTier;
+    pol.loc = p.loc;
+    pol.ns = p.ns;
+    pol.applies = exprEndpoints(p.pod_selector, Scope{Scope::Kind::kNamespace, p.ns, {}}, false);
+    pol.applies_to[0] = p.ingress;
+    pol.applies_to[1] = p.egress;
+    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+      const auto& rules = d == Direction::kIngress ? p.ingress_rules : p.egress_rules;
+      if (!pol.applies_to[static_cast<int>(d)]) continue;
+      for (size_t i = 0; i < rules.size(); ++i) {
+        const K8sRule& r = rules[i];
+        std::uint32_t attr =
+            addAttribution(ruleAttribution(pol, d, static_cast<int>(i), Action::kAllow, r.loc));
+        std::vector<AddrExprPtr> peers;
+        for (const K8sPeer& peer : r.peers) peers.push_back(k8sPeer(peer, p.ns));
+        AddrExprPtr peer = r.peers.empty() ? exprAll() : exprOr(peers);
+        auto& out = pol.rules[static_cast<int>(d)];
+        if (r.ports.empty()) {
+          out.push_back({Action::kAllow, exprAll(), peer, L4Match::any(), attr});
+          continue;
+        }
+        L4Match numeric;
+        std::set<std::pair<std::string, Protocol>> names;
+        for (const K8sPort& port : r.ports) {
+          if (!port.name.empty()) {
+            names.insert({port.name, port.protocol});
+            continue;
+          }
+          L4Clause c{port.protocol, port.protocol, {{0, 65535}}};
+          if (port.port) c.ports = {{*port.port, port.end_port.value_or(*port.port)}};
+          numeric.clauses.push_back(c);
+        }
+        if (!numeric.clauses.empty()) {
+          out.push_back({Action::kAllow, exprAll(), peer, numeric, attr});
+        }
+        for (const auto& [name, proto] : names) {
+          addNamed(out, d, Action::kAllow, exprAll(), peer, name, proto, {}, attr);
+        }
+      }
+    }
+    place(kDefaultTier, kK8sPolicyOrder, "knp.default." + p.name, p.ns, std::move(pol));
+  }
+
+  // One sub-rule per port number that `name` takes: narrowed to the pods declaring it, on
+  // the side where the port lives (the destination: local for ingress, peer for egress).
+  void addNamed(std::vector<LoweredRule>& out, Direction d, Action action, AddrExprPtr local,
+                AddrExprPtr peer, const std::string& name, Protocol proto,
+                const std::vector<PortRange>& not_ports, std::uint32_t attr) {
+    auto it = named_.find({name, proto});
+    if (it == named_.end()) return;  // no pod declares it: the port matches nothing
+    for (std::uint16_t port : it->second) {
+      std::vector<PortRange> ports = intersectPorts({{port, port}}, complementPorts(not_ports));
+      if (ports.empty()) continue;
+      AddrExprPtr np = exprNamedPort(name, proto, port);
+      L4Match l4{{L4Clause{proto, proto, ports}}};
+      if (d == Direction::kIngress) {
+        out.push_back({action, exprAnd({local, np}), peer, l4, attr});
+      } else {
+        out.push_back({action, local, exprAnd({peer, np}), l4, attr});
+      }
+    }
+  }
+
+  // ---- Calico ----
+
+  AddrExprPtr entity(const EntityRule& e, const CalicoPolicy& p) {
+    Scope scope;
+    if (e.namespace_selector) {
+      if (e.namespace_selector->root().op == SelectorNode::Op::kGlobal) {
+        scope.kind = Scope::Kind::kGlobalSets;
+      } else {
+        scope.kind = Scope::Kind::kNamespaces;
+        scope.ns_selector = *e.namespace_selector;
+      }
+    } else if (p.global) {
+      scope.kind = Scope::Kind::kAllAndGlobalSets;
+    } else {
+      scope.kind = Scope::Kind::kNamespace;
+      scope.ns = p.ns;
+    }
+    std::vector<AddrExprPtr> parts;
+    if (e.selector) parts.push_back(exprEndpoints(*e.selector, scope, true));
+    if (e.not_selector) parts.push_back(exprNot(exprEndpoints(*e.not_selector, scope, true)));
+    if (e.namespace_selector && !e.selector && !e.not_selector) {
+      parts.push_back(exprEndpoints(Selector::all(), scope, true));
+    }
+    if (!e.nets.empty()) parts.push_back(exprCidrs(e.nets));
+    if (!e.not_nets.empty()) parts.push_back(exprNot(exprCidrs(e.not_nets)));
+    return exprAnd(parts);
+  }
+
+  void addCalico(const CalicoPolicy& p) {
+    LoweredPolicy pol;
+    pol.display = (p.global ? "GlobalNetworkPolicy " : "Calico NetworkPolicy ") + p.key();
+    pol.tier = p.tier;
+    pol.loc = p.loc;
+    pol.ns = p.global ? "" : p.ns;
+    Scope scope{Scope::Kind::kNamespace, p.ns, {}};
+    if (p.global) {
+      scope = p.namespace_selector ? Scope{Scope::Kind::kNamespaces, {}, *p.namespace_selector}
+                                   : Scope{Scope::Kind::kAllAndGlobalSets, {}, {}};
+    }
+    pol.applies = exprEndpoints(p.selector, scope, true);
+    pol.applies_to[0] = p.ingress;
+    pol.applies_to[1] = p.egress;
+    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+      if (!pol.applies_to[static_cast<int>(d)]) continue;
+      const auto& rules = d == Direction::kIngress ? p.ingress_rules : p.egress_rules;
+      for (size_t i = 0; i < rules.size(); ++i) {
+        lowerCalicoRule(pol, p, d, static_cast<int>(i), rules[i]);
+      }
+    }
+    // Calico's internal name carries the tier: "tier.name".
+    std::string sort_name = p.name.starts_with(p.tier + ".") ? p.name : p.tier + "." + p.name;
+    place(p.tier, p.order, sort_name, p.ns, std::move(pol));
+  }
+
+  void lowerCalicoRule(LoweredPolicy& pol, const CalicoPolicy& p, Direction d, int index,
+                       const CalicoRule& r) {
+    std::uint32_t attr = addAttribution(ruleAttribution(pol, d, index, r.action, r.loc));
+    const EntityRule& local_e = d == Direction::kIngress ? r.destination : r.source;
+    const EntityRule& peer_e = d == Direction::kIngress ? r.source : r.destination;
+    AddrExprPtr local = entity(local_e, p);
+    AddrExprPtr peer = entity(peer_e, p);
+    if (r.ip_version) {
+      local = exprAnd({local, exprFamily(*r.ip_version)});
+      peer = exprAnd({peer, exprFamily(*r.ip_version)});
+    }
+    // Protocols.
+    std::vector<std::pair<int, int>> protos{{0, 255}};
+    if (r.protocol) protos = {{*r.protocol, *r.protocol}};
+    if (r.not_protocol) {
+      std::vector<std::pair<int, int>> cut;
+      for (auto [lo, hi] : protos) {
+        int np = *r.not_protocol;
+        if (np < lo || np > hi) {
+          cut.push_back({lo, hi});
+          continue;
+        }
+        if (lo < np) cut.push_back({lo, np - 1});
+        if (np < hi) cut.push_back({np + 1, hi});
+      }
+      protos = cut;
+    }
+    // Ports (only with one port-carrying protocol, checked by the loader) or ICMP type/code.
+    const EntityRule& dst = r.destination;
+    std::vector<PortRange> not_ports;
+    std::vector<std::string> not_names;
+    for (const PortSpec& ps : dst.not_ports) {
+      if (ps.name.empty()) {
+        not_ports.push_back({ps.lo, ps.hi});
+      } else {
+        not_names.push_back(ps.name);
+      }
+    }
+    not_ports = normalize(not_ports);
+    std::vector<PortRange> numeric;
+    std::vector<std::string> names;
+    for (const PortSpec& ps : dst.ports) {
+      if (ps.name.empty()) {
+        numeric.push_back({ps.lo, ps.hi});
+      } else {
+        names.push_back(ps.name);
+      }
+    }
+    // With only named ports listed, the numeric part of the rule matches nothing.
+    bool has_numeric = dst.ports.empty() || !numeric.empty();
+    std::vector<PortRange> ports =
+        dst.ports.empty() ? std::vector<PortRange>{{0, 65535}} : normalize(numeric);
+    ports = intersectPorts(ports, complementPorts(not_ports));
+    auto icmpRange = [](const IcmpMatch& m) {
+      auto base = static_cast<std::uint16_t>(m.type << 8);
+      return m.code ? PortRange{static_cast<std::uint16_t>(base | *m.code),
+                                static_cast<std::uint16_t>(base | *m.code)}
+                    : PortRange{base, static_cast<std::uint16_t>(base | 0xff)};
+    };
+    if (r.icmp) ports = intersectPorts(ports, {icmpRange(*r.icmp)});
+    if (r.not_icmp) ports = intersectPorts(ports, complementPorts({icmpRange(*r.not_icmp)}));
+    auto& out = pol.rules[static_cast<int>(d)];
+    // `dst_cond` narrows the destination (local for ingress, peer for egress); `excl` are the
+    // ports that named notPorts exclude there.
+    auto emit = [&](const AddrExprPtr& dst_cond, const std::vector<PortRange>& excl) {
+      AddrExprPtr l = d == Direction::kIngress ? exprAnd({local, dst_cond}) : local;
+      AddrExprPtr pe = d == Direction::kIngress ? peer : exprAnd({peer, dst_cond});
+      if (has_numeric) {
+        std::vector<PortRange> eff = intersectPorts(ports, complementPorts(excl));
+        L4Match l4;
+        for (auto [lo, hi] : protos) {
+          if (!eff.empty()) {
+            l4.clauses.push_back({static_cast<Protocol>(lo), static_cast<Protocol>(hi), eff});
+          }
+        }
+        if (!l4.clauses.empty()) out.push_back({r.action, l, pe, l4, attr});
+      }
+      std::vector<PortRange> all_excl = excl;
+      all_excl.insert(all_excl.end(), not_ports.begin(), not_ports.end());
+      for (const std::string& name : names) {
+        addNamed(out, d, r.action, l, pe, name, *r.protocol, normalize(all_excl), attr);
+      }
+    };
+    if (not_names.empty()) {
+      emit(exprAll(), {});
+      return;
+    }
+    // Enumerate the combinations of named-port values the destination may declare for the
+    // excluded names (each name: absent, or one of its known values).
+    std::vector<std::vector<std::pair<AddrExprPtr, std::vector<PortRange>>>> choices;
+    for (const std::string& nm : not_names) {
+      std::vector<std::pair<AddrExprPtr, std::vector<PortRange>>> c;
+      std::vector<AddrExprPtr> declares;
+      auto it = named_.find({nm, *r.protocol});
+      if (it != named_.end()) {
+        for (std::uint16_t v : it->second) {
+          AddrExprPtr e = exprNamedPort(nm, *r.protocol, v);
+          declares.push_back(e);
+          c.push_back({e, {{v, v}}});
+        }
+      }
+      c.push_back({declares.empty() ? exprAll() : exprNot(exprOr(declares)), {}});
+      choices.push_back(std::move(c));
+    }
+    std::vector<size_t> pick(choices.size(), 0);
+    while (true) {
+      std::vector<AddrExprPtr> conds;
+      std::vector<PortRange> excl;
+      for (size_t i = 0; i < choices.size(); ++i) {
+        conds.push_back(choices[i][pick[i]].first);
+        excl.insert(excl.end(), choices[i][pick[i]].second.begin(), choices[i][pick[i]].second.end());
+      }
+      emit(exprAnd(conds), normalize(excl));
+      size_t i = 0;
+      while (i < pick.size() && ++pick[i] == choices[i].size()) pick[i++] = 0;
+      if (i == pick.size()) break;
+    }
+  }
+
+  const Store& store_;
+  NamedPortIndex named_;
+  Program prog_;
+  std::map<std::string, size_t> tier_index_;
+  std::map<std::tuple<size_t, double, std::string, std::string>, std::pair<size_t, LoweredPolicy>>
+      pending_;
+};
+
+}  // namespace
+
+const char* directionName(Direction d) { return d == Direction::kIngress ? "ingress" : "egress"; }
+
+std::string Attribution::str() const {
+  switch (kind) {
+    case Kind::kRule:
+      return fmt::format("{} {} rule {} ({}) at {}", policy, directionName(direction), rule_index,
+                         actionName(action), loc.str());
+    case Kind::kEndOfTier:
+      return fmt::format("end of tier '{}' ({}: no rule matched)", tier,
+                         action == Action::kPass ? "pass" : "deny");
+    case Kind::kNoPolicy:
+      return fmt::format("no policy selects the endpoint for {}", directionName(direction));
+    case Kind::kPassedAllTiers:
+      return "every tier passed: allowed by the namespace profile";
+  }
+  return "?";
+}
+
+AddrExprPtr exprAll() {
+  static const AddrExprPtr all = [] {
+    auto e = node(AddrExpr::Op::kAll);
+    e->key = "all";
+    return e;
+  }();
+  return all;
+}
+
+AddrExprPtr exprEndpoints(Selector sel, Scope scope, bool calico) {
+  auto e = node(AddrExpr::Op::kEndpoints);
+  e->key = fmt::format("{}[{}]({})", calico ? "cal" : "k8s", scopeKey(scope), sel.str());
+  e->selector = std::move(sel);
+  e->scope = std::move(scope);
+  e->calico = calico;
+  return e;
+}
+
+AddrExprPtr exprCidrs(const std::vector<Cidr>& cidrs) {
+  auto e = node(AddrExpr::Op::kCidrs);
+  for (const Cidr& c : cidrs) e->cidrs = e->cidrs.unite(IntervalSet::ofCidr(c));
+  e->key = "cidrs{";
+  for (const Range& r : e->cidrs.ranges()) {
+    e->key += fmt::format("{}-{},", formatAddr(Addr{r.lo}), formatAddr(Addr{r.hi}));
+  }
+  e->key += "}";
+  return e;
+}
+
+AddrExprPtr exprNamedPort(std::string name, Protocol proto, std::uint16_t port) {
+  auto e = node(AddrExpr::Op::kNamedPort);
+  e->key = fmt::format("port({}/{}={})", name, protocolName(proto), port);
+  e->name = std::move(name);
+  e->protocol = proto;
+  e->port = port;
+  return e;
+}
+
+AddrExprPtr exprFamily(Family f) {
+  auto e = node(AddrExpr::Op::kFamily);
+  e->family = f;
+  e->key = f == Family::kV4 ? "ipv4" : "ipv6";
+  return e;
+}
+
+AddrExprPtr exprAnd(std::vector<AddrExprPtr> kids) { return combine(AddrExpr::Op::kAnd, std::move(kids)); }
+AddrExprPtr exprOr(std::vector<AddrExprPtr> kids) {
+  if (kids.empty()) {
+    auto e = node(AddrExpr::Op::kOr);
+    e->key = "none";
+    return e;
+  }
+  return combine(AddrExpr::Op::kOr, std::move(kids));
+}
+AddrExprPtr exprNot(AddrExprPtr kid) {
+  if (kid->op == AddrExpr::Op::kNot) return kid->kids[0];
+  auto e = node(AddrExpr::Op::kNot);
+  e->key = "not(" + kid->key + ")";
+  e->kids = {std::move(kid)};
+  return e;
+}
+
+Program lower(const Store& store) { return Lowerer(store).run(); }
+
+}  // namespace zonewall::compiler

@@ -1,0 +1,247 @@
+#include "zonewall/compiler/reference.h"
+
+#include <algorithm>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+namespace zonewall::compiler {
+
+using namespace policy;  // NOLINT
+
+namespace {
+
+constexpr double kLast = std::numeric_limits<double>::infinity();
+
+// Labels as Calico's selectors see them.
+Labels calicoPodLabels(const Pod& p) {
+  Labels l = p.labels;
+  l[kCalicoNamespaceLabel] = p.ns;
+  l[kCalicoOrchestratorLabel] = "k8s";
+  return l;
+}
+
+Labels calicoNsLabels(const Store& s, const std::string& ns) {
+  Labels l = s.namespaceLabels(ns);
+  l[kCalicoNameLabel] = ns;
+  return l;
+}
+
+Labels calicoSetLabels(const NetworkSet& set) {
+  Labels l = set.labels;
+  if (!set.global) l[kCalicoNamespaceLabel] = set.ns;
+  return l;
+}
+
+enum class Result { kAllow, kDeny, kPass, kNoMatch };
+
+}  // namespace
+
+const Pod* ReferenceEvaluator::podAt(Addr a) const {
+  for (const Pod& p : store_.pods) {
+    if (std::find(p.ips.begin(), p.ips.end(), a) != p.ips.end()) return &p;
+  }
+  return nullptr;
+}
+
+bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, Addr peer,
+                                Protocol protocol, std::uint16_t port) const {
+  const bool ingress = d == Direction::kIngress;
+  const Pod* peer_pod = podAt(peer);
+  const Pod* dst_pod = ingress ? &local : peer_pod;
+  const Addr dst_addr = ingress ? local_addr : peer;
+  const Addr src_addr = ingress ? peer : local_addr;
+
+  // ---- Kubernetes NetworkPolicy ----
+  auto k8sRuleMatches = [&](const K8sPolicy& pol, const K8sRule& rule) {
+    bool peer_ok = rule.peers.empty();
+    for (const K8sPeer& p : rule.peers) {
+      if (p.ip_block) {
+        bool in = p.ip_block->cidr.contains(peer);
+        for (const Cidr& e : p.ip_block->except) in = in && !e.contains(peer);
+        peer_ok = peer_ok || in;
+        continue;
+      }
+      if (peer_pod == nullptr) continue;
+      bool ns_ok = p.namespace_selector ? p.namespace_selector->matches(store_.namespaceLabels(peer_pod->ns))
+                                        : peer_pod->ns == pol.ns;
+      bool pod_ok = !p.pod_selector || p.pod_selector->matches(peer_pod->labels);
+      peer_ok = peer_ok || (ns_ok && pod_ok);
+    }
+    if (!peer_ok) return false;
+    if (rule.ports.empty()) return true;
+    for (const K8sPort& kp : rule.ports) {
+      if (kp.protocol != protocol) continue;
+      if (!kp.name.empty()) {
+        auto resolved = dst_pod ? dst_pod->namedPort(kp.name, protocol) : std::nullopt;
+        if (resolved && *resolved == port) return true;
+        continue;
+      }
+      if (!kp.port) return true;
+      if (port >= *kp.port && port <= kp.end_port.value_or(*kp.port)) return true;
+    }
+    return false;
+  };
+
+  // ---- Calico ----
+  // Whether `addr` is (or is inside) an endpoint that `sel` picks among the ones in view.
+  auto endpointMatches = [&](const CalicoPolicy& pol, const std::optional<Selector>& ns_sel,
+                             const Selector& sel, Addr addr) {
+    const Pod* pod = podAt(addr);
+    bool global_only = ns_sel && ns_sel->root().op == SelectorNode::Op::kGlobal;
+    auto podInView = [&](const Pod& p) {
+      if (global_only) return false;
+      if (ns_sel) return ns_sel->matches(calicoNsLabels(store_, p.ns));
+      return pol.global || p.ns == pol.ns;
+    };
+    if (pod != nullptr && podInView(*pod) && sel.matches(calicoPodLabels(*pod))) return true;
+    for (const NetworkSet& set : store_.network_sets) {
+      bool in_view = global_only ? set.global
+                     : ns_sel    ? (!set.global && ns_sel->matches(calicoNsLabels(store_, set.ns)))
+                     : pol.global ? set.global
+                                  : (!set.global && set.ns == pol.ns);
+      if (!in_view) continue;
+      bool inside = false;
+      for (const Cidr& c : set.nets) inside = inside || c.contains(addr);
+      if (inside && sel.matches(MapLabelView(calicoSetLabels(set), set.global))) return true;
+    }
+    return false;
+  };
+  auto entityMatches = [&](const CalicoPolicy& pol, const EntityRule& e, Addr addr,
+                           const Pod* pod_at_addr, bool is_destination) {
+    if (e.selector && !endpointMatches(pol, e.namespace_selector, *e.selector, addr)) return false;
+    if (e.not_selector && endpointMatches(pol, e.namespace_selector, *e.not_selector, addr)) return false;
+    if (e.namespace_selector && !e.selector && !e.not_selector &&
+        !endpointMatches(pol, e.namespace_selector, Selector::all(), addr)) {
+      return false;
+    }
+    if (!e.nets.empty() &&
+        std::none_of(e.nets.begin(), e.nets.end(), [&](const Cidr& c) { return c.contains(addr); })) {
+      return false;
+    }
+    if (std::any_of(e.not_nets.begin(), e.not_nets.end(), [&](const Cidr& c) { return c.contains(addr); })) {
+      return false;
+    }
+    if (!is_destination) return true;
+    auto portIn = [&](const PortSpec& ps) {
+      if (ps.name.empty()) return port >= ps.lo && port <= ps.hi;
+      auto v = pod_at_addr ? pod_at_addr->namedPort(ps.name, protocol) : std::nullopt;
+      return v && *v == port;
+    };
+    if (!e.ports.empty() && std::none_of(e.ports.begin(), e.ports.end(), portIn)) return false;
+    if (std::any_of(e.not_ports.begin(), e.not_ports.end(), portIn)) return false;
+    return true;
+  };
+  auto calicoRuleMatches = [&](const CalicoPolicy& pol, const CalicoRule& r) {
+    if (r.protocol && *r.protocol != protocol) return false;
+    if (r.not_protocol && *r.not_protocol == protocol) return false;
+    if (r.ip_version && *r.ip_version != peer.family()) return false;
+    auto icmpHit = [&](const IcmpMatch& m) {
+      return (port >> 8) == m.type && (!m.code || (port & 0xff) == *m.code);
+    };
+    if (r.icmp && !icmpHit(*r.icmp)) return false;
+    if (r.not_icmp && icmpHit(*r.not_icmp)) return false;
+    return entityMatches(pol, r.source, src_addr, ingress ? peer_pod : &local, false) &&
+           entityMatches(pol, r.destination, dst_addr, dst_pod, true);
+  };
+  auto calicoApplies = [&](const CalicoPolicy& pol) {
+    if (!(ingress ? pol.ingress : pol.egress)) return false;
+    if (pol.global) {
+      if (pol.namespace_selector && !pol.namespace_selector->matches(calicoNsLabels(store_, local.ns))) {
+        return false;
+      }
+    } else if (pol.ns != local.ns) {
+      return false;
+    }
+    return pol.selector.matches(calicoPodLabels(local));
+  };
+
+  // ---- tiers, in order ----
+  struct TierRef {
+    double order;
+    std::string name;
+    Action def;
+  };
+  std::vector<TierRef> tiers;
+  bool have_default = false;
+  for (const Tier& t : store_.tiers) {
+    have_default = have_default || t.name == kDefaultTier;
+    tiers.push_back({t.order.value_or(t.name == kDefaultTier ? kDefaultTierOrder : kLast), t.name,
+                     t.default_action});
+  }
+  if (!have_default) tiers.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny});
+  std::sort(tiers.begin(), tiers.end(), [](const TierRef& a, const TierRef& b) {
+    return std::tie(a.order, a.name) < std::tie(b.order, b.name);
+  });
+
+  for (const TierRef& tier : tiers) {
+    // The policies of this tier that apply to `local`, in order.
+    struct PolRef {
+      double order;
+      std::string name;
+      std::string ns;
+      const K8sPolicy* k8s;
+      const CalicoPolicy* cal;
+    };
+    std::vector<PolRef> pols;
+    if (tier.name == kDefaultTier) {
+      for (const K8sPolicy& p : store_.k8s_policies) {
+        bool types = ingress ? p.ingress : p.egress;
+        if (types && p.ns == local.ns && p.pod_selector.matches(local.labels)) {
+          pols.push_back({kK8sPolicyOrder, "knp.default." + p.name, p.ns, &p, nullptr});
+        }
+      }
+    }
+    for (const CalicoPolicy& p : store_.calico_policies) {
+      if (p.tier == tier.name && calicoApplies(p)) {
+        std::string name = p.name.starts_with(p.tier + ".") ? p.name : p.tier + "." + p.name;
+        pols.push_back({p.order.value_or(kLast), name, p.ns, nullptr, &p});
+      }
+    }
+    if (pols.empty()) continue;  // the tier does not select the endpoint
+    std::sort(pols.begin(), pols.end(), [](const PolRef& a, const PolRef& b) {
+      return std::tie(a.order, a.name, a.ns) < std::tie(b.order, b.name, b.ns);
+    });
+    Result result = Result::kNoMatch;
+    for (const PolRef& pr : pols) {
+      if (pr.k8s != nullptr) {
+        const auto& rules = ingress ? pr.k8s->ingress_rules : pr.k8s->egress_rules;
+        for (const K8sRule& r : rules) {
+          if (k8sRuleMatches(*pr.k8s, r)) {
+            result = Result::kAllow;
+            break;
+          }
+        }
+      } else {
+        const auto& rules = ingress ? pr.cal->ingress_rules : pr.cal->egress_rules;
+        for (const CalicoRule& r : rules) {
+          if (!calicoRuleMatches(*pr.cal, r)) continue;
+          if (r.action == Action::kLog) continue;
+          result = r.action == Action::kAllow  ? Result::kAllow
+                   : r.action == Action::kDeny ? Result::kDeny
+                                               : Result::kPass;
+          break;
+        }
+      }
+      if (result != Result::kNoMatch) break;
+    }
+    if (result == Result::kAllow) return true;
+    if (result == Result::kDeny) return false;
+    if (result == Result::kNoMatch && tier.def == Action::kDeny) return false;
+    // Pass (by rule or by the tier's default): on to the next tier.
+  }
+  return true;
+}
+
+bool ReferenceEvaluator::connectionAllowed(const Flow& f) const {
+  if (f.src.family() != f.dst.family()) return false;
+  if (const Pod* src = podAt(f.src)) {
+    if (!allows(Direction::kEgress, *src, f.src, f.dst, f.protocol, f.port)) return false;
+  }
+  if (const Pod* dst = podAt(f.dst)) {
+    if (!allows(Direction::kIngress, *dst, f.dst, f.src, f.protocol, f.port)) return false;
+  }
+  return true;
+}
+
+}  // namespace zonewall::compiler

@@ -1,0 +1,73 @@
+// Source locations, diagnostics and errors shared by every zonewall library.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace zonewall::policy {
+
+/// A position in an input file; line and column are 1-based (0 means unknown).
+struct SourceLoc {
+  std::string file;
+  int line = 0;
+  int col = 0;
+
+  /// "file:line:col", or just "file" when the position is unknown.
+  std::string str() const;
+  bool known() const { return line > 0; }
+  friend bool operator==(const SourceLoc&, const SourceLoc&) = default;
+};
+
+enum class Severity : std::uint8_t { kError, kWarning, kInfo };
+
+const char* severityName(Severity s);
+
+/// One finding about the input: load errors, lint findings, compile errors.
+struct Diagnostic {
+  Severity severity = Severity::kError;
+  SourceLoc loc;
+  std::string message;
+  std::string rule_id;  ///< stable identifier, e.g. "yaml-syntax", "shadowed-rule"
+
+  /// "file:line:col: severity: message [rule-id]" — the CLI's stable text format.
+  std::string str() const;
+};
+
+/// Collected diagnostics: stages append, nobody stops at the first one.
+class Diagnostics {
+ public:
+  void add(Severity s, SourceLoc loc, std::string message, std::string rule_id);
+  void error(SourceLoc loc, std::string message, std::string rule_id) {
+    add(Severity::kError, std::move(loc), std::move(message), std::move(rule_id));
+  }
+  void warning(SourceLoc loc, std::string message, std::string rule_id) {
+    add(Severity::kWarning, std::move(loc), std::move(message), std::move(rule_id));
+  }
+  void info(SourceLoc loc, std::string message, std::string rule_id) {
+    add(Severity::kInfo, std::move(loc), std::move(message), std::move(rule_id));
+  }
+  void append(const Diagnostics& other);
+
+  bool hasErrors() const;
+  const std::vector<Diagnostic>& all() const { return items_; }
+  std::vector<Diagnostic>& all() { return items_; }
+  /// Orders by file, line, column, then message: output is stable whatever the load order.
+  void sort();
+
+ private:
+  std::vector<Diagnostic> items_;
+};
+
+/// An error at a module boundary (std::expected<T, Error>).
+struct Error {
+  enum class Code : std::uint8_t { kInvalidInput, kIo, kUnsupported, kKernel, kInternal };
+  Code code = Code::kInvalidInput;
+  std::string message;
+  SourceLoc loc;
+  int sys_errno = 0;  ///< errno captured right after the failing call, 0 if none
+
+  std::string str() const;
+};
+
+}  // namespace zonewall::policy

@@ -1,0 +1,208 @@
+// The typed policy model: what the loader produces from YAML, with source locations.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "zonewall/policy/diagnostic.h"
+#include "zonewall/policy/ip.h"
+#include "zonewall/policy/selector.h"
+
+namespace zonewall::policy {
+
+/// IP protocol numbers (IANA).
+using Protocol = std::uint8_t;
+inline constexpr Protocol kIcmp = 1;
+inline constexpr Protocol kTcp = 6;
+inline constexpr Protocol kUdp = 17;
+inline constexpr Protocol kIcmpV6 = 58;
+inline constexpr Protocol kSctp = 132;
+inline constexpr Protocol kUdpLite = 136;
+
+/// "TCP", "UDP", "SCTP", "ICMP", "ICMPv6", "UDPLite", or a number 0..255 (Calico also
+/// accepts lower case).
+std::optional<Protocol> parseProtocol(std::string_view text);
+std::string protocolName(Protocol p);
+/// Protocols whose "port" dimension is the L4 destination port.
+bool hasPorts(Protocol p);
+/// ICMP and ICMPv6: the "port" dimension is type << 8 | code.
+bool isIcmp(Protocol p);
+
+/// Label key added to every namespace, as Kubernetes does.
+inline constexpr const char* kNamespaceNameLabel = "kubernetes.io/metadata.name";
+/// Labels Calico adds to endpoints and namespaces for its selectors.
+inline constexpr const char* kCalicoNamespaceLabel = "projectcalico.org/namespace";
+inline constexpr const char* kCalicoOrchestratorLabel = "projectcalico.org/orchestrator";
+inline constexpr const char* kCalicoNameLabel = "projectcalico.org/name";
+
+struct Namespace {
+  std::string name;
+  Labels labels;  ///< includes kubernetes.io/metadata.name
+  SourceLoc loc;
+};
+
+struct NamedPort {
+  std::string name;
+  Protocol protocol = kTcp;
+  std::uint16_t port = 0;
+};
+
+struct Pod {
+  std::string ns;
+  std::string name;
+  Labels labels;
+  std::string node;  ///< spec.nodeName; empty when unscheduled
+  std::vector<Addr> ips;
+  std::vector<NamedPort> ports;
+  SourceLoc loc;
+
+  std::string key() const { return ns + "/" + name; }
+  /// The named port `name` for `protocol`, if the pod declares it.
+  std::optional<std::uint16_t> namedPort(std::string_view name, Protocol protocol) const;
+};
+
+// ---- Kubernetes networking.k8s.io/v1 NetworkPolicy ----
+
+struct K8sPort {
+  Protocol protocol = kTcp;
+  std::optional<std::uint16_t> port;  ///< numeric port; empty = all ports (or named)
+  std::string name;                   ///< named port, when not numeric
+  std::optional<std::uint16_t> end_port;
+  SourceLoc loc;
+};
+
+struct K8sIpBlock {
+  Cidr cidr;
+  std::vector<Cidr> except;
+};
+
+struct K8sPeer {
+  std::optional<Selector> pod_selector;
+  std::optional<Selector> namespace_selector;
+  std::optional<K8sIpBlock> ip_block;
+  SourceLoc loc;
+};
+
+struct K8sRule {
+  std::vector<K8sPeer> peers;  ///< empty = every peer
+  std::vector<K8sPort> ports;  ///< empty = every port and protocol
+  SourceLoc loc;
+};
+
+struct K8sPolicy {
+  std::string ns;
+  std::string name;
+  Selector pod_selector;
+  bool ingress = false;  ///< policyTypes, after defaulting
+  bool egress = false;
+  std::vector<K8sRule> ingress_rules;
+  std::vector<K8sRule> egress_rules;
+  SourceLoc loc;
+
+  std::string key() const { return ns + "/" + name; }
+};
+
+// ---- Calico projectcalico.org/v3 ----
+
+enum class Action : std::uint8_t { kAllow, kDeny, kPass, kLog };
+const char* actionName(Action a);
+
+struct PortSpec {
+  std::uint16_t lo = 0;
+  std::uint16_t hi = 0;
+  std::string name;  ///< named port (lo/hi unused)
+};
+
+struct EntityRule {
+  std::optional<Selector> selector;
+  std::optional<Selector> not_selector;
+  std::optional<Selector> namespace_selector;
+  std::vector<Cidr> nets;
+  std::vector<Cidr> not_nets;
+  std::vector<PortSpec> ports;
+  std::vector<PortSpec> not_ports;
+  SourceLoc loc;
+
+  bool empty() const {
+    return !selector && !not_selector && !namespace_selector && nets.empty() && not_nets.empty() &&
+           ports.empty() && not_ports.empty();
+  }
+};
+
+struct IcmpMatch {
+  std::uint8_t type = 0;
+  std::optional<std::uint8_t> code;
+};
+
+struct CalicoRule {
+  Action action = Action::kAllow;
+  std::optional<Protocol> protocol;
+  std::optional<Protocol> not_protocol;
+  std::optional<IcmpMatch> icmp;
+  std::optional<IcmpMatch> not_icmp;
+  std::optional<Family> ip_version;
+  EntityRule source;
+  EntityRule destination;
+  SourceLoc loc;
+};
+
+inline constexpr const char* kDefaultTier = "default";
+/// Kubernetes NetworkPolicies sit in the default tier at this order, as in Calico.
+inline constexpr double kK8sPolicyOrder = 1000.0;
+/// Calico's default tier order.
+inline constexpr double kDefaultTierOrder = 1000000.0;
+
+struct CalicoPolicy {
+  bool global = false;  ///< GlobalNetworkPolicy
+  std::string ns;       ///< empty for global
+  std::string name;
+  std::string tier = kDefaultTier;
+  std::optional<double> order;  ///< empty = last
+  Selector selector;
+  std::optional<Selector> namespace_selector;  ///< GlobalNetworkPolicy only
+  bool ingress = false;                        ///< types, after defaulting
+  bool egress = false;
+  std::vector<CalicoRule> ingress_rules;
+  std::vector<CalicoRule> egress_rules;
+  SourceLoc loc;
+
+  std::string key() const { return global ? name : ns + "/" + name; }
+};
+
+struct NetworkSet {
+  bool global = false;
+  std::string ns;
+  std::string name;
+  Labels labels;
+  std::vector<Cidr> nets;
+  SourceLoc loc;
+};
+
+struct Tier {
+  std::string name;
+  std::optional<double> order;  ///< empty = after every ordered tier
+  Action default_action = Action::kDeny;  ///< Deny or Pass
+  SourceLoc loc;
+};
+
+/// Everything loaded: the inventory and the policies.
+struct Store {
+  std::vector<Namespace> namespaces;
+  std::vector<Pod> pods;
+  std::vector<K8sPolicy> k8s_policies;
+  std::vector<CalicoPolicy> calico_policies;
+  std::vector<NetworkSet> network_sets;
+  std::vector<Tier> tiers;
+
+  const Namespace* findNamespace(std::string_view name) const;
+  const Pod* findPod(std::string_view ns, std::string_view name) const;
+  /// The labels of a namespace, as Kubernetes shows them (metadata.name always present).
+  Labels namespaceLabels(std::string_view name) const;
+  /// Whether the input carries an inventory (pods or namespaces) that selectors can be
+  /// checked against.
+  bool hasInventory() const { return !pods.empty() || !namespaces.empty(); }
+};
+
+}  // namespace zonewall::policy

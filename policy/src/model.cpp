@@ -1,0 +1,100 @@
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "zonewall/policy/model.h"
+
+namespace zonewall::policy {
+
+std::optional<Protocol> parseProtocol(std::string_view text) {
+  std::string up(text);
+  std::transform(up.begin(), up.end(), up.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  if (up == "TCP") return kTcp;
+  if (up == "UDP") return kUdp;
+  if (up == "SCTP") return kSctp;
+  if (up == "ICMP") return kIcmp;
+  if (up == "ICMPV6") return kIcmpV6;
+  if (up == "UDPLITE") return kUdpLite;
+  int n = -1;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (!text.empty() && ec == std::errc() && ptr == text.data() + text.size() && n >= 0 &&
+      n <= 255) {
+    return static_cast<Protocol>(n);
+  }
+  return std::nullopt;
+}
+
+std::string protocolName(Protocol p) {
+  switch (p) {
+    case kTcp:
+      return "TCP";
+    case kUdp:
+      return "UDP";
+    case kSctp:
+      return "SCTP";
+    case kIcmp:
+      return "ICMP";
+    case kIcmpV6:
+      return "ICMPv6";
+    case kUdpLite:
+      return "UDPLite";
+    default:
+      return fmt::format("{}", p);
+  }
+}
+
+bool hasPorts(Protocol p) { return p == kTcp || p == kUdp || p == kSctp || p == kUdpLite; }
+bool isIcmp(Protocol p) { return p == kIcmp || p == kIcmpV6; }
+
+const char* actionName(Action a) {
+  switch (a) {
+    case Action::kAllow:
+      return "Allow";
+    case Action::kDeny:
+      return "Deny";
+    case Action::kPass:
+      return "Pass";
+    case Action::kLog:
+      return "Log";
+  }
+  return "Allow";
+}
+
+std::optional<std::uint16_t> Pod::namedPort(std::string_view port_name, Protocol protocol) const {
+  for (const NamedPort& p : ports) {
+    if (p.name == port_name && p.protocol == protocol) {
+      return p.port;
+    }
+  }
+  return std::nullopt;
+}
+
+const Namespace* Store::findNamespace(std::string_view name) const {
+  for (const Namespace& n : namespaces) {
+    if (n.name == name) return &n;
+  }
+  return nullptr;
+}
+
+const Pod* Store::findPod(std::string_view ns, std::string_view name) const {
+  for (const Pod& p : pods) {
+    if (p.ns == ns && p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+Labels Store::namespaceLabels(std::string_view name) const {
+  if (const Namespace* n = findNamespace(name)) {
+    return n->labels;
+  }
+  // A namespace that pods or policies name but no Namespace object describes: Kubernetes
+  // would still give it its name label.
+  Labels l;
+  l.emplace(kNamespaceNameLabel, std::string(name));
+  return l;
+}
+
+}  // namespace zonewall::policy

@@ -1,0 +1,373 @@
+#include "zonewall/policy/selector.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace zonewall::policy {
+namespace {
+
+using Node = SelectorNode;
+using NodePtr = std::shared_ptr<const SelectorNode>;
+
+NodePtr makeNode(Node::Op op, std::string key = {}, std::vector<std::string> values = {},
+                 std::vector<NodePtr> kids = {}) {
+  auto n = std::make_shared<Node>();
+  n->op = op;
+  n->key = std::move(key);
+  n->values = std::move(values);
+  n->kids = std::move(kids);
+  return n;
+}
+
+std::string quote(const std::string& s) {
+  // Calico strings have no escapes: pick the quote that the value does not contain.
+  return s.find('\'') == std::string::npos ? "'" + s + "'" : "\"" + s + "\"";
+}
+
+std::string render(const Node& n, bool nested) {
+  switch (n.op) {
+    case Node::Op::kAll:
+      return "all()";
+    case Node::Op::kGlobal:
+      return "global()";
+    case Node::Op::kHas:
+      return fmt::format("has({})", n.key);
+    case Node::Op::kEq:
+      return fmt::format("{} == {}", n.key, quote(n.values[0]));
+    case Node::Op::kNe:
+      return fmt::format("{} != {}", n.key, quote(n.values[0]));
+    case Node::Op::kIn:
+    case Node::Op::kNotIn: {
+      std::string set;
+      for (const auto& v : n.values) {
+        set += (set.empty() ? "" : ", ") + quote(v);
+      }
+      return fmt::format("{} {} {{{}}}", n.key, n.op == Node::Op::kIn ? "in" : "not in", set);
+    }
+    case Node::Op::kContains:
+      return fmt::format("{} contains {}", n.key, quote(n.values[0]));
+    case Node::Op::kStartsWith:
+      return fmt::format("{} starts with {}", n.key, quote(n.values[0]));
+    case Node::Op::kEndsWith:
+      return fmt::format("{} ends with {}", n.key, quote(n.values[0]));
+    case Node::Op::kNot:
+      return "!" + render(*n.kids[0], true);
+    case Node::Op::kAnd:
+    case Node::Op::kOr: {
+      std::string out;
+      const char* sep = n.op == Node::Op::kAnd ? " && " : " || ";
+      for (const auto& k : n.kids) {
+        out += (out.empty() ? "" : sep) + render(*k, true);
+      }
+      return nested ? "(" + out + ")" : out;
+    }
+  }
+  return "all()";
+}
+
+bool eval(const Node& n, const LabelView& lv) {
+  switch (n.op) {
+    case Node::Op::kAll:
+      return true;
+    case Node::Op::kGlobal:
+      return lv.isGlobal();
+    case Node::Op::kHas:
+      return lv.get(n.key) != nullptr;
+    case Node::Op::kEq: {
+      const std::string* v = lv.get(n.key);
+      return v != nullptr && *v == n.values[0];
+    }
+    case Node::Op::kNe: {
+      const std::string* v = lv.get(n.key);
+      return v == nullptr || *v != n.values[0];
+    }
+    case Node::Op::kIn: {
+      const std::string* v = lv.get(n.key);
+      return v != nullptr && std::binary_search(n.values.begin(), n.values.end(), *v);
+    }
+    case Node::Op::kNotIn: {
+      const std::string* v = lv.get(n.key);
+      return v == nullptr || !std::binary_search(n.values.begin(), n.values.end(), *v);
+    }
+    case Node::Op::kContains: {
+      const std::string* v = lv.get(n.key);
+      return v != nullptr && v->find(n.values[0]) != std::string::npos;
+    }
+    case Node::Op::kStartsWith: {
+      const std::string* v = lv.get(n.key);
+      return v != nullptr && v->starts_with(n.values[0]);
+    }
+    case Node::Op::kEndsWith: {
+      const std::string* v = lv.get(n.key);
+      return v != nullptr && v->ends_with(n.values[0]);
+    }
+    case Node::Op::kNot:
+      return !eval(*n.kids[0], lv);
+    case Node::Op::kAnd:
+      return std::all_of(n.kids.begin(), n.kids.end(),
+                         [&](const NodePtr& k) { return eval(*k, lv); });
+    case Node::Op::kOr:
+      return std::any_of(n.kids.begin(), n.kids.end(),
+                         [&](const NodePtr& k) { return eval(*k, lv); });
+  }
+  return false;
+}
+
+// Recursive-descent parser over the raw text; tracks the offset for error messages.
+class Parser {
+ public:
+  explicit Parser(std::string_view s) : s_(s) {}
+
+  NodePtr parse() {
+    skipWs();
+    if (pos_ == s_.size()) {
+      return makeNode(Node::Op::kAll);
+    }
+    NodePtr n = parseOr();
+    skipWs();
+    if (!failed_ && pos_ != s_.size()) {
+      fail(fmt::format("unexpected '{}'", s_.substr(pos_, 1)));
+    }
+    return failed_ ? nullptr : n;
+  }
+  const SelectorParseError& error() const { return error_; }
+
+ private:
+  void fail(std::string msg) {
+    if (!failed_) {
+      failed_ = true;
+      error_ = SelectorParseError{pos_, std::move(msg)};
+    }
+  }
+  void skipWs() {
+    while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) {
+      ++pos_;
+    }
+  }
+  bool eat(std::string_view tok) {
+    skipWs();
+    if (s_.substr(pos_, tok.size()) == tok) {
+      pos_ += tok.size();
+      return true;
+    }
+    return false;
+  }
+  static bool isKeyChar(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '/' ||
+           c == '-';
+  }
+  // A keyword is a whole word: "in" must not match the start of "index".
+  bool eatWord(std::string_view word) {
+    skipWs();
+    if (s_.substr(pos_, word.size()) == word &&
+        (pos_ + word.size() == s_.size() || !isKeyChar(s_[pos_ + word.size()]))) {
+      pos_ += word.size();
+      return true;
+    }
+    return false;
+  }
+  std::string key() {
+    skipWs();
+    size_t start = pos_;
+    while (pos_ < s_.size() && isKeyChar(s_[pos_])) {
+      ++pos_;
+    }
+    if (start == pos_) {
+      fail("expected a label key");
+    }
+    return std::string(s_.substr(start, pos_ - start));
+  }
+  std::string str() {
+    skipWs();
+    if (pos_ >= s_.size() || (s_[pos_] != '"' && s_[pos_] != '\'')) {
+      fail("expected a quoted string");
+      return {};
+    }
+    char q = s_[pos_];
+    size_t end = s_.find(q, pos_ + 1);
+    if (end == std::string_view::npos) {
+      fail("unterminated string");
+      return {};
+    }
+    std::string v(s_.substr(pos_ + 1, end - pos_ - 1));
+    pos_ = end + 1;
+    return v;
+  }
+  std::vector<std::string> set() {
+    std::vector<std::string> vals;
+    if (!eat("{")) {
+      fail("expected '{'");
+      return vals;
+    }
+    if (eat("}")) {
+      return vals;
+    }
+    do {
+      vals.push_back(str());
+      if (failed_) {
+        return vals;
+      }
+    } while (eat(","));
+    if (!eat("}")) {
+      fail("expected ',' or '}'");
+    }
+    std::sort(vals.begin(), vals.end());
+    vals.erase(std::unique(vals.begin(), vals.end()), vals.end());
+    return vals;
+  }
+  NodePtr parseOr() {
+    std::vector<NodePtr> kids{parseAnd()};
+    while (!failed_ && eat("||")) {
+      kids.push_back(parseAnd());
+    }
+    return kids.size() == 1 ? kids[0] : makeNode(Node::Op::kOr, {}, {}, std::move(kids));
+  }
+  NodePtr parseAnd() {
+    std::vector<NodePtr> kids{parseUnary()};
+    while (!failed_ && eat("&&")) {
+      kids.push_back(parseUnary());
+    }
+    return kids.size() == 1 ? kids[0] : makeNode(Node::Op::kAnd, {}, {}, std::move(kids));
+  }
+  NodePtr parseUnary() {
+    if (failed_) {
+      return makeNode(Node::Op::kAll);
+    }
+    skipWs();
+    if (pos_ >= s_.size()) {
+      fail("unexpected end of selector");
+      return makeNode(Node::Op::kAll);
+    }
+    if (s_[pos_] == '!' && (pos_ + 1 >= s_.size() || s_[pos_ + 1] != '=')) {
+      ++pos_;
+      return makeNode(Node::Op::kNot, {}, {}, {parseUnary()});
+    }
+    if (eat("(")) {
+      NodePtr n = parseOr();
+      if (!eat(")")) {
+        fail("expected ')'");
+      }
+      return n;
+    }
+    if (eatWord("all")) {
+      if (!eat("(") || !eat(")")) {
+        fail("expected 'all()'");
+      }
+      return makeNode(Node::Op::kAll);
+    }
+    if (eatWord("global")) {
+      if (!eat("(") || !eat(")")) {
+        fail("expected 'global()'");
+      }
+      return makeNode(Node::Op::kGlobal);
+    }
+    if (eatWord("has")) {
+      if (!eat("(")) {
+        fail("expected '(' after has");
+      }
+      std::string k = key();
+      if (!eat(")")) {
+        fail("expected ')'");
+      }
+      return makeNode(Node::Op::kHas, std::move(k));
+    }
+    std::string k = key();
+    if (failed_) {
+      return makeNode(Node::Op::kAll);
+    }
+    if (eat("==")) {
+      return makeNode(Node::Op::kEq, std::move(k), {str()});
+    }
+    if (eat("!=")) {
+      return makeNode(Node::Op::kNe, std::move(k), {str()});
+    }
+    if (eatWord("in")) {
+      return makeNode(Node::Op::kIn, std::move(k), set());
+    }
+    if (eatWord("not")) {
+      if (!eatWord("in")) {
+        fail("expected 'in' after 'not'");
+      }
+      return makeNode(Node::Op::kNotIn, std::move(k), set());
+    }
+    if (eatWord("contains")) {
+      return makeNode(Node::Op::kContains, std::move(k), {str()});
+    }
+    if (eatWord("starts")) {
+      if (!eatWord("with")) {
+        fail("expected 'with' after 'starts'");
+      }
+      return makeNode(Node::Op::kStartsWith, std::move(k), {str()});
+    }
+    if (eatWord("ends")) {
+      if (!eatWord("with")) {
+        fail("expected 'with' after 'ends'");
+      }
+      return makeNode(Node::Op::kEndsWith, std::move(k), {str()});
+    }
+    fail(fmt::format("expected an operator after label '{}'", k));
+    return makeNode(Node::Op::kAll);
+  }
+
+  std::string_view s_;
+  size_t pos_ = 0;
+  bool failed_ = false;
+  SelectorParseError error_;
+};
+
+}  // namespace
+
+const std::string* MapLabelView::get(std::string_view key) const {
+  auto it = labels_.find(key);
+  return it == labels_.end() ? nullptr : &it->second;
+}
+
+Selector::Selector() : Selector(makeNode(Node::Op::kAll)) {}
+
+Selector::Selector(std::shared_ptr<const SelectorNode> root)
+    : root_(std::move(root)), text_(render(*root_, false)) {}
+
+bool Selector::matches(const LabelView& labels) const { return eval(*root_, labels); }
+
+Selector Selector::conjunction(std::vector<std::shared_ptr<const SelectorNode>> parts) {
+  if (parts.empty()) {
+    return Selector();
+  }
+  if (parts.size() == 1) {
+    return Selector(parts[0]);
+  }
+  return Selector(makeNode(Node::Op::kAnd, {}, {}, std::move(parts)));
+}
+
+Selector parseSelector(std::string_view text, SelectorParseError* error, bool* ok) {
+  Parser p(text);
+  NodePtr n = p.parse();
+  *ok = n != nullptr;
+  if (!n) {
+    if (error != nullptr) {
+      *error = p.error();
+    }
+    return Selector();
+  }
+  return Selector(n);
+}
+
+NodePtr selEq(std::string key, std::string value) {
+  return makeNode(Node::Op::kEq, std::move(key), {std::move(value)});
+}
+NodePtr selIn(std::string key, std::vector<std::string> values) {
+  std::sort(values.begin(), values.end());
+  values.erase(std::unique(values.begin(), values.end()), values.end());
+  return makeNode(Node::Op::kIn, std::move(key), std::move(values));
+}
+NodePtr selNotIn(std::string key, std::vector<std::string> values) {
+  std::sort(values.begin(), values.end());
+  values.erase(std::unique(values.begin(), values.end()), values.end());
+  return makeNode(Node::Op::kNotIn, std::move(key), std::move(values));
+}
+NodePtr selHas(std::string key) { return makeNode(Node::Op::kHas, std::move(key)); }
+NodePtr selNot(NodePtr kid) { return makeNode(Node::Op::kNot, {}, {}, {std::move(kid)}); }
+
+}  // namespace zonewall::policy

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make demo`: the main job on the embedded example, a small bank cluster (examples/bank):
+# lint it, print its reachability matrix, and explain one denied and one allowed connection.
+set -euo pipefail
+build=${1:-build}
+zw="$build/tools/zonewall"
+ex=examples/bank
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "zonewall lint $ex"
+"$zw" lint "$ex"
+
+for port in 8080 5432; do
+  step "zonewall matrix $ex --port $port"
+  "$zw" matrix "$ex" --port "$port"
+done
+
+step "why can batch not reach the ledger's database?"
+"$zw" explain "$ex" --from internal/batch --to secure/ledger --port 5432/TCP
+
+step "and why can the API?"
+"$zw" explain "$ex" --from internal/api-1 --to secure/ledger --port 5432/TCP
+
+step "node-a's table: $("$zw" compile "$ex" --node node-a --format json | jq -c .counts)"
+if command -v nft >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  "$zw" compile "$ex" --node node-a > "$build/node-a.nft"
+  nft -c -f "$build/node-a.nft" && echo "nft -c accepts node-a's ruleset ($(wc -l < "$build/node-a.nft") lines, $build/node-a.nft)"
+fi

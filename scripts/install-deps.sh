@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of zonewall from Debian's packages.
+# Idempotent: skips apt entirely when everything is already installed.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libboost-graph-dev
+  libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  nftables iproute2 jq
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
