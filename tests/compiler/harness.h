@@ -1,0 +1,107 @@
+// A cluster loaded from YAML text, compiled for every node, asked about connections. Every
+// answer is checked twice: by the compiled tables and by the reference evaluator, which must
+// agree.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "zonewall/compiler/compile.h"
+#include "zonewall/compiler/inventory.h"
+#include "zonewall/compiler/reference.h"
+#include "zonewall/policy/loader.h"
+
+namespace zonewall::compiler {
+
+class Cluster {
+ public:
+  explicit Cluster(const std::string& yaml) {
+    policy::loadSources({{"cluster.yaml", yaml}}, store_, diags_);
+    policy::validateStore(store_, diags_);
+    for (const auto& d : diags_.all()) {
+      if (d.severity == policy::Severity::kError) ADD_FAILURE() << d.str();
+    }
+    inv_ = std::make_unique<Inventory>(store_);
+    prog_ = lower(store_);
+    for (const auto& p : store_.pods) {
+      if (tables_.contains(p.node)) continue;
+      auto t = compileNode(prog_, *inv_, p.node);
+      EXPECT_TRUE(t.has_value());
+      if (t) tables_.emplace(p.node, std::move(*t));
+    }
+  }
+
+  policy::Addr addrOf(const std::string& who) const {
+    if (auto a = policy::parseAddr(who)) return *a;
+    auto slash = who.find('/');
+    const policy::Pod* p = store_.findPod(who.substr(0, slash), who.substr(slash + 1));
+    EXPECT_NE(p, nullptr) << who;
+    return p->ips.front();
+  }
+
+  /// One side's outcome from the compiled table (nullptr if `local` is not a pod).
+  const Outcome* side(Direction d, policy::Addr local, policy::Addr remote, Protocol proto, std::uint16_t port) const {
+    const policy::Pod* pod = inv_->podAt(local);
+    if (pod == nullptr) return nullptr;
+    return tables_.at(pod->node).decide(d, local, remote, proto, port);
+  }
+
+  /// Whether `from` may connect to `to`: compiled tables and reference must agree.
+  bool allowed(const std::string& from, const std::string& to, std::uint16_t port, Protocol proto = policy::kTcp) const {
+    policy::Addr src = addrOf(from);
+    policy::Addr dst = addrOf(to);
+    const Outcome* e = side(Direction::kEgress, src, dst, proto, port);
+    const Outcome* i = side(Direction::kIngress, dst, src, proto, port);
+    bool table = (e == nullptr || e->allow) && (i == nullptr || i->allow);
+    bool ref = ReferenceEvaluator(store_).connectionAllowed({src, dst, proto, port});
+    EXPECT_EQ(table, ref) << from << " -> " << to << " " << port << "/" << int(proto)
+                          << ": compiled table and reference disagree";
+    return table;
+  }
+
+  /// The attribution that decided one side.
+  std::string decidedBy(Direction d, const std::string& local, const std::string& remote, std::uint16_t port,
+                        Protocol proto = policy::kTcp) const {
+    policy::Addr l = addrOf(local);
+    const Outcome* o = side(d, l, addrOf(remote), proto, port);
+    if (o == nullptr) return "-";
+    return tables_.at(inv_->podAt(l)->node).attributions[o->attribution].str();
+  }
+
+  const NodeTable& table(const std::string& node) const { return tables_.at(node); }
+  const policy::Store& store() const { return store_; }
+  const policy::Diagnostics& diags() const { return diags_; }
+
+ private:
+  policy::Store store_;
+  policy::Diagnostics diags_;
+  std::unique_ptr<Inventory> inv_;
+  Program prog_;
+  std::map<std::string, NodeTable> tables_;
+};
+
+/// YAML for a pod: "ns/name" with labels (k=v,...), IPs and named ports.
+inline std::string pod(const std::string& key, const std::string& labels, const std::string& ips,
+                       const std::string& node = "n1", const std::string& ports = "") {
+  auto slash = key.find('/');
+  std::string ip_list;
+  size_t start = 0;
+  while (start <= ips.size()) {
+    size_t comma = ips.find(',', start);
+    if (comma == std::string::npos) comma = ips.size();
+    ip_list += "{ip: \"" + ips.substr(start, comma - start) + "\"},";
+    start = comma + 1;
+  }
+  return "---\napiVersion: v1\nkind: Pod\nmetadata: {name: " + key.substr(slash + 1) + ", namespace: " +
+         key.substr(0, slash) + ", labels: {" + labels + "}}\nspec: {nodeName: " + node +
+         ", containers: [{name: c, ports: [" + ports + "]}]}\nstatus: {podIPs: [" + ip_list + "]}\n";
+}
+
+inline std::string ns(const std::string& name, const std::string& labels = "") {
+  return "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + ", labels: {" + labels + "}}\n";
+}
+
+}  // namespace zonewall::compiler

@@ -1,0 +1,100 @@
+#include "zonewall/policy/selector.h"
+
+#include <gtest/gtest.h>
+
+namespace zonewall::policy {
+namespace {
+
+Selector parse(const std::string& s) {
+  bool ok = false;
+  SelectorParseError err;
+  Selector sel = parseSelector(s, &err, &ok);
+  EXPECT_TRUE(ok) << s << ": " << err.message << " at " << err.offset;
+  return sel;
+}
+
+struct Case {
+  const char* selector;
+  bool expected;
+};
+
+// Every operator of the Calico grammar against one label set.
+TEST(Selector, EvaluatesTheFullGrammar) {
+  Labels l{{"app", "web"}, {"zone", "secure"}, {"tier", "frontend-v2"}};
+  const Case cases[] = {
+      {.selector = "all()", .expected = true},
+      {.selector = "", .expected = true},
+      {.selector = "global()", .expected = false},
+      {.selector = "app == 'web'", .expected = true},
+      {.selector = "app == \"db\"", .expected = false},
+      {.selector = "app != 'db'", .expected = true},
+      {.selector = "missing != 'x'", .expected = true},
+      {.selector = "app in {'web', 'api'}", .expected = true},
+      {.selector = "app not in {'web'}", .expected = false},
+      {.selector = "missing not in {'web'}", .expected = true},
+      {.selector = "has(zone)", .expected = true},
+      {.selector = "!has(zone)", .expected = false},
+      {.selector = "! has(missing)", .expected = true},
+      {.selector = "tier contains 'end'", .expected = true},
+      {.selector = "tier starts with 'front'", .expected = true},
+      {.selector = "tier ends with 'v2'", .expected = true},
+      {.selector = "tier ends with 'v3'", .expected = false},
+      {.selector = "missing contains ''", .expected = false},
+      {.selector = "app == 'web' && zone == 'public'", .expected = false},
+      {.selector = "app == 'web' || zone == 'public'", .expected = true},
+      {.selector = "!(app == 'web' && zone == 'secure')", .expected = false},
+      {.selector = "app == 'x' || app == 'y' && zone == 'secure'", .expected = false},
+      {.selector = "(app == 'x' || app == 'web') && zone == 'secure'", .expected = true},
+      {.selector = "app in {}", .expected = false},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(parse(c.selector).matches(l), c.expected) << c.selector;
+  }
+}
+
+// Keys may carry DNS prefixes; keywords are whole words.
+TEST(Selector, LabelKeysAndKeywords) {
+  Labels l{{"projectcalico.org/namespace", "x"}, {"index", "1"}, {"in", "y"}};
+  EXPECT_TRUE(parse("projectcalico.org/namespace == 'x'").matches(l));
+  EXPECT_TRUE(parse("index == '1'").matches(l));
+  EXPECT_TRUE(parse("in == 'y'").matches(l));
+}
+
+// Canonical text: equal selectors print equal.
+TEST(Selector, CanonicalText) {
+  EXPECT_EQ(parse("app   ==  \"web\"").str(), "app == 'web'");
+  EXPECT_EQ(parse("x in {'b','a','b'}").str(), "x in {'a', 'b'}");
+  EXPECT_EQ(parse("a == 'x' && (b == 'y' || c == 'z')").str(), "a == 'x' && (b == 'y' || c == 'z')");
+  EXPECT_EQ(parse("").str(), "all()");
+}
+
+struct BadCase {
+  const char* selector;
+  size_t offset;
+};
+
+// Parse errors point at the offending character.
+TEST(Selector, ReportsErrorOffsets) {
+  const BadCase cases[] = {
+      {.selector = "app ==", .offset = 6},
+      {.selector = "app = 'x'", .offset = 4},
+      {.selector = "app == 'x' &&", .offset = 13},
+      {.selector = "(app == 'x'", .offset = 11},
+      {.selector = "app == 'x')", .offset = 10},
+      {.selector = "has(app", .offset = 7},
+      {.selector = "app in {'a' 'b'}", .offset = 12},
+      {.selector = "app == 'unterminated", .offset = 7},
+      {.selector = "app not 'x'", .offset = 8},
+      {.selector = "app starts 'x'", .offset = 11},
+  };
+  for (const BadCase& c : cases) {
+    bool ok = true;
+    SelectorParseError err;
+    parseSelector(c.selector, &err, &ok);
+    EXPECT_FALSE(ok) << c.selector;
+    EXPECT_EQ(err.offset, c.offset) << c.selector << ": " << err.message;
+  }
+}
+
+}  // namespace
+}  // namespace zonewall::policy

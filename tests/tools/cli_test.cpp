@@ -1,0 +1,151 @@
+// The `zonewall` CLI contract: exit codes, formats, golden outputs. Runs the real binary.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_support.h"
+
+namespace zonewall::testing {
+namespace {
+
+std::string zw(const std::string& args) { return zonewallBinary() + " " + args; }
+std::string bank() { return sourceDir() + "/examples/bank"; }
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Golden files are byte-stable; ZONEWALL_UPDATE_GOLDEN=1 rewrites them.
+void expectGolden(const std::string& name, const std::string& actual) {
+  std::string path = sourceDir() + "/tests/golden/" + name;
+  if (const char* u = std::getenv("ZONEWALL_UPDATE_GOLDEN"); u != nullptr && std::string(u) == "1") {
+    std::ofstream(path) << actual;
+    return;
+  }
+  std::string want = readFile(path);
+  ASSERT_FALSE(want.empty()) << "missing golden file " << path << " (regenerate with ZONEWALL_UPDATE_GOLDEN=1)";
+  EXPECT_EQ(actual, want) << "golden " << name << " differs; if intended: ZONEWALL_UPDATE_GOLDEN=1 ctest -R Cli";
+}
+
+// Every subcommand answers --help with exit 0; unknown commands and flags exit 2.
+TEST(Cli, HelpAndUsageErrors) {
+  for (const char* cmd : {"lint", "compile", "matrix", "explain"}) {
+    RunResult r = run(zw(std::string(cmd) + " --help"));
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    EXPECT_NE(r.out.find("usage: zonewall " + std::string(cmd)), std::string::npos) << cmd;
+  }
+  EXPECT_EQ(run(zw("--help")).exit_code, 0);
+  EXPECT_EQ(run(zw("frobnicate 2>/dev/null")).exit_code, 2);
+  EXPECT_EQ(run(zw("lint " + bank() + " --colour 2>/dev/null")).exit_code, 2);
+  EXPECT_EQ(run(zw("lint " + bank() + " --format xml 2>/dev/null")).exit_code, 2);
+  EXPECT_EQ(run(zw("compile " + bank() + " 2>/dev/null")).exit_code, 2);  // --node missing
+  EXPECT_EQ(run(zw("matrix " + bank() + " --port 0 2>/dev/null")).exit_code, 2);
+  EXPECT_EQ(run(zw("explain " + bank() + " --from a --to b --port 80 2>/dev/null")).exit_code, 2);
+  EXPECT_EQ(run(zw("lint /nonexistent/path 2>/dev/null")).exit_code, 2);
+  EXPECT_EQ(run(zw("lint 2>/dev/null")).exit_code, 2);
+}
+
+// lint: the example is clean (exit 0); a bad file gives file:line:col findings and exit 1.
+TEST(Cli, LintExitCodesAndText) {
+  EXPECT_EQ(run(zw("lint " + bank() + " 2>/dev/null")).exit_code, 0);
+  std::string bad = sourceDir() + "/tests/golden/bad/bad-cidr.yaml";
+  RunResult r = run(zw("lint " + bad + " 2>/dev/null"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find(bad + ":12:15: error: ipBlock.cidr: invalid CIDR '10.0.0.0/33' [invalid-cidr]"), std::string::npos)
+      << r.out;
+}
+
+// lint reads stdin with "-".
+TEST(Cli, LintReadsStdin) {
+  RunResult r = run("printf 'apiVersion: v1\\nkind: Nope\\n' | " + zw("lint - 2>/dev/null"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("<stdin>:2:7: error:"), std::string::npos) << r.out;
+}
+
+// lint --format json and sarif: well-formed, with the findings and their locations.
+TEST(Cli, LintJsonAndSarif) {
+  std::string bad = sourceDir() + "/tests/golden/bad/many-errors.yaml";
+  RunResult j = run(zw("lint " + bad + " --format json"));
+  EXPECT_EQ(j.exit_code, 1);
+  auto doc = nlohmann::json::parse(j.out);
+  EXPECT_EQ(doc["errors"], 2);
+  EXPECT_EQ(doc["findings"][0]["line"], 14);
+  EXPECT_EQ(doc["findings"][0]["rule"], "invalid-cidr");
+
+  RunResult s = run(zw("lint " + bad + " --format sarif"));
+  EXPECT_EQ(s.exit_code, 1);
+  auto sarif = nlohmann::json::parse(s.out);
+  EXPECT_EQ(sarif["version"], "2.1.0");
+  EXPECT_EQ(sarif["$schema"], "https://json.schemastore.org/sarif-2.1.0.json");
+  const auto& run0 = sarif["runs"][0];
+  EXPECT_EQ(run0["tool"]["driver"]["name"], "zonewall");
+  std::set<std::string> rule_ids;
+  for (const auto& rule : run0["tool"]["driver"]["rules"]) rule_ids.insert(rule["id"]);
+  ASSERT_EQ(run0["results"].size(), 3u);
+  for (const auto& res : run0["results"]) {
+    EXPECT_TRUE(rule_ids.contains(res["ruleId"])) << res["ruleId"];  // every result's rule is declared
+    EXPECT_TRUE(res["level"] == "error" || res["level"] == "warning" || res["level"] == "note");
+    EXPECT_FALSE(res["message"]["text"].get<std::string>().empty());
+    const auto& loc = res["locations"][0]["physicalLocation"];
+    EXPECT_EQ(loc["artifactLocation"]["uri"], bad);
+    EXPECT_GE(loc["region"]["startLine"].get<int>(), 1);
+    EXPECT_GE(loc["region"]["startColumn"].get<int>(), 1);
+  }
+}
+
+// compile: golden nft script and JSON table of the bank example's node-a.
+TEST(Cli, CompileGolden) {
+  RunResult nft = run(zw("compile " + bank() + " --node node-a"));
+  ASSERT_EQ(nft.exit_code, 0);
+  expectGolden("bank-node-a.nft", nft.out);
+  RunResult json = run(zw("compile " + bank() + " --node node-a --format json"));
+  ASSERT_EQ(json.exit_code, 0);
+  expectGolden("bank-node-a.json", json.out);
+  auto doc = nlohmann::json::parse(json.out);
+  EXPECT_EQ(doc["counts"]["entries"].get<size_t>(),
+            doc["ingress"]["entries"].size() + doc["egress"]["entries"].size());
+}
+
+// Bad input to compile: errors on stderr, exit 1, nothing on stdout.
+TEST(Cli, CompileRefusesBadInput) {
+  RunResult r = run(zw("compile " + sourceDir() + "/tests/golden/bad/bad-selector.yaml --node n 2>/dev/null"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(r.out.empty());
+}
+
+// matrix --format json: one row per ordered pod pair, in the documented shape.
+TEST(Cli, MatrixJson) {
+  RunResult r = run(zw("matrix " + bank() + " --port 5432 --protocol TCP --format json"));
+  ASSERT_EQ(r.exit_code, 0);
+  auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["port"], 5432);
+  EXPECT_EQ(doc["protocol"], "TCP");
+  ASSERT_EQ(doc["results"].size(), 49u);
+  std::map<std::string, bool> m;
+  for (const auto& row : doc["results"]) m[row["from"].get<std::string>() + ">" + row["to"].get<std::string>()] = row["allowed"];
+  EXPECT_TRUE(m.at("internal/api-1>secure/ledger"));
+  EXPECT_FALSE(m.at("internal/batch>secure/ledger"));
+  EXPECT_FALSE(m.at("public/web-1>secure/ledger"));
+}
+
+// explain names the deciding policy, rule and file:line of each side.
+TEST(Cli, Explain) {
+  RunResult r = run(zw("explain " + bank() + " --from internal/batch --to secure/ledger --port 5432/TCP"));
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("ingress  secure/ledger (10.244.0.30) (node 'node-a'): DENY by GlobalNetworkPolicy "
+                       "security.secure-zone-isolation ingress rule 2 (Deny) at " + bank() + "/calico/tiers.yaml:"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("verdict: DENIED"), std::string::npos);
+  RunResult ok = run(zw("explain " + bank() + " --from 192.0.2.9 --to public/web-1 --port 8080/TCP"));
+  EXPECT_NE(ok.out.find("verdict: ALLOWED"), std::string::npos) << ok.out;
+  EXPECT_EQ(run(zw("explain " + bank() + " --from nope/x --to public/web-1 --port 80/TCP 2>/dev/null")).exit_code, 2);
+}
+
+}  // namespace
+}  // namespace zonewall::testing
