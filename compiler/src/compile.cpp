@@ -450,6 +450,11 @@ class NodeCompiler {
                                 std::uint32_t default_outcome) {
     std::vector<std::vector<Cell>> grid(psegs.size());
     for (auto& cells : grid) cells = {Cell{0, 65535, Cell::kOpen, false, 0, {}}};
+    auto anyOpen = [&](std::uint8_t status) {
+      return std::any_of(grid.begin(), grid.end(), [&](const std::vector<Cell>& cells) {
+        return std::any_of(cells.begin(), cells.end(), [&](const Cell& c) { return c.status == status; });
+      });
+    };
     size_t next = 0;
     for (const TierSlot& tier : lp.tiers) {
       for (; next < positions.size() && positions[next] < tier.end; ++next) {
@@ -460,6 +465,11 @@ class NodeCompiler {
               paint(grid[s], cl.ports, rule);
             }
           }
+        }
+        // Everything decided or passed: the tier's later rules cannot change anything.
+        if (rule.action != Action::kLog && !anyOpen(Cell::kOpen)) {
+          while (next < positions.size() && positions[next] < tier.end) ++next;
+          break;
         }
       }
       for (auto& cells : grid) {
@@ -476,6 +486,7 @@ class NodeCompiler {
           if (c.status == Cell::kPassed) c.status = Cell::kOpen;  // on to the next tier
         }
       }
+      if (!anyOpen(Cell::kOpen)) break;  // all decided: later tiers cannot change anything
     }
     // Merge equal neighbours, then equal neighbouring protocol segments.
     std::vector<std::vector<std::tuple<std::uint16_t, std::uint16_t, std::uint32_t>>> rows(psegs.size());

@@ -44,15 +44,6 @@ std::string ruleMatchKey(const CalicoRule& r) {
 
 bool entityEmpty(const EntityRule& e) { return e.empty(); }
 
-// r1 decides at least everything r2 matches (conservatively: r1's every condition is absent or
-// written identically in r2).
-bool covers(const CalicoRule& r1, const CalicoRule& r2) {
-  bool l4_ok = ruleMatchKey(r1) == "p=-1;np=-1;icmp=-;nicmp=-;ipv=0" || ruleMatchKey(r1) == ruleMatchKey(r2);
-  bool src_ok = entityEmpty(r1.source) || entityKey(r1.source) == entityKey(r2.source);
-  bool dst_ok = entityEmpty(r1.destination) || entityKey(r1.destination) == entityKey(r2.destination);
-  return l4_ok && src_ok && dst_ok;
-}
-
 std::string k8sPeerKey(const K8sPeer& p) {
   std::string s = fmt::format("pod={};ns={};", optSel(p.pod_selector), optSel(p.namespace_selector));
   if (p.ip_block) s += "ip=" + p.ip_block->cidr.str() + "-" + cidrList(p.ip_block->except);
@@ -69,23 +60,6 @@ std::string k8sPortsKey(const std::vector<K8sPort>& ports) {
   std::string s;
   for (const auto& p : parts) s += p + ",";
   return s;
-}
-
-bool k8sCovers(const K8sRule& r1, const K8sRule& r2) {
-  auto peers = [](const K8sRule& r) {
-    std::vector<std::string> v;
-    for (const K8sPeer& p : r.peers) v.push_back(k8sPeerKey(p));
-    std::sort(v.begin(), v.end());
-    return v;
-  };
-  bool peers_ok = r1.peers.empty();
-  if (!peers_ok && !r2.peers.empty()) {
-    auto p1 = peers(r1);
-    auto p2 = peers(r2);
-    peers_ok = std::includes(p1.begin(), p1.end(), p2.begin(), p2.end());
-  }
-  bool ports_ok = r1.ports.empty() || k8sPortsKey(r1.ports) == k8sPortsKey(r2.ports);
-  return peers_ok && ports_ok;
 }
 
 bool isWorld(const Cidr& c) { return c.prefix == 0; }
@@ -215,86 +189,175 @@ class Linter {
     return by_tier;
   }
 
-  // P1 applies to at least every endpoint P2 applies to.
-  static bool selectsSuperset(const CalicoPolicy& p1, const CalicoPolicy& p2) {
-    bool scope_ok = p1.global ? !p1.namespace_selector || (p2.global && p2.namespace_selector &&
-                                                            p2.namespace_selector->str() == p1.namespace_selector->str())
-                              : (!p2.global && p2.ns == p1.ns);
-    return scope_ok && (p1.selector.isAll() || p1.selector.str() == p2.selector.str());
+  // Shadowing, per tier: a rule is shadowed when an earlier deciding rule (same direction) of
+  // a policy that selects at least the same endpoints matches at least the same traffic.
+  // Conservatively: the earlier policy selects all() or the same selector in the same scope,
+  // and each of the earlier rule's conditions is absent or written identically. Candidates
+  // are bucketed by scope, so the check stays near-linear for thousands of policies.
+  struct RuleKeys {
+    bool decides;  // Allow, Deny or Pass (not Log)
+    bool l4_any;
+    std::string l4;
+    bool src_any;
+    std::string src;
+    bool dst_any;
+    std::string dst;
+  };
+  static RuleKeys keysOf(const CalicoRule& r) {
+    std::string l4 = ruleMatchKey(r);
+    return {r.action != Action::kLog, l4 == "p=-1;np=-1;icmp=-;nicmp=-;ipv=0", l4, entityEmpty(r.source),
+            entityKey(r.source), entityEmpty(r.destination), entityKey(r.destination)};
+  }
+  static bool covers(const RuleKeys& a, const RuleKeys& b) {
+    return a.decides && (a.l4_any || a.l4 == b.l4) && (a.src_any || a.src == b.src) && (a.dst_any || a.dst == b.dst);
+  }
+  static std::string scopeKey(const CalicoPolicy& p) {
+    if (!p.global) return "ns/" + p.ns;
+    return p.namespace_selector ? "gns/" + p.namespace_selector->str() : "global";
   }
 
   void checkShadowing() {
     for (const auto& [tier, pols] : tiers()) {
-      for (size_t j = 0; j < pols.size(); ++j) {
-        if (pols[j].cal) {
-          checkCalicoShadowing(pols, j);
-        } else {
-          checkK8sShadowing(pols, j);
+      checkCalicoShadowing(pols);
+      checkK8sShadowing(pols);
+    }
+  }
+
+  void checkCalicoShadowing(const std::vector<Ordered>& pols) {
+    for (int dir = 0; dir < 2; ++dir) {
+      // (scope, selector text) -> earlier policies' rules, in order
+      struct Earlier {
+        const CalicoPolicy* pol;
+        size_t index;
+        RuleKeys keys;
+      };
+      std::map<std::pair<std::string, std::string>, std::vector<Earlier>> seen;
+      for (const Ordered& o : pols) {
+        if (!o.cal) continue;
+        const CalicoPolicy& p2 = *o.cal;
+        if (!(dir == 0 ? p2.ingress : p2.egress)) continue;
+        const auto& rules2 = dir == 0 ? p2.ingress_rules : p2.egress_rules;
+        std::vector<RuleKeys> keys2;
+        for (const CalicoRule& r : rules2) keys2.push_back(keysOf(r));
+        std::string scope = scopeKey(p2);
+        // Earlier policies of the same scope with all() or the same selector, and global
+        // all() policies, which select every endpoint.
+        const std::vector<Earlier>* buckets[] = {nullptr, nullptr, nullptr};
+        if (auto it = seen.find({scope, "all()"}); it != seen.end()) buckets[0] = &it->second;
+        if (!p2.selector.isAll()) {
+          if (auto it = seen.find({scope, p2.selector.str()}); it != seen.end()) buckets[1] = &it->second;
+        }
+        if (scope != "global") {
+          if (auto it = seen.find({"global", "all()"}); it != seen.end()) buckets[2] = &it->second;
+        }
+        for (size_t b = 0; b < rules2.size(); ++b) {
+          if (!keys2[b].decides) continue;
+          const CalicoPolicy* by = nullptr;
+          size_t by_index = 0;
+          const CalicoRule* by_rule = nullptr;
+          for (size_t a = 0; a < b && !by; ++a) {
+            if (covers(keys2[a], keys2[b])) {
+              by = &p2;
+              by_index = a;
+              by_rule = &rules2[a];
+            }
+          }
+          for (const auto* bucket : buckets) {
+            if (by || !bucket) continue;
+            for (const Earlier& e : *bucket) {
+              if (covers(e.keys, keys2[b])) {
+                by = e.pol;
+                by_index = e.index;
+                by_rule = &(dir == 0 ? e.pol->ingress_rules : e.pol->egress_rules)[e.index];
+                break;
+              }
+            }
+          }
+          if (by) {
+            diags_.warning(rules2[b].loc,
+                           fmt::format("{} rule {} of {} is never reached: {} rule {} of {} ({}) decides the same "
+                                       "traffic first ({})",
+                                       dir == 0 ? "ingress" : "egress", b, p2.key(), dir == 0 ? "ingress" : "egress",
+                                       by_index, by->key(), by_rule->loc.str(), actionName(by_rule->action)),
+                           "shadowed-rule");
+          }
+        }
+        auto& mine = seen[{scope, p2.selector.str()}];
+        for (size_t b = 0; b < rules2.size(); ++b) {
+          if (keys2[b].decides) mine.push_back({&p2, b, keys2[b]});
         }
       }
     }
   }
 
-  void checkCalicoShadowing(const std::vector<Ordered>& pols, size_t j) {
-    const CalicoPolicy& p2 = *pols[j].cal;
-    for (int dir = 0; dir < 2; ++dir) {
-      const auto& rules2 = dir == 0 ? p2.ingress_rules : p2.egress_rules;
-      if (!(dir == 0 ? p2.ingress : p2.egress)) continue;
-      for (size_t b = 0; b < rules2.size(); ++b) {
-        if (rules2[b].action == Action::kLog) continue;
-        bool reported = false;
-        for (size_t i = 0; i <= j && !reported; ++i) {
-          if (!pols[i].cal) continue;
-          const CalicoPolicy& p1 = *pols[i].cal;
-          if (!(dir == 0 ? p1.ingress : p1.egress)) continue;
-          if (i != j && !selectsSuperset(p1, p2)) continue;
-          const auto& rules1 = dir == 0 ? p1.ingress_rules : p1.egress_rules;
-          size_t limit = i == j ? b : rules1.size();
-          for (size_t a = 0; a < limit; ++a) {
-            if (rules1[a].action == Action::kLog || !covers(rules1[a], rules2[b])) continue;
-            diags_.warning(rules2[b].loc,
-                           fmt::format("{} rule {} of {} is never reached: {} rule {} of {} ({}) decides "
-                                       "the same traffic first ({})",
-                                       dir == 0 ? "ingress" : "egress", b, p2.key(),
-                                       dir == 0 ? "ingress" : "egress", a, p1.key(), rules1[a].loc.str(),
-                                       actionName(rules1[a].action)),
-                           "shadowed-rule");
-            reported = true;
-            break;
-          }
-        }
-      }
-    }
+  struct K8sKeys {
+    bool any_peer;
+    std::vector<std::string> peers;  // sorted
+    bool any_port;
+    std::string ports;
+  };
+  static K8sKeys keysOf(const K8sRule& r) {
+    K8sKeys k{r.peers.empty(), {}, r.ports.empty(), k8sPortsKey(r.ports)};
+    for (const K8sPeer& p : r.peers) k.peers.push_back(k8sPeerKey(p));
+    std::sort(k.peers.begin(), k.peers.end());
+    return k;
+  }
+  static bool covers(const K8sKeys& a, const K8sKeys& b) {
+    bool peers = a.any_peer || (!b.any_peer && std::includes(a.peers.begin(), a.peers.end(), b.peers.begin(), b.peers.end()));
+    return peers && (a.any_port || a.ports == b.ports);
   }
 
-  void checkK8sShadowing(const std::vector<Ordered>& pols, size_t j) {
-    const K8sPolicy& p2 = *pols[j].k8s;
+  void checkK8sShadowing(const std::vector<Ordered>& pols) {
     for (int dir = 0; dir < 2; ++dir) {
-      if (!(dir == 0 ? p2.ingress : p2.egress)) continue;
-      const auto& rules2 = dir == 0 ? p2.ingress_rules : p2.egress_rules;
-      for (size_t b = 0; b < rules2.size(); ++b) {
-        bool reported = false;
-        for (size_t i = 0; i <= j && !reported; ++i) {
-          if (!pols[i].k8s) continue;
-          const K8sPolicy& p1 = *pols[i].k8s;
-          if (!(dir == 0 ? p1.ingress : p1.egress) || p1.ns != p2.ns ||
-              !(p1.pod_selector.isAll() || p1.pod_selector.str() == p2.pod_selector.str())) {
-            continue;
+      struct Earlier {
+        const K8sPolicy* pol;
+        size_t index;
+        K8sKeys keys;
+      };
+      std::map<std::pair<std::string, std::string>, std::vector<Earlier>> seen;
+      for (const Ordered& o : pols) {
+        if (!o.k8s) continue;
+        const K8sPolicy& p2 = *o.k8s;
+        if (!(dir == 0 ? p2.ingress : p2.egress)) continue;
+        const auto& rules2 = dir == 0 ? p2.ingress_rules : p2.egress_rules;
+        std::vector<K8sKeys> keys2;
+        for (const K8sRule& r : rules2) keys2.push_back(keysOf(r));
+        const std::vector<Earlier>* buckets[] = {nullptr, nullptr};
+        if (auto it = seen.find({p2.ns, "all()"}); it != seen.end()) buckets[0] = &it->second;
+        if (!p2.pod_selector.isAll()) {
+          if (auto it = seen.find({p2.ns, p2.pod_selector.str()}); it != seen.end()) buckets[1] = &it->second;
+        }
+        for (size_t b = 0; b < rules2.size(); ++b) {
+          const K8sPolicy* by = nullptr;
+          size_t by_index = 0;
+          for (size_t a = 0; a < b && !by; ++a) {
+            if (covers(keys2[a], keys2[b])) {
+              by = &p2;
+              by_index = a;
+            }
           }
-          const auto& rules1 = dir == 0 ? p1.ingress_rules : p1.egress_rules;
-          size_t limit = i == j ? b : rules1.size();
-          for (size_t a = 0; a < limit; ++a) {
-            if (!k8sCovers(rules1[a], rules2[b])) continue;
+          for (const auto* bucket : buckets) {
+            if (by || !bucket) continue;
+            for (const Earlier& e : *bucket) {
+              if (covers(e.keys, keys2[b])) {
+                by = e.pol;
+                by_index = e.index;
+                break;
+              }
+            }
+          }
+          if (by) {
+            const auto& r1 = (dir == 0 ? by->ingress_rules : by->egress_rules)[by_index];
             diags_.warning(rules2[b].loc,
-                           fmt::format("{} rule {} of NetworkPolicy {} adds nothing: {} rule {} of "
-                                       "NetworkPolicy {} ({}) already allows that traffic",
-                                       dir == 0 ? "ingress" : "egress", b, p2.key(),
-                                       dir == 0 ? "ingress" : "egress", a, p1.key(), rules1[a].loc.str()),
+                           fmt::format("{} rule {} of NetworkPolicy {} adds nothing: {} rule {} of NetworkPolicy {} "
+                                       "({}) already allows that traffic",
+                                       dir == 0 ? "ingress" : "egress", b, p2.key(), dir == 0 ? "ingress" : "egress",
+                                       by_index, by->key(), r1.loc.str()),
                            "shadowed-rule");
-            reported = true;
-            break;
           }
         }
+        auto& mine = seen[{p2.ns, p2.pod_selector.str()}];
+        for (size_t b = 0; b < rules2.size(); ++b) mine.push_back({&p2, b, keys2[b]});
       }
     }
   }

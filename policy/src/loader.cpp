@@ -18,7 +18,8 @@ namespace {
 // Reads one document, reporting every problem with its file:line:col.
 class Reader {
  public:
-  Reader(const std::string& file, Diagnostics& diags) : file_(file), diags_(diags) {}
+  Reader(const std::string& file, int line_offset, Diagnostics& diags)
+      : file_(file), line_offset_(line_offset), diags_(diags) {}
 
   SourceLoc loc(const YAML::Node& n) const {
     if (!n.IsDefined()) return SourceLoc{file_, 0, 0};  // a missing child: no position
@@ -26,7 +27,7 @@ class Reader {
     if (m.line < 0) {
       return SourceLoc{file_, 0, 0};
     }
-    return SourceLoc{file_, m.line + 1, m.column + 1};  // yaml-cpp marks are 0-based
+    return SourceLoc{file_, line_offset_ + m.line + 1, m.column + 1};  // marks are 0-based
   }
   // Location of a child, or of the parent when the child is missing.
   SourceLoc locIn(const YAML::Node& parent, const char* key) const {
@@ -214,6 +215,7 @@ class Reader {
 
  private:
   const std::string& file_;
+  int line_offset_;
   Diagnostics& diags_;
 };
 
@@ -937,12 +939,12 @@ void readObject(Reader& r, const YAML::Node& doc, Store& store) {
 
 void loadSources(const std::vector<SourceText>& sources, Store& store, Diagnostics& diags) {
   for (const SourceText& src : sources) {
-    Reader r(src.name, diags);
+    Reader r(src.name, src.line_offset, diags);
     std::vector<YAML::Node> docs;
     try {
       docs = YAML::LoadAll(src.text);
     } catch (const YAML::Exception& e) {
-      SourceLoc loc{src.name, e.mark.line >= 0 ? e.mark.line + 1 : 0,
+      SourceLoc loc{src.name, e.mark.line >= 0 ? src.line_offset + e.mark.line + 1 : 0,
                     e.mark.column >= 0 ? e.mark.column + 1 : 0};
       diags.error(loc, fmt::format("YAML syntax error: {}", e.msg), "yaml-syntax");
       continue;
@@ -956,6 +958,43 @@ void loadSources(const std::vector<SourceText>& sources, Store& store, Diagnosti
       }
     }
   }
+}
+
+std::vector<SourceText> splitDocuments(const SourceText& source) {
+  std::vector<SourceText> out;
+  const std::string& t = source.text;
+  size_t start = 0;
+  int start_line = 0;
+  int line = 0;
+  for (size_t pos = 0; pos < t.size();) {
+    size_t eol = t.find('\n', pos);
+    size_t end = eol == std::string::npos ? t.size() : eol;
+    std::string_view l(t.data() + pos, end - pos);
+    bool marker = l.starts_with("---") && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    if (marker && pos > start) {
+      out.push_back({source.name, t.substr(start, pos - start), source.line_offset + start_line});
+      start = pos;
+      start_line = line;
+    }
+    ++line;
+    pos = eol == std::string::npos ? t.size() : eol + 1;
+  }
+  if (start < t.size() || out.empty()) {
+    out.push_back({source.name, t.substr(start), source.line_offset + start_line});
+  }
+  return out;
+}
+
+void mergeStore(Store& into, Store&& from) {
+  auto move = [](auto& dst, auto& src) {
+    dst.insert(dst.end(), std::make_move_iterator(src.begin()), std::make_move_iterator(src.end()));
+  };
+  move(into.namespaces, from.namespaces);
+  move(into.pods, from.pods);
+  move(into.k8s_policies, from.k8s_policies);
+  move(into.calico_policies, from.calico_policies);
+  move(into.network_sets, from.network_sets);
+  move(into.tiers, from.tiers);
 }
 
 void validateStore(const Store& store, Diagnostics& diags) {

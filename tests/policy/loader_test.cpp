@@ -255,3 +255,32 @@ spec:
 
 }  // namespace
 }  // namespace zonewall::policy
+
+namespace zonewall::policy {
+namespace {
+
+// Split documents keep file-relative lines, and an error in one costs only that document.
+TEST(Loader, SplitDocumentsKeepLocations) {
+  SourceText src{"multi.yaml",
+                 "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\n"
+                 "metadata: {name: b, labels: {x: [}\n--- # trailing comment\napiVersion: v1\nkind: Nope\n",
+                 0};
+  std::vector<SourceText> docs = splitDocuments(src);
+  ASSERT_EQ(docs.size(), 3u);
+  EXPECT_EQ(docs[1].line_offset, 3);
+  EXPECT_EQ(docs[2].line_offset, 7);
+  Store s;
+  Diagnostics d;
+  loadSources(docs, s, d);
+  ASSERT_EQ(s.namespaces.size(), 1u);  // a loads; b has a syntax error; the third is unknown
+  EXPECT_EQ(s.namespaces[0].name, "a");
+  ASSERT_EQ(d.all().size(), 2u);
+  EXPECT_EQ(d.all()[0].rule_id, "yaml-syntax");
+  EXPECT_EQ(d.all()[0].loc.line, 7);
+  EXPECT_EQ(d.all()[1].rule_id, "unknown-kind");
+  EXPECT_EQ(d.all()[1].loc.line, 10);
+  EXPECT_EQ(d.all()[1].loc.col, 7);
+}
+
+}  // namespace
+}  // namespace zonewall::policy

@@ -13,7 +13,16 @@ namespace zonewall::policy {
 struct SourceText {
   std::string name;
   std::string text;
+  int line_offset = 0;  ///< lines before `text` in the file `name` (for split documents)
 };
+
+/// Splits a multi-document source at its document markers ("---" at the start of a line,
+/// which YAML forbids inside any scalar), so that documents can be loaded independently (in
+/// parallel) and a syntax error costs only its own document. Locations stay file-relative.
+std::vector<SourceText> splitDocuments(const SourceText& source);
+
+/// Appends everything in `from` to `into`, in order.
+void mergeStore(Store& into, Store&& from);
 
 /// Parses every document of every source into `store`; appends every problem to `diags`.
 /// Pure: the caller reads files (see tools/), this only sees text.

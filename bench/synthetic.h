@@ -1,0 +1,26 @@
+// Synthetic clusters for benchmarks: N pods over namespaces and zones with realistic label
+// cardinality, M policies mixing Kubernetes and Calico formats. Seeded and reproducible.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "zonewall/policy/model.h"
+
+namespace zonewall::bench {
+
+struct SyntheticSpec {
+  size_t pods = 1000;
+  size_t policies = 100;
+  size_t pods_per_namespace = 50;  ///< a namespace per application team's service
+  size_t pods_per_node = 100;      ///< kubelet's default max is 110
+  std::uint32_t seed = 1;
+};
+
+/// Builds the store directly (no YAML): the compiler's input at scale.
+policy::Store syntheticCluster(const SyntheticSpec& spec);
+
+/// The same policies as multi-document YAML (for lint: parse + check).
+std::string syntheticPolicyYaml(const SyntheticSpec& spec);
+
+}  // namespace zonewall::bench
