@@ -75,6 +75,30 @@ Inventory::Inventory(const Store& store) : store_(store) {
   for (const std::string& n : namespaces_) ns_labels_[n] = store.namespaceLabels(n);
 }
 
+std::vector<size_t> Inventory::addrsOf(std::uint32_t pod) const {
+  std::vector<size_t> out;
+  for (Addr a : store_.pods[pod].ips) {
+    if (auto i = findAddr(a); i && addrs_[*i].pod == pod) out.push_back(*i);
+  }
+  return out;
+}
+
+void Inventory::relabel(std::uint32_t pod, const Labels& old_labels) {
+  for (size_t i : addrsOf(pod)) {
+    auto idx = static_cast<std::uint32_t>(i);
+    for (const auto& [k, v] : old_labels) {
+      auto& post = label_postings_[k][v];
+      auto it = std::lower_bound(post.begin(), post.end(), idx);
+      if (it != post.end() && *it == idx) post.erase(it);
+    }
+    for (const auto& [k, v] : store_.pods[pod].labels) {
+      auto& post = label_postings_[k][v];
+      auto it = std::lower_bound(post.begin(), post.end(), idx);
+      if (it == post.end() || *it != idx) post.insert(it, idx);
+    }
+  }
+}
+
 std::optional<size_t> Inventory::findAddr(Addr a) const {
   auto it = std::lower_bound(addrs_.begin(), addrs_.end(), a,
                              [](const PodAddr& p, Addr x) { return p.addr < x; });

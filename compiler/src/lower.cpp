@@ -116,76 +116,33 @@ NamedPortIndex indexNamedPorts(const Store& store) {
   return idx;
 }
 
-class Lowerer {
- public:
-  explicit Lowerer(const Store& store) : store_(store), named_(indexNamedPorts(store)) {}
+}  // namespace
 
-  Program run() {
-    collectTiers();
-    for (const K8sPolicy& p : store_.k8s_policies) addK8s(p);
-    for (const CalicoPolicy& p : store_.calico_policies) addCalico(p);
-    for (auto& [key, entry] : pending_) {
-      prog_.policies[entry.first].push_back(std::move(entry.second));
-    }
-    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
-      Attribution a;
-      a.direction = d;
-      a.kind = Attribution::Kind::kNoPolicy;
-      prog_.no_policy[static_cast<int>(d)] = addAttribution(a);
-      a.kind = Attribution::Kind::kPassedAllTiers;
-      prog_.passed_all[static_cast<int>(d)] = addAttribution(a);
-    }
-    return std::move(prog_);
+class ProgramBuilder::Impl {
+ public:
+  explicit Impl(const Store& store) : named_(indexNamedPorts(store)) {}
+
+  std::uint32_t nextUid() { return next_uid_++; }
+
+  LoweredPolicyPtr lowerK8s(const K8sPolicy& p) {
+    auto pol = std::make_shared<LoweredPolicy>();
+    pol->uid = nextUid();
+    pol->key = ProgramBuilder::keyOf(p);
+    addK8s(*pol, p);
+    return pol;
+  }
+  LoweredPolicyPtr lowerCalico(const CalicoPolicy& p) {
+    auto pol = std::make_shared<LoweredPolicy>();
+    pol->uid = nextUid();
+    pol->key = ProgramBuilder::keyOf(p);
+    addCalico(*pol, p);
+    return pol;
   }
 
  private:
-  void collectTiers() {
-    struct T {
-      double order;
-      std::string name;
-      Action def;
-    };
-    std::vector<T> tiers;
-    bool has_default = false;
-    for (const Tier& t : store_.tiers) {
-      double order = t.order.value_or(std::numeric_limits<double>::infinity());
-      if (t.name == kDefaultTier) {
-        has_default = true;
-        order = t.order.value_or(kDefaultTierOrder);
-      }
-      tiers.push_back({order, t.name, t.default_action});
-    }
-    if (!has_default) tiers.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny});
-    std::sort(tiers.begin(), tiers.end(),
-              [](const T& a, const T& b) { return std::tie(a.order, a.name) < std::tie(b.order, b.name); });
-    for (const T& t : tiers) {
-      TierInfo info{t.name, t.def, {0, 0}};
-      for (Direction d : {Direction::kIngress, Direction::kEgress}) {
-        Attribution a;
-        a.kind = Attribution::Kind::kEndOfTier;
-        a.direction = d;
-        a.tier = t.name;
-        a.action = t.def;
-        info.end_attribution[static_cast<int>(d)] = addAttribution(a);
-      }
-      tier_index_[t.name] = prog_.tiers.size();
-      prog_.tiers.push_back(info);
-      prog_.policies.emplace_back();
-    }
-  }
-
-  std::uint32_t addAttribution(Attribution a) {
-    prog_.attributions.push_back(std::move(a));
-    return static_cast<std::uint32_t>(prog_.attributions.size() - 1);
-  }
-
-  void place(const std::string& tier, std::optional<double> order, const std::string& sort_name,
-             const std::string& ns, LoweredPolicy pol) {
-    auto it = tier_index_.find(tier);
-    if (it == tier_index_.end()) return;  // undefined tier: validateStore reported it
-    double o = order.value_or(std::numeric_limits<double>::infinity());
-    pending_.emplace(std::make_tuple(it->second, o, sort_name, ns),
-                     std::make_pair(it->second, std::move(pol)));
+  static std::uint32_t addAttribution(LoweredPolicy& pol, Attribution a) {
+    pol.attributions.push_back(std::move(a));
+    return static_cast<std::uint32_t>(pol.attributions.size() - 1);
   }
 
   Attribution ruleAttribution(const LoweredPolicy& pol, Direction d, int index, Action a,
@@ -220,9 +177,10 @@ class Lowerer {
     return exprEndpoints(p.pod_selector.value_or(Selector::all()), scope, false);
   }
 
-  void addK8s(const K8sPolicy& p) {
-    LoweredPolicy pol;
+  void addK8s(LoweredPolicy& pol, const K8sPolicy& p) {
     pol.display = "NetworkPolicy " + p.key();
+    pol.order = kK8sPolicyOrder;
+    pol.sort_name = "knp.default." + p.name;
     pol.tier = kDefaultTier;
     pol.loc = p.loc;
     pol.ns = p.ns;
@@ -235,7 +193,7 @@ class Lowerer {
       for (size_t i = 0; i < rules.size(); ++i) {
         const K8sRule& r = rules[i];
         std::uint32_t attr =
-            addAttribution(ruleAttribution(pol, d, static_cast<int>(i), Action::kAllow, r.loc));
+            addAttribution(pol, ruleAttribution(pol, d, static_cast<int>(i), Action::kAllow, r.loc));
         std::vector<AddrExprPtr> peers;
         for (const K8sPeer& peer : r.peers) peers.push_back(k8sPeer(peer, p.ns));
         AddrExprPtr peer = r.peers.empty() ? exprAll() : exprOr(peers);
@@ -263,7 +221,6 @@ class Lowerer {
         }
       }
     }
-    place(kDefaultTier, kK8sPolicyOrder, "knp.default." + p.name, p.ns, std::move(pol));
   }
 
   // One sub-rule per port number that `name` takes: narrowed to the pods declaring it, on
@@ -314,8 +271,7 @@ class Lowerer {
     return exprAnd(parts);
   }
 
-  void addCalico(const CalicoPolicy& p) {
-    LoweredPolicy pol;
+  void addCalico(LoweredPolicy& pol, const CalicoPolicy& p) {
     pol.display = (p.global ? "GlobalNetworkPolicy " : "Calico NetworkPolicy ") + p.key();
     pol.tier = p.tier;
     pol.loc = p.loc;
@@ -336,13 +292,13 @@ class Lowerer {
       }
     }
     // Calico's internal name carries the tier: "tier.name".
-    std::string sort_name = p.name.starts_with(p.tier + ".") ? p.name : p.tier + "." + p.name;
-    place(p.tier, p.order, sort_name, p.ns, std::move(pol));
+    pol.sort_name = p.name.starts_with(p.tier + ".") ? p.name : p.tier + "." + p.name;
+    pol.order = p.order.value_or(std::numeric_limits<double>::infinity());
   }
 
   void lowerCalicoRule(LoweredPolicy& pol, const CalicoPolicy& p, Direction d, int index,
                        const CalicoRule& r) {
-    std::uint32_t attr = addAttribution(ruleAttribution(pol, d, index, r.action, r.loc));
+    std::uint32_t attr = addAttribution(pol, ruleAttribution(pol, d, index, r.action, r.loc));
     const EntityRule& local_e = d == Direction::kIngress ? r.destination : r.source;
     const EntityRule& peer_e = d == Direction::kIngress ? r.source : r.destination;
     AddrExprPtr local = entity(local_e, p);
@@ -459,14 +415,11 @@ class Lowerer {
     }
   }
 
-  const Store& store_;
   NamedPortIndex named_;
-  Program prog_;
-  std::map<std::string, size_t> tier_index_;
-  std::map<std::tuple<size_t, double, std::string, std::string>, std::pair<size_t, LoweredPolicy>>
-      pending_;
+  std::uint32_t next_uid_ = Program::kDefaultsUid + 1;
 };
 
+namespace {
 }  // namespace
 
 const char* directionName(Direction d) { return d == Direction::kIngress ? "ingress" : "egress"; }
@@ -549,6 +502,103 @@ AddrExprPtr exprNot(AddrExprPtr kid) {
   return e;
 }
 
-Program lower(const Store& store) { return Lowerer(store).run(); }
+const Attribution* Program::find(AttributionHandle h) const {
+  auto uid = static_cast<std::uint32_t>(h >> 32);
+  auto index = static_cast<std::uint32_t>(h);
+  if (uid == kDefaultsUid) {
+    if (index < 2) return &no_policy[index];
+    if (index < 4) return &passed_all[index - 2];
+    return nullptr;
+  }
+  for (const TierInfo& t : tiers) {
+    if (t.uid == uid) return index < 2 ? &t.end[index] : nullptr;
+  }
+  for (const auto& tier : policies) {
+    for (const auto& p : tier) {
+      if (p->uid == uid) return index < p->attributions.size() ? &p->attributions[index] : nullptr;
+    }
+  }
+  return nullptr;
+}
+
+std::string ProgramBuilder::keyOf(const K8sPolicy& p) { return "k8s/" + p.ns + "/" + p.name; }
+std::string ProgramBuilder::keyOf(const CalicoPolicy& p) {
+  return p.global ? "gnp/" + p.name : "cnp/" + p.ns + "/" + p.name;
+}
+
+ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl>(store)) {
+  struct T {
+    double order;
+    std::string name;
+    Action def;
+  };
+  std::vector<T> tiers;
+  bool has_default = false;
+  for (const Tier& t : store.tiers) {
+    double order = t.order.value_or(std::numeric_limits<double>::infinity());
+    if (t.name == kDefaultTier) {
+      has_default = true;
+      order = t.order.value_or(kDefaultTierOrder);
+    }
+    tiers.push_back({order, t.name, t.default_action});
+  }
+  if (!has_default) tiers.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny});
+  std::sort(tiers.begin(), tiers.end(),
+            [](const T& a, const T& b) { return std::tie(a.order, a.name) < std::tie(b.order, b.name); });
+  for (const T& t : tiers) {
+    TierInfo info;
+    info.uid = impl_->nextUid();
+    info.name = t.name;
+    info.default_action = t.def;
+    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+      Attribution& a = info.end[static_cast<int>(d)];
+      a.kind = Attribution::Kind::kEndOfTier;
+      a.direction = d;
+      a.tier = t.name;
+      a.action = t.def;
+    }
+    program_.tiers.push_back(info);
+    program_.policies.emplace_back();
+  }
+  for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+    Attribution a;
+    a.direction = d;
+    a.kind = Attribution::Kind::kNoPolicy;
+    program_.no_policy[static_cast<int>(d)] = a;
+    a.kind = Attribution::Kind::kPassedAllTiers;
+    program_.passed_all[static_cast<int>(d)] = a;
+  }
+  for (const K8sPolicy& p : store.k8s_policies) upsert(p);
+  for (const CalicoPolicy& p : store.calico_policies) upsert(p);
+}
+
+void ProgramBuilder::upsert(const K8sPolicy& p) { place(impl_->lowerK8s(p)); }
+void ProgramBuilder::upsert(const CalicoPolicy& p) { place(impl_->lowerCalico(p)); }
+
+bool ProgramBuilder::erase(const std::string& key) {
+  for (auto& tier : program_.policies) {
+    auto it = std::find_if(tier.begin(), tier.end(), [&](const LoweredPolicyPtr& p) { return p->key == key; });
+    if (it != tier.end()) {
+      tier.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+void ProgramBuilder::place(LoweredPolicyPtr pol) {
+  erase(pol->key);
+  auto t = std::find_if(program_.tiers.begin(), program_.tiers.end(),
+                        [&](const TierInfo& ti) { return ti.name == pol->tier; });
+  if (t == program_.tiers.end()) return;  // undefined tier: validateStore reported it
+  auto& list = program_.policies[static_cast<size_t>(t - program_.tiers.begin())];
+  // In a tier: by order (missing = last), then Calico's internal name, then namespace.
+  auto before = [](const LoweredPolicyPtr& a, const LoweredPolicyPtr& b) {
+    return std::tie(a->order, a->sort_name, a->ns, a->key) < std::tie(b->order, b->sort_name, b->ns, b->key);
+  };
+  list.insert(std::upper_bound(list.begin(), list.end(), pol, before), pol);
+}
+
+Program lower(const Store& store) { return ProgramBuilder(store).program(); }
 
 }  // namespace zonewall::compiler

@@ -100,10 +100,12 @@ TEST(Cli, LintJsonAndSarif) {
 
 // compile: golden nft script and JSON table of the bank example's node-a.
 TEST(Cli, CompileGolden) {
-  RunResult nft = run(zw("compile " + bank() + " --node node-a"));
+  // Relative paths, so that the locations inside do not depend on the checkout's place.
+  std::string cd = "cd " + sourceDir() + " && ";
+  RunResult nft = run(cd + zw("compile examples/bank --node node-a"));
   ASSERT_EQ(nft.exit_code, 0);
   expectGolden("bank-node-a.nft", nft.out);
-  RunResult json = run(zw("compile " + bank() + " --node node-a --format json"));
+  RunResult json = run(cd + zw("compile examples/bank --node node-a --format json"));
   ASSERT_EQ(json.exit_code, 0);
   expectGolden("bank-node-a.json", json.out);
   auto doc = nlohmann::json::parse(json.out);

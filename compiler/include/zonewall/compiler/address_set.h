@@ -24,6 +24,7 @@ class Bitset {
   size_t size() const { return n_; }
   bool test(size_t i) const { return (words_[i / 64] >> (i % 64)) & 1ULL; }
   void set(size_t i) { words_[i / 64] |= 1ULL << (i % 64); }
+  void reset(size_t i) { words_[i / 64] &= ~(1ULL << (i % 64)); }
   void setRange(size_t lo, size_t hi);  ///< [lo, hi)
   Bitset& operator&=(const Bitset& o);
   Bitset& operator|=(const Bitset& o);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <expected>
+#include <memory>
 #include <string>
 
 #include "zonewall/compiler/inventory.h"
@@ -10,6 +11,31 @@
 #include "zonewall/policy/diagnostic.h"
 
 namespace zonewall::compiler {
+
+/// One node's compiler, kept alive so that a change recomputes only what it touches: the
+/// agent's core. After any sequence of changes the table decides every packet as a fresh
+/// compile of the same input would (class ids may differ where a fresh compile would have
+/// merged classes that only dropped predicates still tell apart; build() canonicalizes).
+class NodeCompiler {
+ public:
+  NodeCompiler(const Inventory& inventory, std::string node);
+  ~NodeCompiler();
+  NodeCompiler(const NodeCompiler&) = delete;
+  NodeCompiler& operator=(const NodeCompiler&) = delete;
+
+  /// Compiles from scratch. Deterministic: the same inputs give an identical table.
+  std::expected<void, policy::Error> build(const Program& program);
+  /// The program changed (policies added, replaced or removed; see ProgramBuilder).
+  std::expected<void, policy::Error> programChanged(const Program& program);
+  /// Pod `pod` (index into the store) changed its labels; Inventory::relabel was called.
+  std::expected<void, policy::Error> podLabelsChanged(std::uint32_t pod);
+
+  const NodeTable& table() const;
+
+ private:
+  class State;
+  std::unique_ptr<State> s_;
+};
 
 /// Compiles the table of `node` (pods whose spec.nodeName is `node`). Deterministic: the same
 /// inputs give an identical table. Fails only past the table's fixed limits (65535 remote

@@ -48,6 +48,12 @@ class Inventory {
 
   bool namespaceMatches(const policy::Selector& sel, const std::string& ns, bool calico) const;
 
+  /// Pod `pod` of the store now has new labels (the caller changed store().pods[pod]);
+  /// `old_labels` are the ones it had. Updates the index in place.
+  void relabel(std::uint32_t pod, const policy::Labels& old_labels);
+  /// The indices into addrs() of a pod's addresses.
+  std::vector<size_t> addrsOf(std::uint32_t pod) const;
+
  private:
   Bitset selectPods(const policy::SelectorNode& n, bool calico) const;
   Bitset scopePods(const Scope& s, bool calico) const;

@@ -117,36 +117,78 @@ struct Attribution {
   friend bool operator==(const Attribution&, const Attribution&) = default;
 };
 
+/// A handle on an attribution that never changes meaning: the owner's uid (a lowered policy,
+/// a tier, or the program's defaults) in the high half, the index in the low half.
+using AttributionHandle = std::uint64_t;
+inline AttributionHandle attributionHandle(std::uint32_t uid, std::uint32_t index) {
+  return static_cast<AttributionHandle>(uid) << 32 | index;
+}
+
 struct LoweredRule {
   Action action = Action::kAllow;
   AddrExprPtr local;  ///< condition on the local endpoint's address
   AddrExprPtr peer;   ///< condition on the remote address
   L4Match l4;
-  std::uint32_t attribution = 0;
+  std::uint32_t attribution = 0;  ///< into LoweredPolicy::attributions
 };
 
 struct LoweredPolicy {
-  std::string display;  ///< "NetworkPolicy x/allow-web"
+  std::uint32_t uid = 0;  ///< unique per lowering: a changed policy gets a new uid
+  std::string key;        ///< identity: kind, namespace, name
+  std::string display;    ///< "NetworkPolicy x/allow-web"
   std::string tier;
-  AddrExprPtr applies;  ///< the endpoints the policy selects
+  double order = 0;
+  std::string sort_name;  ///< Calico's internal name, the tie-breaker
+  AddrExprPtr applies;    ///< the endpoints the policy selects
   bool applies_to[2] = {false, false};  ///< by Direction
   std::vector<LoweredRule> rules[2];    ///< by Direction
+  std::vector<Attribution> attributions;
   SourceLoc loc;
   std::string ns;  ///< namespace of a namespaced policy (pre-filters local endpoints), or ""
 };
+using LoweredPolicyPtr = std::shared_ptr<const LoweredPolicy>;
 
 struct TierInfo {
+  std::uint32_t uid = 0;
   std::string name;
   Action default_action = Action::kDeny;
-  std::uint32_t end_attribution[2] = {0, 0};  ///< by Direction
+  Attribution end[2];  ///< by Direction; handle (uid, direction)
 };
 
 struct Program {
-  std::vector<TierInfo> tiers;            ///< in evaluation order
-  std::vector<std::vector<LoweredPolicy>> policies;  ///< per tier, in evaluation order
-  std::vector<Attribution> attributions;
-  std::uint32_t no_policy[2] = {0, 0};
-  std::uint32_t passed_all[2] = {0, 0};
+  std::vector<TierInfo> tiers;                        ///< in evaluation order
+  std::vector<std::vector<LoweredPolicyPtr>> policies;  ///< per tier, in evaluation order
+  Attribution no_policy[2];   ///< handle (kDefaultsUid, direction)
+  Attribution passed_all[2];  ///< handle (kDefaultsUid, 2 + direction)
+  static constexpr std::uint32_t kDefaultsUid = 1;
+
+  /// The attribution behind a handle, or nullptr if nothing in this program owns it.
+  const Attribution* find(AttributionHandle h) const;
+};
+
+/// Lowers policies one at a time so that a changed policy costs one lowering, not all.
+class ProgramBuilder {
+ public:
+  /// Lowers every policy of the store (which must have loaded without errors). Named ports
+  /// resolve against the store's pods as they are now.
+  explicit ProgramBuilder(const policy::Store& store);
+
+  const Program& program() const { return program_; }
+
+  /// Adds or replaces (same kind, namespace and name) one policy.
+  void upsert(const policy::K8sPolicy& p);
+  void upsert(const policy::CalicoPolicy& p);
+  /// Removes a policy by LoweredPolicy::key; false if there was none.
+  bool erase(const std::string& key);
+
+  static std::string keyOf(const policy::K8sPolicy& p);
+  static std::string keyOf(const policy::CalicoPolicy& p);
+
+ private:
+  void place(LoweredPolicyPtr pol);
+  class Impl;
+  std::shared_ptr<Impl> impl_;
+  Program program_;
 };
 
 /// Lowers every policy of the store (pure; the store must have loaded without errors).
