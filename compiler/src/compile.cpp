@@ -130,7 +130,10 @@ class NodeCompiler::State {
     setProgram(prog);
     const auto& addrs = inv_.addrs();
     for (size_t i = 0; i < addrs.size(); ++i) {
-      if (inv_.store().pods[addrs[i].pod].node == table_.node) locals_.push_back(i);
+      if (inv_.store().pods[addrs[i].pod].node == table_.node) {
+        locals_by_ns_[inv_.store().pods[addrs[i].pod].ns].push_back(locals_.size());
+        locals_.push_back(i);
+      }
     }
     for (const auto& tier : prog_.policies) {
       for (const auto& pol : tier) applies_[pol->uid] = computeApplies(*pol);
@@ -167,7 +170,15 @@ class NodeCompiler::State {
       for (size_t li = 0; li < locals_.size(); ++li) {
         if (inv_.addrs()[locals_[li]].pod != pod) continue;
         for (const auto& tier : prog_.policies) {
-          for (const auto& pol : tier) applies_[pol->uid][li] = podSelected(*pol->applies, podOf(li));
+          for (const auto& pol : tier) {
+            if (!pol->ns.empty() && pol->ns != podOf(li).ns) continue;
+            auto& sel = applies_[pol->uid];
+            auto at = std::lower_bound(sel.begin(), sel.end(), li);
+            bool was = at != sel.end() && *at == li;
+            bool now = podSelected(*pol->applies, podOf(li));
+            if (now && !was) sel.insert(at, li);
+            if (!now && was) sel.erase(at);
+          }
         }
       }
     }
@@ -204,6 +215,7 @@ class NodeCompiler::State {
     table_ = NodeTable{};
     table_.node = std::move(node);
     locals_.clear();
+    locals_by_ns_.clear();
     applies_.clear();
     for (auto& d : locals_state_) d.clear();
     preds_.clear();
@@ -241,10 +253,20 @@ class NodeCompiler::State {
 
   // ---- locals and their programs ----
 
-  std::vector<bool> computeApplies(const LoweredPolicy& pol) const {
-    std::vector<bool> sel(locals_.size(), false);
-    for (size_t li = 0; li < locals_.size(); ++li) {
-      if (pol.ns.empty() || podOf(li).ns == pol.ns) sel[li] = podSelected(*pol.applies, podOf(li));
+  // The local addresses (by position in locals_) a policy selects, ascending.
+  std::vector<size_t> computeApplies(const LoweredPolicy& pol) const {
+    std::vector<size_t> sel;
+    auto check = [&](size_t li) {
+      if (podSelected(*pol.applies, podOf(li))) sel.push_back(li);
+    };
+    if (!pol.ns.empty()) {
+      // Namespaced: only the locals of its namespace.
+      auto it = locals_by_ns_.find(pol.ns);
+      if (it != locals_by_ns_.end()) {
+        for (size_t li : it->second) check(li);
+      }
+    } else {
+      for (size_t li = 0; li < locals_.size(); ++li) check(li);
     }
     return sel;
   }
@@ -283,25 +305,37 @@ class NodeCompiler::State {
     return it->second;
   }
 
+  // Per local address, the policies (by tier) that select it in direction `di`: one pass
+  // over the policies, each looked up once.
+  std::vector<std::vector<std::pair<size_t, const LoweredPolicy*>>> applying(int di) {
+    std::vector<std::vector<std::pair<size_t, const LoweredPolicy*>>> out(locals_.size());
+    for (size_t t = 0; t < prog_.policies.size(); ++t) {
+      for (const auto& pol : prog_.policies[t]) {
+        if (!pol->applies_to[di]) continue;
+        auto it = applies_.find(pol->uid);
+        if (it == applies_.end()) continue;
+        for (size_t li : it->second) out[li].push_back({t, pol.get()});
+      }
+    }
+    return out;
+  }
+
   // Recomputes every local address's program; keeps the classes (and their painting) whose
   // program did not change.
   void rebuildLocalPrograms() {
     for (Direction d : {Direction::kIngress, Direction::kEgress}) {
       const int di = static_cast<int>(d);
+      auto pols = applying(di);
       std::map<std::pair<Family, std::vector<std::uint64_t>>, LocalState> next;
       for (size_t li = 0; li < locals_.size(); ++li) {
         std::vector<std::uint64_t> sig;
-        for (size_t t = 0; t < prog_.policies.size(); ++t) {
-          bool selected = false;
-          for (const auto& pol : prog_.policies[t]) {
-            if (!pol->applies_to[di] || !applies_[pol->uid][li]) continue;
-            selected = true;
-            const auto& rules = pol->rules[di];
-            for (std::uint32_t r = 0; r < rules.size(); ++r) {
-              if (inv_.contains(*rules[r].local, addrOf(li))) sig.push_back(attributionHandle(pol->uid, r));
-            }
+        for (size_t k = 0; k < pols[li].size(); ++k) {
+          const auto& [t, pol] = pols[li][k];
+          const auto& rules = pol->rules[di];
+          for (std::uint32_t r = 0; r < rules.size(); ++r) {
+            if (inv_.contains(*rules[r].local, addrOf(li))) sig.push_back(attributionHandle(pol->uid, r));
           }
-          if (selected) sig.push_back(kTierMarker | t);
+          if (k + 1 == pols[li].size() || pols[li][k + 1].first != t) sig.push_back(kTierMarker | t);
         }
         auto key = std::make_pair(addrOf(li).family(), std::move(sig));
         auto it = next.find(key);
@@ -316,7 +350,7 @@ class NodeCompiler::State {
             st = std::move(*old);
             old->reused = true;
           } else {
-            st = makeLocal(d, key.first, key.second, li);
+            st = makeLocal(d, key.first, key.second, li, pols[li]);
           }
           st.addrs.clear();
           it = next.emplace(key, std::move(st)).first;
@@ -332,26 +366,23 @@ class NodeCompiler::State {
     }
   }
 
-  LocalState makeLocal(Direction d, Family fam, const std::vector<std::uint64_t>& sig, size_t li) {
+  LocalState makeLocal(Direction d, Family fam, const std::vector<std::uint64_t>& sig, size_t li,
+                       const std::vector<std::pair<size_t, const LoweredPolicy*>>& pols) {
     const int di = static_cast<int>(d);
     LocalState st;
     st.sig = sig;
     st.family = fam;
     LocalProgram& lp = st.prog;
-    for (size_t t = 0; t < prog_.policies.size(); ++t) {
-      bool selected = false;
-      for (const auto& pol : prog_.policies[t]) {
-        if (!pol->applies_to[di] || !applies_[pol->uid][li]) continue;
-        selected = true;
-        const auto& rules = pol->rules[di];
-        for (std::uint32_t r = 0; r < rules.size(); ++r) {
-          if (!inv_.contains(*rules[r].local, addrOf(li))) continue;
-          const LoweredRule& rule = rules[r];
-          lp.rules.push_back({rule.action, predIndex(rule.peer), &rule.l4, attributionHandle(pol->uid, rule.attribution)});
-          st.order_key += pol->key + "#" + std::to_string(r) + ";";
-        }
+    for (size_t k = 0; k < pols.size(); ++k) {
+      const auto& [t, pol] = pols[k];
+      const auto& rules = pol->rules[di];
+      for (std::uint32_t r = 0; r < rules.size(); ++r) {
+        if (!inv_.contains(*rules[r].local, addrOf(li))) continue;
+        const LoweredRule& rule = rules[r];
+        lp.rules.push_back({rule.action, predIndex(rule.peer), &rule.l4, attributionHandle(pol->uid, rule.attribution)});
+        st.order_key += pol->key + "#" + std::to_string(r) + ";";
       }
-      if (selected) {
+      if (k + 1 == pols.size() || pols[k + 1].first != t) {
         const TierInfo& tier = prog_.tiers[t];
         lp.tiers.push_back({tier.default_action, attributionHandle(tier.uid, static_cast<std::uint32_t>(di)),
                             static_cast<std::uint32_t>(lp.rules.size())});
@@ -751,14 +782,15 @@ class NodeCompiler::State {
   // ---- the table ----
 
   void emit() {
-    std::map<AttributionHandle, std::uint32_t> attr_ids;
-    std::map<std::uint32_t, std::uint32_t> outcome_ids;
+    std::unordered_map<AttributionHandle, std::uint32_t> attr_ids;
+    std::vector<std::uint32_t> outcome_ids(outcomes_.size(), ~0U);
     table_.attributions.clear();
     table_.outcomes.clear();
     // Outcomes and attributions in first-use order of the (sorted) table: deterministic.
     auto outcomeId = [&](std::uint32_t internal) {
-      auto [it, fresh] = outcome_ids.emplace(internal, static_cast<std::uint32_t>(table_.outcomes.size()));
-      if (fresh) {
+      std::uint32_t& id = outcome_ids[internal];
+      if (id == ~0U) {
+        id = static_cast<std::uint32_t>(table_.outcomes.size());
         const auto& [allow, attr, logs] = outcomes_[internal];
         auto attrId = [&](AttributionHandle h) {
           auto [ai, afresh] = attr_ids.emplace(h, static_cast<std::uint32_t>(table_.attributions.size()));
@@ -772,9 +804,8 @@ class NodeCompiler::State {
         for (AttributionHandle l : logs) o.logs.push_back(attrId(l));
         table_.outcomes.push_back(std::move(o));
       }
-      return it->second;
+      return id;
     };
-    std::map<std::uint32_t, const RemoteCls*> by_id;
     table_.remote_classes.clear();
     for (std::uint32_t c = 0; c < classes_.size(); ++c) {
       const RemoteCls& rc = classes_[c];
@@ -828,7 +859,8 @@ class NodeCompiler::State {
   std::unordered_map<std::uint32_t, const LoweredPolicy*> by_uid_;
   NodeTable table_;
   std::vector<size_t> locals_;  // indices into inv_.addrs()
-  std::unordered_map<std::uint32_t, std::vector<bool>> applies_;  // by policy uid
+  std::unordered_map<std::uint32_t, std::vector<size_t>> applies_;  // by policy uid: locals it selects
+  std::unordered_map<std::string, std::vector<size_t>> locals_by_ns_;
   std::vector<LocalState> locals_state_[2];
   std::vector<AddrExprPtr> preds_;
   std::unordered_map<std::string, std::uint32_t> pred_index_;

@@ -118,7 +118,7 @@ bool Inventory::namespaceMatches(const Selector& sel, const std::string& ns, boo
   return sel.matches(NamespaceLabelView(it == ns_labels_.end() ? fallback : it->second, ns, calico));
 }
 
-const std::map<std::string, std::vector<std::uint32_t>, std::less<>>* Inventory::postings(
+const Inventory::Postings* Inventory::postings(
     const std::string& key, bool calico) const {
   if (calico && key == kCalicoNamespaceLabel) return &ns_postings_;
   if (calico && key == kCalicoOrchestratorLabel) return &orchestrator_postings_;

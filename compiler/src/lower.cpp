@@ -103,6 +103,11 @@ std::vector<PortRange> intersectPorts(const std::vector<PortRange>& a,
   return normalize(std::move(out));
 }
 
+// In a tier: by order (missing = last), then Calico's internal name, then namespace.
+bool policyBefore(const LoweredPolicyPtr& a, const LoweredPolicyPtr& b) {
+  return std::tie(a->order, a->sort_name, a->ns, a->key) < std::tie(b->order, b->sort_name, b->ns, b->key);
+}
+
 // (name, protocol) -> every port number a pod of the inventory gives that name.
 using NamedPortIndex = std::map<std::pair<std::string, Protocol>, std::set<std::uint16_t>>;
 
@@ -568,35 +573,41 @@ ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl
     a.kind = Attribution::Kind::kPassedAllTiers;
     program_.passed_all[static_cast<int>(d)] = a;
   }
-  for (const K8sPolicy& p : store.k8s_policies) upsert(p);
-  for (const CalicoPolicy& p : store.calico_policies) upsert(p);
+  // Everything at once: place unsorted, sort each tier once.
+  for (const K8sPolicy& p : store.k8s_policies) place(impl_->lowerK8s(p), false);
+  for (const CalicoPolicy& p : store.calico_policies) place(impl_->lowerCalico(p), false);
+  for (auto& list : program_.policies) std::sort(list.begin(), list.end(), policyBefore);
 }
 
-void ProgramBuilder::upsert(const K8sPolicy& p) { place(impl_->lowerK8s(p)); }
-void ProgramBuilder::upsert(const CalicoPolicy& p) { place(impl_->lowerCalico(p)); }
+void ProgramBuilder::upsert(const K8sPolicy& p) { place(impl_->lowerK8s(p), true); }
+void ProgramBuilder::upsert(const CalicoPolicy& p) { place(impl_->lowerCalico(p), true); }
 
 bool ProgramBuilder::erase(const std::string& key) {
-  for (auto& tier : program_.policies) {
-    auto it = std::find_if(tier.begin(), tier.end(), [&](const LoweredPolicyPtr& p) { return p->key == key; });
-    if (it != tier.end()) {
-      tier.erase(it);
-      return true;
-    }
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return false;
+  LoweredPolicyPtr old = it->second;
+  by_key_.erase(it);
+  for (size_t t = 0; t < program_.tiers.size(); ++t) {
+    if (program_.tiers[t].name != old->tier) continue;
+    auto& list = program_.policies[t];
+    auto pos = std::lower_bound(list.begin(), list.end(), old, policyBefore);
+    if (pos != list.end() && *pos == old) list.erase(pos);
   }
-  return false;
+  return true;
 }
 
-void ProgramBuilder::place(LoweredPolicyPtr pol) {
+void ProgramBuilder::place(LoweredPolicyPtr pol, bool keep_sorted) {
   erase(pol->key);
   auto t = std::find_if(program_.tiers.begin(), program_.tiers.end(),
                         [&](const TierInfo& ti) { return ti.name == pol->tier; });
   if (t == program_.tiers.end()) return;  // undefined tier: validateStore reported it
+  by_key_[pol->key] = pol;
   auto& list = program_.policies[static_cast<size_t>(t - program_.tiers.begin())];
-  // In a tier: by order (missing = last), then Calico's internal name, then namespace.
-  auto before = [](const LoweredPolicyPtr& a, const LoweredPolicyPtr& b) {
-    return std::tie(a->order, a->sort_name, a->ns, a->key) < std::tie(b->order, b->sort_name, b->ns, b->key);
-  };
-  list.insert(std::upper_bound(list.begin(), list.end(), pol, before), pol);
+  if (keep_sorted) {
+    list.insert(std::upper_bound(list.begin(), list.end(), pol, policyBefore), pol);
+  } else {
+    list.push_back(std::move(pol));
+  }
 }
 
 Program lower(const Store& store) { return ProgramBuilder(store).program(); }

@@ -26,6 +26,9 @@ class PodLabelView final : public policy::LabelView {
 
 class Inventory {
  public:
+  /// label value -> the sorted indices into addrs() of the addresses that carry it
+  using Postings = std::unordered_map<std::string, std::vector<std::uint32_t>>;
+
   struct PodAddr {
     policy::Addr addr;
     std::uint32_t pod = 0;  ///< index into store().pods
@@ -59,16 +62,15 @@ class Inventory {
   Bitset scopePods(const Scope& s, bool calico) const;
   bool netsetInScope(const policy::NetworkSet& set, const Scope& s, bool calico) const;
   bool podInScope(const policy::Pod& pod, const Scope& s, bool calico) const;
-  const std::map<std::string, std::vector<std::uint32_t>, std::less<>>* postings(
+  const Postings* postings(
       const std::string& key, bool calico) const;
 
   const policy::Store& store_;
   std::vector<PodAddr> addrs_;
   std::vector<std::string> namespaces_;
-  std::unordered_map<std::string, std::map<std::string, std::vector<std::uint32_t>, std::less<>>>
-      label_postings_;
-  std::map<std::string, std::vector<std::uint32_t>, std::less<>> ns_postings_;
-  std::map<std::string, std::vector<std::uint32_t>, std::less<>> orchestrator_postings_;
+  std::unordered_map<std::string, Postings> label_postings_;
+  Postings ns_postings_;
+  Postings orchestrator_postings_;
   std::map<std::string, policy::Labels, std::less<>> ns_labels_;
 };
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "zonewall/policy/diagnostic.h"
@@ -185,10 +186,11 @@ class ProgramBuilder {
   static std::string keyOf(const policy::CalicoPolicy& p);
 
  private:
-  void place(LoweredPolicyPtr pol);
+  void place(LoweredPolicyPtr pol, bool keep_sorted);
   class Impl;
   std::shared_ptr<Impl> impl_;
   Program program_;
+  std::unordered_map<std::string, LoweredPolicyPtr> by_key_;
 };
 
 /// Lowers every policy of the store (pure; the store must have loaded without errors).
