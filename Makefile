@@ -7,7 +7,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DZONEWALL_WERROR=ON
 endif
 
-.PHONY: all deps build test demo bench clean format
+.PHONY: all deps build build-asan test test-asan demo bench clean format
 
 all: build
 
@@ -18,8 +18,19 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: build
+# Every test, then every test again under AddressSanitizer + UBSan.
+test: build build-asan
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory test-asan
+
+build-asan: deps
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZONEWALL_SANITIZE=ON \
+	  -DZONEWALL_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build build-asan -j $(JOBS)
+
+test-asan: build-asan
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS)
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)
@@ -28,7 +39,7 @@ bench: build
 	./$(BUILD_DIR)/bench/compile_bench
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) build-asan
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -230,6 +231,21 @@ Namespace/Pod inventory) and prints every finding as
 Exit: 0 no errors (warnings allowed), 1 errors found, 2 usage or unreadable input.
 )";
 
+// A SARIF artifactLocation.uri: a URI reference, so characters outside RFC 3986's
+// unreserved set and '/' are percent-encoded; stdin has no file and is called "stdin".
+std::string sarifUri(const std::string& file) {
+  if (file == "<stdin>") return "stdin";
+  std::string out;
+  for (unsigned char c : file) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
 json sarif(const Diagnostics& diags) {
   json rules = json::array();
   for (const auto& r : compiler::lintRules()) {
@@ -242,7 +258,7 @@ json sarif(const Diagnostics& diags) {
       region["startLine"] = d.loc.line;
       region["startColumn"] = std::max(1, d.loc.col);
     }
-    json phys = {{"artifactLocation", {{"uri", d.loc.file}}}};
+    json phys = {{"artifactLocation", {{"uri", sarifUri(d.loc.file)}}}};
     if (!region.empty()) phys["region"] = region;
     const char* level = d.severity == policy::Severity::kError     ? "error"
                         : d.severity == policy::Severity::kWarning ? "warning"
