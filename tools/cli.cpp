@@ -21,7 +21,7 @@
 #include "zonewall/compiler/lint.h"
 #include "zonewall/compiler/program.h"
 #include "zonewall/compiler/reference.h"
-#include "zonewall/dataplane/nft_script.h"
+#include "zonewall/dataplane/ruleset.h"
 #include "zonewall/policy/loader.h"
 
 namespace zonewall::tools {

@@ -1,0 +1,122 @@
+// The node's nftables ruleset as plain data: what both the `nft -f` text renderer and the
+// netlink encoder are generated from, so that the two paths cannot drift apart.
+//
+// table inet zonewall
+//   base chains forward / input / output (filter hook, priority filter, policy accept):
+//     ct state established,related accept; ct state invalid drop; NDP accept
+//     local source      → jump egressN   (remote class from the destination address)
+//     local destination → jump ingressN  (remote class from the source address)
+//     clear the class bits of the mark
+//   egressN / ingressN:
+//     clear the class bits; set them from the remote address, nibble by nibble:
+//       remoteN_nK_ranges (interval vmap) then remoteN_nK_exact (hash vmap), each a jump to
+//       rc_nK_<hex>, which sets one nibble and returns;
+//     then the verdict: exact hash map, interval map, the local address's default.
+//
+//   verdict map key:  local addr . mark & class_mask . l4proto . port
+//                     (port = th dport; for ICMP, th sport = type << 8 | code)
+//
+// The remote class rides in the packet mark (class_mask, 16 bits, 0xffff0000 by default):
+// nft 1.0.6 cannot put a map lookup inside a concatenation. Every other mark bit is
+// preserved (kube-proxy uses 0x4000 and 0x8000) and the class bits are cleared again.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "zonewall/compiler/table.h"
+
+namespace zonewall::dataplane {
+
+struct NftOptions {
+  std::string table = "zonewall";
+  /// Mark bits that carry the remote class: 16 contiguous bits.
+  std::uint32_t class_mask = 0xffff0000U;
+};
+
+struct Verdict {
+  enum class Kind : std::uint8_t { kAccept, kDrop, kReturn, kJump, kGoto };
+  Kind kind = Kind::kAccept;
+  std::string chain;
+  friend bool operator==(const Verdict&, const Verdict&) = default;
+};
+
+enum class SetKind : std::uint8_t {
+  kAddrSet,            ///< local addresses
+  kAddrVmap,           ///< exact address → verdict (hash)
+  kAddrIntervalVmap,   ///< address range → verdict (rbtree)
+  kConcatVmap,         ///< addr . mark . proto . port → verdict (hash)
+  kConcatIntervalVmap, ///< addr . mark . proto range . port range → verdict (pipapo)
+};
+
+struct Element {
+  policy::Addr addr;
+  policy::Addr addr_hi;  ///< kAddrIntervalVmap: last address of the range
+  std::uint32_t mark = 0;
+  std::uint8_t proto_lo = 0;
+  std::uint8_t proto_hi = 0;
+  std::uint16_t port_lo = 0;
+  std::uint16_t port_hi = 0;
+  Verdict verdict;
+  friend bool operator==(const Element&, const Element&) = default;
+};
+
+struct SetDef {
+  std::string name;
+  SetKind kind = SetKind::kAddrSet;
+  policy::Family family = policy::Family::kV4;
+  std::vector<Element> elements;
+};
+
+/// The closed set of rule shapes zonewall uses.
+struct Rule {
+  enum class Kind : std::uint8_t {
+    kMarkAnd,          ///< meta mark set meta mark & a
+    kMarkAndOr,        ///< meta mark set meta mark & a | b
+    kCtEstablished,    ///< ct state established,related accept
+    kCtInvalid,        ///< ct state invalid drop
+    kNdpAccept,        ///< icmpv6 type <a> accept
+    kLocalJump,        ///< <fam> <saddr|daddr> @set jump chain
+    kAddrVmap,         ///< <fam> <saddr|daddr> vmap @set
+    kVerdictMap,       ///< meta l4proto [!=] icmp <fam> <local> . mark & m . l4proto . th <d|s>port vmap @set
+    kCounterVerdict,   ///< counter <verdict>
+    kLog,              ///< log prefix "<text>" group <a>
+    kGoto,             ///< goto chain
+  };
+  Kind kind = Kind::kMarkAnd;
+  policy::Family family = policy::Family::kV4;
+  bool source = false;  ///< saddr (true) or daddr (false)
+  bool icmp = false;    ///< kVerdictMap: the ICMP rule (== icmp, th sport) or the other (!=, th dport)
+  std::uint32_t a = 0;
+  std::uint32_t b = 0;
+  std::string set;
+  std::string text;
+  Verdict verdict;
+};
+
+struct ChainDef {
+  std::string name;
+  std::string hook;  ///< "forward", "input", "output" for base chains; empty otherwise
+  std::vector<Rule> rules;
+};
+
+struct Ruleset {
+  std::string table;
+  std::uint32_t class_mask = 0;
+  std::vector<ChainDef> chains;  ///< in creation order: every jump target before its users
+  std::vector<SetDef> sets;
+
+  const SetDef* findSet(const std::string& name) const;
+};
+
+/// Builds the ruleset of a node's table (pure).
+Ruleset buildRuleset(const compiler::NodeTable& table, const NftOptions& options = {});
+
+/// The ruleset as an `nft -f` script.
+std::string renderNft(const Ruleset& ruleset, const std::string& header = "");
+
+/// Convenience: build + render.
+std::string renderNft(const compiler::NodeTable& table, const NftOptions& options = {});
+
+}  // namespace zonewall::dataplane

@@ -1,0 +1,238 @@
+#include "zonewall/dataplane/ruleset.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <bit>
+
+namespace zonewall::dataplane {
+namespace {
+
+using compiler::Direction;
+using compiler::Entry;
+using compiler::NodeTable;
+using compiler::Outcome;
+using policy::Addr;
+using policy::Family;
+
+constexpr int kNibbles = 4;  // 16-bit class ids, set four bits at a time
+constexpr Family kFamilies[] = {Family::kV4, Family::kV6};
+
+const char* suffix(Family f) { return f == Family::kV4 ? "4" : "6"; }
+
+Verdict jumpTo(std::string chain) { return {Verdict::Kind::kJump, std::move(chain)}; }
+Verdict gotoTo(std::string chain) { return {Verdict::Kind::kGoto, std::move(chain)}; }
+
+class Builder {
+ public:
+  Builder(const NodeTable& t, const NftOptions& o)
+      : t_(t), o_(o), shift_(std::countr_zero(o.class_mask)) {
+    rs_.table = o.table;
+    rs_.class_mask = o.class_mask;
+  }
+
+  Ruleset run() {
+    verdictChains();
+    setterChains();
+    for (Family f : kFamilies) {
+      remoteMaps(f);
+      localSet(f);
+      for (Direction d : {Direction::kIngress, Direction::kEgress}) verdictMaps(f, d);
+    }
+    for (Family f : kFamilies) {
+      for (Direction d : {Direction::kIngress, Direction::kEgress}) directionChain(f, d);
+    }
+    baseChain("forward", true, true);
+    baseChain("input", true, false);
+    baseChain("output", false, true);
+    return std::move(rs_);
+  }
+
+ private:
+  void verdictChains() {
+    // One chain per verdict with a counter: the per-verdict counters.
+    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+      const char* dn = compiler::directionName(d);
+      Rule allow{.kind = Rule::Kind::kCounterVerdict, .verdict = {Verdict::Kind::kReturn, {}}};
+      Rule deny{.kind = Rule::Kind::kCounterVerdict, .verdict = {Verdict::Kind::kDrop, {}}};
+      rs_.chains.push_back({fmt::format("allow_{}", dn), {}, {allow}});
+      rs_.chains.push_back({fmt::format("deny_{}", dn), {}, {deny}});
+    }
+    // Outcomes that log first get a chain of their own (Calico's Log action: nflog group 0).
+    for (size_t i = 0; i < t_.outcomes.size(); ++i) {
+      const Outcome& o = t_.outcomes[i];
+      if (o.logs.empty()) continue;
+      const compiler::Attribution& a = t_.attributions[o.attribution];
+      ChainDef c{fmt::format("outcome_{}", i), {}, {}};
+      for (std::uint32_t l : o.logs) {
+        const compiler::Attribution& la = t_.attributions[l];
+        std::string prefix = fmt::format("zw {} {}", la.policy.substr(la.policy.find(' ') + 1), la.rule_index);
+        if (prefix.size() > 60) prefix.resize(60);  // nflog prefixes are capped at 64 bytes
+        c.rules.push_back({.kind = Rule::Kind::kLog, .a = 0, .text = prefix + ": "});
+      }
+      c.rules.push_back({.kind = Rule::Kind::kGoto,
+                         .verdict = gotoTo(fmt::format("{}_{}", o.allow ? "allow" : "deny",
+                                                       compiler::directionName(a.direction)))});
+      rs_.chains.push_back(std::move(c));
+    }
+  }
+
+  void setterChains() {
+    for (int n = 0; n < kNibbles; ++n) {
+      std::uint32_t nib_mask = 0xfU << (shift_ + 4 * n);
+      for (std::uint32_t v = 0; v < 16; ++v) {
+        Rule r{.kind = Rule::Kind::kMarkAndOr, .a = ~nib_mask, .b = v << (shift_ + 4 * n)};
+        rs_.chains.push_back({fmt::format("rc_n{}_{:x}", n, v), {}, {r}});
+      }
+    }
+  }
+
+  void remoteMaps(Family f) {
+    for (int n = 0; n < kNibbles; ++n) {
+      SetDef ranges{fmt::format("remote{}_n{}_ranges", suffix(f), n), SetKind::kAddrIntervalVmap, f, {}};
+      for (const auto& [r, id] : t_.remote_ranges) {
+        unsigned nib = (id >> (4 * n)) & 0xf;
+        if (Addr{r.lo}.family() == f && nib != 0) {
+          Element e;
+          e.addr = Addr{r.lo};
+          e.addr_hi = Addr{r.hi};
+          e.verdict = jumpTo(fmt::format("rc_n{}_{:x}", n, nib));
+          ranges.elements.push_back(e);
+        }
+      }
+      SetDef exact{fmt::format("remote{}_n{}_exact", suffix(f), n), SetKind::kAddrVmap, f, {}};
+      for (const auto& [a, id] : t_.remote_exact) {
+        if (a.family() != f) continue;
+        Element e;
+        e.addr = a;
+        e.verdict = jumpTo(fmt::format("rc_n{}_{:x}", n, (id >> (4 * n)) & 0xf));
+        exact.elements.push_back(e);
+      }
+      rs_.sets.push_back(std::move(ranges));
+      rs_.sets.push_back(std::move(exact));
+    }
+  }
+
+  void localSet(Family f) {
+    std::vector<Addr> all;
+    for (const auto& dt : t_.directions) {
+      for (const auto& lc : dt.classes) {
+        if (lc.family == f) all.insert(all.end(), lc.addrs.begin(), lc.addrs.end());
+      }
+    }
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    SetDef s{fmt::format("local{}", suffix(f)), SetKind::kAddrSet, f, {}};
+    for (Addr a : all) s.elements.push_back(Element{.addr = a});
+    rs_.sets.push_back(std::move(s));
+  }
+
+  Verdict verdictOf(std::uint32_t outcome, Direction d) const {
+    const Outcome& o = t_.outcomes[outcome];
+    if (!o.logs.empty()) return gotoTo(fmt::format("outcome_{}", outcome));
+    return gotoTo(fmt::format("{}_{}", o.allow ? "allow" : "deny", compiler::directionName(d)));
+  }
+
+  void verdictMaps(Family f, Direction d) {
+    const char* dn = compiler::directionName(d);
+    const auto& dt = t_.dir(d);
+    SetDef exact{fmt::format("{}{}_exact", dn, suffix(f)), SetKind::kConcatVmap, f, {}};
+    SetDef ranges{fmt::format("{}{}_ranges", dn, suffix(f)), SetKind::kConcatIntervalVmap, f, {}};
+    SetDef defaults{fmt::format("{}{}_default", dn, suffix(f)), SetKind::kAddrVmap, f, {}};
+    for (const auto& lc : dt.classes) {
+      if (lc.family != f) continue;
+      for (Addr a : lc.addrs) defaults.elements.push_back(Element{.addr = a, .verdict = verdictOf(lc.default_outcome, d)});
+      auto it = std::lower_bound(dt.entries.begin(), dt.entries.end(), lc.id,
+                                 [](const Entry& e, std::uint32_t id) { return e.local_class < id; });
+      for (; it != dt.entries.end() && it->local_class == lc.id; ++it) {
+        const Entry& e = *it;
+        // Exact keys (one protocol, one port) go to the hash map, whose deletes are cheap.
+        bool single = e.proto_lo == e.proto_hi && e.port_lo == e.port_hi;
+        for (Addr a : lc.addrs) {
+          Element el{.addr = a,
+                     .mark = static_cast<std::uint32_t>(e.remote_class) << shift_,
+                     .proto_lo = e.proto_lo,
+                     .proto_hi = e.proto_hi,
+                     .port_lo = e.port_lo,
+                     .port_hi = e.port_hi,
+                     .verdict = verdictOf(e.outcome, d)};
+          (single ? exact : ranges).elements.push_back(el);
+        }
+      }
+    }
+    std::sort(defaults.elements.begin(), defaults.elements.end(),
+              [](const Element& x, const Element& y) { return x.addr < y.addr; });
+    rs_.sets.push_back(std::move(exact));
+    rs_.sets.push_back(std::move(ranges));
+    rs_.sets.push_back(std::move(defaults));
+  }
+
+  void directionChain(Family f, Direction d) {
+    const char* dn = compiler::directionName(d);
+    // Ingress: the local endpoint is the destination and the peer the source; egress: the reverse.
+    bool local_is_source = d == Direction::kEgress;
+    ChainDef c{fmt::format("{}{}", dn, suffix(f)), {}, {}};
+    c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});
+    for (int n = 0; n < kNibbles; ++n) {
+      for (const char* kind : {"ranges", "exact"}) {
+        c.rules.push_back({.kind = Rule::Kind::kAddrVmap,
+                           .family = f,
+                           .source = !local_is_source,
+                           .set = fmt::format("remote{}_n{}_{}", suffix(f), n, kind)});
+      }
+    }
+    for (const char* kind : {"exact", "ranges"}) {
+      for (bool icmp : {true, false}) {
+        c.rules.push_back({.kind = Rule::Kind::kVerdictMap,
+                           .family = f,
+                           .source = local_is_source,
+                           .icmp = icmp,
+                           .a = o_.class_mask,
+                           .set = fmt::format("{}{}_{}", dn, suffix(f), kind)});
+      }
+    }
+    c.rules.push_back({.kind = Rule::Kind::kAddrVmap,
+                       .family = f,
+                       .source = local_is_source,
+                       .set = fmt::format("{}{}_default", dn, suffix(f))});
+    rs_.chains.push_back(std::move(c));
+  }
+
+  void baseChain(const char* hook, bool egress, bool ingress) {
+    ChainDef c{hook, hook, {}};
+    c.rules.push_back({.kind = Rule::Kind::kCtEstablished});
+    c.rules.push_back({.kind = Rule::Kind::kCtInvalid});
+    // Neighbour discovery is never blocked: without it no IPv6 traffic flows at all.
+    for (std::uint32_t type = 133; type <= 136; ++type) c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .a = type});
+    for (Family f : kFamilies) {
+      if (egress) {
+        c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = true,
+                           .set = fmt::format("local{}", suffix(f)), .verdict = jumpTo(fmt::format("egress{}", suffix(f)))});
+      }
+      if (ingress) {
+        c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = false,
+                           .set = fmt::format("local{}", suffix(f)), .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
+      }
+    }
+    c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});
+    rs_.chains.push_back(std::move(c));
+  }
+
+  const NodeTable& t_;
+  const NftOptions& o_;
+  int shift_;
+  Ruleset rs_;
+};
+
+}  // namespace
+
+const SetDef* Ruleset::findSet(const std::string& name) const {
+  for (const SetDef& s : sets) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+Ruleset buildRuleset(const NodeTable& table, const NftOptions& options) { return Builder(table, options).run(); }
+
+}  // namespace zonewall::dataplane
