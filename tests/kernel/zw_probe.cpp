@@ -1,0 +1,230 @@
+// zw_probe: the test servers and the prober of the kernel tests.
+//
+//   zw_probe serve PORT...                     TCP, UDP (and SCTP when the kernel has it) on
+//                                              every port of every address; runs until killed
+//   zw_probe probe TIMEOUT_MS IP:PORT/PROTO... tries every target at once; prints one line per
+//                                              target: "IP:PORT/PROTO ok" or "... fail"
+//   zw_probe sctp                              exit 0 if this kernel has SCTP
+//
+// TCP and SCTP: a completed connect is "ok". UDP: a reply from the server is "ok" (the server
+// echoes). A dropped packet times out: "fail".
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int kIpprotoSctp = 132;
+
+bool haveSctp() {
+  int fd = socket(AF_INET, SOCK_STREAM, kIpprotoSctp);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
+int listener(int family, int type, int proto, int port) {
+  int fd = socket(family, type, proto);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<std::uint16_t>(port));
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<std::uint16_t>(port));
+    int only = 1;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only);
+    len = sizeof *a;
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    close(fd);
+    return -1;
+  }
+  if (type == SOCK_STREAM && listen(fd, 128) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int serve(const std::vector<int>& ports) {
+  struct L {
+    int fd;
+    int type;
+  };
+  std::vector<L> ls;
+  bool sctp = haveSctp();
+  for (int port : ports) {
+    for (int fam : {AF_INET, AF_INET6}) {
+      int t = listener(fam, SOCK_STREAM, 0, port);
+      int u = listener(fam, SOCK_DGRAM, 0, port);
+      if (t >= 0) ls.push_back({t, SOCK_STREAM});
+      if (u >= 0) ls.push_back({u, SOCK_DGRAM});
+      if (sctp) {
+        int s = listener(fam, SOCK_STREAM, kIpprotoSctp, port);
+        if (s >= 0) ls.push_back({s, SOCK_STREAM});
+      }
+    }
+  }
+  std::printf("serving %zu sockets\n", ls.size());
+  std::fflush(stdout);
+  std::vector<pollfd> pfds;
+  for (const L& l : ls) pfds.push_back({l.fd, POLLIN, 0});
+  for (;;) {
+    if (poll(pfds.data(), pfds.size(), -1) < 0 && errno != EINTR) return 1;
+    for (size_t i = 0; i < pfds.size(); ++i) {
+      if (!(pfds[i].revents & POLLIN)) continue;
+      if (ls[i].type == SOCK_STREAM) {
+        int c = accept(ls[i].fd, nullptr, nullptr);
+        if (c >= 0) close(c);
+      } else {
+        char buf[512];
+        sockaddr_storage from{};
+        socklen_t fl = sizeof from;
+        ssize_t n = recvfrom(ls[i].fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
+        if (n > 0) sendto(ls[i].fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), fl);
+      }
+    }
+  }
+}
+
+struct Target {
+  std::string text;
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  int type = SOCK_STREAM;
+  int proto = 0;
+  int fd = -1;
+  bool done = false;
+  bool ok = false;
+};
+
+bool parseTarget(const std::string& s, Target& t) {
+  t.text = s;
+  auto slash = s.rfind('/');
+  auto colon = s.rfind(':', slash);
+  if (slash == std::string::npos || colon == std::string::npos) return false;
+  std::string ip = s.substr(0, colon);
+  if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+  int port = std::atoi(s.substr(colon + 1, slash - colon - 1).c_str());
+  std::string proto = s.substr(slash + 1);
+  t.type = proto == "UDP" ? SOCK_DGRAM : SOCK_STREAM;
+  t.proto = proto == "SCTP" ? kIpprotoSctp : 0;
+  if (ip.find(':') == std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&t.addr);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<std::uint16_t>(port));
+    t.len = sizeof *a;
+    return inet_pton(AF_INET, ip.c_str(), &a->sin_addr) == 1;
+  }
+  auto* a = reinterpret_cast<sockaddr_in6*>(&t.addr);
+  a->sin6_family = AF_INET6;
+  a->sin6_port = htons(static_cast<std::uint16_t>(port));
+  t.len = sizeof *a;
+  return inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr) == 1;
+}
+
+int probe(int timeout_ms, std::vector<Target>& ts) {
+  for (Target& t : ts) {
+    t.fd = socket(t.addr.ss_family, t.type | SOCK_NONBLOCK, t.proto);
+    if (t.fd < 0) {
+      t.done = true;
+      continue;
+    }
+    int rc = connect(t.fd, reinterpret_cast<sockaddr*>(&t.addr), t.len);
+    if (t.type == SOCK_DGRAM) {
+      if (rc == 0) send(t.fd, "zw", 2, 0);
+    } else if (rc == 0) {
+      t.done = t.ok = true;
+    } else if (errno != EINPROGRESS) {
+      t.done = true;
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto last_resend = std::chrono::steady_clock::now();
+  for (;;) {
+    std::vector<pollfd> pfds;
+    std::vector<Target*> who;
+    for (Target& t : ts) {
+      if (t.done) continue;
+      pfds.push_back({t.fd, static_cast<short>(t.type == SOCK_DGRAM ? POLLIN : POLLOUT), 0});
+      who.push_back(&t);
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (pfds.empty() || now >= deadline) break;
+    // UDP has no handshake: resend now and then in case the first datagram met an ARP delay.
+    if (now - last_resend > std::chrono::milliseconds(100)) {
+      for (Target* t : who) {
+        if (t->type == SOCK_DGRAM) send(t->fd, "zw", 2, 0);
+      }
+      last_resend = now;
+    }
+    int wait = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
+    if (poll(pfds.data(), pfds.size(), std::min(wait, 50)) < 0 && errno != EINTR) break;
+    for (size_t i = 0; i < pfds.size(); ++i) {
+      if (!pfds[i].revents) continue;
+      Target* t = who[i];
+      if (t->type == SOCK_DGRAM) {
+        char buf[16];
+        ssize_t n = recv(t->fd, buf, sizeof buf, 0);
+        if (n > 0) t->done = t->ok = true;
+        if (n < 0 && errno != EAGAIN) t->done = true;  // ICMP unreachable
+      } else {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        t->done = true;
+        t->ok = err == 0;
+      }
+    }
+  }
+  for (Target& t : ts) {
+    std::printf("%s %s\n", t.text.c_str(), t.ok ? "ok" : "fail");
+    if (t.fd >= 0) close(t.fd);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "sctp") == 0) return haveSctp() ? 0 : 1;
+  if (argc >= 3 && std::strcmp(argv[1], "serve") == 0) {
+    std::vector<int> ports;
+    for (int i = 2; i < argc; ++i) ports.push_back(std::atoi(argv[i]));
+    return serve(ports);
+  }
+  if (argc >= 3 && std::strcmp(argv[1], "probe") == 0) {
+    std::vector<Target> ts;
+    for (int i = 3; i < argc; ++i) {
+      Target t;
+      if (!parseTarget(argv[i], t)) {
+        std::fprintf(stderr, "bad target %s\n", argv[i]);
+        return 2;
+      }
+      ts.push_back(t);
+    }
+    return probe(std::atoi(argv[2]), ts);
+  }
+  std::fprintf(stderr, "usage: zw_probe serve PORT... | probe TIMEOUT_MS IP:PORT/PROTO... | sctp\n");
+  return 2;
+}
