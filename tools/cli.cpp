@@ -76,6 +76,12 @@ std::optional<Args> parseArgs(const std::vector<std::string>& argv, size_t from,
         *error = fmt::format("unknown flag --{}", name);
         return std::nullopt;
       }
+      // Switches take no value.
+      static const std::set<std::string> kSwitches = {"dry-run", "repair"};
+      if (!has_value && kSwitches.contains(name)) {
+        a.flags[name] = "true";
+        continue;
+      }
       if (!has_value) {
         if (i + 1 >= argv.size()) {
           *error = fmt::format("flag --{} needs a value", name);
@@ -665,22 +671,39 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
   return kExitOk;
 }
 
-const char* kApplyHelp = R"(usage: zonewall apply PATH... --node NODE [--netns NAME]
+const char* kApplyHelp = R"(usage: zonewall apply PATH... --node NODE [--netns NAME] [--dry-run]
 
 Compiles the table of NODE and programs it into the kernel's nftables as table inet zonewall,
-in one netlink transaction: the kernel switches from the old table to the new one at once, or
-keeps the old one whole if anything is rejected. --netns NAME programs the network namespace
-/run/netns/NAME instead of the current one. Needs CAP_NET_ADMIN.
-Exit: 0 applied, 1 the input has errors or the kernel refused, 2 usage or unreadable input.
+in one netlink transaction: the kernel holds the old table or the new one, never a mix. The
+kernel's table is read once: if its chains and rules are zonewall's, only the elements that
+differ are sent; otherwise the table is replaced whole. --dry-run prints the element-level
+diff (or why the table would be replaced) and changes nothing. --netns NAME programs the
+network namespace /run/netns/NAME. Needs CAP_NET_ADMIN.
+Exit: 0 applied (or nothing to do), 1 the input has errors or the kernel refused, 2 usage.
 )";
 
-int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& err) {
-  if (a.help) {
-    out << kApplyHelp;
-    return kExitOk;
-  }
+const char* kVerifyHelp = R"(usage: zonewall verify PATH... --node NODE [--netns NAME] [--repair]
+
+Reads table inet zonewall back from the kernel and compares it with NODE's compiled table:
+prints every drift (missing or changed chains, rules, set elements). --repair reconciles: it
+sends the element-level fix, or replaces the table when its skeleton was changed.
+Exit: 0 in sync (or repaired), 1 drift found (or the input has errors), 2 usage.
+)";
+
+struct Programmed {
+  std::unique_ptr<dataplane::Transport> transport;
+  dataplane::Ruleset want;
+  dataplane::KernelState have;
+  std::vector<dataplane::SetChange> changes;
+  bool replace = false;
+  std::string node;
+  size_t entries = 0;
+};
+
+// Compiles NODE, reads the kernel's table once and works out what would bring it there.
+std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, const char* cmd, Programmed& p) {
   if (!a.flags.contains("node")) {
-    err << "zonewall apply: --node NODE is required\n";
+    err << "zonewall " << cmd << ": --node NODE is required\n";
     return kExitUsage;
   }
   Loaded l;
@@ -689,23 +712,94 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
   compiler::Inventory inv(l.store);
   auto table = compiler::compileNode(compiler::lower(l.store), inv, a.flags.at("node"));
   if (!table) {
-    err << "zonewall apply: " << table.error().str() << "\n";
+    err << "zonewall " << cmd << ": " << table.error().str() << "\n";
     return kExitFindings;
   }
-  dataplane::Ruleset rs = dataplane::buildRuleset(*table);
+  p.node = table->node;
+  p.entries = table->entryCount();
+  p.want = dataplane::buildRuleset(*table);
   std::string netns = a.flags.contains("netns") ? "/run/netns/" + a.flags.at("netns") : "";
   auto transport = dataplane::openNetlink(netns);
   if (!transport) {
-    err << "zonewall apply: " << transport.error().str() << "\n";
+    err << "zonewall " << cmd << ": " << transport.error().str() << "\n";
     return kExitFindings;
   }
-  dataplane::Batch batch = dataplane::encodeRuleset(rs, dataplane::TableMode::kReplace, 1);
-  if (auto r = (*transport)->commit(batch); !r) {
-    err << "zonewall apply: " << r.error().str() << "\n";
+  p.transport = std::move(*transport);
+  auto have = p.transport->read(p.want);
+  if (!have) {
+    err << "zonewall " << cmd << ": reading the kernel's table: " << have.error().str() << "\n";
     return kExitFindings;
   }
-  out << fmt::format("applied node '{}': {} entries, {} remote classes, {} netlink messages in one transaction\n",
-                     table->node, table->entryCount(), table->remote_classes.size(), batch.messages());
+  p.have = std::move(*have);
+  p.replace = !p.have.exists || !p.have.skeleton_matches || !dataplane::diffRulesets(p.have.ruleset, p.want, p.changes);
+  return std::nullopt;
+}
+
+std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std::ostream& err) {
+  dataplane::Batch batch = p.replace ? dataplane::encodeRuleset(p.want, dataplane::TableMode::kReplace, 1)
+                                     : dataplane::encodeChanges(p.want, p.changes, 1);
+  if (auto r = p.transport->commit(batch); !r) {
+    err << "zonewall " << cmd << ": " << r.error().str() << "\n";
+    return kExitFindings;
+  }
+  size_t elements = 0;
+  for (const auto& c : p.changes) elements += c.add.size() + c.remove.size();
+  out << fmt::format("{} node '{}' ({} entries): {} in one transaction of {} netlink messages\n",
+                     std::string(cmd) == "apply" ? "applied" : "repaired", p.node, p.entries,
+                     p.replace ? std::string(p.have.exists ? "table replaced" : "table created")
+                               : fmt::format("{} element changes", elements),
+                     batch.messages());
+  return std::nullopt;
+}
+
+int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& err) {
+  if (a.help) {
+    out << kApplyHelp;
+    return kExitOk;
+  }
+  Programmed p;
+  if (auto rc = prepare(a, in, err, "apply", p)) return *rc;
+  bool dry = a.flags.contains("dry-run");
+  if (dry) {
+    if (p.replace) {
+      out << (p.have.exists ? "would replace table inet zonewall:\n" : "would create table inet zonewall\n");
+      for (const auto& d : p.have.drift) out << "  " << d << "\n";
+    } else {
+      auto lines = dataplane::describeChanges(p.want, p.changes);
+      for (const auto& line : lines) out << line << "\n";
+      out << fmt::format("{} element changes\n", lines.size());
+    }
+    return kExitOk;
+  }
+  if (!p.replace && p.changes.empty()) {
+    out << fmt::format("node '{}': the kernel already holds this table; nothing to do\n", p.node);
+    return kExitOk;
+  }
+  if (auto rc = commit(p, "apply", out, err)) return *rc;
+  return kExitOk;
+}
+
+int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& err) {
+  if (a.help) {
+    out << kVerifyHelp;
+    return kExitOk;
+  }
+  Programmed p;
+  if (auto rc = prepare(a, in, err, "verify", p)) return *rc;
+  if (!p.have.exists) {
+    out << "drift: table inet zonewall does not exist\n";
+  }
+  for (const auto& d : p.have.drift) out << "drift: " << d << "\n";
+  if (!p.replace) {
+    for (const auto& line : dataplane::describeChanges(p.want, p.changes)) out << "drift: " << line << "\n";
+  }
+  bool drift = p.replace || !p.changes.empty();
+  if (!drift) {
+    out << fmt::format("node '{}': in sync ({} entries)\n", p.node, p.entries);
+    return kExitOk;
+  }
+  if (!a.flags.contains("repair")) return kExitFindings;
+  if (auto rc = commit(p, "verify", out, err)) return *rc;
   return kExitOk;
 }
 
@@ -720,7 +814,10 @@ commands:
                                                        pod x pod reachability
   explain  PATH... --from NS/POD|IP --to NS/POD|IP --port N/PROTO
                                                        why a connection is allowed or denied
-  apply    PATH... --node NODE [--netns NAME]          program the node's table into nftables
+  apply    PATH... --node NODE [--netns NAME] [--dry-run]
+                                                       program the node's table into nftables
+  verify   PATH... --node NODE [--netns NAME] [--repair]
+                                                       report (and repair) drift in the kernel
 
 PATH is a file, a directory (*.yaml, *.yml, recursively) or - for stdin.
 `zonewall COMMAND --help` describes each command.
@@ -751,7 +848,8 @@ int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream&
       {"compile", {{"node", "format"}, cmdCompile}},
       {"matrix", {{"port", "protocol", "format"}, cmdMatrix}},
       {"explain", {{"from", "to", "port"}, cmdExplain}},
-      {"apply", {{"node", "netns"}, cmdApply}},
+      {"apply", {{"node", "netns", "dry-run"}, cmdApply}},
+      {"verify", {{"node", "netns", "repair"}, cmdVerify}},
   };
   auto it = commands.find(cmd);
   if (it == commands.end()) {

@@ -4,7 +4,8 @@
 // `nft --debug=netlink`), so that `nft list` shows the same table whichever path installed it:
 //
 //   concatenated key, 32-bit registers (v4: addr in reg 8, mark 9, l4proto 10, port 11;
-//   v6: addr in 8..11, mark 12, l4proto 13, port 14), each field padded to 4 bytes:
+//   v6: addr in 8..11, mark 12 (= 16-byte reg 2), l4proto 13, port 14), each field padded
+//   to 4 bytes:
 //     hash map:    addr (BE) | mark (host order) | proto, 3 pad | port (BE), 2 pad
 //     pipapo map:  the same, but the rule converts mark and l4proto to big endian first, so
 //                  elements carry them big-endian (and a key_end)
@@ -17,16 +18,19 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <libnftnl/common.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "c_handle.h"
 #include "zonewall/dataplane/netlink.h"
@@ -270,7 +274,10 @@ void encodeRule(nftnl_rule* r, const Rule& rule, const std::map<std::string, std
     case Rule::Kind::kVerdictMap: {
       bool v4 = rule.family == Family::kV4;
       bool ranges = rule.set.ends_with("_ranges");
-      std::uint32_t mark_reg = kReg32_00 + (v4 ? 1 : 4);
+      // The kernel dumps a 32-bit register that starts a 16-byte one under the 16-byte name
+      // (reg32 4 is reg 2): name it so here too, so that read-back compares equal.
+      std::uint32_t mark_reg = v4 ? kReg32_00 + 1 : std::uint32_t{NFT_REG_2};
+      std::uint32_t proto_reg = kReg32_00 + (v4 ? 2 : 5);
       b.meta(NFT_META_L4PROTO, kReg1);
       b.cmpU8(rule.icmp ? NFT_CMP_EQ : NFT_CMP_NEQ, static_cast<std::uint8_t>(v4 ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6}));
       b.nfproto(rule.family);
@@ -279,9 +286,9 @@ void encodeRule(nftnl_rule* r, const Rule& rule, const std::map<std::string, std
       b.bitwise(mark_reg, rule.a, 0);
       // pipapo compares big-endian: convert the host-order fields first, as nft does.
       if (ranges) b.byteorderHton(mark_reg, /*len=*/4, /*size=*/4);
-      b.meta(NFT_META_L4PROTO, mark_reg + 1);
-      if (ranges) b.byteorderHton(mark_reg + 1, /*len=*/1, /*size=*/2);
-      b.payload(NFT_PAYLOAD_TRANSPORT_HEADER, rule.icmp ? 0 : 2, 2, mark_reg + 2);
+      b.meta(NFT_META_L4PROTO, proto_reg);
+      if (ranges) b.byteorderHton(proto_reg, /*len=*/1, /*size=*/2);
+      b.payload(NFT_PAYLOAD_TRANSPORT_HEADER, rule.icmp ? 0 : 2, 2, proto_reg + 1);
       b.lookup(rule.set, setId(rule.set), true);
       return;
     }
@@ -635,6 +642,196 @@ bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>
   return true;
 }
 
+// ---- reading back ----
+
+namespace {
+
+// One expression as libnftnl prints it, normalized where a kernel dump differs from what we
+// build: counters carry live values, lookups print their (zero) flags.
+std::string exprText(const nftnl_expr* e) {
+  const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+  if (name != nullptr && std::strcmp(name, "counter") == 0) return "counter";
+  char buf[1024] = {};
+  nftnl_expr_snprintf(buf, sizeof buf, e, NFTNL_OUTPUT_DEFAULT, 0);
+  std::string s = buf;
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  if (s.ends_with(" 0x0")) s.resize(s.size() - 4);
+  return s;
+}
+
+std::vector<std::string> exprsOf(const nftnl_rule* r) {
+  std::vector<std::string> out;
+  nftnl_expr_iter* it = nftnl_expr_iter_create(r);
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) out.push_back(exprText(e));
+  nftnl_expr_iter_destroy(it);
+  return out;
+}
+
+std::uint32_t u32Host(const unsigned char* p) {
+  std::uint32_t v = 0;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+Addr addrFrom(const unsigned char* p, Family f) {
+  if (f == Family::kV4) {
+    std::uint32_t be = u32Host(p);
+    return Addr::fromV4(ntohl(be));
+  }
+  policy::U128 v = 0;
+  for (int i = 0; i < 16; ++i) v = (v << 8) | p[i];
+  return Addr{v};
+}
+
+std::uint16_t portFrom(const unsigned char* p) {
+  std::uint16_t be = 0;
+  std::memcpy(&be, p, 2);
+  return ntohs(be);
+}
+
+Verdict verdictFrom(nftnl_set_elem* e) {
+  Verdict v;
+  if (!nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT)) return v;
+  auto code = static_cast<int>(nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT));
+  switch (code) {
+    case NF_ACCEPT:
+      v.kind = Verdict::Kind::kAccept;
+      break;
+    case NF_DROP:
+      v.kind = Verdict::Kind::kDrop;
+      break;
+    case NFT_RETURN:
+      v.kind = Verdict::Kind::kReturn;
+      break;
+    case NFT_JUMP:
+      v.kind = Verdict::Kind::kJump;
+      break;
+    case NFT_GOTO:
+      v.kind = Verdict::Kind::kGoto;
+      break;
+    default:
+      break;
+  }
+  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) v.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
+  return v;
+}
+
+// Decodes the kernel's elements of one set into ruleset elements (the inverse of
+// netlinkElements).
+std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
+  struct Raw {  // NOLINT: local aggregate for the callback
+    std::vector<unsigned char> key;
+    std::vector<unsigned char> key_end;
+    std::uint32_t flags = 0;
+    Verdict verdict;
+  };
+  std::vector<Raw> raws;
+  nftnl_set_elem_foreach(
+      set,
+      [](nftnl_set_elem* e, void* data) -> int {
+        Raw r;
+        std::uint32_t len = 0;
+        const auto* k = static_cast<const unsigned char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
+        if (k != nullptr) r.key.assign(k, k + len);
+        if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_KEY_END)) {
+          const auto* ke = static_cast<const unsigned char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY_END, &len));
+          r.key_end.assign(ke, ke + len);
+        }
+        if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS)) r.flags = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS);
+        r.verdict = verdictFrom(e);
+        static_cast<std::vector<Raw>*>(data)->push_back(std::move(r));
+        return 0;
+      },
+      &raws);
+  const size_t alen = addrLen(s.family);
+  std::vector<Element> out;
+  if (s.kind == SetKind::kAddrIntervalVmap) {
+    // Starts and interval ends, in key order: each start runs to the next end (or the top).
+    std::sort(raws.begin(), raws.end(), [&](const Raw& a, const Raw& b) {
+      if (a.key != b.key) return a.key < b.key;
+      return (a.flags & NFT_SET_ELEM_INTERVAL_END) > (b.flags & NFT_SET_ELEM_INTERVAL_END);  // end before start
+    });
+    policy::U128 top = s.family == Family::kV4 ? policy::kV4MappedLast : policy::kU128Max;
+    for (size_t i = 0; i < raws.size(); ++i) {
+      if (raws[i].key.size() != alen || (raws[i].flags & NFT_SET_ELEM_INTERVAL_END)) continue;
+      Element el;
+      el.addr = addrFrom(raws[i].key.data(), s.family);
+      el.addr_hi = Addr{top};
+      for (size_t j = i + 1; j < raws.size(); ++j) {
+        if (raws[j].flags & NFT_SET_ELEM_INTERVAL_END) {
+          el.addr_hi = Addr{addrFrom(raws[j].key.data(), s.family).v - 1};
+          break;
+        }
+      }
+      el.verdict = raws[i].verdict;
+      out.push_back(el);
+    }
+    return out;
+  }
+  for (const Raw& r : raws) {
+    Element el;
+    el.verdict = r.verdict;
+    switch (s.kind) {
+      case SetKind::kAddrSet:
+      case SetKind::kAddrVmap:
+        if (r.key.size() != alen) continue;
+        el.addr = addrFrom(r.key.data(), s.family);
+        break;
+      case SetKind::kConcatVmap:
+      case SetKind::kConcatIntervalVmap: {
+        if (r.key.size() != alen + 12) continue;
+        bool be = s.kind == SetKind::kConcatIntervalVmap;
+        const unsigned char* k = r.key.data();
+        el.addr = addrFrom(k, s.family);
+        std::uint32_t mark = u32Host(k + alen);
+        el.mark = be ? ntohl(mark) : mark;
+        el.proto_lo = el.proto_hi = k[alen + 4];
+        el.port_lo = el.port_hi = portFrom(k + alen + 8);
+        if (be && r.key_end.size() == r.key.size()) {
+          el.proto_hi = r.key_end[alen + 4];
+          el.port_hi = portFrom(r.key_end.data() + alen + 8);
+        }
+        break;
+      }
+      case SetKind::kAddrIntervalVmap:
+        break;
+    }
+    out.push_back(el);
+  }
+  std::sort(out.begin(), out.end(), [](const Element& a, const Element& b) {
+    return std::tie(a.addr, a.mark, a.proto_lo, a.port_lo) < std::tie(b.addr, b.mark, b.proto_lo, b.port_lo);
+  });
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> ruleExpressions(const Rule& rule) {
+  NftnlRulePtr r(nftnl_rule_alloc());
+  encodeRule(r.get(), rule, {});
+  return exprsOf(r.get());
+}
+
+std::vector<std::string> describeChanges(const Ruleset& rs, const std::vector<SetChange>& changes) {
+  std::vector<std::string> out;
+  for (const SetChange& c : changes) {
+    const SetDef* s = rs.findSet(c.set);
+    if (s == nullptr) continue;
+    SetDef one{s->name, s->kind, s->family, {}};
+    for (const auto* list : {&c.remove, &c.add}) {
+      for (const Element& e : *list) {
+        one.elements = {e};
+        std::string text = renderNft(Ruleset{"", 0, {}, {one}});
+        auto open = text.find("elements = { ");
+        auto close = text.rfind(" }");
+        std::string el = open == std::string::npos ? "?" : text.substr(open + 13, close - open - 13);
+        out.push_back(fmt::format("{} {} {}", list == &c.add ? "+" : "-", c.set, el));
+      }
+    }
+  }
+  return out;
+}
+
 // ---- transport ----
 
 namespace {
@@ -696,8 +893,153 @@ class NetlinkTransport final : public Transport {
     return {};
   }
 
+  std::expected<KernelState, Error> read(const Ruleset& expected) override {
+    KernelState st;
+    st.ruleset.table = expected.table;
+    st.ruleset.class_mask = expected.class_mask;
+    // Chains and their rules.
+    std::map<std::string, std::vector<std::vector<std::string>>> rules;
+    std::set<std::string> chains;
+    bool table_missing = false;
+    auto chain_dump = dump(NFT_MSG_GETCHAIN, expected.table, "", [&](const nlmsghdr* nlh) {
+      NftnlChainPtr c(nftnl_chain_alloc());
+      if (nftnl_chain_nlmsg_parse(nlh, c.get()) == 0 && expected.table == nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) {
+        chains.insert(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME));
+      }
+    });
+    if (!chain_dump) {
+      if (chain_dump.error().sys_errno != ENOENT) return std::unexpected(chain_dump.error());
+      table_missing = true;
+    }
+    if (table_missing) return st;  // exists = false
+    st.exists = true;
+    auto rule_dump = dump(NFT_MSG_GETRULE, expected.table, "", [&](const nlmsghdr* nlh) {
+      NftnlRulePtr r(nftnl_rule_alloc());
+      if (nftnl_rule_nlmsg_parse(nlh, r.get()) == 0 && expected.table == nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) {
+        rules[nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)].push_back(exprsOf(r.get()));
+      }
+    });
+    if (!rule_dump) {
+      if (rule_dump.error().sys_errno == ENOENT) {  // the table vanished, or never was
+        st.exists = false;
+        return st;
+      }
+      return std::unexpected(rule_dump.error());
+    }
+    // Sets: which exist, then each expected one's elements.
+    std::set<std::string> sets;
+    auto set_dump = dump(NFT_MSG_GETSET, expected.table, "", [&](const nlmsghdr* nlh) {
+      NftnlSetPtr set(nftnl_set_alloc());
+      if (nftnl_set_nlmsg_parse(nlh, set.get()) == 0) sets.insert(nftnl_set_get_str(set.get(), NFTNL_SET_NAME));
+    });
+    if (!set_dump) {
+      if (set_dump.error().sys_errno == ENOENT) {
+        st.exists = false;
+        return st;
+      }
+      return std::unexpected(set_dump.error());
+    }
+    st.skeleton_matches = true;
+    for (const ChainDef& c : expected.chains) {
+      if (!chains.contains(c.name)) {
+        st.drift.push_back("chain " + c.name + " is missing");
+        st.skeleton_matches = false;
+        continue;
+      }
+      const auto& have = rules[c.name];
+      if (have.size() != c.rules.size()) {
+        st.drift.push_back(fmt::format("chain {} has {} rules, expected {}", c.name, have.size(), c.rules.size()));
+        st.skeleton_matches = false;
+        continue;
+      }
+      for (size_t i = 0; i < c.rules.size(); ++i) {
+        if (have[i] != ruleExpressions(c.rules[i])) {
+          st.drift.push_back(fmt::format("rule {} of chain {} differs", i, c.name));
+          st.skeleton_matches = false;
+        }
+      }
+    }
+    for (const std::string& c : chains) {
+      if (std::none_of(expected.chains.begin(), expected.chains.end(), [&](const ChainDef& d) { return d.name == c; })) {
+        st.drift.push_back("unexpected chain " + c);
+        st.skeleton_matches = false;
+      }
+    }
+    for (const SetDef& s : expected.sets) {
+      SetDef got{s.name, s.kind, s.family, {}};
+      if (!sets.contains(s.name)) {
+        st.drift.push_back("set " + s.name + " is missing");
+        st.skeleton_matches = false;
+        st.ruleset.sets.push_back(std::move(got));
+        continue;
+      }
+      NftnlSetPtr holder(nftnl_set_alloc());
+      auto el_dump = dump(NFT_MSG_GETSETELEM, expected.table, s.name, [&](const nlmsghdr* nlh) {
+        nftnl_set_elems_nlmsg_parse(nlh, holder.get());
+      });
+      if (!el_dump) return std::unexpected(el_dump.error());
+      got.elements = decodeElements(s, holder.get());
+      st.ruleset.sets.push_back(std::move(got));
+    }
+    if (st.skeleton_matches) st.ruleset.chains = expected.chains;
+    return st;
+  }
+
  private:
+  // One dump request (table-scoped; for set elements, the set too), every answer to `each`.
+  template <class F>
+  std::expected<void, Error> dump(std::uint16_t type, const std::string& table, const std::string& set, F&& each) {
+    std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 8);
+    std::uint32_t seq = ++dump_seq_;
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_INET,
+                                          static_cast<std::uint16_t>(NLM_F_DUMP | NLM_F_ACK), seq);
+    if (type == NFT_MSG_GETSETELEM) {
+      NftnlSetPtr s(nftnl_set_alloc());
+      nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
+      nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.c_str());
+      nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+    } else if (type == NFT_MSG_GETSET) {
+      NftnlSetPtr s(nftnl_set_alloc());
+      nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
+      nftnl_set_nlmsg_build_payload(nlh, s.get());
+    } else if (type == NFT_MSG_GETRULE) {
+      NftnlRulePtr r(nftnl_rule_alloc());
+      nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table.c_str());
+      nftnl_rule_nlmsg_build_payload(nlh, r.get());
+    } else if (type == NFT_MSG_GETCHAIN) {
+      NftnlChainPtr c(nftnl_chain_alloc());
+      nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
+      nftnl_chain_nlmsg_build_payload(nlh, c.get());
+    }
+    if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) {
+      int err = errno;
+      return std::unexpected(Error{Error::Code::kKernel, "sending a dump request", {}, err});
+    }
+    struct Ctx {
+      F* each;
+    } ctx{&each};
+    auto cb = [](const nlmsghdr* h, void* data) -> int {
+      (*static_cast<Ctx*>(data)->each)(h);
+      return MNL_CB_OK;
+    };
+    std::uint32_t port = mnl_socket_get_portid(sock_.get());
+    for (;;) {
+      ssize_t n = mnl_socket_recvfrom(sock_.get(), buf.data(), buf.size());
+      if (n < 0) {
+        int err = errno;
+        return std::unexpected(Error{Error::Code::kKernel, "reading a dump", {}, err});
+      }
+      int rc = mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, port, cb, &ctx);
+      if (rc == MNL_CB_STOP) return {};
+      if (rc < 0) {
+        int err = errno;
+        return std::unexpected(Error{Error::Code::kKernel, "dumping table " + table, {}, err});
+      }
+    }
+  }
+
   MnlSocketPtr sock_;
+  std::uint32_t dump_seq_ = 0x40000000;
 };
 
 }  // namespace

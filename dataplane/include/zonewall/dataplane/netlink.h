@@ -42,16 +42,37 @@ Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq);
 /// Element changes as one transaction (the skeleton must already match `rs`).
 Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq);
 
+/// What the kernel holds of our table, read back (for a one-shot apply's first diff and for
+/// drift detection; never on the agent's update path).
+struct KernelState {
+  bool exists = false;
+  /// The sets of the expected ruleset, with the elements the kernel holds (decoded with the
+  /// expected set's kind); the chains and rules of the expected ruleset when the kernel's match
+  /// them exactly, otherwise empty.
+  Ruleset ruleset;
+  bool skeleton_matches = false;
+  std::vector<std::string> drift;  ///< human-readable differences of the skeleton
+};
+
 /// Owns the netlink socket; the one seam where tests may substitute the kernel.
 class Transport {
  public:
   virtual ~Transport() = default;
   /// Sends the batch and waits for the kernel's verdict on every message.
   virtual std::expected<void, policy::Error> commit(const Batch& batch) = 0;
+  /// Reads table `expected.table` back, decoding it as `expected` describes it.
+  virtual std::expected<KernelState, policy::Error> read(const Ruleset& expected) = 0;
 };
+
+/// The expressions of a rule as libnftnl prints them, one string per expression: how the
+/// skeleton of two tables is compared.
+std::vector<std::string> ruleExpressions(const Rule& rule);
 
 /// The real kernel, in the network namespace at `netns_path` (empty: the current one).
 std::expected<std::unique_ptr<Transport>, policy::Error> openNetlink(const std::string& netns_path = "");
+
+/// Human-readable lines for a set of changes ("+ ingress4_exact 10.0.0.1 . 0x... : goto ...").
+std::vector<std::string> describeChanges(const Ruleset& rs, const std::vector<SetChange>& changes);
 
 /// The element-level difference between two rulesets with the same skeleton; false when the
 /// skeletons (chains, rules, set definitions) differ and only a full replace will do.
