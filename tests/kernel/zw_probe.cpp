@@ -4,6 +4,8 @@
 //                                              every port of every address; runs until killed
 //   zw_probe probe TIMEOUT_MS IP:PORT/PROTO... tries every target at once; prints one line per
 //                                              target: "IP:PORT/PROTO ok" or "... fail"
+//   zw_probe watch STOPFILE TIMEOUT_MS TARGET...  probes again and again until STOPFILE
+//                                              exists; prints "TARGET ok=N fail=M"
 //   zw_probe sctp                              exit 0 if this kernel has SCTP
 //
 // TCP and SCTP: a completed connect is "ok". UDP: a reply from the server is "ok" (the server
@@ -36,7 +38,7 @@ bool haveSctp() {
 }
 
 int listener(int family, int type, int proto, int port) {
-  int fd = socket(family, type, proto);
+  int fd = socket(family, type | SOCK_NONBLOCK, proto);
   if (fd < 0) return -1;
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -59,7 +61,9 @@ int listener(int family, int type, int proto, int port) {
     close(fd);
     return -1;
   }
-  if (type == SOCK_STREAM && listen(fd, 128) != 0) {
+  // A deep backlog: under load (a busy test machine) a full accept queue drops SYNs, which
+  // would read as a policy drop.
+  if (type == SOCK_STREAM && listen(fd, 4096) != 0) {
     close(fd);
     return -1;
   }
@@ -94,8 +98,8 @@ int serve(const std::vector<int>& ports) {
     for (size_t i = 0; i < pfds.size(); ++i) {
       if (!(pfds[i].revents & POLLIN)) continue;
       if (ls[i].type == SOCK_STREAM) {
-        int c = accept(ls[i].fd, nullptr, nullptr);
-        if (c >= 0) close(c);
+        // Drain every pending connection per wakeup.
+        for (int c; (c = accept4(ls[i].fd, nullptr, nullptr, SOCK_NONBLOCK)) >= 0;) close(c);
       } else {
         char buf[512];
         sockaddr_storage from{};
@@ -143,8 +147,11 @@ bool parseTarget(const std::string& s, Target& t) {
   return inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr) == 1;
 }
 
-int probe(int timeout_ms, std::vector<Target>& ts) {
+// Tries every target at once; leaves t.ok set.
+void attempt(int timeout_ms, std::vector<Target>& ts) {
   for (Target& t : ts) {
+    t.fd = -1;
+    t.done = t.ok = false;
     t.fd = socket(t.addr.ss_family, t.type | SOCK_NONBLOCK, t.proto);
     if (t.fd < 0) {
       t.done = true;
@@ -198,9 +205,29 @@ int probe(int timeout_ms, std::vector<Target>& ts) {
     }
   }
   for (Target& t : ts) {
-    std::printf("%s %s\n", t.text.c_str(), t.ok ? "ok" : "fail");
     if (t.fd >= 0) close(t.fd);
+    t.fd = -1;
   }
+}
+
+int probe(int timeout_ms, std::vector<Target>& ts) {
+  attempt(timeout_ms, ts);
+  for (const Target& t : ts) std::printf("%s %s\n", t.text.c_str(), t.ok ? "ok" : "fail");
+  return 0;
+}
+
+// Probes again and again until `stop_file` exists; then prints per target how many attempts
+// succeeded and failed.
+int watch(const std::string& stop_file, int timeout_ms, std::vector<Target>& ts) {
+  std::vector<long> ok(ts.size());
+  std::vector<long> fail(ts.size());
+  while (access(stop_file.c_str(), F_OK) != 0) {
+    attempt(timeout_ms, ts);
+    for (size_t i = 0; i < ts.size(); ++i) (ts[i].ok ? ok : fail)[i]++;
+    // A short pause between rounds: steady pressure, without exhausting ports or the server.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (size_t i = 0; i < ts.size(); ++i) std::printf("%s ok=%ld fail=%ld\n", ts[i].text.c_str(), ok[i], fail[i]);
   return 0;
 }
 
@@ -225,6 +252,17 @@ int main(int argc, char** argv) {
     }
     return probe(std::atoi(argv[2]), ts);
   }
-  std::fprintf(stderr, "usage: zw_probe serve PORT... | probe TIMEOUT_MS IP:PORT/PROTO... | sctp\n");
+  if (argc >= 4 && std::strcmp(argv[1], "watch") == 0) {
+    std::vector<Target> ts;
+    for (int i = 4; i < argc; ++i) {
+      Target t;
+      if (!parseTarget(argv[i], t)) return 2;
+      ts.push_back(t);
+    }
+    return watch(argv[2], std::atoi(argv[3]), ts);
+  }
+  std::fprintf(stderr,
+               "usage: zw_probe serve PORT... | probe TIMEOUT_MS TARGET... | watch STOPFILE TIMEOUT_MS TARGET... | "
+               "sctp\n");
   return 2;
 }
