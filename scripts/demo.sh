@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the embedded example, a small bank cluster (examples/bank):
-# lint it, print its reachability matrix, and explain one denied and one allowed connection.
+# lint it, print its reachability matrix, explain one denied and one allowed connection; then,
+# as root, build its two nodes in network namespaces, program them with `zonewall apply`, and
+# show the matrix measured with real packets next to the compiler's, before and after a
+# policy change (scripts/live-demo.sh; it removes everything it creates).
 set -euo pipefail
 build=${1:-build}
 zw="$build/tools/zonewall"
@@ -26,4 +29,11 @@ step "node-a's table: $("$zw" compile "$ex" --node node-a --format json | jq -c 
 if command -v nft >/dev/null && [ "$(id -u)" -eq 0 ]; then
   "$zw" compile "$ex" --node node-a > "$build/node-a.nft"
   nft -c -f "$build/node-a.nft" && echo "nft -c accepts node-a's ruleset ($(wc -l < "$build/node-a.nft") lines, $build/node-a.nft)"
+fi
+
+if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null && [ -x "$build/tests/zw_probe" ]; then
+  ./scripts/live-demo.sh "$build"
+else
+  echo
+  echo "(the live part needs root, iproute2 and the test build: skipped)"
 fi

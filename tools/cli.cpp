@@ -803,6 +803,48 @@ int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
   return kExitOk;
 }
 
+const char* kInventoryHelp = R"(usage: zonewall inventory PATH... [--format text|json]
+
+Lists the pods of the input: namespace/name, node, IPs, named ports.
+JSON: {"pods":[{"pod":"x/a","node":"n1","ips":["10.0.0.1"],"ports":{"http":"8080/TCP"}}]}
+Exit: 0 listed, 1 the input has errors, 2 usage or unreadable input.
+)";
+
+int cmdInventory(const Args& a, std::istream& in, std::ostream& out, std::ostream& err) {
+  if (a.help) {
+    out << kInventoryHelp;
+    return kExitOk;
+  }
+  std::string format = a.flags.contains("format") ? a.flags.at("format") : "text";
+  if (format != "text" && format != "json") {
+    err << "zonewall inventory: --format must be text or json\n";
+    return kExitUsage;
+  }
+  Loaded l;
+  if (auto rc = load(a, in, err, l)) return *rc;
+  if (reportLoadErrors(l.diags, err)) return kExitFindings;
+  std::vector<const policy::Pod*> pods;
+  for (const auto& p : l.store.pods) pods.push_back(&p);
+  std::sort(pods.begin(), pods.end(), [](const policy::Pod* x, const policy::Pod* y) { return x->key() < y->key(); });
+  json list = json::array();
+  for (const policy::Pod* p : pods) {
+    json ips = json::array();
+    for (Addr x : p->ips) ips.push_back(policy::formatAddr(x));
+    json ports = json::object();
+    for (const auto& np : p->ports) {
+      if (!np.name.empty()) ports[np.name] = fmt::format("{}/{}", np.port, policy::protocolName(np.protocol));
+    }
+    if (format == "text") {
+      std::string ip_text;
+      for (const auto& ip : ips) ip_text += (ip_text.empty() ? "" : ",") + ip.get<std::string>();
+      out << fmt::format("{} {} {}\n", p->key(), p->node.empty() ? "-" : p->node, ip_text.empty() ? "-" : ip_text);
+    }
+    list.push_back({{"pod", p->key()}, {"node", p->node}, {"ips", ips}, {"ports", ports}});
+  }
+  if (format == "json") out << json{{"pods", list}}.dump(2) << "\n";
+  return kExitOk;
+}
+
 const char* kHelp = R"(usage: zonewall COMMAND [ARGS...]
 
 Label-based zone policies compiled into an nftables classification table.
@@ -814,6 +856,7 @@ commands:
                                                        pod x pod reachability
   explain  PATH... --from NS/POD|IP --to NS/POD|IP --port N/PROTO
                                                        why a connection is allowed or denied
+  inventory PATH... [--format text|json]               the pods: node, IPs, named ports
   apply    PATH... --node NODE [--netns NAME] [--dry-run]
                                                        program the node's table into nftables
   verify   PATH... --node NODE [--netns NAME] [--repair]
@@ -848,6 +891,7 @@ int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream&
       {"compile", {{"node", "format"}, cmdCompile}},
       {"matrix", {{"port", "protocol", "format"}, cmdMatrix}},
       {"explain", {{"from", "to", "port"}, cmdExplain}},
+      {"inventory", {{"format"}, cmdInventory}},
       {"apply", {{"node", "netns", "dry-run"}, cmdApply}},
       {"verify", {{"node", "netns", "repair"}, cmdVerify}},
   };

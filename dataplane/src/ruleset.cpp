@@ -63,7 +63,7 @@ class Builder {
       const Outcome& o = t_.outcomes[i];
       if (o.logs.empty()) continue;
       const compiler::Attribution& a = t_.attributions[o.attribution];
-      ChainDef c{fmt::format("outcome_{}", i), {}, {}};
+      ChainDef c{outcomeChain(i), {}, {}};
       for (std::uint32_t l : o.logs) {
         const compiler::Attribution& la = t_.attributions[l];
         std::string prefix = fmt::format("zw {} {}", la.policy.substr(la.policy.find(' ') + 1), la.rule_index);
@@ -75,6 +75,19 @@ class Builder {
                                                        compiler::directionName(a.direction)))});
       rs_.chains.push_back(std::move(c));
     }
+  }
+
+  // A logging outcome's chain is named by what it does (verdict, direction, the Log rules),
+  // not by its index in the table, so that it keeps its name across recompiles and an update
+  // stays element-level.
+  std::string outcomeChain(size_t i) const {
+    const Outcome& o = t_.outcomes[i];
+    std::string what = o.allow ? "allow" : "deny";
+    what += compiler::directionName(t_.attributions[o.attribution].direction);
+    for (std::uint32_t l : o.logs) what += "|" + t_.attributions[l].str();
+    std::uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : what) h = (h ^ c) * 1099511628211ULL;
+    return fmt::format("log_{:016x}", h);
   }
 
   void setterChains() {
@@ -129,7 +142,7 @@ class Builder {
 
   Verdict verdictOf(std::uint32_t outcome, Direction d) const {
     const Outcome& o = t_.outcomes[outcome];
-    if (!o.logs.empty()) return gotoTo(fmt::format("outcome_{}", outcome));
+    if (!o.logs.empty()) return gotoTo(outcomeChain(outcome));
     return gotoTo(fmt::format("{}_{}", o.allow ? "allow" : "deny", compiler::directionName(d)));
   }
 

@@ -34,7 +34,7 @@ void expectGolden(const std::string& name, const std::string& actual) {
 
 // Every subcommand answers --help with exit 0; unknown commands and flags exit 2.
 TEST(Cli, HelpAndUsageErrors) {
-  for (const char* cmd : {"lint", "compile", "matrix", "explain", "apply", "verify"}) {
+  for (const char* cmd : {"lint", "compile", "matrix", "explain", "apply", "verify", "inventory"}) {
     RunResult r = run(zw(std::string(cmd) + " --help"));
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("usage: zonewall " + std::string(cmd)), std::string::npos) << cmd;

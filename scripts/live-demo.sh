@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The live part of `make demo` (root): the bank example's two nodes as network namespaces,
+# joined by an underlay veth, every pod in its own namespace behind a routed veth (DESIGN.md's
+# CNI recipe), `zonewall apply` on each node, and the reachability measured with real TCP
+# packets next to the compiler's matrix. Then one policy changes and the matrix with it.
+# Everything it creates is removed on exit, whatever happens.
+set -euo pipefail
+build=${1:-build}
+zw="$build/tools/zonewall"
+probe="$build/tests/zw_probe"
+ex=examples/bank
+tag="zwdemo$$"
+work=$(mktemp -d)
+created=()
+
+cleanup() {
+  for ns in "${created[@]}"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+nsadd() { ip netns add "$1"; created+=("$1"); ip -n "$1" link set lo up; }
+
+# Nodes and the underlay between them (10.99.0.1 <-> 10.99.0.2).
+declare -A node_ns=([node-a]="${tag}a" [node-b]="${tag}b")
+declare -A underlay=([node-a]=10.99.0.1 [node-b]=10.99.0.2)
+for node in node-a node-b; do
+  nsadd "${node_ns[$node]}"
+  ip netns exec "${node_ns[$node]}" sysctl -qw net.ipv4.ip_forward=1
+done
+ip -n "${node_ns[node-a]}" link add ul0 type veth peer name ul0 netns "${node_ns[node-b]}"
+for node in node-a node-b; do
+  ip -n "${node_ns[$node]}" addr add "${underlay[$node]}/24" dev ul0
+  ip -n "${node_ns[$node]}" link set ul0 up
+done
+# A default route on each node (over the underlay): proxy ARP only answers for addresses the
+# node can route, the pods' gateway 169.254.1.1 among them.
+ip -n "${node_ns[node-a]}" route add default via "${underlay[node-b]}"
+ip -n "${node_ns[node-b]}" route add default via "${underlay[node-a]}"
+
+# Pods: "ns/name node ip", from the inventory.
+mapfile -t pods < <("$zw" inventory "$ex")
+i=0
+for line in "${pods[@]}"; do
+  read -r key node ip <<< "$line"
+  ip=${ip%%,*}
+  pns="${tag}p$i"
+  nsadd "$pns"
+  host="zwh$i"
+  nodens=${node_ns[$node]}
+  ip -n "$nodens" link add "$host" type veth peer name eth0 netns "$pns"
+  ip -n "$pns" link set eth0 up
+  ip -n "$pns" addr add "$ip/32" dev eth0
+  ip -n "$pns" route add 169.254.1.1 dev eth0 scope link
+  ip -n "$pns" route add default via 169.254.1.1 dev eth0 onlink
+  ip -n "$nodens" link set "$host" up
+  ip netns exec "$nodens" sysctl -qw "net.ipv4.conf.$host.proxy_arp=1" "net.ipv4.neigh.$host.proxy_delay=0"
+  ip -n "$nodens" route add "$ip/32" dev "$host"
+  # The other node reaches this pod over the underlay.
+  other=node-a; [ "$node" = node-a ] && other=node-b
+  ip -n "${node_ns[$other]}" route add "$ip/32" via "${underlay[$node]}" dev ul0
+  ip netns exec "$pns" "$probe" serve 8080 5432 9090 >/dev/null &
+  echo "$key $ip $pns" >> "$work/pods"
+  i=$((i + 1))
+done
+sleep 0.4
+
+measure() {  # port → prints "from to allowed" lines measured with real packets
+  local port=$1
+  while read -r key ip pns; do
+    targets=()
+    while read -r k2 ip2 _; do [ "$k2" != "$key" ] && targets+=("$ip2:$port/TCP"); done < "$work/pods"
+    ip netns exec "$pns" "$probe" probe 400 "${targets[@]}" | while read -r t verdict; do
+      to=$(awk -v ip="${t%%:*}" '$2 == ip {print $1}' "$work/pods")
+      echo "$key $to $([ "$verdict" = ok ] && echo true || echo false)"
+    done &
+  done < "$work/pods"
+  wait
+}
+
+compare() {  # dir port title
+  local dir=$1 port=$2
+  "$zw" matrix "$dir" --port "$port" --format json |
+    jq -r '.results[] | select(.from != .to) | "\(.from) \(.to) \(.allowed)"' | sort > "$work/compiled"
+  measure "$port" | sort > "$work/measured"
+  printf '%-24s %-24s %-9s %-9s\n' from to compiled measured
+  join -j1 <(awk '{print $1"->"$2, $3}' "$work/compiled") <(awk '{print $1"->"$2, $3}' "$work/measured") |
+    awk '{split($1, p, "->"); printf "%-24s %-24s %-9s %-9s %s\n", p[1], p[2], $2 == "true" ? "allow" : "DENY", $3 == "true" ? "allow" : "DENY", $2 == $3 ? "" : "  <-- MISMATCH"}' |
+    grep -v '^$' > "$work/table"
+  grep -E 'DENY|allow' "$work/table" | awk '$3 != $4 || $3 == "allow"' | head -40
+  if diff -q "$work/compiled" "$work/measured" >/dev/null; then
+    echo "=> real packets agree with the compiler on all $(wc -l < "$work/compiled") pairs (port $port)"
+  else
+    echo "=> MISMATCH between compiler and kernel"; return 1
+  fi
+}
+
+apply_all() {
+  for node in node-a node-b; do "$zw" apply "$1" --node "$node" --netns "${node_ns[$node]}"; done
+}
+
+printf '\n\033[1m== live: two nodes, %d pods in network namespaces, zonewall apply on each node\033[0m\n' "${#pods[@]}"
+apply_all "$ex"
+printf '\n\033[1m== allowed pairs on 5432/TCP, compiled vs measured with real packets\033[0m\n'
+compare "$ex" 5432
+
+printf '\n\033[1m== change: the ledger now also accepts batch jobs (security tier + its NetworkPolicy)\033[0m\n'
+cp -r "$ex" "$work/bank"
+sed -i "s/selector: zone == 'secure' || app == 'api'/selector: zone == 'secure' || app in {'api', 'batch'}/" \
+  "$work/bank/calico/tiers.yaml"
+cat >> "$work/bank/kubernetes/secure.yaml" <<'YAML'
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: ledger-batch
+  namespace: secure
+spec:
+  podSelector:
+    matchLabels: {app: ledger}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - namespaceSelector:
+        matchLabels: {zone: internal}
+      podSelector:
+        matchLabels: {app: batch}
+    ports:
+    - port: postgres
+YAML
+"$zw" apply "$work/bank" --node node-a --netns "${node_ns[node-a]}" --dry-run | sed 's/^/  /'
+apply_all "$work/bank"
+compare "$work/bank" 5432
+printf '\n(namespaces, links and servers are removed on exit)\n'
