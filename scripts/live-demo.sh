@@ -45,11 +45,10 @@ ip -n "${node_ns[node-b]}" route add default via "${underlay[node-a]}"
 mapfile -t pods < <("$zw" inventory "$ex")
 i=0
 for line in "${pods[@]}"; do
-  read -r key node ip <<< "$line"
+  read -r key node ip host <<< "$line"
   ip=${ip%%,*}
   pns="${tag}p$i"
   nsadd "$pns"
-  host="zwh$i"
   nodens=${node_ns[$node]}
   ip -n "$nodens" link add "$host" type veth peer name eth0 netns "$pns"
   ip -n "$pns" link set eth0 up

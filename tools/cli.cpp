@@ -805,8 +805,9 @@ int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
 
 const char* kInventoryHelp = R"(usage: zonewall inventory PATH... [--format text|json]
 
-Lists the pods of the input: namespace/name, node, IPs, named ports.
-JSON: {"pods":[{"pod":"x/a","node":"n1","ips":["10.0.0.1"],"ports":{"http":"8080/TCP"}}]}
+Lists the pods of the input: namespace/name, node, IPs, host veth (text); JSON adds the
+named ports: {"pods":[{"pod":"x/a","node":"n1","ips":["10.0.0.1"],"ports":{"http":"8080/TCP"},
+"iface":"zw..."}]}
 Exit: 0 listed, 1 the input has errors, 2 usage or unreadable input.
 )";
 
@@ -837,9 +838,10 @@ int cmdInventory(const Args& a, std::istream& in, std::ostream& out, std::ostrea
     if (format == "text") {
       std::string ip_text;
       for (const auto& ip : ips) ip_text += (ip_text.empty() ? "" : ",") + ip.get<std::string>();
-      out << fmt::format("{} {} {}\n", p->key(), p->node.empty() ? "-" : p->node, ip_text.empty() ? "-" : ip_text);
+      out << fmt::format("{} {} {} {}\n", p->key(), p->node.empty() ? "-" : p->node, ip_text.empty() ? "-" : ip_text,
+                         p->hostVeth());
     }
-    list.push_back({{"pod", p->key()}, {"node", p->node}, {"ips", ips}, {"ports", ports}});
+    list.push_back({{"pod", p->key()}, {"node", p->node}, {"ips", ips}, {"ports", ports}, {"iface", p->hostVeth()}});
   }
   if (format == "json") out << json{{"pods", list}}.dump(2) << "\n";
   return kExitOk;

@@ -830,6 +830,16 @@ class NodeCompiler::State {
         rr.push_back({Range{cuts_[k], hi}, id});
       }
     }
+    table_.endpoints.clear();
+    std::map<std::string, LocalEndpoint> eps;
+    for (size_t li = 0; li < locals_.size(); ++li) {
+      const Pod& pod = podOf(li);
+      LocalEndpoint& ep = eps[pod.key()];
+      ep.pod = pod.key();
+      ep.iface = pod.hostVeth();
+      ep.addrs.push_back(addrOf(li));
+    }
+    for (auto& [key, ep] : eps) table_.endpoints.push_back(std::move(ep));
     for (Direction d : {Direction::kIngress, Direction::kEgress}) {
       const int di = static_cast<int>(d);
       DirectionTable& dt = table_.directions[di];

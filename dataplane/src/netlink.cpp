@@ -58,6 +58,8 @@ constexpr std::uint32_t kTypeIpv6 = 8;
 constexpr std::uint32_t kTypeInetProto = 12;
 constexpr std::uint32_t kTypeInetService = 13;
 constexpr std::uint32_t kTypeMark = 19;
+constexpr std::uint32_t kTypeIfname = 41;
+constexpr size_t kIfnameLen = 16;  // IFNAMSIZ
 constexpr std::uint32_t kTypeBits = 6;
 const std::vector<unsigned char> kUdataAddrSet = {0x00, 0x04, 0x02, 0x00, 0x00, 0x00};
 const std::vector<unsigned char> kUdataAddrMap = {0x00, 0x04, 0x02, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00,
@@ -65,6 +67,8 @@ const std::vector<unsigned char> kUdataAddrMap = {0x00, 0x04, 0x02, 0x00, 0x00, 
 const std::vector<unsigned char> kUdataConcatMap = {0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00,
                                                     0x00, 0x00, 0x03, 0x08, 0x00, 0x04, 0x0d, 0x00, 0x00, 0x00,
                                                     0x01, 0x00, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00};
+const std::vector<unsigned char> kUdataIfaceSet = {0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08,
+                                                   0x00, 0x04, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x00};
 // Element userdata on the start of an interval that runs to the top of the space (open).
 const std::vector<unsigned char> kUdataOpenInterval = {0x01, 0x04, 0x01, 0x00, 0x00, 0x00};
 
@@ -190,6 +194,14 @@ class RuleBuilder {
     nftnl_expr_set_u32(e.get(), NFTNL_EXPR_LOOKUP_SET_ID, set_id);
     add(std::move(e));
   }
+  void lookupInv(const std::string& set, std::uint32_t set_id) {
+    NftnlExprPtr e(nftnl_expr_alloc("lookup"));
+    nftnl_expr_set_u32(e.get(), NFTNL_EXPR_LOOKUP_SREG, kReg1);
+    nftnl_expr_set_str(e.get(), NFTNL_EXPR_LOOKUP_SET, set.c_str());
+    nftnl_expr_set_u32(e.get(), NFTNL_EXPR_LOOKUP_SET_ID, set_id);
+    nftnl_expr_set_u32(e.get(), NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+    add(std::move(e));
+  }
   void ctState() {
     NftnlExprPtr e(nftnl_expr_alloc("ct"));
     nftnl_expr_set_u32(e.get(), NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
@@ -302,6 +314,16 @@ void encodeRule(nftnl_rule* r, const Rule& rule, const std::map<std::string, std
     case Rule::Kind::kGoto:
       b.verdict(rule.verdict);
       return;
+    case Rule::Kind::kAntiSpoof:
+      // iifname "zw*": a prefix compare of the name's first bytes.
+      b.meta(NFT_META_IIFNAME, kReg1);
+      b.cmp(NFT_CMP_EQ, kReg1, rule.text.data(), static_cast<std::uint32_t>(rule.text.size()));
+      b.nfproto(rule.family);
+      b.meta(NFT_META_IIFNAME, kReg1);
+      b.addr(rule.family, true, std::uint32_t{NFT_REG_2});
+      b.lookupInv(rule.set, setId(rule.set));
+      b.verdict({Verdict::Kind::kDrop, {}});
+      return;
   }
 }
 
@@ -328,6 +350,12 @@ NftnlSetPtr makeSet(const std::string& table, const SetDef& s, std::uint32_t id)
       break;
     case SetKind::kAddrIntervalVmap:
       flags |= NFT_SET_INTERVAL;
+      break;
+    case SetKind::kIfaceAddrSet:
+      flags = 0;
+      key_type = kTypeIfname << kTypeBits | addr_type;
+      key_len = static_cast<std::uint32_t>(kIfnameLen) + alen;
+      udata = &kUdataIfaceSet;
       break;
     case SetKind::kConcatVmap:
     case SetKind::kConcatIntervalVmap:
@@ -393,6 +421,12 @@ std::vector<NftnlSetElemPtr> netlinkElements(const SetDef& s, const Element& el,
       }
       break;
     }
+    case SetKind::kIfaceAddrSet:
+      key.assign(kIfnameLen, 0);
+      std::memcpy(key.data(), el.iface.data(), std::min(el.iface.size(), kIfnameLen - 1));
+      putAddr(key, el.addr, s.family);
+      out.push_back(elem(key));
+      break;
     case SetKind::kConcatVmap:
       out.push_back(elem(concatKey(el.addr, el.mark, el.proto_lo, el.port_lo, false)));
       if (!for_delete) setVerdict(out.back().get(), el.verdict);
@@ -606,7 +640,7 @@ bool sameSkeleton(const Ruleset& a, const Ruleset& b) {
 }
 
 auto elementKey(const Element& e) {
-  return std::make_tuple(e.addr, e.addr_hi, e.mark, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi);
+  return std::make_tuple(e.iface, e.addr, e.addr_hi, e.mark, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi);
 }
 
 }  // namespace
@@ -777,6 +811,11 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
         if (r.key.size() != alen) continue;
         el.addr = addrFrom(r.key.data(), s.family);
         break;
+      case SetKind::kIfaceAddrSet:
+        if (r.key.size() != kIfnameLen + alen) continue;
+        el.iface.assign(reinterpret_cast<const char*>(r.key.data()), strnlen(reinterpret_cast<const char*>(r.key.data()), kIfnameLen));
+        el.addr = addrFrom(r.key.data() + kIfnameLen, s.family);
+        break;
       case SetKind::kConcatVmap:
       case SetKind::kConcatIntervalVmap: {
         if (r.key.size() != alen + 12) continue;
@@ -799,7 +838,7 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
     out.push_back(el);
   }
   std::sort(out.begin(), out.end(), [](const Element& a, const Element& b) {
-    return std::tie(a.addr, a.mark, a.proto_lo, a.port_lo) < std::tie(b.addr, b.mark, b.proto_lo, b.port_lo);
+    return std::tie(a.iface, a.addr, a.mark, a.proto_lo, a.port_lo) < std::tie(b.iface, b.addr, b.mark, b.proto_lo, b.port_lo);
   });
   return out;
 }

@@ -39,6 +39,8 @@ std::string elementText(const SetDef& s, const Element& e) {
       std::string key = e.addr == e.addr_hi ? addrText(e.addr) : addrText(e.addr) + "-" + addrText(e.addr_hi);
       return fmt::format("{} : {}", key, verdictText(e.verdict));
     }
+    case SetKind::kIfaceAddrSet:
+      return fmt::format("\"{}\" . {}", e.iface, addrText(e.addr));
     case SetKind::kConcatVmap:
     case SetKind::kConcatIntervalVmap:
       return fmt::format("{} . 0x{:08x} . {} . {} : {}", addrText(e.addr), e.mark, range(e.proto_lo, e.proto_hi),
@@ -70,6 +72,10 @@ std::string setText(const SetDef& s) {
     case SetKind::kConcatIntervalVmap:
       type = fmt::format("{} . mark . inet_proto . inet_service : verdict", addr_type);
       interval = true;
+      break;
+    case SetKind::kIfaceAddrSet:
+      type = fmt::format("ifname . {}", addr_type);
+      map = false;
       break;
   }
   std::string out = fmt::format("\t{} {} {{\n\t\ttype {}\n", map ? "map" : "set", s.name, type);
@@ -116,6 +122,8 @@ std::string ruleText(const Rule& r) {
       return fmt::format("log prefix \"{}\" group {}", r.text, r.a);
     case Rule::Kind::kGoto:
       return verdictText(r.verdict);
+    case Rule::Kind::kAntiSpoof:
+      return fmt::format("iifname \"{}*\" iifname . {} saddr != @{} drop", r.text, proto, r.set);
   }
   return "";
 }

@@ -37,6 +37,7 @@ class Builder {
     for (Family f : kFamilies) {
       remoteMaps(f);
       localSet(f);
+      sourceSet(f);
       for (Direction d : {Direction::kIngress, Direction::kEgress}) verdictMaps(f, d);
     }
     for (Family f : kFamilies) {
@@ -140,6 +141,16 @@ class Builder {
     rs_.sets.push_back(std::move(s));
   }
 
+  void sourceSet(Family f) {
+    SetDef s{fmt::format("pod_src{}", suffix(f)), SetKind::kIfaceAddrSet, f, {}};
+    for (const auto& ep : t_.endpoints) {
+      for (Addr a : ep.addrs) {
+        if (a.family() == f) s.elements.push_back(Element{.iface = ep.iface, .addr = a});
+      }
+    }
+    rs_.sets.push_back(std::move(s));
+  }
+
   Verdict verdictOf(std::uint32_t outcome, Direction d) const {
     const Outcome& o = t_.outcomes[outcome];
     if (!o.logs.empty()) return gotoTo(outcomeChain(outcome));
@@ -217,6 +228,13 @@ class Builder {
     c.rules.push_back({.kind = Rule::Kind::kCtInvalid});
     // Neighbour discovery is never blocked: without it no IPv6 traffic flows at all.
     for (std::uint32_t type = 133; type <= 136; ++type) c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .a = type});
+    // Anti-spoofing: what comes in from a pod's host veth carries that pod's address.
+    if (egress) {
+      for (Family f : kFamilies) {
+        c.rules.push_back({.kind = Rule::Kind::kAntiSpoof, .family = f, .set = fmt::format("pod_src{}", suffix(f)),
+                           .text = policy::kHostVethPrefix});
+      }
+    }
     for (Family f : kFamilies) {
       if (egress) {
         c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = true,

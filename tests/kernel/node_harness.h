@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "test_support.h"
+#include "zonewall/policy/model.h"
 
 extern char** environ;
 
@@ -60,7 +61,10 @@ class NodeHarness {
     }
     for (size_t i = 0; i < pods_.size(); ++i) {
       std::string ns = podNs(i);
-      std::string host = "zwh" + std::to_string(i);
+      // The host veth is named as the CNI plugin names it: the dataplane's anti-spoofing set
+      // knows the pod by that name.
+      auto slash = pods_[i].key.find('/');
+      std::string host = policy::hostVethName(pods_[i].key.substr(0, slash), pods_[i].key.substr(slash + 1));
       const std::string& ip = pods_[i].ip;
       bool v6 = ip.find(':') != std::string::npos;
       std::string plen = v6 ? "/128" : "/32";
@@ -114,6 +118,9 @@ class NodeHarness {
   const std::string& error() const { return error_; }
   const std::string& nodeNs() const { return node_; }
   std::string podNs(size_t i) const { return prefix_ + "p" + std::to_string(i); }
+  /// Runs a shell command in pod i's namespace; true on success.
+  bool inPod(size_t i, const std::string& cmd) const { return sh("ip netns exec " + podNs(i) + " " + cmd); }
+  bool inNode(const std::string& cmd) const { return sh("ip netns exec " + node_ + " " + cmd); }
 
   /// "from -> to" → allowed, for every ordered pair of distinct pods (a pod's traffic to itself
   /// stays inside its own namespace and never meets the node: upstream ignores it too).

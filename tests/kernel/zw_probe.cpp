@@ -113,6 +113,7 @@ int serve(const std::vector<int>& ports) {
 
 struct Target {
   std::string text;
+  std::string source;  // bind to this address first (IP:PORT/PROTO@SOURCE)
   sockaddr_storage addr{};
   socklen_t len = 0;
   int type = SOCK_STREAM;
@@ -122,8 +123,13 @@ struct Target {
   bool ok = false;
 };
 
-bool parseTarget(const std::string& s, Target& t) {
-  t.text = s;
+bool parseTarget(const std::string& spec, Target& t) {
+  t.text = spec;
+  std::string s = spec;
+  if (auto at = s.find('@'); at != std::string::npos) {
+    t.source = s.substr(at + 1);
+    s = s.substr(0, at);
+  }
   auto slash = s.rfind('/');
   auto colon = s.rfind(':', slash);
   if (slash == std::string::npos || colon == std::string::npos) return false;
@@ -156,6 +162,15 @@ void attempt(int timeout_ms, std::vector<Target>& ts) {
     if (t.fd < 0) {
       t.done = true;
       continue;
+    }
+    if (!t.source.empty()) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      if (inet_pton(AF_INET, t.source.c_str(), &src.sin_addr) != 1 ||
+          bind(t.fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+        t.done = true;
+        continue;
+      }
     }
     int rc = connect(t.fd, reinterpret_cast<sockaddr*>(&t.addr), t.len);
     if (t.type == SOCK_DGRAM) {

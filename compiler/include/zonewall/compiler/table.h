@@ -54,6 +54,14 @@ struct RemoteClass {
   std::vector<std::string> predicates;  ///< the rule peers this class is in (canonical keys)
 };
 
+/// A pod of this node: where its packets enter (its host veth) and the addresses they may
+/// carry (anti-spoofing).
+struct LocalEndpoint {
+  std::string pod;    ///< "ns/name"
+  std::string iface;  ///< host veth
+  std::vector<policy::Addr> addrs;
+};
+
 struct DirectionTable {
   std::vector<LocalClass> classes;  ///< by id - 1
   std::vector<Entry> entries;       ///< sorted by (local, remote, proto, port)
@@ -67,6 +75,7 @@ struct NodeTable {
   std::vector<std::pair<policy::Addr, RemoteClassId>> remote_exact;  ///< sorted
   std::vector<std::pair<policy::Range, RemoteClassId>> remote_ranges;  ///< sorted, disjoint
   DirectionTable directions[2];  ///< by Direction
+  std::vector<LocalEndpoint> endpoints;  ///< sorted by pod
 
   const DirectionTable& dir(Direction d) const { return directions[static_cast<int>(d)]; }
   RemoteClassId remoteClassOf(policy::Addr a) const;

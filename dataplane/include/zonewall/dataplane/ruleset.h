@@ -4,6 +4,7 @@
 // table inet zonewall
 //   base chains forward / input / output (filter hook, priority filter, policy accept):
 //     ct state established,related accept; ct state invalid drop; NDP accept
+//     (forward, input) a packet from a pod's host veth must carry that pod's address
 //     local source      → jump egressN   (remote class from the destination address)
 //     local destination → jump ingressN  (remote class from the source address)
 //     clear the class bits of the mark
@@ -48,9 +49,11 @@ enum class SetKind : std::uint8_t {
   kAddrIntervalVmap,   ///< address range → verdict (rbtree)
   kConcatVmap,         ///< addr . mark . proto . port → verdict (hash)
   kConcatIntervalVmap, ///< addr . mark . proto range . port range → verdict (pipapo)
+  kIfaceAddrSet,       ///< host veth . pod address: who may send what (anti-spoofing)
 };
 
 struct Element {
+  std::string iface;  ///< kIfaceAddrSet
   policy::Addr addr;
   policy::Addr addr_hi;  ///< kAddrIntervalVmap: last address of the range
   std::uint32_t mark = 0;
@@ -83,6 +86,7 @@ struct Rule {
     kCounterVerdict,   ///< counter <verdict>
     kLog,              ///< log prefix "<text>" group <a>
     kGoto,             ///< goto chain
+    kAntiSpoof,        ///< iifname "zw*" iifname . <fam> saddr != @set drop
   };
   Kind kind = Kind::kMarkAnd;
   policy::Family family = policy::Family::kV4;

@@ -36,6 +36,9 @@ inline constexpr const char* kNamespaceNameLabel = "kubernetes.io/metadata.name"
 inline constexpr const char* kCalicoNamespaceLabel = "projectcalico.org/namespace";
 inline constexpr const char* kCalicoOrchestratorLabel = "projectcalico.org/orchestrator";
 inline constexpr const char* kCalicoNameLabel = "projectcalico.org/name";
+/// Every pod's host veth starts with this (see Pod::hostVeth).
+inline constexpr const char* kHostVethPrefix = "zw";
+std::string hostVethName(std::string_view ns, std::string_view name);
 
 struct Namespace {
   std::string name;
@@ -59,6 +62,10 @@ struct Pod {
   SourceLoc loc;
 
   std::string key() const { return ns + "/" + name; }
+  /// The name of the pod's host-side veth: "zw" + 11 hex digits of a hash of "ns/name"
+  /// (13 characters, under IFNAMSIZ). The CNI plugin names the interface so, and the
+  /// dataplane's anti-spoofing set expects it.
+  std::string hostVeth() const;
   /// The named port `name` for `protocol`, if the pod declares it.
   std::optional<std::uint16_t> namedPort(std::string_view name, Protocol protocol) const;
 };
