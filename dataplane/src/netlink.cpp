@@ -845,6 +845,84 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
 
 }  // namespace
 
+std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset& like) {
+  DecodedBatch out;
+  std::map<std::string, NftnlSetPtr> holders;
+  std::vector<std::string> set_order;
+  int left = static_cast<int>(batch.bytes.size());
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(batch.bytes.data()); mnl_nlmsg_ok(nlh, left);
+       nlh = mnl_nlmsg_next(nlh, &left)) {
+    if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES) continue;  // batch begin/end
+    switch (nlh->nlmsg_type & 0xff) {
+      case NFT_MSG_NEWTABLE: {
+        NftnlTablePtr t(nftnl_table_alloc());
+        if (nftnl_table_nlmsg_parse(nlh, t.get()) < 0) return std::unexpected(Error{Error::Code::kInternal, "table message", {}, errno});
+        out.tables.push_back(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME));
+        break;
+      }
+      case NFT_MSG_NEWCHAIN: {
+        NftnlChainPtr c(nftnl_chain_alloc());
+        if (nftnl_chain_nlmsg_parse(nlh, c.get()) < 0) return std::unexpected(Error{Error::Code::kInternal, "chain message", {}, errno});
+        out.chains.push_back(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME));
+        break;
+      }
+      case NFT_MSG_NEWSET: {
+        NftnlSetPtr set(nftnl_set_alloc());
+        if (nftnl_set_nlmsg_parse(nlh, set.get()) < 0) return std::unexpected(Error{Error::Code::kInternal, "set message", {}, errno});
+        std::string name = nftnl_set_get_str(set.get(), NFTNL_SET_NAME);
+        set_order.push_back(name);
+        holders[name].reset(nftnl_set_alloc());
+        break;
+      }
+      case NFT_MSG_NEWSETELEM: {
+        // libnftnl numbers the nested elements 1, 2, 3... when it builds (the kernel does not
+        // care) but parses only NFTA_LIST_ELEM: renumber a copy before parsing it back.
+        std::vector<char> copy(reinterpret_cast<const char*>(nlh), reinterpret_cast<const char*>(nlh) + nlh->nlmsg_len);
+        auto* m = reinterpret_cast<nlmsghdr*>(copy.data());
+        auto attrAt = [&](size_t off) { return reinterpret_cast<nlattr*>(copy.data() + off); };
+        for (size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg)); off + NLA_HDRLEN <= m->nlmsg_len;) {
+          nlattr* a = attrAt(off);
+          if (a->nla_len < NLA_HDRLEN) break;
+          if ((a->nla_type & NLA_TYPE_MASK) == NFTA_SET_ELEM_LIST_ELEMENTS) {
+            for (size_t in = off + NLA_HDRLEN; in + NLA_HDRLEN <= off + a->nla_len;) {
+              nlattr* el = attrAt(in);
+              if (el->nla_len < NLA_HDRLEN) break;
+              el->nla_type = NFTA_LIST_ELEM | NLA_F_NESTED;
+              in += NLA_ALIGN(el->nla_len);
+            }
+          }
+          off += NLA_ALIGN(a->nla_len);
+        }
+        NftnlSetPtr tmp(nftnl_set_alloc());
+        if (nftnl_set_elems_nlmsg_parse(m, tmp.get()) < 0) {
+          return std::unexpected(Error{Error::Code::kInternal, "set element message", {}, errno});
+        }
+        std::string name = nftnl_set_get_str(tmp.get(), NFTNL_SET_NAME);
+        auto& holder = holders[name];
+        if (!holder) holder.reset(nftnl_set_alloc());
+        nftnl_set_elems_nlmsg_parse(m, holder.get());
+        break;
+      }
+      case NFT_MSG_NEWRULE: {
+        NftnlRulePtr r(nftnl_rule_alloc());
+        if (nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) return std::unexpected(Error{Error::Code::kInternal, "rule message", {}, errno});
+        out.rules[nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)].push_back(exprsOf(r.get()));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  for (const std::string& name : set_order) {
+    const SetDef* def = like.findSet(name);
+    if (def == nullptr) continue;
+    SetDef s{def->name, def->kind, def->family, {}};
+    s.elements = decodeElements(*def, holders[name].get());
+    out.sets.push_back(std::move(s));
+  }
+  return out;
+}
+
 std::vector<std::string> ruleExpressions(const Rule& rule) {
   NftnlRulePtr r(nftnl_rule_alloc());
   encodeRule(r.get(), rule, {});

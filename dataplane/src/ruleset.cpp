@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <set>
 
 namespace zonewall::dataplane {
 namespace {
@@ -59,10 +60,12 @@ class Builder {
       rs_.chains.push_back({fmt::format("allow_{}", dn), {}, {allow}});
       rs_.chains.push_back({fmt::format("deny_{}", dn), {}, {deny}});
     }
-    // Outcomes that log first get a chain of their own (Calico's Log action: nflog group 0).
+    // Outcomes that log first get a chain of their own (Calico's Log action: nflog group 0);
+    // outcomes that differ only in who decided share it.
+    std::set<std::string> made;
     for (size_t i = 0; i < t_.outcomes.size(); ++i) {
       const Outcome& o = t_.outcomes[i];
-      if (o.logs.empty()) continue;
+      if (o.logs.empty() || !made.insert(outcomeChain(i)).second) continue;
       const compiler::Attribution& a = t_.attributions[o.attribution];
       ChainDef c{outcomeChain(i), {}, {}};
       for (std::uint32_t l : o.logs) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <expected>
 #include <memory>
 #include <string>
@@ -63,6 +64,15 @@ class Transport {
   /// Reads table `expected.table` back, decoding it as `expected` describes it.
   virtual std::expected<KernelState, policy::Error> read(const Ruleset& expected) = 0;
 };
+
+/// A batch parsed back with libnftnl (no kernel): the objects it would create.
+struct DecodedBatch {
+  std::vector<std::string> tables;
+  std::vector<std::string> chains;  ///< in message order
+  std::map<std::string, std::vector<std::vector<std::string>>> rules;  ///< chain → expressions
+  std::vector<SetDef> sets;  ///< `like`'s sets, in message order, with the decoded elements
+};
+std::expected<DecodedBatch, policy::Error> decodeBatch(const Batch& batch, const Ruleset& like);
 
 /// The expressions of a rule as libnftnl prints them, one string per expression: how the
 /// skeleton of two tables is compared.
