@@ -51,10 +51,11 @@ class Builder {
       if (app == 0) p.labels["role"] = "frontend";
       if (app == 1) p.labels["role"] = "db";
       p.node = nodeName(i / spec_.pods_per_node);
-      // 10.0.0.0/8 addresses, one /24 per node (Flannel-style); every tenth pod dual-stack.
+      // 10.0.0.0/8 addresses, one /22 per node (room for 1,000 pods); every tenth pod
+      // dual-stack.
       std::uint32_t node = static_cast<std::uint32_t>(i / spec_.pods_per_node);
       std::uint32_t host = static_cast<std::uint32_t>(i % spec_.pods_per_node) + 2;
-      p.ips.push_back(Addr::fromV4(0x0a000000u | (node << 8) | host));
+      p.ips.push_back(Addr::fromV4(0x0a000000u + (node << 10) + host));
       if (i % 10 == 0) p.ips.push_back(*parseAddr(fmt::format("fd00::{:x}:{:x}", node, host)));
       p.ports = {{"http", kTcp, static_cast<std::uint16_t>(app == 1 ? 5432 : 8080)}, {"metrics", kTcp, 9090}};
       st.pods.push_back(std::move(p));

@@ -45,8 +45,12 @@ using policy::Family;
 // Element messages carry this many elements each: ~100 bytes per concatenated element keeps a
 // message well under a page pair, so that a huge load is many small messages, not one giant.
 constexpr size_t kElementsPerMessage = 128;
-// Batch pages of 2 MiB, as nft uses for large rulesets.
+// Batch pages of 2 MiB, as nft uses for large rulesets. A message is written where the last
+// one ended and the page is only switched afterwards, so every page needs room past its end
+// for the largest message: 128 elements of at most ~200 bytes (a concatenated IPv6 key and
+// key_end, a verdict with a chain name) is ~25 KiB; 256 KiB leaves ample margin.
 constexpr std::uint32_t kBatchPage = 2u << 20;
+constexpr std::uint32_t kBatchOverrun = 256u << 10;
 
 constexpr std::uint32_t kRegVerdict = NFT_REG_VERDICT;
 constexpr std::uint32_t kReg1 = NFT_REG_1;
@@ -454,7 +458,7 @@ class Encoder {
  public:
   Encoder(std::string table, std::uint32_t first_seq) : table_(std::move(table)), seq_(first_seq) {
     batch_.first_seq = first_seq;
-    nb_.reset(nftnl_batch_alloc(kBatchPage, static_cast<std::uint32_t>(MNL_SOCKET_BUFFER_SIZE)));
+    nb_.reset(nftnl_batch_alloc(kBatchPage, kBatchOverrun));
     nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(nb_.get())), seq_++);
     batch_.what.push_back("batch begin");
     nftnl_batch_update(nb_.get());

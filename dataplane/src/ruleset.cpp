@@ -88,7 +88,12 @@ class Builder {
     const Outcome& o = t_.outcomes[i];
     std::string what = o.allow ? "allow" : "deny";
     what += compiler::directionName(t_.attributions[o.attribution].direction);
-    for (std::uint32_t l : o.logs) what += "|" + t_.attributions[l].str();
+    // The Log rules by policy and index, not by file position: moving a policy within its file
+    // must not rename the chain (and turn an element update into a table replace).
+    for (std::uint32_t l : o.logs) {
+      const compiler::Attribution& a = t_.attributions[l];
+      what += fmt::format("|{}#{}", a.policy, a.rule_index);
+    }
     std::uint64_t h = 1469598103934665603ULL;
     for (unsigned char c : what) h = (h ^ c) * 1099511628211ULL;
     return fmt::format("log_{:016x}", h);

@@ -29,6 +29,7 @@
 namespace {
 
 constexpr int kIpprotoSctp = 132;
+constexpr int kStreamPort = 5001;  // `serve` reads connections to this port until EOF
 
 bool haveSctp() {
   int fd = socket(AF_INET, SOCK_STREAM, kIpprotoSctp);
@@ -74,6 +75,7 @@ int serve(const std::vector<int>& ports) {
   struct L {
     int fd;
     int type;
+    int port;
   };
   std::vector<L> ls;
   bool sctp = haveSctp();
@@ -81,11 +83,11 @@ int serve(const std::vector<int>& ports) {
     for (int fam : {AF_INET, AF_INET6}) {
       int t = listener(fam, SOCK_STREAM, 0, port);
       int u = listener(fam, SOCK_DGRAM, 0, port);
-      if (t >= 0) ls.push_back({t, SOCK_STREAM});
-      if (u >= 0) ls.push_back({u, SOCK_DGRAM});
+      if (t >= 0) ls.push_back({t, SOCK_STREAM, port});
+      if (u >= 0) ls.push_back({u, SOCK_DGRAM, port});
       if (sctp) {
         int s = listener(fam, SOCK_STREAM, kIpprotoSctp, port);
-        if (s >= 0) ls.push_back({s, SOCK_STREAM});
+        if (s >= 0) ls.push_back({s, SOCK_STREAM, port});
       }
     }
   }
@@ -98,8 +100,23 @@ int serve(const std::vector<int>& ports) {
     for (size_t i = 0; i < pfds.size(); ++i) {
       if (!(pfds[i].revents & POLLIN)) continue;
       if (ls[i].type == SOCK_STREAM) {
-        // Drain every pending connection per wakeup.
-        for (int c; (c = accept4(ls[i].fd, nullptr, nullptr, SOCK_NONBLOCK)) >= 0;) close(c);
+        // Drain every pending connection per wakeup and close it, except on the stream port
+        // (kStreamPort), where each connection is read to its end on a thread of its own.
+        for (int c; (c = accept4(ls[i].fd, nullptr, nullptr, 0)) >= 0;) {
+          if (ls[i].port != kStreamPort) {
+            close(c);
+            continue;
+          }
+          std::thread([c] {
+            char buf[1 << 16];
+            pollfd p{c, POLLIN, 0};
+            if (poll(&p, 1, 20) > 0) {
+              while (recv(c, buf, sizeof buf, 0) > 0) {
+              }
+            }
+            close(c);
+          }).detach();
+        }
       } else {
         char buf[512];
         sockaddr_storage from{};
@@ -248,7 +265,57 @@ int watch(const std::string& stop_file, int timeout_ms, std::vector<Target>& ts)
 
 }  // namespace
 
+// Sequential new connections for `seconds`: prints connections per second (each one a new
+// flow, so each meets the policy path).
+int rate(double seconds, Target t) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  long ok = 0;
+  long fail = 0;
+  auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() < end) {
+    // Blocking connect, then an abortive close (RST): no TIME_WAIT, so ports never run out.
+    int fd = socket(t.addr.ss_family, SOCK_STREAM, 0);
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    bool good = connect(fd, reinterpret_cast<sockaddr*>(&t.addr), t.len) == 0;
+    linger lg{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    (good ? ok : fail)++;
+  }
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%.1f connects/s ok=%ld fail=%ld\n", static_cast<double>(ok) / elapsed, ok, fail);
+  return 0;
+}
+
+// One connection streaming for `seconds`: prints the throughput in MB/s.
+int stream(double seconds, const Target& t) {
+  int fd = socket(t.addr.ss_family, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, reinterpret_cast<const sockaddr*>(&t.addr), t.len) != 0) {
+    std::printf("0 MB/s (connect failed)\n");
+    return 1;
+  }
+  std::vector<char> buf(1 << 16, 'z');
+  auto start = std::chrono::steady_clock::now();
+  auto end = start + std::chrono::duration<double>(seconds);
+  double bytes = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    ssize_t n = send(fd, buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    bytes += static_cast<double>(n);
+  }
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  close(fd);
+  std::printf("%.1f MB/s\n", bytes / elapsed / 1e6);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && (std::strcmp(argv[1], "rate") == 0 || std::strcmp(argv[1], "stream") == 0)) {
+    Target t;
+    if (!parseTarget(argv[3], t)) return 2;
+    return std::strcmp(argv[1], "rate") == 0 ? rate(std::atof(argv[2]), t) : stream(std::atof(argv[2]), t);
+  }
   if (argc >= 2 && std::strcmp(argv[1], "sctp") == 0) return haveSctp() ? 0 : 1;
   if (argc >= 3 && std::strcmp(argv[1], "serve") == 0) {
     std::vector<int> ports;

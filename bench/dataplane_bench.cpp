@@ -1,0 +1,233 @@
+// Dataplane benchmark (root; runs in network namespaces it creates and removes):
+//
+//  1. programming latency: cold load of node tables of ~10k and ~100k entries, and one policy
+//     change on top of the large one, through zonewall's netlink path vs `nft -f` of the same
+//     ruleset text (the same elements as add/delete commands for the change);
+//  2. per-packet cost: TCP connection rate and throughput between two pods with 0, 100, 1k and
+//     10k policies compiled by zonewall, vs the same allowed tuples as a linear chain of one
+//     rule each, the matching rule last.
+// Prints figures and ratios, all measured in this run.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "kernel/node_harness.h"
+#include "synthetic.h"
+#include "zonewall/compiler/compile.h"
+#include "zonewall/dataplane/netlink.h"
+
+namespace {
+
+using namespace zonewall;  // NOLINT
+using Clock = std::chrono::steady_clock;
+using testing::NodeHarness;
+using testing::run;
+using testing::RunResult;
+
+double ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+
+struct Netns {
+  explicit Netns(std::string n) : name(std::move(n)) { run("ip netns add " + name); }
+  ~Netns() { run("ip netns del " + name + " 2>/dev/null"); }
+  std::string path() const { return "/run/netns/" + name; }
+  std::string name;
+};
+
+struct Setup {
+  policy::Store store;
+  std::unique_ptr<compiler::Inventory> inv;
+  std::unique_ptr<compiler::ProgramBuilder> builder;
+  std::unique_ptr<compiler::NodeCompiler> nc;
+};
+
+// A synthetic cluster whose node-0 table has roughly the wanted number of entries.
+void build(Setup& s, size_t pods, size_t policies, size_t pods_per_node) {
+  bench::SyntheticSpec spec;
+  spec.pods = pods;
+  spec.policies = policies;
+  spec.pods_per_node = pods_per_node;
+  s.store = bench::syntheticCluster(spec);
+  s.inv = std::make_unique<compiler::Inventory>(s.store);
+  s.builder = std::make_unique<compiler::ProgramBuilder>(s.store);
+  s.nc = std::make_unique<compiler::NodeCompiler>(*s.inv, "node-0");
+  (void)s.nc->build(s.builder->program());
+}
+
+double timeNftFile(const std::string& ns, const std::string& text) {
+  std::string file = "/tmp/zw-bench-" + std::to_string(getpid()) + ".nft";
+  std::ofstream(file) << text;
+  auto a = Clock::now();
+  RunResult r = run("ip netns exec " + ns + " nft -f " + file + " 2>&1");
+  auto b = Clock::now();
+  std::remove(file.c_str());
+  if (r.exit_code != 0) std::printf("  nft -f failed: %s\n", r.out.substr(0, 300).c_str());
+  return ms(a, b);
+}
+
+void programming() {
+  std::printf("\n1. programming latency (ms; netlink = encode + one transaction; nft = the nft -f process)\n");
+  std::printf("%-34s %9s %9s %9s %8s\n", "", "entries", "netlink", "nft -f", "ratio");
+  struct Size {
+    const char* name;
+    size_t pods, policies, per_node;
+  };
+  for (Size sz : {Size{"cold load, ~10k entries", 2000, 300, 300}, Size{"cold load, ~100k entries", 2000, 2200, 400}}) {
+    Setup s;
+    build(s, sz.pods, sz.policies, sz.per_node);
+    const compiler::NodeTable& t = s.nc->table();
+    dataplane::Ruleset rs = dataplane::buildRuleset(t);
+    size_t elements = 0;
+    for (const auto& set : rs.sets) elements += set.elements.size();
+    Netns a("zwbench" + std::to_string(getpid()) + "a");
+    Netns b("zwbench" + std::to_string(getpid()) + "b");
+    auto tr = dataplane::openNetlink(a.path());
+    auto t0 = Clock::now();
+    dataplane::Batch batch = dataplane::encodeRuleset(rs, dataplane::TableMode::kCreate, 1);
+    auto ok = (*tr)->commit(batch);
+    auto t1 = Clock::now();
+    if (!ok) std::printf("  netlink failed: %s\n", ok.error().str().c_str());
+    double nft = timeNftFile(b.name, dataplane::renderNft(rs));
+    std::printf("%-34s %9zu %9.1f %9.1f %7.1fx   (%zu set elements, %zu messages)\n", sz.name, t.entryCount(), ms(t0, t1),
+                nft, nft / ms(t0, t1), elements, batch.messages());
+    if (sz.policies < 2000) continue;
+
+    // One policy change on top of the large table: recompile incrementally, diff, commit.
+    policy::K8sPolicy& p = s.store.k8s_policies[7];
+    p.pod_selector = policy::Selector(policy::selEq("app", "app-2"));
+    auto c0 = Clock::now();
+    s.builder->upsert(p);
+    (void)s.nc->programChanged(s.builder->program());
+    dataplane::Ruleset next = dataplane::buildRuleset(s.nc->table());
+    std::vector<dataplane::SetChange> changes;
+    bool same = dataplane::diffRulesets(rs, next, changes);
+    auto c1 = Clock::now();
+    dataplane::Batch delta = same ? dataplane::encodeChanges(next, changes, 1)
+                                  : dataplane::encodeRuleset(next, dataplane::TableMode::kReplace, 1);
+    auto c2 = Clock::now();
+    auto ok2 = (*tr)->commit(delta);
+    auto c3 = Clock::now();
+    if (!ok2) std::printf("  change failed: %s\n", ok2.error().str().c_str());
+    size_t n = 0;
+    std::string script;
+    for (const auto& c : changes) {
+      n += c.add.size() + c.remove.size();
+      for (const auto& line : dataplane::describeChanges(next, {c})) {
+        // "+ set elem" → "add element inet zonewall set { elem }"
+        std::string set = line.substr(2, line.find(' ', 2) - 2);
+        std::string el = line.substr(line.find(' ', 2) + 1);
+        if (line[0] == '-') el = el.substr(0, el.find(" : "));
+        script += std::string(line[0] == '+' ? "add" : "delete") + " element inet zonewall " + set + " { " + el + " }\n";
+      }
+    }
+    double nft_change = timeNftFile(b.name, script);
+    std::printf("%-34s %9zu %9.2f %9.1f %7.1fx   (%zu element changes; recompile+diff %.2f ms, commit %.2f ms)\n",
+                "one policy change on ~100k", s.nc->table().entryCount(), ms(c1, c3), nft_change, nft_change / ms(c2, c3), n,
+                ms(c0, c1), ms(c2, c3));
+  }
+}
+
+// The server pod (x/server, 10.244.0.11) accepts TCP 80 from the client (x/client, 10.244.0.10)
+// through `policies` synthetic policies plus the one that allows it.
+void addPods(policy::Store& st) {
+  for (const char* ns : {"x"}) st.namespaces.push_back({ns, {{policy::kNamespaceNameLabel, ns}}, {}});
+  policy::Pod client{"x", "client", {{"app", "app-1"}}, "node-0", {policy::Addr::fromV4(0x0af4000a)}, {}, {}};
+  policy::Pod server{"x", "server", {{"app", "app-0"}}, "node-0", {policy::Addr::fromV4(0x0af4000b)}, {}, {}};
+  st.pods.push_back(client);
+  st.pods.push_back(server);
+  policy::K8sPolicy allow;
+  allow.ns = "x";
+  allow.name = "server-from-client";
+  allow.pod_selector = policy::Selector(policy::selEq("app", "app-0"));
+  allow.ingress = true;
+  policy::K8sRule r;
+  policy::K8sPeer peer;
+  peer.pod_selector = policy::Selector(policy::selEq("app", "app-1"));
+  r.peers.push_back(peer);
+  policy::K8sPort port;
+  port.port = 80;
+  r.ports.push_back(port);
+  port.port = 5001;  // the stream test's port
+  r.ports.push_back(port);
+  allow.ingress_rules.push_back(r);
+  st.k8s_policies.push_back(allow);
+}
+
+struct Rates {
+  double cps = 0;
+  double mbps = 0;
+};
+
+Rates measure(const NodeHarness& node) {
+  Rates r;
+  std::string out = run("ip netns exec " + node.podNs(0) + " " + testing::probeBinary() + " rate 2 10.244.0.11:80/TCP").out;
+  r.cps = std::atof(out.c_str());
+  out = run("ip netns exec " + node.podNs(0) + " " + testing::probeBinary() + " stream 2 10.244.0.11:5001/TCP").out;
+  r.mbps = std::atof(out.c_str());
+  return r;
+}
+
+void perPacket() {
+  std::printf("\n2. per-packet cost: new TCP connections/s and one stream's MB/s, client -> server through the node\n");
+  NodeHarness node({{"x/client", "10.244.0.10"}, {"x/server", "10.244.0.11"}}, {80, 5001});
+  if (!node.ok()) {
+    std::printf("  harness failed: %s\n", node.error().c_str());
+    return;
+  }
+  measure(node);  // warm up (ARP, caches)
+  Rates none = measure(node);
+  std::printf("%-28s %12s %10s %12s %10s\n", "", "conn/s", "vs none", "MB/s", "vs none");
+  std::printf("%-28s %12.0f %9.0f%% %12.0f %9.0f%%\n", "no policy (no table)", none.cps, 100.0, none.mbps, 100.0);
+  for (size_t policies : {100, 1000, 10000}) {
+    bench::SyntheticSpec spec;
+    spec.pods = 2000;
+    spec.policies = policies;
+    spec.pods_per_node = 100;
+    policy::Store st = bench::syntheticCluster(spec);
+    // The two real pods live on node-1 with the synthetic pods of node-1.
+    addPods(st);
+    for (auto& p : st.pods) {
+      if (p.ns == "x") p.node = "node-1";
+    }
+    compiler::Inventory inv(st);
+    auto table = compiler::compileNode(compiler::lower(st), inv, "node-1");
+    dataplane::Ruleset rs = dataplane::buildRuleset(*table);
+    auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
+    (void)(*tr)->commit(dataplane::encodeRuleset(rs, dataplane::TableMode::kReplace, 1));
+    Rates z = measure(node);
+    std::printf("%-28s %12.0f %9.0f%% %12.0f %9.0f%%   (%zu entries)\n",
+                (std::to_string(policies) + " policies, zonewall").c_str(), z.cps, 100 * z.cps / none.cps, z.mbps,
+                100 * z.mbps / none.mbps, table->entryCount());
+    // The linear chain: one rule per allowed tuple, the matching one last.
+    std::string chain = "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n";
+    chain += "\t\tct state established,related accept\n";
+    std::mt19937 rng(7);
+    for (size_t i = 0; i < policies; ++i) {
+      chain += "\t\tip saddr 10." + std::to_string(1 + rng() % 200) + "." + std::to_string(rng() % 256) + "." +
+               std::to_string(rng() % 256) + " ip daddr 10.244.0.11 tcp dport " + std::to_string(1000 + rng() % 50000) +
+               " accept\n";
+    }
+    chain += "\t\tip saddr 10.244.0.10 ip daddr 10.244.0.11 tcp dport { 80, 5001 } accept\n\t\tip daddr 10.244.0.11 drop\n\t}\n}\n";
+    run("ip netns exec " + node.nodeNs() + " nft delete table inet zonewall 2>/dev/null");
+    timeNftFile(node.nodeNs(), chain);
+    Rates l = measure(node);
+    std::printf("%-28s %12.0f %9.0f%% %12.0f %9.0f%%\n", (std::to_string(policies) + " rules, linear chain").c_str(),
+                l.cps, 100 * l.cps / none.cps, l.mbps, 100 * l.mbps / none.mbps);
+    run("ip netns exec " + node.nodeNs() + " nft delete table inet zonewall 2>/dev/null");
+  }
+}
+
+}  // namespace
+
+int main() {
+  if (geteuid() != 0) {
+    std::printf("dataplane_bench needs root (network namespaces, nftables)\n");
+    return 1;
+  }
+  programming();
+  perPacket();
+  return 0;
+}
