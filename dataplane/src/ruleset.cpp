@@ -135,18 +135,27 @@ class Builder {
     }
   }
 
+  // The local addresses a direction has anything to say about. A local class whose default
+  // is a plain allow (no policy, no log) and which has no entries allows everything: its
+  // packets skip that direction's chain entirely, which halves the cost of a typical new flow
+  // (egress is rarely restricted).
   void localSet(Family f) {
-    std::vector<Addr> all;
-    for (const auto& dt : t_.directions) {
+    for (Direction d : {Direction::kEgress, Direction::kIngress}) {
+      const auto& dt = t_.dir(d);
+      std::vector<Addr> addrs;
       for (const auto& lc : dt.classes) {
-        if (lc.family == f) all.insert(all.end(), lc.addrs.begin(), lc.addrs.end());
+        if (lc.family != f) continue;
+        const Outcome& def = t_.outcomes[lc.default_outcome];
+        bool has_entries = std::any_of(dt.entries.begin(), dt.entries.end(),
+                                       [&](const Entry& e) { return e.local_class == lc.id; });
+        if (def.allow && def.logs.empty() && !has_entries) continue;
+        addrs.insert(addrs.end(), lc.addrs.begin(), lc.addrs.end());
       }
+      std::sort(addrs.begin(), addrs.end());
+      SetDef s{fmt::format("{}_local{}", compiler::directionName(d), suffix(f)), SetKind::kAddrSet, f, {}};
+      for (Addr a : addrs) s.elements.push_back(Element{.addr = a});
+      rs_.sets.push_back(std::move(s));
     }
-    std::sort(all.begin(), all.end());
-    all.erase(std::unique(all.begin(), all.end()), all.end());
-    SetDef s{fmt::format("local{}", suffix(f)), SetKind::kAddrSet, f, {}};
-    for (Addr a : all) s.elements.push_back(Element{.addr = a});
-    rs_.sets.push_back(std::move(s));
   }
 
   void sourceSet(Family f) {
@@ -246,11 +255,11 @@ class Builder {
     for (Family f : kFamilies) {
       if (egress) {
         c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = true,
-                           .set = fmt::format("local{}", suffix(f)), .verdict = jumpTo(fmt::format("egress{}", suffix(f)))});
+                           .set = fmt::format("egress_local{}", suffix(f)), .verdict = jumpTo(fmt::format("egress{}", suffix(f)))});
       }
       if (ingress) {
         c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = false,
-                           .set = fmt::format("local{}", suffix(f)), .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
+                           .set = fmt::format("ingress_local{}", suffix(f)), .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
       }
     }
     c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});

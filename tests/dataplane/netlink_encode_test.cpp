@@ -112,14 +112,14 @@ TEST(NetlinkEncode, LargeSetsSpanMessages) {
   Ruleset rs = rulesetOf(yaml, "n1");
   Batch b = encodeRuleset(rs, TableMode::kCreate, 1);
   size_t element_messages = static_cast<size_t>(std::count_if(b.what.begin(), b.what.end(), [](const std::string& w) {
-    return w.starts_with("add element") && w.find("of set local4") != std::string::npos;
+    return w.starts_with("add element") && w.find("of set pod_src4") != std::string::npos;
   }));
   EXPECT_GE(element_messages, 5u);  // 600 addresses, 128 per message
   auto d = decodeBatch(b, rs);
   ASSERT_TRUE(d.has_value());
-  const SetDef* local = rs.findSet("local4");
+  const SetDef* local = rs.findSet("pod_src4");
   for (const SetDef& s : d->sets) {
-    if (s.name == "local4") {
+    if (s.name == "pod_src4") {
       EXPECT_EQ(s.elements.size(), local->elements.size());
     }
   }

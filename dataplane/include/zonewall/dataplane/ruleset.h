@@ -7,6 +7,7 @@
 //     (forward, input) a packet from a pod's host veth must carry that pod's address
 //     local source      → jump egressN   (remote class from the destination address)
 //     local destination → jump ingressN  (remote class from the source address)
+//     (only local addresses the direction restricts or logs: egress_localN, ingress_localN)
 //     clear the class bits of the mark
 //   egressN / ingressN:
 //     clear the class bits; set them from the remote address, nibble by nibble:
