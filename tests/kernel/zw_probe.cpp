@@ -237,7 +237,13 @@ void attempt(int timeout_ms, std::vector<Target>& ts) {
     }
   }
   for (Target& t : ts) {
-    if (t.fd >= 0) close(t.fd);
+    if (t.fd >= 0) {
+      // Abortive close (RST): neither side keeps the tuple in TIME_WAIT, so thousands of
+      // probes never collide with an old connection when ports wrap around.
+      linger lg{1, 0};
+      setsockopt(t.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      close(t.fd);
+    }
     t.fd = -1;
   }
 }
