@@ -695,6 +695,7 @@ struct Programmed {
   dataplane::Ruleset want;
   dataplane::KernelState have;
   std::vector<dataplane::SetChange> changes;
+  dataplane::ChainChanges chain_changes;
   bool replace = false;
   std::string node;
   size_t entries = 0;
@@ -731,23 +732,27 @@ std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, c
     return kExitFindings;
   }
   p.have = std::move(*have);
-  p.replace = !p.have.exists || !p.have.skeleton_matches || !dataplane::diffRulesets(p.have.ruleset, p.want, p.changes);
+  p.replace = !p.have.exists || !p.have.skeleton_matches ||
+              !dataplane::diffRulesets(p.have.ruleset, p.want, p.changes, &p.chain_changes);
   return std::nullopt;
 }
 
 std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std::ostream& err) {
   dataplane::Batch batch = p.replace ? dataplane::encodeRuleset(p.want, dataplane::TableMode::kReplace, 1)
-                                     : dataplane::encodeChanges(p.want, p.changes, 1);
+                                     : dataplane::encodeChanges(p.want, p.changes, 1, p.chain_changes);
   if (auto r = p.transport->commit(batch); !r) {
     err << "zonewall " << cmd << ": " << r.error().str() << "\n";
     return kExitFindings;
   }
   size_t elements = 0;
   for (const auto& c : p.changes) elements += c.add.size() + c.remove.size();
+  std::string chains = p.chain_changes.empty()
+                           ? ""
+                           : fmt::format(" and {} log chain changes", p.chain_changes.add.size() + p.chain_changes.remove.size());
   out << fmt::format("{} node '{}' ({} entries): {} in one transaction of {} netlink messages\n",
                      std::string(cmd) == "apply" ? "applied" : "repaired", p.node, p.entries,
                      p.replace ? std::string(p.have.exists ? "table replaced" : "table created")
-                               : fmt::format("{} element changes", elements),
+                               : fmt::format("{} element changes{}", elements, chains),
                      batch.messages());
   return std::nullopt;
 }
@@ -765,13 +770,15 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
       out << (p.have.exists ? "would replace table inet zonewall:\n" : "would create table inet zonewall\n");
       for (const auto& d : p.have.drift) out << "  " << d << "\n";
     } else {
+      for (const auto& c : p.chain_changes.remove) out << "- chain " << c << "\n";
+      for (const auto& c : p.chain_changes.add) out << "+ chain " << c.name << "\n";
       auto lines = dataplane::describeChanges(p.want, p.changes);
       for (const auto& line : lines) out << line << "\n";
       out << fmt::format("{} element changes\n", lines.size());
     }
     return kExitOk;
   }
-  if (!p.replace && p.changes.empty()) {
+  if (!p.replace && p.changes.empty() && p.chain_changes.empty()) {
     out << fmt::format("node '{}': the kernel already holds this table; nothing to do\n", p.node);
     return kExitOk;
   }
@@ -791,9 +798,11 @@ int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
   }
   for (const auto& d : p.have.drift) out << "drift: " << d << "\n";
   if (!p.replace) {
+    for (const auto& c : p.chain_changes.remove) out << "drift: - chain " << c << "\n";
+    for (const auto& c : p.chain_changes.add) out << "drift: + chain " << c.name << "\n";
     for (const auto& line : dataplane::describeChanges(p.want, p.changes)) out << "drift: " << line << "\n";
   }
-  bool drift = p.replace || !p.changes.empty();
+  bool drift = p.replace || !p.changes.empty() || !p.chain_changes.empty();
   if (!drift) {
     out << fmt::format("node '{}': in sync ({} entries)\n", p.node, p.entries);
     return kExitOk;

@@ -448,6 +448,15 @@ class NodeCompiler::State {
     updateExact(i);
   }
 
+  // A pod address is listed in the exact (hash) map whenever it has a class of its own, even
+  // when its interval has the same one: its class must never depend on an interval lookup.
+  // Updating the kernel's rbtree interval set can return a transient false negative for an
+  // address in a range being replaced, which would classify a pod as class 0 for a moment
+  // (and could deny an allowed flow); hash lookups have no such window.
+  static bool needsExact(RemoteClassId pod_id, RemoteClassId interval_id) {
+    return pod_id != kNoRemoteClass || pod_id != interval_id;
+  }
+
   void updateExact(size_t i) {
     Addr a = inv_.addrs()[i].addr;
     RemoteClassId pod_id = classes_[pod_class_[i]].id;
@@ -455,7 +464,7 @@ class NodeCompiler::State {
     auto& ex = table_.remote_exact;
     auto it = std::lower_bound(ex.begin(), ex.end(), a, [](const auto& e, Addr x) { return e.first < x; });
     bool present = it != ex.end() && it->first == a;
-    if (pod_id == iv_id) {
+    if (!needsExact(pod_id, iv_id)) {
       if (present) ex.erase(it);
     } else if (present) {
       it->second = pod_id;
@@ -511,7 +520,7 @@ class NodeCompiler::State {
     table_.remote_exact.clear();
     for (size_t i = 0; i < addrs.size(); ++i) {
       RemoteClassId pod_id = classes_[pod_class_[i]].id;
-      if (pod_id != classes_[iv_class_[intervalOf(addrs[i].addr.v)]].id) {
+      if (needsExact(pod_id, classes_[iv_class_[intervalOf(addrs[i].addr.v)]].id)) {
         table_.remote_exact.push_back({addrs[i].addr, pod_id});
       }
     }
@@ -585,7 +594,7 @@ class NodeCompiler::State {
     table_.remote_exact.clear();
     for (size_t i = 0; i < addrs.size(); ++i) {
       RemoteClassId pod_id = classes_[pod_class_[i]].id;
-      if (pod_id != classes_[iv_class_[intervalOf(addrs[i].addr.v)]].id) {
+      if (needsExact(pod_id, classes_[iv_class_[intervalOf(addrs[i].addr.v)]].id)) {
         table_.remote_exact.push_back({addrs[i].addr, pod_id});
       }
     }

@@ -318,6 +318,15 @@ void encodeRule(nftnl_rule* r, const Rule& rule, const std::map<std::string, std
     case Rule::Kind::kGoto:
       b.verdict(rule.verdict);
       return;
+    case Rule::Kind::kAnyMap: {
+      std::uint32_t mark_reg = rule.family == Family::kV4 ? kReg32_00 + 1 : std::uint32_t{NFT_REG_2};
+      b.nfproto(rule.family);
+      b.addr(rule.family, rule.source, kReg1);
+      b.meta(NFT_META_MARK, mark_reg);
+      b.bitwise(mark_reg, rule.a, 0);
+      b.lookup(rule.set, setId(rule.set), true);
+      return;
+    }
     case Rule::Kind::kAntiSpoof:
       // iifname "zw*": a prefix compare of the name's first bytes.
       b.meta(NFT_META_IIFNAME, kReg1);
@@ -354,6 +363,11 @@ NftnlSetPtr makeSet(const std::string& table, const SetDef& s, std::uint32_t id)
       break;
     case SetKind::kAddrIntervalVmap:
       flags |= NFT_SET_INTERVAL;
+      break;
+    case SetKind::kAddrMarkVmap:
+      key_type = addr_type << kTypeBits | kTypeMark;
+      key_len = alen + 4;
+      udata = &kUdataConcatMap;
       break;
     case SetKind::kIfaceAddrSet:
       flags = 0;
@@ -425,6 +439,12 @@ std::vector<NftnlSetElemPtr> netlinkElements(const SetDef& s, const Element& el,
       }
       break;
     }
+    case SetKind::kAddrMarkVmap:
+      putAddr(key, el.addr, s.family);
+      putU32Host(key, el.mark);
+      out.push_back(elem(key));
+      if (!for_delete) setVerdict(out.back().get(), el.verdict);
+      break;
     case SetKind::kIfaceAddrSet:
       key.assign(kIfnameLen, 0);
       std::memcpy(key.data(), el.iface.data(), std::min(el.iface.size(), kIfnameLen - 1));
@@ -484,6 +504,21 @@ class Encoder {
     nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table_.c_str());
     nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
     nftnl_table_nlmsg_build_payload(header(NFT_MSG_NEWTABLE, NLM_F_CREATE, "table " + table_), t.get());
+    done();
+  }
+
+  void deleteChain(const std::string& name) {
+    NftnlRulePtr flush(nftnl_rule_alloc());  // a rule delete without a handle flushes the chain
+    nftnl_rule_set_str(flush.get(), NFTNL_RULE_TABLE, table_.c_str());
+    nftnl_rule_set_str(flush.get(), NFTNL_RULE_CHAIN, name.c_str());
+    nftnl_rule_set_u32(flush.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
+    nftnl_rule_nlmsg_build_payload(header(NFT_MSG_DELRULE, 0, "flush chain " + name), flush.get());
+    done();
+    NftnlChainPtr ch(nftnl_chain_alloc());
+    nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TABLE, table_.c_str());
+    nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_NAME, name.c_str());
+    nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_FAMILY, NFPROTO_INET);
+    nftnl_chain_nlmsg_build_payload(header(NFT_MSG_DELCHAIN, 0, "delete chain " + name), ch.get());
     done();
   }
 
@@ -600,12 +635,21 @@ Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq) 
   return enc.finish();
 }
 
-Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq) {
+bool isLogChain(const std::string& name) { return name.starts_with("log_"); }
+
+Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq,
+                    const ChainChanges& chains) {
   Encoder enc(rs.table, first_seq);
   // Deletes first, then adds: an entry that moves from one key to an overlapping one is never
-  // in the set twice (pipapo rejects overlaps).
+  // in the set twice (pipapo rejects overlaps). Chains leave after the elements that jumped to
+  // them, and arrive before the elements that will.
   for (const SetChange& c : changes) {
     if (const SetDef* s = rs.findSet(c.set); s && !c.remove.empty()) enc.elements(*s, c.remove, true);
+  }
+  for (const std::string& name : chains.remove) enc.deleteChain(name);
+  for (const ChainDef& c : chains.add) enc.addChain(c);
+  for (const ChainDef& c : chains.add) {
+    for (size_t i = 0; i < c.rules.size(); ++i) enc.addRule(c, c.rules[i], i);
   }
   for (const SetChange& c : changes) {
     if (const SetDef* s = rs.findSet(c.set); s && !c.add.empty()) enc.elements(*s, c.add, false);
@@ -617,14 +661,23 @@ Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, st
 
 namespace {
 
+std::vector<const ChainDef*> fixedChains(const Ruleset& r) {
+  std::vector<const ChainDef*> out;
+  for (const ChainDef& c : r.chains) {
+    if (!isLogChain(c.name)) out.push_back(&c);
+  }
+  return out;
+}
+
 bool sameSkeleton(const Ruleset& a, const Ruleset& b) {
-  if (a.table != b.table || a.class_mask != b.class_mask || a.chains.size() != b.chains.size() ||
-      a.sets.size() != b.sets.size()) {
+  auto ca = fixedChains(a);
+  auto cb = fixedChains(b);
+  if (a.table != b.table || a.class_mask != b.class_mask || ca.size() != cb.size() || a.sets.size() != b.sets.size()) {
     return false;
   }
-  for (size_t i = 0; i < a.chains.size(); ++i) {
-    const ChainDef& x = a.chains[i];
-    const ChainDef& y = b.chains[i];
+  for (size_t i = 0; i < ca.size(); ++i) {
+    const ChainDef& x = *ca[i];
+    const ChainDef& y = *cb[i];
     if (x.name != y.name || x.hook != y.hook || x.rules.size() != y.rules.size()) return false;
     for (size_t r = 0; r < x.rules.size(); ++r) {
       const Rule& p = x.rules[r];
@@ -649,9 +702,30 @@ auto elementKey(const Element& e) {
 
 }  // namespace
 
-bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes) {
+bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes, ChainChanges* chains) {
   changes.clear();
   if (!sameSkeleton(from, to)) return false;
+  // Log chains: named by what they do, so a name present on both sides is the same chain.
+  ChainChanges cc;
+  std::set<std::string> have;
+  std::set<std::string> want;
+  for (const ChainDef& c : from.chains) {
+    if (isLogChain(c.name)) have.insert(c.name);
+  }
+  for (const ChainDef& c : to.chains) {
+    if (!isLogChain(c.name)) continue;
+    want.insert(c.name);
+    if (!have.contains(c.name)) cc.add.push_back(c);
+  }
+  for (const std::string& n : have) {
+    if (!want.contains(n)) cc.remove.push_back(n);
+  }
+  if (!cc.empty()) {
+    if (chains == nullptr) return false;
+    *chains = std::move(cc);
+  } else if (chains != nullptr) {
+    *chains = {};
+  }
   for (size_t i = 0; i < from.sets.size(); ++i) {
     const SetDef& a = from.sets[i];
     const SetDef& b = to.sets[i];
@@ -814,6 +888,13 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
       case SetKind::kAddrVmap:
         if (r.key.size() != alen) continue;
         el.addr = addrFrom(r.key.data(), s.family);
+        break;
+      case SetKind::kAddrMarkVmap:
+        if (r.key.size() != alen + 4) continue;
+        el.addr = addrFrom(r.key.data(), s.family);
+        el.mark = u32Host(r.key.data() + alen);
+        el.proto_hi = 255;
+        el.port_hi = 65535;
         break;
       case SetKind::kIfaceAddrSet:
         if (r.key.size() != kIfnameLen + alen) continue;
@@ -1062,6 +1143,7 @@ class NetlinkTransport final : public Transport {
     }
     st.skeleton_matches = true;
     for (const ChainDef& c : expected.chains) {
+      if (isLogChain(c.name) && !chains.contains(c.name)) continue;  // an update adds it
       if (!chains.contains(c.name)) {
         st.drift.push_back("chain " + c.name + " is missing");
         st.skeleton_matches = false;
@@ -1081,6 +1163,7 @@ class NetlinkTransport final : public Transport {
       }
     }
     for (const std::string& c : chains) {
+      if (isLogChain(c)) continue;  // an update removes it
       if (std::none_of(expected.chains.begin(), expected.chains.end(), [&](const ChainDef& d) { return d.name == c; })) {
         st.drift.push_back("unexpected chain " + c);
         st.skeleton_matches = false;
@@ -1102,7 +1185,15 @@ class NetlinkTransport final : public Transport {
       got.elements = decodeElements(s, holder.get());
       st.ruleset.sets.push_back(std::move(got));
     }
-    if (st.skeleton_matches) st.ruleset.chains = expected.chains;
+    if (st.skeleton_matches) {
+      // The fixed chains as expected; the log chains as the kernel has them.
+      for (const ChainDef& c : expected.chains) {
+        if (!isLogChain(c.name)) st.ruleset.chains.push_back(c);
+      }
+      for (const std::string& c : chains) {
+        if (isLogChain(c)) st.ruleset.chains.push_back(ChainDef{c, {}, {}});
+      }
+    }
     return st;
   }
 

@@ -41,6 +41,8 @@ std::string elementText(const SetDef& s, const Element& e) {
     }
     case SetKind::kIfaceAddrSet:
       return fmt::format("\"{}\" . {}", e.iface, addrText(e.addr));
+    case SetKind::kAddrMarkVmap:
+      return fmt::format("{} . 0x{:08x} : {}", addrText(e.addr), e.mark, verdictText(e.verdict));
     case SetKind::kConcatVmap:
     case SetKind::kConcatIntervalVmap:
       return fmt::format("{} . 0x{:08x} . {} . {} : {}", addrText(e.addr), e.mark, range(e.proto_lo, e.proto_hi),
@@ -76,6 +78,9 @@ std::string setText(const SetDef& s) {
     case SetKind::kIfaceAddrSet:
       type = fmt::format("ifname . {}", addr_type);
       map = false;
+      break;
+    case SetKind::kAddrMarkVmap:
+      type = fmt::format("{} . mark : verdict", addr_type);
       break;
   }
   std::string out = fmt::format("\t{} {} {{\n\t\ttype {}\n", map ? "map" : "set", s.name, type);
@@ -122,6 +127,8 @@ std::string ruleText(const Rule& r) {
       return fmt::format("log prefix \"{}\" group {}", r.text, r.a);
     case Rule::Kind::kGoto:
       return verdictText(r.verdict);
+    case Rule::Kind::kAnyMap:
+      return fmt::format("{} {} . meta mark & 0x{:08x} vmap @{}", proto, field, r.a, r.set);
     case Rule::Kind::kAntiSpoof:
       return fmt::format("iifname \"{}*\" iifname . {} saddr != @{} drop", r.text, proto, r.set);
   }

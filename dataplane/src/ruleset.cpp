@@ -17,6 +17,7 @@ using policy::Addr;
 using policy::Family;
 
 constexpr int kNibbles = 4;  // 16-bit class ids, set four bits at a time
+constexpr const char* kLogChainPrefix = "log_";
 constexpr Family kFamilies[] = {Family::kV4, Family::kV6};
 
 const char* suffix(Family f) { return f == Family::kV4 ? "4" : "6"; }
@@ -96,7 +97,7 @@ class Builder {
     }
     std::uint64_t h = 1469598103934665603ULL;
     for (unsigned char c : what) h = (h ^ c) * 1099511628211ULL;
-    return fmt::format("log_{:016x}", h);
+    return fmt::format("{}{:016x}", kLogChainPrefix, h);
   }
 
   void setterChains() {
@@ -179,6 +180,7 @@ class Builder {
     const auto& dt = t_.dir(d);
     SetDef exact{fmt::format("{}{}_exact", dn, suffix(f)), SetKind::kConcatVmap, f, {}};
     SetDef ranges{fmt::format("{}{}_ranges", dn, suffix(f)), SetKind::kConcatIntervalVmap, f, {}};
+    SetDef any{fmt::format("{}{}_any", dn, suffix(f)), SetKind::kAddrMarkVmap, f, {}};
     SetDef defaults{fmt::format("{}{}_default", dn, suffix(f)), SetKind::kAddrVmap, f, {}};
     for (const auto& lc : dt.classes) {
       if (lc.family != f) continue;
@@ -197,13 +199,15 @@ class Builder {
                      .port_lo = e.port_lo,
                      .port_hi = e.port_hi,
                      .verdict = verdictOf(e.outcome, d)};
-          (single ? exact : ranges).elements.push_back(el);
+          bool everything = e.proto_lo == 0 && e.proto_hi == 255 && e.port_lo == 0 && e.port_hi == 65535;
+          (single ? exact : everything ? any : ranges).elements.push_back(el);
         }
       }
     }
     std::sort(defaults.elements.begin(), defaults.elements.end(),
               [](const Element& x, const Element& y) { return x.addr < y.addr; });
     rs_.sets.push_back(std::move(exact));
+    rs_.sets.push_back(std::move(any));
     rs_.sets.push_back(std::move(ranges));
     rs_.sets.push_back(std::move(defaults));
   }
@@ -223,6 +227,13 @@ class Builder {
       }
     }
     for (const char* kind : {"exact", "ranges"}) {
+      if (std::string(kind) == "ranges") {
+        c.rules.push_back({.kind = Rule::Kind::kAnyMap,
+                           .family = f,
+                           .source = local_is_source,
+                           .a = o_.class_mask,
+                           .set = fmt::format("{}{}_any", dn, suffix(f))});
+      }
       for (bool icmp : {true, false}) {
         c.rules.push_back({.kind = Rule::Kind::kVerdictMap,
                            .family = f,

@@ -260,8 +260,17 @@ int watch(const std::string& stop_file, int timeout_ms, std::vector<Target>& ts)
   std::vector<long> ok(ts.size());
   std::vector<long> fail(ts.size());
   while (access(stop_file.c_str(), F_OK) != 0) {
+    auto began = std::chrono::steady_clock::now();
     attempt(timeout_ms, ts);
-    for (size_t i = 0; i < ts.size(); ++i) (ts[i].ok ? ok : fail)[i]++;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      (ts[i].ok ? ok : fail)[i]++;
+      if (!ts[i].ok) {
+        std::fprintf(stderr, "failed %s at %lld\n", ts[i].text.c_str(),
+                     static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                began.time_since_epoch())
+                                                .count()));
+      }
+    }
     // A short pause between rounds: steady pressure, without exhausting ports or the server.
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

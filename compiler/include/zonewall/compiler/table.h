@@ -72,7 +72,8 @@ struct NodeTable {
   std::vector<Attribution> attributions;
   std::vector<Outcome> outcomes;
   std::vector<RemoteClass> remote_classes;  ///< sorted by (family, id); class 0 not listed
-  std::vector<std::pair<policy::Addr, RemoteClassId>> remote_exact;  ///< sorted
+  /// Every pod address with a class (or whose class differs from its interval's), sorted.
+  std::vector<std::pair<policy::Addr, RemoteClassId>> remote_exact;
   std::vector<std::pair<policy::Range, RemoteClassId>> remote_ranges;  ///< sorted, disjoint
   DirectionTable directions[2];  ///< by Direction
   std::vector<LocalEndpoint> endpoints;  ///< sorted by pod

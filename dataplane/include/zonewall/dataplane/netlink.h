@@ -40,8 +40,22 @@ enum class TableMode : std::uint8_t {
 /// The whole ruleset as one transaction.
 Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq);
 
-/// Element changes as one transaction (the skeleton must already match `rs`).
-Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq);
+/// Log chains come and go with Log rules; they change without touching the fixed skeleton (no
+/// base chain is ever deleted and re-created on an update: that would leave a moment in which
+/// the dying chain's rules see its sets emptied).
+struct ChainChanges {
+  std::vector<std::string> remove;
+  std::vector<ChainDef> add;
+  bool empty() const { return remove.empty() && add.empty(); }
+};
+
+/// True for the chains that may change on an update (a log outcome's chain).
+bool isLogChain(const std::string& name);
+
+/// Element (and log chain) changes as one transaction; the fixed skeleton must already match.
+/// Order: element deletes, log chains removed, log chains added, element adds.
+Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq,
+                    const ChainChanges& chains = {});
 
 /// What the kernel holds of our table, read back (for a one-shot apply's first diff and for
 /// drift detection; never on the agent's update path).
@@ -86,6 +100,8 @@ std::vector<std::string> describeChanges(const Ruleset& rs, const std::vector<Se
 
 /// The element-level difference between two rulesets with the same skeleton; false when the
 /// skeletons (chains, rules, set definitions) differ and only a full replace will do.
-bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes);
+/// Log chains that differ go to `chains`; without it (nullptr) they make the skeletons differ.
+bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes,
+                  ChainChanges* chains = nullptr);
 
 }  // namespace zonewall::dataplane

@@ -13,7 +13,10 @@
 //     clear the class bits; set them from the remote address, nibble by nibble:
 //       remoteN_nK_ranges (interval vmap) then remoteN_nK_exact (hash vmap), each a jump to
 //       rc_nK_<hex>, which sets one nibble and returns;
-//     then the verdict: exact hash map, interval map, the local address's default.
+//     then the verdict: exact hash map, the any-protocol-any-port hash map, the interval map,
+//     the local address's default. Entries are disjoint, so the order only saves lookups; but
+//     the commonest entries (a peer allowed on everything) stay out of the interval map,
+//     whose additions the kernel publishes a moment after the rest of a transaction.
 //
 //   verdict map key:  local addr . mark & class_mask . l4proto . port
 //                     (port = th dport; for ICMP, th sport = type << 8 | code)
@@ -51,6 +54,7 @@ enum class SetKind : std::uint8_t {
   kConcatVmap,         ///< addr . mark . proto . port → verdict (hash)
   kConcatIntervalVmap, ///< addr . mark . proto range . port range → verdict (pipapo)
   kIfaceAddrSet,       ///< host veth . pod address: who may send what (anti-spoofing)
+  kAddrMarkVmap,       ///< addr . mark → verdict (hash): entries for every protocol and port
 };
 
 struct Element {
@@ -88,6 +92,7 @@ struct Rule {
     kLog,              ///< log prefix "<text>" group <a>
     kGoto,             ///< goto chain
     kAntiSpoof,        ///< iifname "zw*" iifname . <fam> saddr != @set drop
+    kAnyMap,           ///< <fam> <local> . meta mark & m vmap @set
   };
   Kind kind = Kind::kMarkAnd;
   policy::Family family = policy::Family::kV4;
