@@ -517,6 +517,14 @@ class NodeCompiler::State {
       ++classes_[pod_class_[i]].pod_members;
     }
     if (auto err = classifyIntervals()) return err;
+    rebuildExact();
+    new_preds_.clear();
+    return std::nullopt;
+  }
+
+  // The exact map from scratch: every pod address whose class needs listing.
+  void rebuildExact() {
+    const auto& addrs = inv_.addrs();
     table_.remote_exact.clear();
     for (size_t i = 0; i < addrs.size(); ++i) {
       RemoteClassId pod_id = classes_[pod_class_[i]].id;
@@ -524,8 +532,6 @@ class NodeCompiler::State {
         table_.remote_exact.push_back({addrs[i].addr, pod_id});
       }
     }
-    new_preds_.clear();
-    return std::nullopt;
   }
 
   // Intervals: cut the space wherever a predicate's range starts or ends. Few, so always
@@ -563,7 +569,6 @@ class NodeCompiler::State {
   // New predicates split the classes they cut.
   std::optional<Error> refineClasses() {
     if (new_preds_.empty()) return std::nullopt;
-    const auto& addrs = inv_.addrs();
     bool ranges_changed = false;
     for (std::uint32_t p : new_preds_) {
       ranges_changed = ranges_changed || !pred_sets_[p].ranges.empty();
@@ -590,14 +595,7 @@ class NodeCompiler::State {
     if (ranges_changed) {
       if (auto err = classifyIntervals()) return err;
     }
-    // Exact entries: every pod address may now differ from its interval's class.
-    table_.remote_exact.clear();
-    for (size_t i = 0; i < addrs.size(); ++i) {
-      RemoteClassId pod_id = classes_[pod_class_[i]].id;
-      if (needsExact(pod_id, classes_[iv_class_[intervalOf(addrs[i].addr.v)]].id)) {
-        table_.remote_exact.push_back({addrs[i].addr, pod_id});
-      }
-    }
+    rebuildExact();  // every pod address may now differ from its interval's class
     return std::nullopt;
   }
 
