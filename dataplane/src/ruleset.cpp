@@ -16,7 +16,11 @@ using compiler::Outcome;
 using policy::Addr;
 using policy::Family;
 
-constexpr int kNibbles = 4;  // 16-bit class ids, set four bits at a time
+// 16-bit class ids, set a byte at a time: two lookups (and 2 x 256 fixed one-rule setter
+// chains) per remote address instead of four with nibbles; each new flow pays per lookup.
+constexpr int kDigitBits = 8;
+constexpr int kDigits = 16 / kDigitBits;
+constexpr std::uint32_t kDigitMask = (1U << kDigitBits) - 1;
 constexpr const char* kLogChainPrefix = "log_";
 constexpr Family kFamilies[] = {Family::kV4, Family::kV6};
 
@@ -101,34 +105,34 @@ class Builder {
   }
 
   void setterChains() {
-    for (int n = 0; n < kNibbles; ++n) {
-      std::uint32_t nib_mask = 0xfU << (shift_ + 4 * n);
-      for (std::uint32_t v = 0; v < 16; ++v) {
-        Rule r{.kind = Rule::Kind::kMarkAndOr, .a = ~nib_mask, .b = v << (shift_ + 4 * n)};
-        rs_.chains.push_back({fmt::format("rc_n{}_{:x}", n, v), {}, {r}});
+    for (int n = 0; n < kDigits; ++n) {
+      std::uint32_t digit_mask = kDigitMask << (shift_ + kDigitBits * n);
+      for (std::uint32_t v = 0; v <= kDigitMask; ++v) {
+        Rule r{.kind = Rule::Kind::kMarkAndOr, .a = ~digit_mask, .b = v << (shift_ + kDigitBits * n)};
+        rs_.chains.push_back({fmt::format("rc_d{}_{:02x}", n, v), {}, {r}});
       }
     }
   }
 
   void remoteMaps(Family f) {
-    for (int n = 0; n < kNibbles; ++n) {
-      SetDef ranges{fmt::format("remote{}_n{}_ranges", suffix(f), n), SetKind::kAddrIntervalVmap, f, {}};
+    for (int n = 0; n < kDigits; ++n) {
+      SetDef ranges{fmt::format("remote{}_d{}_ranges", suffix(f), n), SetKind::kAddrIntervalVmap, f, {}};
       for (const auto& [r, id] : t_.remote_ranges) {
-        unsigned nib = (id >> (4 * n)) & 0xf;
-        if (Addr{r.lo}.family() == f && nib != 0) {
+        unsigned digit = (id >> (kDigitBits * n)) & kDigitMask;
+        if (Addr{r.lo}.family() == f && digit != 0) {
           Element e;
           e.addr = Addr{r.lo};
           e.addr_hi = Addr{r.hi};
-          e.verdict = jumpTo(fmt::format("rc_n{}_{:x}", n, nib));
+          e.verdict = jumpTo(fmt::format("rc_d{}_{:02x}", n, digit));
           ranges.elements.push_back(e);
         }
       }
-      SetDef exact{fmt::format("remote{}_n{}_exact", suffix(f), n), SetKind::kAddrVmap, f, {}};
+      SetDef exact{fmt::format("remote{}_d{}_exact", suffix(f), n), SetKind::kAddrVmap, f, {}};
       for (const auto& [a, id] : t_.remote_exact) {
         if (a.family() != f) continue;
         Element e;
         e.addr = a;
-        e.verdict = jumpTo(fmt::format("rc_n{}_{:x}", n, (id >> (4 * n)) & 0xf));
+        e.verdict = jumpTo(fmt::format("rc_d{}_{:02x}", n, (id >> (kDigitBits * n)) & kDigitMask));
         exact.elements.push_back(e);
       }
       rs_.sets.push_back(std::move(ranges));
@@ -218,12 +222,12 @@ class Builder {
     bool local_is_source = d == Direction::kEgress;
     ChainDef c{fmt::format("{}{}", dn, suffix(f)), {}, {}};
     c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});
-    for (int n = 0; n < kNibbles; ++n) {
+    for (int n = 0; n < kDigits; ++n) {
       for (const char* kind : {"ranges", "exact"}) {
         c.rules.push_back({.kind = Rule::Kind::kAddrVmap,
                            .family = f,
                            .source = !local_is_source,
-                           .set = fmt::format("remote{}_n{}_{}", suffix(f), n, kind)});
+                           .set = fmt::format("remote{}_d{}_{}", suffix(f), n, kind)});
       }
     }
     for (const char* kind : {"exact", "ranges"}) {

@@ -10,9 +10,9 @@
 //     (only local addresses the direction restricts or logs: egress_localN, ingress_localN)
 //     clear the class bits of the mark
 //   egressN / ingressN:
-//     clear the class bits; set them from the remote address, nibble by nibble:
-//       remoteN_nK_ranges (interval vmap) then remoteN_nK_exact (hash vmap), each a jump to
-//       rc_nK_<hex>, which sets one nibble and returns;
+//     clear the class bits; set them from the remote address, a byte at a time:
+//       remoteN_dK_ranges (interval vmap) then remoteN_dK_exact (hash vmap), each a jump to
+//       rc_dK_<hex>, which sets one byte and returns;
 //     then the verdict: exact hash map, the any-protocol-any-port hash map, the interval map,
 //     the local address's default. Entries are disjoint, so the order only saves lookups; but
 //     the commonest entries (a peer allowed on everything) stay out of the interval map,
