@@ -9,6 +9,10 @@ packages=(
   libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nftables iproute2 jq
+  # CNI: reference plugins (ptp, host-local, portmap, tuning), libcni for the Go test driver,
+  # podman + runc + a static busybox as a real container runtime.
+  containernetworking-plugins golang-go golang-github-appc-cni-dev iputils-ping
+  podman runc busybox-static catatonit
 )
 
 missing=()

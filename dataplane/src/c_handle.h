@@ -9,19 +9,9 @@
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
 
-#include <memory>
+#include "zonewall/policy/c_handle.h"
 
 namespace zonewall::dataplane {
-
-template <auto FreeFn>
-struct CDeleter {
-  template <class T>
-  void operator()(T* p) const noexcept {
-    FreeFn(p);
-  }
-};
-template <class T, auto FreeFn>
-using CHandle = std::unique_ptr<T, CDeleter<FreeFn>>;
 
 using NftnlTablePtr = CHandle<nftnl_table, nftnl_table_free>;
 using NftnlChainPtr = CHandle<nftnl_chain, nftnl_chain_free>;
