@@ -9,7 +9,7 @@
 #include "zonewall/cni/endpoint.h"
 #include "zonewall/cni/ipam.h"
 #include "zonewall/cni/veth.h"
-#include "zonewall/policy/model.h"
+#include "zonewall/policy/host_veth.h"
 
 namespace zonewall::cni {
 

@@ -3,7 +3,7 @@
 
 #include "zonewall/cni/plugin.h"
 #include "zonewall/cni/protocol.h"
-#include "zonewall/policy/model.h"
+#include "zonewall/policy/host_veth.h"
 
 namespace zonewall::cni {
 namespace {

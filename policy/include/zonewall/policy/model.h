@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "zonewall/policy/diagnostic.h"
+#include "zonewall/policy/host_veth.h"
 #include "zonewall/policy/ip.h"
 #include "zonewall/policy/selector.h"
 
@@ -36,9 +37,6 @@ inline constexpr const char* kNamespaceNameLabel = "kubernetes.io/metadata.name"
 inline constexpr const char* kCalicoNamespaceLabel = "projectcalico.org/namespace";
 inline constexpr const char* kCalicoOrchestratorLabel = "projectcalico.org/orchestrator";
 inline constexpr const char* kCalicoNameLabel = "projectcalico.org/name";
-/// Every pod's host veth starts with this (see Pod::hostVeth).
-inline constexpr const char* kHostVethPrefix = "zw";
-std::string hostVethName(std::string_view ns, std::string_view name);
 
 struct Namespace {
   std::string name;
