@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The live part of `make demo` (root): the bank example's two nodes as network namespaces,
-# joined by an underlay veth, every pod in its own namespace behind a routed veth (DESIGN.md's
-# CNI recipe), `zonewall apply` on each node, and the reachability measured with real TCP
+# joined by an underlay veth, every pod in its own namespace wired by zonewall-cni (a routed
+# veth, DESIGN.md's CNI recipe), `zonewall apply` on each node, and the reachability measured with real TCP
 # packets next to the compiler's matrix. Then one policy changes and the matrix with it.
 # Everything it creates is removed on exit, whatever happens.
 set -euo pipefail
 build=${1:-build}
 zw="$build/tools/zonewall"
+cni="$build/cni/zonewall-cni"
 probe="$build/tests/zw_probe"
 ex=examples/bank
 tag="zwdemo$$"
@@ -50,14 +51,17 @@ for line in "${pods[@]}"; do
   pns="${tag}p$i"
   nsadd "$pns"
   nodens=${node_ns[$node]}
-  ip -n "$nodens" link add "$host" type veth peer name eth0 netns "$pns"
-  ip -n "$pns" link set eth0 up
-  ip -n "$pns" addr add "$ip/32" dev eth0
-  ip -n "$pns" route add 169.254.1.1 dev eth0 scope link
-  ip -n "$pns" route add default via 169.254.1.1 dev eth0 onlink
-  ip -n "$nodens" link set "$host" up
-  ip netns exec "$nodens" sysctl -qw "net.ipv4.conf.$host.proxy_arp=1" "net.ipv4.neigh.$host.proxy_delay=0"
-  ip -n "$nodens" route add "$ip/32" dev "$host"
+  # The CNI plugin wires the pod, as kubelet's runtime would call it. The inventory fixes each
+  # pod's address, so each ADD gets a one-address subnet: the plugin hands out exactly that.
+  conf="{\"cniVersion\":\"1.1.0\",\"name\":\"zwdemo\",\"type\":\"zonewall\",
+         \"ipam\":{\"subnet\":\"$ip/32\",\"dataDir\":\"$work/ipam-$node\"},
+         \"endpointsDir\":\"$work/endpoints-$node\"}"
+  result=$(echo "$conf" | nsenter --net="/run/netns/$nodens" env CNI_COMMAND=ADD CNI_CONTAINERID="$pns" \
+    CNI_NETNS="/run/netns/$pns" CNI_IFNAME=eth0 CNI_PATH="$(dirname "$cni")" \
+    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=${key%%/*};K8S_POD_NAME=${key#*/}" "$cni") \
+    || { echo "zonewall-cni ADD $key failed: $result" >&2; exit 1; }
+  # The host veth the plugin made is the one the dataplane's anti-spoofing expects.
+  echo "$result" | grep -q "\"name\":\"$host\"" || { echo "unexpected host veth for $key: $result" >&2; exit 1; }
   # The other node reaches this pod over the underlay.
   other=node-a; [ "$node" = node-a ] && other=node-b
   ip -n "${node_ns[$other]}" route add "$ip/32" via "${underlay[$node]}" dev ul0
@@ -101,7 +105,12 @@ apply_all() {
   for node in node-a node-b; do "$zw" apply "$1" --node "$node" --netns "${node_ns[$node]}"; done
 }
 
-printf '\n\033[1m== live: two nodes, %d pods in network namespaces, zonewall apply on each node\033[0m\n' "${#pods[@]}"
+printf '\n\033[1m== live: two nodes, %d pods in network namespaces wired by zonewall-cni\033[0m\n' "${#pods[@]}"
+for node in node-a node-b; do
+  printf '%s: ' "$node"
+  jq -r '"\(.namespace)/\(.pod) \(.ips[0]) on \(.hostVeth)"' "$work/endpoints-$node"/*.json | paste -sd ',' | sed 's/,/, /g'
+done
+printf '\n\033[1m== zonewall apply on each node\033[0m\n'
 apply_all "$ex"
 printf '\n\033[1m== allowed pairs on 5432/TCP, compiled vs measured with real packets\033[0m\n'
 compare "$ex" 5432

@@ -334,10 +334,11 @@ Expected<VethInfo> setupVeth(const Netns& pod_ns, const VethSpec& spec) {
     if (nl_addr_parse(std::string(kHostVethMac).c_str(), AF_LLC, &parsed) == 0) mac.reset(parsed);
   }
   rtnl_link_set_addr(veth.get(), mac.get());
-  rtnl_link* peer = rtnl_link_veth_get_peer(veth.get());  // owned by veth
-  rtnl_link_set_name(peer, spec.ifname.c_str());
-  rtnl_link_set_mtu(peer, static_cast<unsigned>(spec.mtu));
-  rtnl_link_set_ns_fd(peer, pod_ns.fd());
+  // get_peer hands out a new reference to the peer that veth owns: ours to put.
+  RtnlLinkPtr peer(rtnl_link_veth_get_peer(veth.get()));
+  rtnl_link_set_name(peer.get(), spec.ifname.c_str());
+  rtnl_link_set_mtu(peer.get(), static_cast<unsigned>(spec.mtu));
+  rtnl_link_set_ns_fd(peer.get(), pod_ns.fd());
   int rc = rtnl_link_add(host->get(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (rc < 0) {
     return kernelError(fmt::format("RTM_NEWLINK {} peer {} in {}", spec.host_veth, spec.ifname, pod_ns.path()), rc);

@@ -247,20 +247,27 @@ TEST(CniKernel, KilledAtRandomPointsThenGcLeavesNoLeak) {
   std::mt19937 rng(20261122);
   std::vector<std::string> pods;
   std::map<std::string, std::string> ip_of;  // completed ADDs: cid -> ip
-  std::vector<PluginProcess> victims;
+  // The kill window follows this build's ADD time (a sanitizer build is several times slower):
+  // kills land anywhere from the exec to a little after ADD would have finished.
+  auto t0 = std::chrono::steady_clock::now();
+  std::string timing_pod = node.newPod();
+  ASSERT_EQ(node.add("timing", timing_pod).exit_code, 0);
+  auto add_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(node.exec(CniNode::env("DEL", "timing", timing_pod), node.conf()).exit_code, 0);
+  std::uniform_int_distribution<int> add_window(0, static_cast<int>(add_us * 3 / 2));
+  std::uniform_int_distribution<int> del_window(0, static_cast<int>(add_us));
   for (int round = 0; round < 60; ++round) {
     std::string cid = "k" + std::to_string(round);
     pods.push_back(node.newPod());
     PluginProcess p = node.start(CniNode::env("ADD", cid, pods.back()), node.conf("1.1.0"));
-    // ADD takes a few ms; kill anywhere in it (or after it finished, now and then).
-    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 6000)(rng)));
+    std::this_thread::sleep_for(std::chrono::microseconds(add_window(rng)));
     ::kill(p.pid, SIGKILL);
     PluginRun r = CniNode::finish(p);
     if (r.exit_code == 0) ip_of[cid] = ipOf(r.json(), 4);
     // Every third completed pod is deleted by a DEL that is killed too.
     if (r.exit_code == 0 && round % 3 == 0) {
       PluginProcess d = node.start(CniNode::env("DEL", cid, pods.back()), node.conf("1.1.0"));
-      std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
+      std::this_thread::sleep_for(std::chrono::microseconds(del_window(rng)));
       ::kill(d.pid, SIGKILL);
       CniNode::finish(d);
       ip_of.erase(cid);  // the runtime considers it gone
