@@ -38,6 +38,7 @@ demo: build
 bench: build
 	./$(BUILD_DIR)/bench/compile_bench
 	@if [ "$$(id -u)" -eq 0 ]; then ./$(BUILD_DIR)/bench/dataplane_bench; else echo "dataplane_bench: needs root"; fi
+	@if [ "$$(id -u)" -eq 0 ]; then ./$(BUILD_DIR)/bench/cni_bench; else echo "cni_bench: needs root"; fi
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan

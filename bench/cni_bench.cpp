@@ -130,34 +130,25 @@ int main(int argc, char** argv) {
     if (setns(node_fd, CLONE_NEWNET) != 0) return 1;
     std::vector<std::pair<Plugin*, std::string>> order{{&zw, za}, {&ptp, pa}};
     if (i % 2 == 1) std::swap(order[0], order[1]);
-    for (auto& [plugin, ns] : order) {
-      std::map<std::string, std::string> env{{"CNI_COMMAND", "ADD"},
-                                             {"CNI_CONTAINERID", "bench" + std::to_string(i)},
-                                             {"CNI_NETNS", "/run/netns/" + ns},
-                                             {"CNI_IFNAME", "eth0"},
-                                             {"CNI_PATH", "/usr/lib/cni"},
-                                             {"CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + std::to_string(i)}};
-      double t = execPlugin(plugin->binary, env, plugin->conf);
-      if (t < 0) {
-        ++plugin->failures;
-      } else {
-        plugin->add_ms.push_back(t);
+    auto timeAll = [&](const char* command, auto member) {
+      for (auto& [plugin, ns] : order) {
+        std::map<std::string, std::string> env{
+            {"CNI_COMMAND", command},
+            {"CNI_CONTAINERID", "bench" + std::to_string(i)},
+            {"CNI_NETNS", "/run/netns/" + ns},
+            {"CNI_IFNAME", "eth0"},
+            {"CNI_PATH", "/usr/lib/cni"},
+            {"CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + std::to_string(i)}};
+        double t = execPlugin(plugin->binary, env, plugin->conf);
+        if (t < 0) {
+          ++plugin->failures;
+        } else {
+          (plugin->*member).push_back(t);
+        }
       }
-    }
-    for (auto& [plugin, ns] : order) {
-      std::map<std::string, std::string> env{{"CNI_COMMAND", "DEL"},
-                                             {"CNI_CONTAINERID", "bench" + std::to_string(i)},
-                                             {"CNI_NETNS", "/run/netns/" + ns},
-                                             {"CNI_IFNAME", "eth0"},
-                                             {"CNI_PATH", "/usr/lib/cni"},
-                                             {"CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + std::to_string(i)}};
-      double t = execPlugin(plugin->binary, env, plugin->conf);
-      if (t < 0) {
-        ++plugin->failures;
-      } else {
-        plugin->del_ms.push_back(t);
-      }
-    }
+    };
+    timeAll("ADD", &Plugin::add_ms);
+    timeAll("DEL", &Plugin::del_ms);
     if (setns(host_fd, CLONE_NEWNET) != 0) return 1;
     sh("ip netns del " + za);
     sh("ip netns del " + pa);

@@ -270,6 +270,14 @@ TEST(Plugin, AnswersVersionAndReportsErrorsAsJson) {
   EXPECT_EQ(bj["code"], 6);
   EXPECT_TRUE(bj.contains("details"));
 
+  // Code 5: the reservation directory cannot be created (DEL needs no netns to get there).
+  Env del = env;
+  del["CNI_COMMAND"] = "DEL";
+  Outcome io = runPlugin(del, R"({"cniVersion":"1.0.0","name":"zw","type":"z","ipam":{"dataDir":"/dev/null/zw"}})");
+  EXPECT_EQ(io.exit_code, 1);
+  EXPECT_EQ(json::parse(io.stdout_text)["code"], 5) << io.stdout_text;
+  EXPECT_NE(json::parse(io.stdout_text)["msg"].get<std::string>().find("/dev/null/zw"), std::string::npos);
+
   env["CNI_NETNS"] = "/nonexistent/netns";
   Outcome no_ns = runPlugin(env, R"({"cniVersion":"1.0.0","name":"zw","type":"z","ipam":{"subnet":"10.9.0.0/24"}})");
   EXPECT_EQ(json::parse(no_ns.stdout_text)["code"], 3);

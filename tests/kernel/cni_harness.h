@@ -10,15 +10,16 @@
 #pragma once
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "node_harness.h"
@@ -202,6 +203,23 @@ class CniNode {
   }
 
   static bool sh(const std::string& cmd) { return run(cmd + " >/dev/null 2>&1").exit_code == 0; }
+
+  /// A TCP connection from `client_netns` to `target` ("ip:port") reaches a zw_probe server
+  /// listening on `port` in `server_netns`.
+  static bool tcpReaches(const std::string& client_netns, const std::string& server_netns, int port,
+                         const std::string& target) {
+    pid_t server = ::fork();
+    if (server == 0) {
+      ::execlp("nsenter", "nsenter", ("--net=" + server_netns).c_str(), probeBinary().c_str(), "serve",
+               std::to_string(port).c_str(), nullptr);
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server binds in ~1 ms
+    std::string out = run("nsenter --net=" + client_netns + " " + probeBinary() + " probe 1000 " + target + "/TCP").out;
+    ::kill(server, SIGKILL);
+    ::waitpid(server, nullptr, 0);
+    return out.find(" ok") != std::string::npos;
+  }
 
  private:
   TempDir dir_;
