@@ -1,7 +1,7 @@
 // CNI benchmark (root; in network namespaces it creates and removes): ADD and DEL latency of
 // zonewall-cni vs Debian's ptp + host-local, both exec'd directly from a node netns exactly as a
 // runtime would (env + config on stdin), on fresh pod netns, interleaved pod by pod (the order
-// alternating) so both see the same machine state. Prints median and p90, and the ratios.
+// alternating) so both see the same machine state. All pods are added, then all deleted. Prints median and p90, and the ratios.
 //
 //   cni_bench [PODS]   (default 200)
 #include <fcntl.h>
@@ -117,20 +117,26 @@ int main(int argc, char** argv) {
                      d + R"(/hl"}})"};
 
   std::printf("CNI ADD/DEL latency, %d pods each, exec'd directly from a node netns, interleaved\n", pods);
+  // Pod namespaces first, outside the timed region.
   for (int i = 0; i < pods; ++i) {
-    // Fresh pod namespaces, made outside the timed region.
-    std::string za = tag + "z" + std::to_string(i);
-    std::string pa = tag + "p" + std::to_string(i);
-    if (!sh("ip netns add " + za) || !sh("ip netns add " + pa)) {
-      std::fputs("cni_bench: ip netns add failed\n", stderr);
-      break;
+    for (const char* side : {"z", "p"}) {
+      std::string ns = tag + side + std::to_string(i);
+      if (!sh("ip netns add " + ns)) {
+        std::fputs("cni_bench: ip netns add failed\n", stderr);
+        cleanup();
+        return 1;
+      }
+      created.push_back(ns);
     }
-    created.push_back(za);
-    created.push_back(pa);
-    if (setns(node_fd, CLONE_NEWNET) != 0) return 1;
-    std::vector<std::pair<Plugin*, std::string>> order{{&zw, za}, {&ptp, pa}};
-    if (i % 2 == 1) std::swap(order[0], order[1]);
-    auto timeAll = [&](const char* command, auto member) {
+  }
+  if (setns(node_fd, CLONE_NEWNET) != 0) return 1;
+  // Every pod stays up until all are added (a node full of pods, as the reservation
+  // directories of both IPAMs then are), then all are deleted; the plugins alternate.
+  auto timeAll = [&](const char* command, auto member) {
+    for (int i = 0; i < pods; ++i) {
+      std::vector<std::pair<Plugin*, std::string>> order{{&zw, tag + "z" + std::to_string(i)},
+                                                         {&ptp, tag + "p" + std::to_string(i)}};
+      if (i % 2 == 1) std::swap(order[0], order[1]);
       for (auto& [plugin, ns] : order) {
         std::map<std::string, std::string> env{
             {"CNI_COMMAND", command},
@@ -146,14 +152,11 @@ int main(int argc, char** argv) {
           (plugin->*member).push_back(t);
         }
       }
-    };
-    timeAll("ADD", &Plugin::add_ms);
-    timeAll("DEL", &Plugin::del_ms);
-    if (setns(host_fd, CLONE_NEWNET) != 0) return 1;
-    sh("ip netns del " + za);
-    sh("ip netns del " + pa);
-    created.resize(created.size() - 2);
-  }
+    }
+  };
+  timeAll("ADD", &Plugin::add_ms);
+  timeAll("DEL", &Plugin::del_ms);
+  if (setns(host_fd, CLONE_NEWNET) != 0) return 1;
   std::printf("%-16s %10s %10s %10s %10s %9s\n", "plugin", "ADD p50", "ADD p90", "DEL p50", "DEL p90", "failures");
   for (const Plugin* p : {&zw, &ptp}) {
     std::printf("%-16s %8.2fms %8.2fms %8.2fms %8.2fms %9d\n", p->name.c_str(), percentile(p->add_ms, 0.5),

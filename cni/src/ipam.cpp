@@ -159,15 +159,21 @@ AddressPool::~AddressPool() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
-std::vector<Reservation> AddressPool::list() const {
-  std::vector<Reservation> out;
+std::vector<Addr> AddressPool::addresses() const {
+  std::vector<Addr> out;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-    std::string name = entry.path().filename();
-    auto addr = policy::parseAddr(name);
-    if (!addr) continue;  // lock, cursors, temporaries
-    Reservation r{.address = *addr};
-    if (auto text = readFile(entry.path())) {
+    if (auto addr = policy::parseAddr(entry.path().filename().string())) out.push_back(*addr);
+  }
+  std::ranges::sort(out);
+  return out;  // lock, cursors and temporaries do not parse as addresses
+}
+
+std::vector<Reservation> AddressPool::list() const {
+  std::vector<Reservation> out;
+  for (Addr addr : addresses()) {
+    Reservation r{.address = addr};
+    if (auto text = readFile(fmt::format("{}/{}", dir_, policy::formatAddr(addr)))) {
       json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
       if (j.is_object()) {
         r.container_id = j.value("containerID", "");
@@ -179,7 +185,6 @@ std::vector<Reservation> AddressPool::list() const {
     }
     out.push_back(std::move(r));
   }
-  std::ranges::sort(out, {}, &Reservation::address);
   return out;
 }
 
@@ -201,8 +206,8 @@ std::uint64_t AddressPool::freeCount(const Cidr& subnet) const {
   auto [first, last] = allocatableRange(subnet);
   U128 size = last.v - first.v + 1;
   U128 taken = 0;
-  for (const Reservation& r : list()) {
-    if (r.address >= first && r.address <= last) ++taken;
+  for (Addr a : addresses()) {
+    if (a >= first && a <= last) ++taken;
   }
   U128 free = size - taken;
   constexpr auto kMax = std::numeric_limits<std::uint64_t>::max();
@@ -210,11 +215,11 @@ std::uint64_t AddressPool::freeCount(const Cidr& subnet) const {
 }
 
 Expected<Reservation> AddressPool::allocateOne(const Cidr& subnet, const Reservation& owner,
-                                               const std::vector<Reservation>& taken) {
+                                               const std::vector<Addr>& taken) {
   auto [first, last] = allocatableRange(subnet);
   std::set<U128> used;
-  for (const Reservation& r : taken) {
-    if (r.address >= first && r.address <= last) used.insert(r.address.v);
+  for (Addr a : taken) {
+    if (a >= first && a <= last) used.insert(a.v);
   }
   U128 size = last.v - first.v + 1;
   if (size <= used.size()) {
@@ -253,7 +258,7 @@ Expected<Reservation> AddressPool::allocateOne(const Cidr& subnet, const Reserva
 
 Expected<std::vector<Reservation>> AddressPool::allocate(const std::vector<Cidr>& subnets,
                                                          const Reservation& owner) {
-  std::vector<Reservation> taken = list();
+  std::vector<Addr> taken = addresses();
   std::vector<Reservation> out;
   for (const Cidr& subnet : subnets) {
     auto r = allocateOne(subnet, owner, taken);

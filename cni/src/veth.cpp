@@ -308,23 +308,6 @@ Expected<VethInfo> setupVeth(const Netns& pod_ns, const VethSpec& spec) {
   auto pod = routeSocket(pod_ns.fd());
   if (!pod) return std::unexpected(pod.error());
 
-  auto existing = getLink(pod->get(), spec.ifname);
-  if (!existing) return std::unexpected(existing.error());
-  if (*existing) {
-    return fail(ErrorCode::kInterfaceExists,
-                fmt::format("{} already exists in netns {}", spec.ifname, pod_ns.path()));
-  }
-  auto stale = getLink(host->get(), spec.host_veth);
-  if (!stale) return std::unexpected(stale.error());
-  if (*stale) {
-    // The same pod's previous sandbox (same name, so same host veth) is gone or going: its
-    // interface must not keep the name, or the new pod could never be wired.
-    const char* alias = rtnl_link_get_ifalias(stale->get());
-    std::fprintf(stderr, "zonewall-cni: replacing host veth %s left by \"%s\"\n", spec.host_veth.c_str(),
-                 alias ? alias : "?");
-    if (auto ok = deleteLink(host->get(), spec.host_veth); !ok) return std::unexpected(ok.error());
-  }
-
   RtnlLinkPtr veth(rtnl_link_veth_alloc());
   rtnl_link_set_name(veth.get(), spec.host_veth.c_str());
   rtnl_link_set_mtu(veth.get(), static_cast<unsigned>(spec.mtu));
@@ -339,7 +322,28 @@ Expected<VethInfo> setupVeth(const Netns& pod_ns, const VethSpec& spec) {
   rtnl_link_set_name(peer.get(), spec.ifname.c_str());
   rtnl_link_set_mtu(peer.get(), static_cast<unsigned>(spec.mtu));
   rtnl_link_set_ns_fd(peer.get(), pod_ns.fd());
+
+  // Create first, ask questions only if a name is taken: one round trip on the common path.
   int rc = rtnl_link_add(host->get(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (rc == -NLE_EXIST) {
+    auto existing = getLink(pod->get(), spec.ifname);
+    if (!existing) return std::unexpected(existing.error());
+    if (*existing) {
+      return fail(ErrorCode::kInterfaceExists,
+                  fmt::format("{} already exists in netns {}", spec.ifname, pod_ns.path()));
+    }
+    auto stale = getLink(host->get(), spec.host_veth);
+    if (!stale) return std::unexpected(stale.error());
+    if (*stale) {
+      // The same pod's previous sandbox (same name, so same host veth) is gone or going: its
+      // interface must not keep the name, or the new pod could never be wired.
+      const char* alias = rtnl_link_get_ifalias(stale->get());
+      std::fprintf(stderr, "zonewall-cni: replacing host veth %s left by \"%s\"\n", spec.host_veth.c_str(),
+                   alias ? alias : "?");
+      if (auto ok = deleteLink(host->get(), spec.host_veth); !ok) return std::unexpected(ok.error());
+    }
+    rc = rtnl_link_add(host->get(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
+  }
   if (rc < 0) {
     return kernelError(fmt::format("RTM_NEWLINK {} peer {} in {}", spec.host_veth, spec.ifname, pod_ns.path()), rc);
   }

@@ -70,6 +70,8 @@ class AddressPool {
                                               const Reservation& owner);
   /// Every reservation on disk; an unreadable file yields a reservation with no owner.
   std::vector<Reservation> list() const;
+  /// The reserved addresses, from the directory listing alone (no file is read).
+  std::vector<policy::Addr> addresses() const;
   std::vector<Reservation> ownedBy(std::string_view cid, std::string_view ifname) const;
   /// Removes the reservation of `address`; releasing a free address is not an error.
   Expected<void> release(policy::Addr address);
@@ -81,7 +83,7 @@ class AddressPool {
  private:
   AddressPool(std::string dir, int lock_fd) : dir_(std::move(dir)), lock_fd_(lock_fd) {}
   Expected<Reservation> allocateOne(const policy::Cidr& subnet, const Reservation& owner,
-                                    const std::vector<Reservation>& taken);
+                                    const std::vector<policy::Addr>& taken);
 
   std::string dir_;
   int lock_fd_ = -1;
