@@ -105,61 +105,6 @@ TEST(NetlinkEncode, DiffThenApplyReachesTarget) {
   EXPECT_TRUE(d->chains.empty());
 }
 
-// Past a few deletes, a range map is rebuilt under its alternate name rather than losing
-// elements one by one; a few deletes stay element-level.
-TEST(NetlinkEncode, ManyRangeDeletesBecomeASwap) {
-  EXPECT_FALSE(swapRangeSet(kSwapMinDeletes - 1, 10));
-  EXPECT_TRUE(swapRangeSet(kSwapMinDeletes, 10));
-  EXPECT_FALSE(swapRangeSet(20, 100000));  // 20 deletes cost less than rebuilding 100k
-  EXPECT_TRUE(swapRangeSet(300, 100000));
-  EXPECT_EQ(alternateRangeSet("egress4_ranges"), "egress4_ranges_b");
-  EXPECT_EQ(alternateRangeSet("egress4_ranges_b"), "egress4_ranges");
-  EXPECT_EQ(rangeChainName("egress4_ranges_b"), "egress4_rng");
-
-  Ruleset small = rulesetOf(kCluster, "n1");
-  Ruleset big = small;
-  auto* ranges = const_cast<SetDef*>(big.findSet("ingress4_ranges"));
-  const SetDef* defaults = big.findSet("ingress4_default");
-  ASSERT_TRUE(ranges != nullptr && defaults != nullptr && !defaults->elements.empty());
-  for (std::uint16_t i = 0; i < 12; ++i) {
-    ranges->elements.push_back({.addr = defaults->elements.front().addr,
-                                .mark = 0x00aa0000,
-                                .proto_lo = 6,
-                                .proto_hi = 6,
-                                .port_lo = static_cast<std::uint16_t>(20000 + i * 10),
-                                .port_hi = static_cast<std::uint16_t>(20005 + i * 10),
-                                .verdict = {Verdict::Kind::kGoto, "allow_ingress"}});
-  }
-  std::vector<SetChange> changes;
-  ChainChanges chains;
-  ASSERT_TRUE(diffRulesets(big, small, changes, &chains));
-  ASSERT_EQ(chains.swaps.size(), 1U);
-  EXPECT_TRUE(std::ranges::none_of(changes, [](const SetChange& c) { return c.set == "ingress4_ranges"; }));
-  const RangeSwap& sw = chains.swaps.front();
-  EXPECT_EQ(sw.old_set, "ingress4_ranges");
-  EXPECT_EQ(sw.replacement.name, "ingress4_ranges_b");
-  EXPECT_EQ(sorted(sw.replacement.elements), sorted(small.findSet("ingress4_ranges")->elements));
-  EXPECT_EQ(sw.chain.name, "ingress4_rng");
-  for (const Rule& r : sw.chain.rules) EXPECT_EQ(r.set, "ingress4_ranges_b");
-  // Without a place for chain changes, a swap cannot be expressed: replace.
-  EXPECT_FALSE(diffRulesets(big, small, changes));
-
-  Batch prep = encodeSwapPreparation(small, chains, {"ingress4_ranges_b"}, 1);
-  auto has = [](const Batch& b, const std::string& what) { return std::ranges::find(b.what, what) != b.what.end(); };
-  EXPECT_TRUE(has(prep, "delete set ingress4_ranges_b"));  // a left-over of the same name goes first
-  EXPECT_TRUE(has(prep, "set ingress4_ranges_b"));
-  Batch update = encodeChanges(small, changes, 100, chains);
-  EXPECT_TRUE(has(update, "flush chain ingress4_rng"));
-  EXPECT_TRUE(has(update, "delete set ingress4_ranges"));
-  EXPECT_FALSE(has(update, "set ingress4_ranges_b"));
-
-  // A few deletes: element-level.
-  Ruleset fewer = big;
-  const_cast<SetDef*>(fewer.findSet("ingress4_ranges"))->elements.resize(ranges->elements.size() - 2);
-  ASSERT_TRUE(diffRulesets(big, fewer, changes, &chains));
-  EXPECT_TRUE(chains.swaps.empty());
-}
-
 // Many elements split into many messages, each named for error reports.
 TEST(NetlinkEncode, LargeSetsSpanMessages) {
   std::string yaml = ns("x");

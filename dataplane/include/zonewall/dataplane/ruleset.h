@@ -13,8 +13,8 @@
 //     clear the class bits; set them from the remote address, a byte at a time:
 //       remoteN_dK_ranges (interval vmap) then remoteN_dK_exact (hash vmap), each a jump to
 //       rc_dK_<hex>, which sets one byte and returns;
-//     then the verdict: exact hash map, the any-protocol-any-port hash map, the interval map
-//     (through a jump to its lookup chain egressN_rng), the local address's default. Entries are disjoint, so the order only saves lookups; but
+//     then the verdict: exact hash map, the any-protocol-any-port hash map, the interval map,
+//     the local address's default. Entries are disjoint, so the order only saves lookups; but
 //     the commonest entries (a peer allowed on everything) stay out of the interval map,
 //     whose additions the kernel publishes a moment after the rest of a transaction.
 //
@@ -90,7 +90,7 @@ struct Rule {
     kVerdictMap,       ///< meta l4proto [!=] icmp <fam> <local> . mark & m . l4proto . th <d|s>port vmap @set
     kCounterVerdict,   ///< counter <verdict>
     kLog,              ///< log prefix "<text>" group <a>
-    kGoto,             ///< a bare verdict: goto chain, jump chain
+    kGoto,             ///< goto chain
     kAntiSpoof,        ///< iifname "zw*" iifname . <fam> saddr != @set drop
     kAnyMap,           ///< <fam> <local> . meta mark & m vmap @set
   };
@@ -119,16 +119,6 @@ struct Ruleset {
 
   const SetDef* findSet(const std::string& name) const;
 };
-
-/// Range maps (pipapo) cannot afford many element deletes (tens of ms each on this kernel), so
-/// a change that would delete many is made by building the map anew under its alternate name
-/// and switching the lookups over: "egress4_ranges" <-> "egress4_ranges_b". The lookups live in
-/// a chain of their own, named by the map's first name ("egress4_rng").
-bool isRangeSet(const SetDef& s);
-std::string alternateRangeSet(const std::string& name);
-std::string rangeChainName(const std::string& range_set);
-/// Renames `rs`'s range map `from` to `to`, in the set and in the rules of its lookup chain.
-void renameRangeSet(Ruleset& rs, const std::string& from, const std::string& to);
 
 /// Builds the ruleset of a node's table (pure).
 Ruleset buildRuleset(const compiler::NodeTable& table, const NftOptions& options = {});
