@@ -732,12 +732,30 @@ std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, c
     return kExitFindings;
   }
   p.have = std::move(*have);
+  dataplane::alignRangeSets(p.have.ruleset, p.want);
   p.replace = !p.have.exists || !p.have.skeleton_matches ||
               !dataplane::diffRulesets(p.have.ruleset, p.want, p.changes, &p.chain_changes);
+  if (!p.replace) {
+    for (const std::string& stale : p.have.stale_sets) {
+      bool reused = std::ranges::any_of(p.chain_changes.swaps,
+                                        [&](const dataplane::RangeSwap& sw) { return sw.replacement.name == stale; });
+      if (!reused) p.chain_changes.drop_sets.push_back(stale);
+    }
+  }
   return std::nullopt;
 }
 
 std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std::ostream& err) {
+  // Rebuilt range maps are made (and published) in a transaction of their own, first.
+  size_t prepared = 0;
+  if (!p.replace && !p.chain_changes.swaps.empty()) {
+    dataplane::Batch prep = dataplane::encodeSwapPreparation(p.want, p.chain_changes, p.have.stale_sets, 1);
+    if (auto r = p.transport->commit(prep); !r) {
+      err << "zonewall " << cmd << ": " << r.error().str() << "\n";
+      return kExitFindings;
+    }
+    prepared = prep.messages();
+  }
   dataplane::Batch batch = p.replace ? dataplane::encodeRuleset(p.want, dataplane::TableMode::kReplace, 1)
                                      : dataplane::encodeChanges(p.want, p.changes, 1, p.chain_changes);
   if (auto r = p.transport->commit(batch); !r) {
@@ -746,14 +764,22 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
   }
   size_t elements = 0;
   for (const auto& c : p.changes) elements += c.add.size() + c.remove.size();
-  std::string chains = p.chain_changes.empty()
+  const auto& cc = p.chain_changes;
+  std::string chains = cc.add.empty() && cc.remove.empty()
                            ? ""
-                           : fmt::format(" and {} log chain changes", p.chain_changes.add.size() + p.chain_changes.remove.size());
-  out << fmt::format("{} node '{}' ({} entries): {} in one transaction of {} netlink messages\n",
+                           : fmt::format(" and {} log chain changes", cc.add.size() + cc.remove.size());
+  std::string swaps;
+  for (const auto& sw : cc.swaps) {
+    swaps += fmt::format(", range map {} rebuilt as {} ({} entries)", sw.old_set, sw.replacement.name,
+                         sw.replacement.elements.size());
+  }
+  std::string transactions = prepared > 0 ? fmt::format("two transactions of {} + {}", prepared, batch.messages())
+                                          : fmt::format("one transaction of {}", batch.messages());
+  out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n",
                      std::string(cmd) == "apply" ? "applied" : "repaired", p.node, p.entries,
                      p.replace ? std::string(p.have.exists ? "table replaced" : "table created")
-                               : fmt::format("{} element changes{}", elements, chains),
-                     batch.messages());
+                               : fmt::format("{} element changes{}{}", elements, chains, swaps),
+                     transactions);
   return std::nullopt;
 }
 
@@ -772,6 +798,11 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
     } else {
       for (const auto& c : p.chain_changes.remove) out << "- chain " << c << "\n";
       for (const auto& c : p.chain_changes.add) out << "+ chain " << c.name << "\n";
+      for (const auto& sw : p.chain_changes.swaps) {
+        out << fmt::format("~ range map {} rebuilt as {} ({} entries)\n", sw.old_set, sw.replacement.name,
+                           sw.replacement.elements.size());
+      }
+      for (const auto& s : p.chain_changes.drop_sets) out << "- set " << s << "\n";
       auto lines = dataplane::describeChanges(p.want, p.changes);
       for (const auto& line : lines) out << line << "\n";
       out << fmt::format("{} element changes\n", lines.size());

@@ -289,7 +289,7 @@ void encodeRule(nftnl_rule* r, const Rule& rule, const std::map<std::string, std
       return;
     case Rule::Kind::kVerdictMap: {
       bool v4 = rule.family == Family::kV4;
-      bool ranges = rule.set.ends_with("_ranges");
+      bool ranges = isRangeSetName(rule.set);
       // The kernel dumps a 32-bit register that starts a 16-byte one under the 16-byte name
       // (reg32 4 is reg 2): name it so here too, so that read-back compares equal.
       std::uint32_t mark_reg = v4 ? kReg32_00 + 1 : std::uint32_t{NFT_REG_2};
@@ -507,13 +507,26 @@ class Encoder {
     done();
   }
 
-  void deleteChain(const std::string& name) {
+  void flushChain(const std::string& name) {
     NftnlRulePtr flush(nftnl_rule_alloc());  // a rule delete without a handle flushes the chain
     nftnl_rule_set_str(flush.get(), NFTNL_RULE_TABLE, table_.c_str());
     nftnl_rule_set_str(flush.get(), NFTNL_RULE_CHAIN, name.c_str());
     nftnl_rule_set_u32(flush.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
     nftnl_rule_nlmsg_build_payload(header(NFT_MSG_DELRULE, 0, "flush chain " + name), flush.get());
     done();
+  }
+
+  void deleteSet(const std::string& name) {
+    NftnlSetPtr set(nftnl_set_alloc());
+    nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table_.c_str());
+    nftnl_set_set_str(set.get(), NFTNL_SET_NAME, name.c_str());
+    nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
+    nftnl_set_nlmsg_build_payload(header(NFT_MSG_DELSET, 0, "delete set " + name), set.get());
+    done();
+  }
+
+  void deleteChain(const std::string& name) {
+    flushChain(name);
     NftnlChainPtr ch(nftnl_chain_alloc());
     nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TABLE, table_.c_str());
     nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_NAME, name.c_str());
@@ -637,24 +650,58 @@ Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq) 
 
 bool isLogChain(const std::string& name) { return name.starts_with("log_"); }
 
+namespace {
+void addChains(Encoder& enc, const std::vector<ChainDef>& chains) {
+  for (const ChainDef& c : chains) enc.addChain(c);
+  for (const ChainDef& c : chains) {
+    for (size_t i = 0; i < c.rules.size(); ++i) enc.addRule(c, c.rules[i], i);
+  }
+}
+}  // namespace
+
 Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq,
                     const ChainChanges& chains) {
   Encoder enc(rs.table, first_seq);
   // Deletes first, then adds: an entry that moves from one key to an overlapping one is never
-  // in the set twice (pipapo rejects overlaps). Chains leave after the elements that jumped to
-  // them, and arrive before the elements that will.
+  // in the set twice (pipapo rejects overlaps). Chains leave after the elements and maps that
+  // jumped to them, and arrive before the elements that will (with swaps, they arrived in the
+  // preparation, before the rebuilt maps that name them).
   for (const SetChange& c : changes) {
     if (const SetDef* s = rs.findSet(c.set); s && !c.remove.empty()) enc.elements(*s, c.remove, true);
   }
-  for (const std::string& name : chains.remove) enc.deleteChain(name);
-  for (const ChainDef& c : chains.add) enc.addChain(c);
-  for (const ChainDef& c : chains.add) {
-    for (size_t i = 0; i < c.rules.size(); ++i) enc.addRule(c, c.rules[i], i);
+  // Swapped range maps: the lookup chain now names the rebuilt map, the old one goes.
+  for (const RangeSwap& sw : chains.swaps) {
+    enc.flushChain(sw.chain.name);
+    for (size_t i = 0; i < sw.chain.rules.size(); ++i) enc.addRule(sw.chain, sw.chain.rules[i], i);
+    enc.deleteSet(sw.old_set);
   }
+  for (const std::string& name : chains.drop_sets) enc.deleteSet(name);
+  for (const std::string& name : chains.remove) enc.deleteChain(name);
+  if (chains.swaps.empty()) addChains(enc, chains.add);
   for (const SetChange& c : changes) {
     if (const SetDef* s = rs.findSet(c.set); s && !c.add.empty()) enc.elements(*s, c.add, false);
   }
   return enc.finish();
+}
+
+Batch encodeSwapPreparation(const Ruleset& rs, const ChainChanges& chains,
+                            const std::vector<std::string>& stale_sets, std::uint32_t first_seq) {
+  Encoder enc(rs.table, first_seq);
+  addChains(enc, chains.add);
+  for (const RangeSwap& sw : chains.swaps) {
+    if (std::ranges::find(stale_sets, sw.replacement.name) != stale_sets.end()) enc.deleteSet(sw.replacement.name);
+    enc.addSet(sw.replacement);
+    enc.elements(sw.replacement, sw.replacement.elements, false);
+  }
+  return enc.finish();
+}
+
+void alignRangeSets(const Ruleset& have, Ruleset& want) {
+  for (const SetDef& h : have.sets) {
+    if (!isRangeSet(h)) continue;
+    std::string alt = alternateRangeSet(h.name);
+    if (want.findSet(alt) != nullptr && want.findSet(h.name) == nullptr) renameRangeSet(want, alt, h.name);
+  }
 }
 
 // ---- diff ----
@@ -720,12 +767,6 @@ bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>
   for (const std::string& n : have) {
     if (!want.contains(n)) cc.remove.push_back(n);
   }
-  if (!cc.empty()) {
-    if (chains == nullptr) return false;
-    *chains = std::move(cc);
-  } else if (chains != nullptr) {
-    *chains = {};
-  }
   for (size_t i = 0; i < from.sets.size(); ++i) {
     const SetDef& a = from.sets[i];
     const SetDef& b = to.sets[i];
@@ -749,7 +790,36 @@ bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>
     for (const Element& e : a.elements) {
       if (!seen.contains(elementKey(e))) c.remove.push_back(e);
     }
+    // A range map is never edited in place: the kernel publishes a pipapo map's changes only
+    // after the transaction's generation switch, so an entry added (or deleted) with the rest
+    // of an update would be missing (or linger) for a moment — a window in which an allowed
+    // flow is dropped or a denied one passes. Rebuilt and published first, then switched to
+    // with the rest, it changes exactly with the transaction. (Deleting from it would also
+    // cost tens of ms per entry here.)
+    if (isRangeSet(b) && (!c.add.empty() || !c.remove.empty())) {
+      RangeSwap sw{.old_set = a.name, .replacement = b, .chain = {}};
+      sw.replacement.name = alternateRangeSet(b.name);
+      Ruleset renamed{.table = to.table, .class_mask = to.class_mask, .chains = {}, .sets = {}};
+      for (const ChainDef& ch : to.chains) {
+        if (ch.name == rangeChainName(b.name)) renamed.chains.push_back(ch);
+      }
+      renameRangeSet(renamed, b.name, sw.replacement.name);
+      if (renamed.chains.size() == 1) {
+        sw.chain = renamed.chains.front();
+        cc.swaps.push_back(std::move(sw));
+        continue;
+      }
+    }
     if (!c.add.empty() || !c.remove.empty()) changes.push_back(std::move(c));
+  }
+  if (!cc.empty()) {
+    if (chains == nullptr) {
+      changes.clear();
+      return false;
+    }
+    *chains = std::move(cc);
+  } else if (chains != nullptr) {
+    *chains = {};
   }
   return true;
 }
@@ -1141,8 +1211,35 @@ class NetlinkTransport final : public Transport {
       }
       return std::unexpected(set_dump.error());
     }
+    // A range map may live under its alternate name after a swap: follow what the kernel's
+    // lookup chain references, and note an alternate that nothing references (a swap whose
+    // second transaction never came) so that the next swap can clear it.
+    Ruleset aligned_expected = expected;
+    for (const SetDef& s : expected.sets) {
+      if (!isRangeSet(s)) continue;
+      std::string alt = alternateRangeSet(s.name);
+      const std::string chain = rangeChainName(s.name);
+      std::string use = s.name;
+      if (sets.contains(alt)) {
+        Ruleset probe = expected;
+        renameRangeSet(probe, s.name, alt);
+        const ChainDef* c = nullptr;
+        for (const ChainDef& d : probe.chains) {
+          if (d.name == chain) c = &d;
+        }
+        bool alt_referenced = c != nullptr && rules[chain].size() == c->rules.size() &&
+                              std::equal(c->rules.begin(), c->rules.end(), rules[chain].begin(),
+                                         [](const Rule& r, const auto& have) { return ruleExpressions(r) == have; });
+        if (alt_referenced) use = alt;
+        std::string unused = alt_referenced ? s.name : alt;
+        if (sets.contains(unused)) st.stale_sets.push_back(unused);
+      }
+      if (use != s.name) renameRangeSet(aligned_expected, s.name, use);
+    }
+    const Ruleset& want = aligned_expected;
+
     st.skeleton_matches = true;
-    for (const ChainDef& c : expected.chains) {
+    for (const ChainDef& c : want.chains) {
       if (isLogChain(c.name) && !chains.contains(c.name)) continue;  // an update adds it
       if (!chains.contains(c.name)) {
         st.drift.push_back("chain " + c.name + " is missing");
@@ -1164,12 +1261,12 @@ class NetlinkTransport final : public Transport {
     }
     for (const std::string& c : chains) {
       if (isLogChain(c)) continue;  // an update removes it
-      if (std::none_of(expected.chains.begin(), expected.chains.end(), [&](const ChainDef& d) { return d.name == c; })) {
+      if (std::none_of(want.chains.begin(), want.chains.end(), [&](const ChainDef& d) { return d.name == c; })) {
         st.drift.push_back("unexpected chain " + c);
         st.skeleton_matches = false;
       }
     }
-    for (const SetDef& s : expected.sets) {
+    for (const SetDef& s : want.sets) {
       SetDef got{s.name, s.kind, s.family, {}};
       if (!sets.contains(s.name)) {
         st.drift.push_back("set " + s.name + " is missing");
@@ -1178,7 +1275,7 @@ class NetlinkTransport final : public Transport {
         continue;
       }
       NftnlSetPtr holder(nftnl_set_alloc());
-      auto el_dump = dump(NFT_MSG_GETSETELEM, expected.table, s.name, [&](const nlmsghdr* nlh) {
+      auto el_dump = dump(NFT_MSG_GETSETELEM, want.table, s.name, [&](const nlmsghdr* nlh) {
         nftnl_set_elems_nlmsg_parse(nlh, holder.get());
       });
       if (!el_dump) return std::unexpected(el_dump.error());
@@ -1187,7 +1284,7 @@ class NetlinkTransport final : public Transport {
     }
     if (st.skeleton_matches) {
       // The fixed chains as expected; the log chains as the kernel has them.
-      for (const ChainDef& c : expected.chains) {
+      for (const ChainDef& c : want.chains) {
         if (!isLogChain(c.name)) st.ruleset.chains.push_back(c);
       }
       for (const std::string& c : chains) {

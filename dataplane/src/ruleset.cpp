@@ -230,27 +230,34 @@ class Builder {
                            .set = fmt::format("remote{}_d{}_{}", suffix(f), n, kind)});
       }
     }
-    for (const char* kind : {"exact", "ranges"}) {
-      if (std::string(kind) == "ranges") {
-        c.rules.push_back({.kind = Rule::Kind::kAnyMap,
-                           .family = f,
-                           .source = local_is_source,
-                           .a = o_.class_mask,
-                           .set = fmt::format("{}{}_any", dn, suffix(f))});
-      }
+    auto verdictMapRules = [&](ChainDef& chain, const std::string& set) {
       for (bool icmp : {true, false}) {
-        c.rules.push_back({.kind = Rule::Kind::kVerdictMap,
-                           .family = f,
-                           .source = local_is_source,
-                           .icmp = icmp,
-                           .a = o_.class_mask,
-                           .set = fmt::format("{}{}_{}", dn, suffix(f), kind)});
+        chain.rules.push_back({.kind = Rule::Kind::kVerdictMap,
+                               .family = f,
+                               .source = local_is_source,
+                               .icmp = icmp,
+                               .a = o_.class_mask,
+                               .set = set});
       }
-    }
-    c.rules.push_back({.kind = Rule::Kind::kAddrVmap,
+    };
+    verdictMapRules(c, fmt::format("{}{}_exact", dn, suffix(f)));
+    c.rules.push_back({.kind = Rule::Kind::kAnyMap,
                        .family = f,
                        .source = local_is_source,
-                       .set = fmt::format("{}{}_default", dn, suffix(f))});
+                       .a = o_.class_mask,
+                       .set = fmt::format("{}{}_any", dn, suffix(f))});
+    // The range map's lookups (and the default after them) sit in a chain of their own, which
+    // a rebuilt range map's swap rewrites, never this one. It is reached by goto, not jump: the
+    // allow chains return, and must return to the base chain, not to this one's default.
+    std::string ranges = fmt::format("{}{}_ranges", dn, suffix(f));
+    ChainDef rng{rangeChainName(ranges), {}, {}};
+    verdictMapRules(rng, ranges);
+    rng.rules.push_back({.kind = Rule::Kind::kAddrVmap,
+                         .family = f,
+                         .source = local_is_source,
+                         .set = fmt::format("{}{}_default", dn, suffix(f))});
+    rs_.chains.push_back(std::move(rng));
+    c.rules.push_back({.kind = Rule::Kind::kGoto, .verdict = gotoTo(rangeChainName(ranges))});
     rs_.chains.push_back(std::move(c));
   }
 
@@ -297,5 +304,45 @@ const SetDef* Ruleset::findSet(const std::string& name) const {
 }
 
 Ruleset buildRuleset(const NodeTable& table, const NftOptions& options) { return Builder(table, options).run(); }
+
+}  // namespace zonewall::dataplane
+
+namespace zonewall::dataplane {
+
+namespace {
+constexpr std::string_view kAlternateSuffix = "_b";
+constexpr std::string_view kRangesSuffix = "_ranges";
+}  // namespace
+
+bool isRangeSet(const SetDef& s) { return s.kind == SetKind::kConcatIntervalVmap; }
+
+bool isRangeSetName(const std::string& name) {
+  return name.ends_with(kRangesSuffix) || name.ends_with(std::string(kRangesSuffix) + std::string(kAlternateSuffix));
+}
+
+std::string alternateRangeSet(const std::string& name) {
+  if (name.ends_with(kAlternateSuffix)) return name.substr(0, name.size() - kAlternateSuffix.size());
+  return name + std::string(kAlternateSuffix);
+}
+
+std::string rangeChainName(const std::string& range_set) {
+  std::string base = range_set.ends_with(kAlternateSuffix)
+                         ? range_set.substr(0, range_set.size() - kAlternateSuffix.size())
+                         : range_set;
+  if (base.ends_with(kRangesSuffix)) base.resize(base.size() - kRangesSuffix.size());
+  return base + "_rng";
+}
+
+void renameRangeSet(Ruleset& rs, const std::string& from, const std::string& to) {
+  for (SetDef& s : rs.sets) {
+    if (s.name == from) s.name = to;
+  }
+  for (ChainDef& c : rs.chains) {
+    if (c.name != rangeChainName(from)) continue;
+    for (Rule& r : c.rules) {
+      if (r.set == from) r.set = to;
+    }
+  }
+}
 
 }  // namespace zonewall::dataplane

@@ -105,6 +105,68 @@ TEST(NetlinkEncode, DiffThenApplyReachesTarget) {
   EXPECT_TRUE(d->chains.empty());
 }
 
+// A change to a range map rebuilds it under its alternate name (never element edits), and the
+// other maps' changes stay element-level.
+TEST(NetlinkEncode, RangeMapChangesBecomeASwap) {
+  EXPECT_EQ(alternateRangeSet("egress4_ranges"), "egress4_ranges_b");
+  EXPECT_EQ(alternateRangeSet("egress4_ranges_b"), "egress4_ranges");
+  EXPECT_EQ(rangeChainName("egress4_ranges_b"), "egress4_rng");
+
+  Ruleset small = rulesetOf(kCluster, "n1");
+  Ruleset big = small;
+  auto* ranges = const_cast<SetDef*>(big.findSet("ingress4_ranges"));
+  const SetDef* defaults = big.findSet("ingress4_default");
+  ASSERT_TRUE(ranges != nullptr && defaults != nullptr && !defaults->elements.empty());
+  for (std::uint16_t i = 0; i < 12; ++i) {
+    ranges->elements.push_back({.addr = defaults->elements.front().addr,
+                                .mark = 0x00aa0000,
+                                .proto_lo = 6,
+                                .proto_hi = 6,
+                                .port_lo = static_cast<std::uint16_t>(20000 + i * 10),
+                                .port_hi = static_cast<std::uint16_t>(20005 + i * 10),
+                                .verdict = {Verdict::Kind::kGoto, "allow_ingress"}});
+  }
+  std::vector<SetChange> changes;
+  ChainChanges chains;
+  ASSERT_TRUE(diffRulesets(big, small, changes, &chains));
+  ASSERT_EQ(chains.swaps.size(), 1U);
+  EXPECT_TRUE(std::ranges::none_of(changes, [](const SetChange& c) { return c.set == "ingress4_ranges"; }));
+  const RangeSwap& sw = chains.swaps.front();
+  EXPECT_EQ(sw.old_set, "ingress4_ranges");
+  EXPECT_EQ(sw.replacement.name, "ingress4_ranges_b");
+  EXPECT_EQ(sorted(sw.replacement.elements), sorted(small.findSet("ingress4_ranges")->elements));
+  EXPECT_EQ(sw.chain.name, "ingress4_rng");
+  ASSERT_EQ(sw.chain.rules.size(), 3U);  // the two range lookups, then the default
+  EXPECT_EQ(sw.chain.rules[0].set, "ingress4_ranges_b");
+  EXPECT_EQ(sw.chain.rules[1].set, "ingress4_ranges_b");
+  EXPECT_EQ(sw.chain.rules[2].set, "ingress4_default");
+  // Without a place for chain changes, a swap cannot be expressed: replace.
+  EXPECT_FALSE(diffRulesets(big, small, changes));
+
+  Batch prep = encodeSwapPreparation(small, chains, {"ingress4_ranges_b"}, 1);
+  auto has = [](const Batch& b, const std::string& what) { return std::ranges::find(b.what, what) != b.what.end(); };
+  EXPECT_TRUE(has(prep, "delete set ingress4_ranges_b"));  // a left-over of the same name goes first
+  EXPECT_TRUE(has(prep, "set ingress4_ranges_b"));
+  Batch update = encodeChanges(small, changes, 100, chains);
+  EXPECT_TRUE(has(update, "flush chain ingress4_rng"));
+  EXPECT_TRUE(has(update, "delete set ingress4_ranges"));
+  EXPECT_FALSE(has(update, "set ingress4_ranges_b"));
+
+  // Even one deleted range entry: a swap. A changed default alone: element-level.
+  Ruleset fewer = big;
+  const_cast<SetDef*>(fewer.findSet("ingress4_ranges"))->elements.pop_back();
+  ASSERT_TRUE(diffRulesets(big, fewer, changes, &chains));
+  EXPECT_EQ(chains.swaps.size(), 1U);
+  Ruleset other_default = big;
+  auto* def = const_cast<SetDef*>(other_default.findSet("ingress4_default"));
+  bool was_allow = def->elements.front().verdict.chain == "allow_ingress";
+  def->elements.front().verdict = {Verdict::Kind::kGoto, was_allow ? "deny_ingress" : "allow_ingress"};
+  ASSERT_TRUE(diffRulesets(big, other_default, changes, &chains));
+  EXPECT_TRUE(chains.swaps.empty());
+  ASSERT_EQ(changes.size(), 1U);
+  EXPECT_EQ(changes[0].set, "ingress4_default");
+}
+
 // Many elements split into many messages, each named for error reports.
 TEST(NetlinkEncode, LargeSetsSpanMessages) {
   std::string yaml = ns("x");

@@ -3,7 +3,8 @@
 // the pair's own policy is rewritten but still denies, a Log policy toggles, which adds and
 // removes log chains). Every run is a fresh process that starts from what the kernel holds
 // (a restart each time), and every one is an element-level transaction. The denied pair never
-// connects; the allowed pair never fails.
+// connects; the allowed pair never fails — its verdict sits in a range map that is rebuilt and
+// swapped in every 20 applies.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -58,6 +59,27 @@ std::string unrelated(int i) {
          "}}\n  ingress: [{ports: [{port: " + std::to_string(1000 + i) + "}]}]\n";
 }
 
+// x/b accepts x/a on ports 80-81: a port range, so the allowed pair's verdict lives in the range
+// map (pipapo), which the swaps below rebuild again and again.
+std::string bRangePolicy() {
+  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-from-a, namespace: x}\n"
+         "spec:\n  podSelector: {matchLabels: {pod: b}}\n  policyTypes: [Ingress]\n"
+         "  ingress: [{from: [{podSelector: {matchLabels: {pod: a}}}], ports: [{port: 80, endPort: 81}]}]\n";
+}
+
+// More port ranges on x/b, one per outside address; going from 12 to 2 of them deletes enough
+// range entries that the range map is rebuilt and swapped in rather than edited.
+std::string bExtras(int count) {
+  std::string rules;
+  for (int k = 0; k < count; ++k) {
+    rules += "{from: [{ipBlock: {cidr: 192.0.2." + std::to_string(k + 1) + "/32}}], ports: [{port: " +
+             std::to_string(2000 + 10 * k) + ", endPort: " + std::to_string(2005 + 10 * k) + "}]}, ";
+  }
+  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-extras, namespace: x}\n"
+         "spec:\n  podSelector: {matchLabels: {pod: b}}\n  policyTypes: [Ingress]\n  ingress: [" +
+         rules.substr(0, rules.size() - 2) + "]\n";
+}
+
 // A Log rule on x/b's ingress (allowing): its outcome chain changes the skeleton, so applying
 // or removing it replaces the whole table in one transaction.
 std::string logPolicy() {
@@ -74,7 +96,7 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
   std::mt19937 rng(42);
   std::vector<int> live;
   auto writePolicies = [&](int step) {
-    std::string y = ownPolicy(step);
+    std::string y = ownPolicy(step) + bRangePolicy() + bExtras((step / 10) % 2 == 0 ? 12 : 2);
     for (int i : live) y += unrelated(i);
     if ((step / 50) % 2 == 1) y += logPolicy();
     dir.write("policies.yaml", y);
@@ -105,6 +127,7 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
   };
   int replaced = 0;
   int incremental = 0;
+  int rebuilt = 0;  // applies that swapped in a rebuilt range map
   for (int step = 1; step <= 1000; ++step) {
     if (!live.empty() && rng() % 2 == 0) {
       live.erase(live.begin() + static_cast<long>(rng() % live.size()));
@@ -117,6 +140,7 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
     timeline.push_back({now_us(), "apply " + std::to_string(step) + " done: " + r.out.substr(0, r.out.find('\n'))});
     ASSERT_EQ(r.exit_code, 0) << "step " << step << ": " << r.out;
     replaced += r.out.find("table replaced") != std::string::npos;
+    rebuilt += r.out.find("rebuilt as") != std::string::npos;
     incremental += r.out.find("element changes") != std::string::npos;
   }
   std::ofstream(stop) << "stop";
@@ -159,9 +183,10 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
   EXPECT_GT(denied_attempts, 10);
   EXPECT_EQ(replaced, 0);         // log chains come and go without replacing the table
   EXPECT_EQ(incremental, 1000);  // every run sent element (and log chain) changes only
-  std::printf("churn: %d applies (%d incremental, %d replacing); allowed pair %ld ok, %ld lost (%ld server accept "
+  EXPECT_GE(rebuilt, 40);         // x/b's range map was rebuilt and swapped in, under traffic
+  std::printf("churn: %d applies (%d incremental, %d replacing, %d range map swaps); allowed pair %ld ok, %ld lost (%ld server accept "
               "queue drops); denied pair 0/%ld\n",
-              1000, incremental, replaced, allowed_ok, lost, listen_drops, denied_attempts);
+              1000, incremental, replaced, rebuilt, allowed_ok, lost, listen_drops, denied_attempts);
 }
 
 }  // namespace

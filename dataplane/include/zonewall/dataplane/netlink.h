@@ -43,17 +43,40 @@ Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq);
 /// Log chains come and go with Log rules; they change without touching the fixed skeleton (no
 /// base chain is ever deleted and re-created on an update: that would leave a moment in which
 /// the dying chain's rules see its sets emptied).
+/// A range map rebuilt under its alternate name: every change to a range map is made so. The
+/// kernel publishes a pipapo map's changes only after the generation switch of the transaction
+/// that made them (element edits would lag the rest of an update), so the rebuilt map is made
+/// in a transaction of its own (encodeSwapPreparation) and the lookups switch to it in the
+/// next (encodeChanges), atomically with everything else.
+struct RangeSwap {
+  std::string old_set;
+  SetDef replacement;  ///< named alternateRangeSet(old_set), with every element
+  ChainDef chain;      ///< the lookup chain, its rules naming the replacement
+};
+
 struct ChainChanges {
   std::vector<std::string> remove;
   std::vector<ChainDef> add;
-  bool empty() const { return remove.empty() && add.empty(); }
+  std::vector<RangeSwap> swaps;
+  std::vector<std::string> drop_sets;  ///< left-over maps of an unfinished swap
+  bool empty() const { return remove.empty() && add.empty() && swaps.empty() && drop_sets.empty(); }
 };
+
+/// Gives `want`'s range maps the names `have` uses (after a swap, the alternate ones).
+void alignRangeSets(const Ruleset& have, Ruleset& want);
+
+/// The first transaction of an update with swaps: the new log chains (the rebuilt maps may
+/// name them) and the rebuilt range maps, filled (a left-over map of the same name, listed in
+/// `stale_sets`, is deleted first). encodeChanges of the same ChainChanges then adds no chain.
+Batch encodeSwapPreparation(const Ruleset& rs, const ChainChanges& chains,
+                            const std::vector<std::string>& stale_sets, std::uint32_t first_seq);
 
 /// True for the chains that may change on an update (a log outcome's chain).
 bool isLogChain(const std::string& name);
 
 /// Element (and log chain) changes as one transaction; the fixed skeleton must already match.
-/// Order: element deletes, log chains removed, log chains added, element adds.
+/// Order: element deletes, range map lookups switched (and the old maps deleted), log chains
+/// removed, log chains added (unless swaps made them), element adds.
 Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq,
                     const ChainChanges& chains = {});
 
@@ -67,6 +90,7 @@ struct KernelState {
   Ruleset ruleset;
   bool skeleton_matches = false;
   std::vector<std::string> drift;  ///< human-readable differences of the skeleton
+  std::vector<std::string> stale_sets;  ///< range maps no lookup references (an unfinished swap)
 };
 
 /// Owns the netlink socket; the one seam where tests may substitute the kernel.

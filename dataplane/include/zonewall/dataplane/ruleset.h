@@ -13,8 +13,9 @@
 //     clear the class bits; set them from the remote address, a byte at a time:
 //       remoteN_dK_ranges (interval vmap) then remoteN_dK_exact (hash vmap), each a jump to
 //       rc_dK_<hex>, which sets one byte and returns;
-//     then the verdict: exact hash map, the any-protocol-any-port hash map, the interval map,
-//     the local address's default. Entries are disjoint, so the order only saves lookups; but
+//     then the verdict: exact hash map, the any-protocol-any-port hash map, then (goto
+//     egressN_rng, a chain a range map swap may rewrite) the interval map and the local
+//     address's default. Entries are disjoint, so the order only saves lookups; but
 //     the commonest entries (a peer allowed on everything) stay out of the interval map,
 //     whose additions the kernel publishes a moment after the rest of a transaction.
 //
@@ -90,7 +91,7 @@ struct Rule {
     kVerdictMap,       ///< meta l4proto [!=] icmp <fam> <local> . mark & m . l4proto . th <d|s>port vmap @set
     kCounterVerdict,   ///< counter <verdict>
     kLog,              ///< log prefix "<text>" group <a>
-    kGoto,             ///< goto chain
+    kGoto,             ///< a bare verdict: goto chain, jump chain
     kAntiSpoof,        ///< iifname "zw*" iifname . <fam> saddr != @set drop
     kAnyMap,           ///< <fam> <local> . meta mark & m vmap @set
   };
@@ -119,6 +120,21 @@ struct Ruleset {
 
   const SetDef* findSet(const std::string& name) const;
 };
+
+/// Range maps (pipapo) are never edited in place (their edits become visible only after the
+/// transaction's switch, and deletes cost tens of ms each on this kernel): a change builds the
+/// map anew under its alternate name and switches the lookups over, "egress4_ranges" <->
+/// "egress4_ranges_b". The lookups (and the
+/// default after them) live in a chain of their own, named by the map's first name
+/// ("egress4_rng"), reached by goto.
+bool isRangeSet(const SetDef& s);
+/// A range map's name, first or alternate: its lookups convert mark and port to network byte
+/// order, as pipapo's range fields need.
+bool isRangeSetName(const std::string& name);
+std::string alternateRangeSet(const std::string& name);
+std::string rangeChainName(const std::string& range_set);
+/// Renames `rs`'s range map `from` to `to`, in the set and in the rules of its lookup chain.
+void renameRangeSet(Ruleset& rs, const std::string& from, const std::string& to);
 
 /// Builds the ruleset of a node's table (pure).
 Ruleset buildRuleset(const compiler::NodeTable& table, const NftOptions& options = {});
