@@ -756,6 +756,20 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
     }
     prepared = prep.messages();
   }
+  // A new table: its range maps in a first transaction, published before any base chain.
+  if (p.replace && !p.have.exists) {
+    auto batches = dataplane::encodeCreate(p.want, 1);
+    for (const auto& b : batches) {
+      if (auto r = p.transport->commit(b); !r) {
+        err << "zonewall " << cmd << ": " << r.error().str() << "\n";
+        return kExitFindings;
+      }
+    }
+    out << fmt::format("{} node '{}' ({} entries): table created in two transactions of {} + {} netlink messages\n",
+                       std::string(cmd) == "apply" ? "applied" : "repaired", p.node, p.entries,
+                       batches[0].messages(), batches[1].messages());
+    return std::nullopt;
+  }
   dataplane::Batch batch = p.replace ? dataplane::encodeRuleset(p.want, dataplane::TableMode::kReplace, 1)
                                      : dataplane::encodeChanges(p.want, p.changes, 1, p.chain_changes);
   if (auto r = p.transport->commit(batch); !r) {

@@ -648,8 +648,6 @@ Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq) 
   return enc.finish();
 }
 
-bool isLogChain(const std::string& name) { return name.starts_with("log_"); }
-
 namespace {
 void addChains(Encoder& enc, const std::vector<ChainDef>& chains) {
   for (const ChainDef& c : chains) enc.addChain(c);
@@ -658,6 +656,48 @@ void addChains(Encoder& enc, const std::vector<ChainDef>& chains) {
   }
 }
 }  // namespace
+
+std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) {
+  // First: the table, the chains that look nothing up (range map verdicts go to them) and the
+  // range maps, filled; no base chain yet, so no packet sees any of it. The kernel publishes
+  // the range maps' contents when this transaction completes. Second: everything else, base
+  // chains last; the first packet the table judges finds every map complete.
+  Encoder one(rs.table, first_seq);
+  one.addTable();
+  std::vector<ChainDef> early;
+  for (const ChainDef& c : rs.chains) {
+    if (needsNoSet(c)) early.push_back(c);
+  }
+  addChains(one, early);
+  for (const SetDef& s : rs.sets) {
+    if (!isRangeSet(s)) continue;
+    one.addSet(s);
+    one.elements(s, s.elements, false);
+  }
+  Batch first = one.finish();
+  Encoder two(rs.table, first_seq + static_cast<std::uint32_t>(first.messages()));
+  for (const ChainDef& c : rs.chains) {
+    if (!needsNoSet(c)) two.addChain(c);
+  }
+  for (const SetDef& s : rs.sets) {
+    if (!isRangeSet(s)) two.addSet(s);
+  }
+  for (const SetDef& s : rs.sets) {
+    if (!isRangeSet(s)) two.elements(s, s.elements, false);
+  }
+  for (const ChainDef& c : rs.chains) {
+    if (needsNoSet(c)) continue;
+    for (size_t i = 0; i < c.rules.size(); ++i) two.addRule(c, c.rules[i], i);
+  }
+  std::vector<Batch> out;
+  out.push_back(std::move(first));
+  out.push_back(two.finish());
+  return out;
+}
+
+bool isLogChain(const std::string& name) { return name.starts_with("log_"); }
+
+
 
 Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq,
                     const ChainChanges& chains) {

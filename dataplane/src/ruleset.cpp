@@ -52,6 +52,10 @@ class Builder {
     baseChain("forward", true, true);
     baseChain("input", true, false);
     baseChain("output", false, true);
+    // Range maps first, then the chains without set lookups: what a new table's first
+    // transaction creates (see encodeCreate); the `nft -f` script keeps the same order.
+    std::stable_partition(rs_.sets.begin(), rs_.sets.end(), isRangeSet);
+    std::stable_partition(rs_.chains.begin(), rs_.chains.end(), needsNoSet);
     return std::move(rs_);
   }
 
@@ -315,6 +319,10 @@ constexpr std::string_view kRangesSuffix = "_ranges";
 }  // namespace
 
 bool isRangeSet(const SetDef& s) { return s.kind == SetKind::kConcatIntervalVmap; }
+
+bool needsNoSet(const ChainDef& c) {
+  return c.hook.empty() && std::ranges::all_of(c.rules, [](const Rule& r) { return r.set.empty(); });
+}
 
 bool isRangeSetName(const std::string& name) {
   return name.ends_with(kRangesSuffix) || name.ends_with(std::string(kRangesSuffix) + std::string(kAlternateSuffix));

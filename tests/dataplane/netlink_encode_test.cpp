@@ -167,6 +167,34 @@ TEST(NetlinkEncode, RangeMapChangesBecomeASwap) {
   EXPECT_EQ(changes[0].set, "ingress4_default");
 }
 
+// A new table comes in two transactions: the range maps (and the chains their verdicts name)
+// before any base chain, everything else after; together, the whole ruleset.
+TEST(NetlinkEncode, CreateBuildsRangeMapsFirst) {
+  Ruleset rs = rulesetOf(kCluster, "n1");
+  std::vector<Batch> batches = encodeCreate(rs, 1);
+  ASSERT_EQ(batches.size(), 2U);
+  auto has = [](const Batch& b, const std::string& what) { return std::ranges::find(b.what, what) != b.what.end(); };
+  EXPECT_TRUE(has(batches[0], "set ingress4_ranges"));
+  EXPECT_TRUE(has(batches[0], "chain allow_ingress"));
+  EXPECT_FALSE(has(batches[0], "chain forward"));
+  EXPECT_FALSE(has(batches[0], "set ingress4_exact"));
+  EXPECT_TRUE(has(batches[1], "chain forward"));
+  EXPECT_TRUE(has(batches[1], "set ingress4_exact"));
+  EXPECT_FALSE(has(batches[1], "set ingress4_ranges"));
+  EXPECT_EQ(batches[1].first_seq, batches[0].first_seq + batches[0].messages());
+  // Every chain and set of the ruleset, once.
+  size_t chains = 0;
+  size_t sets = 0;
+  for (const Batch& b : batches) {
+    for (const std::string& w : b.what) {
+      chains += w.starts_with("chain ");
+      sets += w.starts_with("set ");
+    }
+  }
+  EXPECT_EQ(chains, rs.chains.size());
+  EXPECT_EQ(sets, rs.sets.size());
+}
+
 // Many elements split into many messages, each named for error reports.
 TEST(NetlinkEncode, LargeSetsSpanMessages) {
   std::string yaml = ns("x");

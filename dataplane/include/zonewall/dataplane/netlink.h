@@ -40,6 +40,12 @@ enum class TableMode : std::uint8_t {
 /// The whole ruleset as one transaction.
 Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq);
 
+/// A new table in two transactions: the range maps (and the chains their verdicts name) first,
+/// so that they are published complete before any base chain exists; then everything else.
+/// (One transaction would leave the range maps empty for a moment after the base chains go
+/// live: a denied flow whose deny is a range entry could pass.)
+std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq);
+
 /// Log chains come and go with Log rules; they change without touching the fixed skeleton (no
 /// base chain is ever deleted and re-created on an update: that would leave a moment in which
 /// the dying chain's rules see its sets emptied).

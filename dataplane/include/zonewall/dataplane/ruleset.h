@@ -128,6 +128,8 @@ struct Ruleset {
 /// default after them) live in a chain of their own, named by the map's first name
 /// ("egress4_rng"), reached by goto.
 bool isRangeSet(const SetDef& s);
+/// A regular chain whose rules look nothing up (verdict, log and mark-setter chains).
+bool needsNoSet(const ChainDef& c);
 /// A range map's name, first or alternate: its lookups convert mark and port to network byte
 /// order, as pipapo's range fields need.
 bool isRangeSetName(const std::string& name);
