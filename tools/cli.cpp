@@ -746,35 +746,34 @@ std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, c
 }
 
 std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std::ostream& err) {
-  // Rebuilt range maps are made (and published) in a transaction of their own, first.
-  size_t prepared = 0;
-  if (!p.replace && !p.chain_changes.swaps.empty()) {
-    dataplane::Batch prep = dataplane::encodeSwapPreparation(p.want, p.chain_changes, p.have.stale_sets, 1);
-    if (auto r = p.transport->commit(prep); !r) {
+  // Range maps are built and published in a transaction of their own before anything uses
+  // them: a new table's (before its base chains), a rebuilt one's (before the lookups switch).
+  std::vector<dataplane::Batch> batches;
+  bool created = p.replace && !p.have.exists;
+  if (created) {
+    batches = dataplane::encodeCreate(p.want, 1);
+  } else if (p.replace) {
+    batches.push_back(dataplane::encodeRuleset(p.want, dataplane::TableMode::kReplace, 1));
+  } else {
+    if (!p.chain_changes.swaps.empty()) {
+      batches.push_back(dataplane::encodeSwapPreparation(p.want, p.chain_changes, p.have.stale_sets, 1));
+    }
+    batches.push_back(dataplane::encodeChanges(p.want, p.changes, 1, p.chain_changes));
+  }
+  for (const auto& b : batches) {
+    if (auto r = p.transport->commit(b); !r) {
       err << "zonewall " << cmd << ": " << r.error().str() << "\n";
       return kExitFindings;
     }
-    prepared = prep.messages();
   }
-  // A new table: its range maps in a first transaction, published before any base chain.
-  if (p.replace && !p.have.exists) {
-    auto batches = dataplane::encodeCreate(p.want, 1);
-    for (const auto& b : batches) {
-      if (auto r = p.transport->commit(b); !r) {
-        err << "zonewall " << cmd << ": " << r.error().str() << "\n";
-        return kExitFindings;
-      }
-    }
-    out << fmt::format("{} node '{}' ({} entries): table created in two transactions of {} + {} netlink messages\n",
-                       std::string(cmd) == "apply" ? "applied" : "repaired", p.node, p.entries,
-                       batches[0].messages(), batches[1].messages());
+  const char* verb = std::string(cmd) == "apply" ? "applied" : "repaired";
+  std::string transactions = batches.size() == 2
+                                 ? fmt::format("two transactions of {} + {}", batches[0].messages(), batches[1].messages())
+                                 : fmt::format("one transaction of {}", batches[0].messages());
+  if (created) {
+    out << fmt::format("{} node '{}' ({} entries): table created in {} netlink messages\n", verb, p.node, p.entries,
+                       transactions);
     return std::nullopt;
-  }
-  dataplane::Batch batch = p.replace ? dataplane::encodeRuleset(p.want, dataplane::TableMode::kReplace, 1)
-                                     : dataplane::encodeChanges(p.want, p.changes, 1, p.chain_changes);
-  if (auto r = p.transport->commit(batch); !r) {
-    err << "zonewall " << cmd << ": " << r.error().str() << "\n";
-    return kExitFindings;
   }
   size_t elements = 0;
   for (const auto& c : p.changes) elements += c.add.size() + c.remove.size();
@@ -787,11 +786,8 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
     swaps += fmt::format(", range map {} rebuilt as {} ({} entries)", sw.old_set, sw.replacement.name,
                          sw.replacement.elements.size());
   }
-  std::string transactions = prepared > 0 ? fmt::format("two transactions of {} + {}", prepared, batch.messages())
-                                          : fmt::format("one transaction of {}", batch.messages());
-  out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n",
-                     std::string(cmd) == "apply" ? "applied" : "repaired", p.node, p.entries,
-                     p.replace ? std::string(p.have.exists ? "table replaced" : "table created")
+  out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n", verb, p.node, p.entries,
+                     p.replace ? std::string("table replaced")
                                : fmt::format("{} element changes{}{}", elements, chains, swaps),
                      transactions);
   return std::nullopt;

@@ -839,13 +839,8 @@ bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>
     if (isRangeSet(b) && (!c.add.empty() || !c.remove.empty())) {
       RangeSwap sw{.old_set = a.name, .replacement = b, .chain = {}};
       sw.replacement.name = alternateRangeSet(b.name);
-      Ruleset renamed{.table = to.table, .class_mask = to.class_mask, .chains = {}, .sets = {}};
-      for (const ChainDef& ch : to.chains) {
-        if (ch.name == rangeChainName(b.name)) renamed.chains.push_back(ch);
-      }
-      renameRangeSet(renamed, b.name, sw.replacement.name);
-      if (renamed.chains.size() == 1) {
-        sw.chain = renamed.chains.front();
+      if (auto chain = rangeLookupChain(to, b.name, sw.replacement.name)) {
+        sw.chain = std::move(*chain);
         cc.swaps.push_back(std::move(sw));
         continue;
       }
@@ -1261,13 +1256,8 @@ class NetlinkTransport final : public Transport {
       const std::string chain = rangeChainName(s.name);
       std::string use = s.name;
       if (sets.contains(alt)) {
-        Ruleset probe = expected;
-        renameRangeSet(probe, s.name, alt);
-        const ChainDef* c = nullptr;
-        for (const ChainDef& d : probe.chains) {
-          if (d.name == chain) c = &d;
-        }
-        bool alt_referenced = c != nullptr && rules[chain].size() == c->rules.size() &&
+        std::optional<ChainDef> c = rangeLookupChain(expected, s.name, alt);
+        bool alt_referenced = c.has_value() && rules[chain].size() == c->rules.size() &&
                               std::equal(c->rules.begin(), c->rules.end(), rules[chain].begin(),
                                          [](const Rule& r, const auto& have) { return ruleExpressions(r) == have; });
         if (alt_referenced) use = alt;

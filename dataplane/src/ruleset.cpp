@@ -1,5 +1,7 @@
 #include "zonewall/dataplane/ruleset.h"
 
+#include <optional>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -339,6 +341,18 @@ std::string rangeChainName(const std::string& range_set) {
                          : range_set;
   if (base.ends_with(kRangesSuffix)) base.resize(base.size() - kRangesSuffix.size());
   return base + "_rng";
+}
+
+std::optional<ChainDef> rangeLookupChain(const Ruleset& rs, const std::string& set, const std::string& as) {
+  for (const ChainDef& c : rs.chains) {
+    if (c.name != rangeChainName(set)) continue;
+    ChainDef out = c;
+    for (Rule& r : out.rules) {
+      if (r.set == set) r.set = as;
+    }
+    return out;
+  }
+  return std::nullopt;
 }
 
 void renameRangeSet(Ruleset& rs, const std::string& from, const std::string& to) {

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,9 @@ bool needsNoSet(const ChainDef& c);
 bool isRangeSetName(const std::string& name);
 std::string alternateRangeSet(const std::string& name);
 std::string rangeChainName(const std::string& range_set);
+/// The lookup chain of range map `set` with its lookups naming `as` instead (none if `rs` has
+/// no such chain); only that chain is copied.
+std::optional<ChainDef> rangeLookupChain(const Ruleset& rs, const std::string& set, const std::string& as);
 /// Renames `rs`'s range map `from` to `to`, in the set and in the rules of its lookup chain.
 void renameRangeSet(Ruleset& rs, const std::string& from, const std::string& to);
 
