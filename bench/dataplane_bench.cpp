@@ -31,6 +31,11 @@ using testing::RunResult;
 
 double ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 struct Netns {
   explicit Netns(std::string n) : name(std::move(n)) { run("ip netns add " + name); }
   ~Netns() { run("ip netns del " + name + " 2>/dev/null"); }
@@ -86,58 +91,74 @@ void programming() {
     Netns a("zwbench" + std::to_string(getpid()) + "a");
     Netns b("zwbench" + std::to_string(getpid()) + "b");
     auto tr = dataplane::openNetlink(a.path());
+    // What `zonewall apply` does on an empty kernel: the two transactions of encodeCreate.
     auto t0 = Clock::now();
-    dataplane::Batch batch = dataplane::encodeRuleset(rs, dataplane::TableMode::kCreate, 1);
-    auto ok = (*tr)->commit(batch);
+    size_t messages = 0;
+    for (const auto& batch : dataplane::encodeCreate(rs, 1)) {
+      messages += batch.messages();
+      if (auto ok = (*tr)->commit(batch); !ok) std::printf("  netlink failed: %s\n", ok.error().str().c_str());
+    }
     auto t1 = Clock::now();
-    if (!ok) std::printf("  netlink failed: %s\n", ok.error().str().c_str());
     double nft = timeNftFile(b.name, dataplane::renderNft(rs));
     std::printf("%-34s %9zu %9.1f %9.1f %7.1fx   (%zu set elements, %zu messages)\n", sz.name, t.entryCount(), ms(t0, t1),
-                nft, nft / ms(t0, t1), elements, batch.messages());
+                nft, nft / ms(t0, t1), elements, messages);
     if (sz.policies < 2000) continue;
 
-    // One policy change on top of the large table: recompile incrementally, diff, commit.
+    // One policy change on top of the large table: recompile incrementally, diff, commit. The
+    // policy is changed and changed back, kChanges times; the figures are medians.
+    constexpr int kChanges = 21;
     policy::K8sPolicy& p = s.store.k8s_policies[7];
-    p.pod_selector = policy::Selector(policy::selEq("app", "app-2"));
-    auto c0 = Clock::now();
-    s.builder->upsert(p);
-    (void)s.nc->programChanged(s.builder->program());
-    dataplane::Ruleset next = dataplane::buildRuleset(s.nc->table());
-    std::vector<dataplane::SetChange> changes;
-    dataplane::ChainChanges chains;
-    bool same = dataplane::diffRulesets(rs, next, changes, &chains);
-    auto c1 = Clock::now();
-    // A range map change is a rebuilt map (first transaction) and the switch (second): both count.
-    std::vector<dataplane::Batch> deltas;
-    if (same && !chains.swaps.empty()) deltas.push_back(dataplane::encodeSwapPreparation(next, chains, {}, 1));
-    deltas.push_back(same ? dataplane::encodeChanges(next, changes, 1000, chains)
-                          : dataplane::encodeRuleset(next, dataplane::TableMode::kReplace, 1));
-    auto c2 = Clock::now();
-    for (const auto& delta : deltas) {
-      auto ok2 = (*tr)->commit(delta);
-      if (!ok2) std::printf("  change failed: %s\n", ok2.error().str().c_str());
-    }
-    auto c3 = Clock::now();
-    if (!chains.swaps.empty()) {
-      std::printf("  (the change rebuilt %zu range map(s), %zu entries)\n", chains.swaps.size(),
-                  chains.swaps.front().replacement.elements.size());
-    }
-    size_t n = 0;
-    std::string script;
-    for (const auto& c : changes) {
-      n += c.add.size() + c.remove.size();
-      for (const auto& line : dataplane::describeChanges(next, {c})) {
-        // "+ set elem" → "add element inet zonewall set { elem }"
-        std::string set = line.substr(2, line.find(' ', 2) - 2);
-        std::string el = line.substr(line.find(' ', 2) + 1);
-        if (line[0] == '-') el = el.substr(0, el.find(" : "));
-        script += std::string(line[0] == '+' ? "add" : "delete") + " element inet zonewall " + set + " { " + el + " }\n";
+    const policy::Selector original = p.pod_selector;
+    std::vector<double> compile_ms, commit_ms, nft_ms;
+    size_t n = 0, rebuilt = 0, rebuilt_entries = 0;
+    dataplane::Ruleset current = rs;
+    for (int i = 0; i < kChanges; ++i) {
+      p.pod_selector = i % 2 == 0 ? policy::Selector(policy::selEq("app", "app-2")) : original;
+      auto c0 = Clock::now();
+      s.builder->upsert(p);
+      (void)s.nc->programChanged(s.builder->program());
+      dataplane::Ruleset next = dataplane::buildRuleset(s.nc->table());
+      dataplane::alignRangeSets(current, next);
+      std::vector<dataplane::SetChange> changes;
+      dataplane::ChainChanges chains;
+      bool same = dataplane::diffRulesets(current, next, changes, &chains);
+      auto c1 = Clock::now();
+      // A range map change is a rebuilt map (first transaction) and the switch (second): both count.
+      std::vector<dataplane::Batch> deltas;
+      if (same && !chains.swaps.empty()) deltas.push_back(dataplane::encodeSwapPreparation(next, chains, {}, 1));
+      deltas.push_back(same ? dataplane::encodeChanges(next, changes, 1000, chains)
+                            : dataplane::encodeRuleset(next, dataplane::TableMode::kReplace, 1));
+      auto c2 = Clock::now();
+      for (const auto& delta : deltas) {
+        auto ok2 = (*tr)->commit(delta);
+        if (!ok2) std::printf("  change failed: %s\n", ok2.error().str().c_str());
       }
+      auto c3 = Clock::now();
+      for (const auto& swap : chains.swaps) {
+        ++rebuilt;
+        rebuilt_entries += swap.replacement.elements.size();
+      }
+      n = 0;
+      std::string script;
+      for (const auto& c : changes) {
+        n += c.add.size() + c.remove.size();
+        for (const auto& line : dataplane::describeChanges(next, {c})) {
+          // "+ set elem" → "add element inet zonewall set { elem }"
+          std::string set = line.substr(2, line.find(' ', 2) - 2);
+          std::string el = line.substr(line.find(' ', 2) + 1);
+          if (line[0] == '-') el = el.substr(0, el.find(" : "));
+          script += std::string(line[0] == '+' ? "add" : "delete") + " element inet zonewall " + set + " { " + el + " }\n";
+        }
+      }
+      nft_ms.push_back(timeNftFile(b.name, script));
+      compile_ms.push_back(ms(c0, c1));
+      commit_ms.push_back(ms(c2, c3));
+      current = std::move(next);
     }
-    double nft_change = timeNftFile(b.name, script);
-    std::printf("%-34s %9zu %9.2f %9.1f %7.1fx   (%zu element changes; recompile+diff %.2f ms, commit %.2f ms)\n",
-                "one policy change on ~100k", s.nc->table().entryCount(), ms(c1, c3), nft_change, nft_change / ms(c2, c3), n,
-                ms(c0, c1), ms(c2, c3));
+    if (rebuilt != 0) std::printf("  (the changes rebuilt %zu range map(s), %zu entries)\n", rebuilt, rebuilt_entries);
+    std::printf("%-34s %9zu %9.2f %9.1f %7.1fx   (median of %d; %zu element changes; recompile+diff %.2f ms)\n",
+                "one policy change on ~100k", s.nc->table().entryCount(), median(commit_ms), median(nft_ms),
+                median(nft_ms) / median(commit_ms), kChanges, n, median(compile_ms));
   }
 }
 
@@ -172,22 +193,55 @@ struct Rates {
   double mbps = 0;
 };
 
-// The median of five 1-second runs of each: a shared 2-core machine is noisy.
-Rates measure(const NodeHarness& node) {
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
-  std::vector<double> cps;
-  std::vector<double> mbps;
-  for (int i = 0; i < 5; ++i) {
-    std::string prefix = "ip netns exec " + node.podNs(0) + " " + testing::probeBinary();
-    cps.push_back(std::atof(run(prefix + " rate 1 10.244.0.11:80/TCP").out.c_str()));
-    mbps.push_back(std::atof(run(prefix + " stream 1 10.244.0.11:5001/TCP").out.c_str()));
-  }
-  return Rates{median(cps), median(mbps)};
+// One 1-second run of each, in the client pod.
+Rates measureOnce(const NodeHarness& node) {
+  std::string prefix = "ip netns exec " + node.podNs(0) + " " + testing::probeBinary();
+  return Rates{std::atof(run(prefix + " rate 1 10.244.0.11:80/TCP").out.c_str()),
+               std::atof(run(prefix + " stream 1 10.244.0.11:5001/TCP").out.c_str())};
 }
 
+// What a configuration installs in the node namespace (after the previous one was removed).
+struct Config {
+  std::string name;
+  std::string nft;            // an `nft -f` script, or
+  dataplane::Ruleset rules;   // a zonewall ruleset (through the netlink path)
+  size_t entries = 0;
+  std::vector<Rates> runs;
+};
+
+// The linear chain: one rule per allowed tuple, the matching one last.
+std::string linearChain(size_t policies) {
+  std::string chain = "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n";
+  chain += "\t\tct state established,related accept\n";
+  std::mt19937 rng(7);
+  for (size_t i = 0; i < policies; ++i) {
+    chain += "\t\tip saddr 10." + std::to_string(1 + rng() % 200) + "." + std::to_string(rng() % 256) + "." +
+             std::to_string(rng() % 256) + " ip daddr 10.244.0.11 tcp dport " + std::to_string(1000 + rng() % 50000) +
+             " accept\n";
+  }
+  chain += "\t\tip saddr 10.244.0.10 ip daddr 10.244.0.11 tcp dport { 80, 5001 } accept\n\t\tip daddr 10.244.0.11 drop\n\t}\n}\n";
+  return chain;
+}
+
+Config zonewallConfig(size_t policies) {
+  bench::SyntheticSpec spec;
+  spec.pods = 2000;
+  spec.policies = policies;
+  spec.pods_per_node = 100;
+  policy::Store st = bench::syntheticCluster(spec);
+  // The two real pods live on node-1 with the synthetic pods of node-1.
+  addPods(st);
+  for (auto& p : st.pods) {
+    if (p.ns == "x") p.node = "node-1";
+  }
+  compiler::Inventory inv(st);
+  auto table = compiler::compileNode(compiler::lower(st), inv, "node-1");
+  Config c{std::to_string(policies) + " policies, zonewall", "", dataplane::buildRuleset(*table), table->entryCount(), {}};
+  return c;
+}
+
+// Configurations are measured in interleaved rounds (a 1-second run of each per round), so
+// that the machine's drift over the minutes this takes hits all of them alike; medians shown.
 void perPacket() {
   std::printf("\n2. per-packet cost: new TCP connections/s and one stream's MB/s, client -> server through the node\n");
   NodeHarness node({{"x/client", "10.244.0.10"}, {"x/server", "10.244.0.11"}}, {80, 5001});
@@ -195,57 +249,66 @@ void perPacket() {
     std::printf("  harness failed: %s\n", node.error().c_str());
     return;
   }
-  measure(node);  // warm up (ARP, caches)
-  Rates none = measure(node);
-  std::printf("%-28s %12s %10s %12s %10s\n", "", "conn/s", "vs none", "MB/s", "vs none");
-  std::printf("%-28s %12.0f %9.0f%% %12.0f %9.0f%%\n", "no policy (no table)", none.cps, 100.0, none.mbps, 100.0);
+  std::vector<Config> configs;
+  configs.push_back({"no table", "", {}, 0, {}});
+  // Connection tracking alone: what any stateful firewall costs a new flow.
+  configs.push_back({"conntrack only (1 rule)",
+                     "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n"
+                     "\t\tct state established,related accept\n\t}\n}\n",
+                     {}, 0, {}});
+  for (size_t policies : {0, 100, 1000, 10000}) configs.push_back(zonewallConfig(policies));
   for (size_t policies : {100, 1000, 10000}) {
-    bench::SyntheticSpec spec;
-    spec.pods = 2000;
-    spec.policies = policies;
-    spec.pods_per_node = 100;
-    policy::Store st = bench::syntheticCluster(spec);
-    // The two real pods live on node-1 with the synthetic pods of node-1.
-    addPods(st);
-    for (auto& p : st.pods) {
-      if (p.ns == "x") p.node = "node-1";
+    configs.push_back({std::to_string(policies) + " rules, linear chain", linearChain(policies), {}, 0, {}});
+  }
+  auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
+  measureOnce(node);  // warm up (ARP, caches)
+  constexpr int kRounds = 5;
+  for (int round = 0; round < kRounds; ++round) {
+    for (Config& c : configs) {
+      run("ip netns exec " + node.nodeNs() + " nft delete table inet zonewall 2>/dev/null");
+      if (!c.nft.empty()) timeNftFile(node.nodeNs(), c.nft);
+      if (!c.rules.table.empty()) {
+        for (const auto& batch : dataplane::encodeCreate(c.rules, 1)) {
+          if (auto ok = (*tr)->commit(batch); !ok) std::printf("  load failed: %s\n", ok.error().str().c_str());
+        }
+      }
+      c.runs.push_back(measureOnce(node));
     }
-    compiler::Inventory inv(st);
-    auto table = compiler::compileNode(compiler::lower(st), inv, "node-1");
-    dataplane::Ruleset rs = dataplane::buildRuleset(*table);
-    auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
-    (void)(*tr)->commit(dataplane::encodeRuleset(rs, dataplane::TableMode::kReplace, 1));
-    Rates z = measure(node);
-    std::printf("%-28s %12.0f %9.0f%% %12.0f %9.0f%%   (%zu entries)\n",
-                (std::to_string(policies) + " policies, zonewall").c_str(), z.cps, 100 * z.cps / none.cps, z.mbps,
-                100 * z.mbps / none.mbps, table->entryCount());
-    // The linear chain: one rule per allowed tuple, the matching one last.
-    std::string chain = "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n";
-    chain += "\t\tct state established,related accept\n";
-    std::mt19937 rng(7);
-    for (size_t i = 0; i < policies; ++i) {
-      chain += "\t\tip saddr 10." + std::to_string(1 + rng() % 200) + "." + std::to_string(rng() % 256) + "." +
-               std::to_string(rng() % 256) + " ip daddr 10.244.0.11 tcp dport " + std::to_string(1000 + rng() % 50000) +
-               " accept\n";
-    }
-    chain += "\t\tip saddr 10.244.0.10 ip daddr 10.244.0.11 tcp dport { 80, 5001 } accept\n\t\tip daddr 10.244.0.11 drop\n\t}\n}\n";
-    run("ip netns exec " + node.nodeNs() + " nft delete table inet zonewall 2>/dev/null");
-    timeNftFile(node.nodeNs(), chain);
-    Rates l = measure(node);
-    std::printf("%-28s %12.0f %9.0f%% %12.0f %9.0f%%\n", (std::to_string(policies) + " rules, linear chain").c_str(),
-                l.cps, 100 * l.cps / none.cps, l.mbps, 100 * l.mbps / none.mbps);
-    run("ip netns exec " + node.nodeNs() + " nft delete table inet zonewall 2>/dev/null");
+  }
+  run("ip netns exec " + node.nodeNs() + " nft delete table inet zonewall 2>/dev/null");
+  auto medianOf = [](const Config& c, double Rates::*field) {
+    std::vector<double> v;
+    for (const Rates& r : c.runs) v.push_back(r.*field);
+    return median(v);
+  };
+  double base_cps = medianOf(configs[0], &Rates::cps);
+  double base_mbps = medianOf(configs[0], &Rates::mbps);
+  double zw0_cps = medianOf(configs[2], &Rates::cps);
+  std::printf("%-28s %10s %9s %9s %10s %9s   (median of %d interleaved rounds)\n", "", "conn/s", "vs none", "vs zw 0",
+              "MB/s", "vs none", kRounds);
+  for (const Config& c : configs) {
+    double cps = medianOf(c, &Rates::cps);
+    double mbps = medianOf(c, &Rates::mbps);
+    std::printf("%-28s %10.0f %8.0f%% %8.0f%% %10.0f %8.0f%%", c.name.c_str(), cps, 100 * cps / base_cps,
+                100 * cps / zw0_cps, mbps, 100 * mbps / base_mbps);
+    if (!c.rules.table.empty()) std::printf("   (%zu entries)", c.entries);
+    std::printf("\n");
   }
 }
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   if (geteuid() != 0) {
     std::printf("dataplane_bench needs root (network namespaces, nftables)\n");
     return 1;
   }
-  programming();
-  perPacket();
+  std::string only = argc > 1 ? argv[1] : "";
+  if (!only.empty() && only != "programming" && only != "packets") {
+    std::printf("usage: dataplane_bench [programming|packets]\n");
+    return 2;
+  }
+  if (only.empty() || only == "programming") programming();
+  if (only.empty() || only == "packets") perPacket();
   return 0;
 }
