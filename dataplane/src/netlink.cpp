@@ -134,6 +134,8 @@ int verdictCode(const Verdict& v) {
       return NFT_JUMP;
     case Verdict::Kind::kGoto:
       return NFT_GOTO;
+    case Verdict::Kind::kContinue:
+      return NFT_CONTINUE;
   }
   return NF_ACCEPT;
 }
@@ -244,8 +246,19 @@ class RuleBuilder {
   nftnl_rule* r_;
 };
 
+void encodeRuleBody(RuleBuilder& b, const Rule& rule, const std::map<std::string, std::uint32_t>& set_ids);
+
 void encodeRule(nftnl_rule* r, const Rule& rule, const std::map<std::string, std::uint32_t>& set_ids) {
   RuleBuilder b(r);
+  encodeRuleBody(b, rule, set_ids);
+  if (rule.count) b.counter();
+  if (rule.counted_drop) {
+    b.counter();
+    b.verdict({Verdict::Kind::kDrop, {}});
+  }
+}
+
+void encodeRuleBody(RuleBuilder& b, const Rule& rule, const std::map<std::string, std::uint32_t>& set_ids) {
   auto setId = [&](const std::string& name) {
     auto it = set_ids.find(name);
     return it == set_ids.end() ? 0u : it->second;
@@ -925,6 +938,9 @@ Verdict verdictFrom(nftnl_set_elem* e) {
       break;
     case NFT_GOTO:
       v.kind = Verdict::Kind::kGoto;
+      break;
+    case NFT_CONTINUE:
+      v.kind = Verdict::Kind::kContinue;
       break;
     default:
       break;

@@ -23,6 +23,8 @@ std::string verdictText(const Verdict& v) {
       return "jump " + v.chain;
     case Verdict::Kind::kGoto:
       return "goto " + v.chain;
+    case Verdict::Kind::kContinue:
+      return "continue";
   }
   return "accept";
 }
@@ -97,7 +99,16 @@ std::string setText(const SetDef& s) {
   return out + "\t}\n";
 }
 
+std::string ruleBody(const Rule& r);
+
 std::string ruleText(const Rule& r) {
+  std::string out = ruleBody(r);
+  if (r.count) out += " counter";
+  if (r.counted_drop) out += " counter drop";
+  return out;
+}
+
+std::string ruleBody(const Rule& r) {
   const char* proto = r.family == Family::kV4 ? "ip" : "ip6";
   const char* field = r.source ? "saddr" : "daddr";
   switch (r.kind) {
@@ -109,6 +120,8 @@ std::string ruleText(const Rule& r) {
       return "ct state established,related accept";
     case Rule::Kind::kCtInvalid:
       return "ct state invalid drop";
+    case Rule::Kind::kCounterVerdict:
+      return "counter " + verdictText(r.verdict);
     case Rule::Kind::kNdpAccept:
       return fmt::format("icmpv6 type {} accept", r.a);
     case Rule::Kind::kLocalJump:
@@ -121,8 +134,6 @@ std::string ruleText(const Rule& r) {
       return fmt::format("meta l4proto {}{} {} {} . meta mark & 0x{:08x} . meta l4proto . th {} vmap @{}",
                          r.icmp ? "" : "!= ", icmp, proto, field, r.a, r.icmp ? "sport" : "dport", r.set);
     }
-    case Rule::Kind::kCounterVerdict:
-      return "counter " + verdictText(r.verdict);
     case Rule::Kind::kLog:
       return fmt::format("log prefix \"{}\" group {}", r.text, r.a);
     case Rule::Kind::kGoto:

@@ -30,6 +30,9 @@ const char* suffix(Family f) { return f == Family::kV4 ? "4" : "6"; }
 
 Verdict jumpTo(std::string chain) { return {Verdict::Kind::kJump, std::move(chain)}; }
 Verdict gotoTo(std::string chain) { return {Verdict::Kind::kGoto, std::move(chain)}; }
+// A verdict map's answer. Allowed: back to the base chain (which goes on to the other
+// direction); denied: on to the rest of the lookup rule, "counter drop".
+Verdict mapVerdict(bool allow) { return {allow ? Verdict::Kind::kReturn : Verdict::Kind::kContinue, {}}; }
 
 class Builder {
  public:
@@ -40,7 +43,7 @@ class Builder {
   }
 
   Ruleset run() {
-    verdictChains();
+    logChains();
     setterChains();
     for (Family f : kFamilies) {
       remoteMaps(f);
@@ -62,22 +65,13 @@ class Builder {
   }
 
  private:
-  void verdictChains() {
-    // One chain per verdict with a counter: the per-verdict counters.
-    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
-      const char* dn = compiler::directionName(d);
-      Rule allow{.kind = Rule::Kind::kCounterVerdict, .verdict = {Verdict::Kind::kReturn, {}}};
-      Rule deny{.kind = Rule::Kind::kCounterVerdict, .verdict = {Verdict::Kind::kDrop, {}}};
-      rs_.chains.push_back({fmt::format("allow_{}", dn), {}, {allow}});
-      rs_.chains.push_back({fmt::format("deny_{}", dn), {}, {deny}});
-    }
-    // Outcomes that log first get a chain of their own (Calico's Log action: nflog group 0);
-    // outcomes that differ only in who decided share it.
+  // Outcomes that log first get a chain of their own (Calico's Log action: nflog group 0);
+  // outcomes that differ only in who decided share it.
+  void logChains() {
     std::set<std::string> made;
     for (size_t i = 0; i < t_.outcomes.size(); ++i) {
       const Outcome& o = t_.outcomes[i];
       if (o.logs.empty() || !made.insert(outcomeChain(i)).second) continue;
-      const compiler::Attribution& a = t_.attributions[o.attribution];
       ChainDef c{outcomeChain(i), {}, {}};
       for (std::uint32_t l : o.logs) {
         const compiler::Attribution& la = t_.attributions[l];
@@ -85,9 +79,8 @@ class Builder {
         if (prefix.size() > 60) prefix.resize(60);  // nflog prefixes are capped at 64 bytes
         c.rules.push_back({.kind = Rule::Kind::kLog, .a = 0, .text = prefix + ": "});
       }
-      c.rules.push_back({.kind = Rule::Kind::kGoto,
-                         .verdict = gotoTo(fmt::format("{}_{}", o.allow ? "allow" : "deny",
-                                                       compiler::directionName(a.direction)))});
+      c.rules.push_back({.kind = Rule::Kind::kCounterVerdict,
+                         .verdict = {o.allow ? Verdict::Kind::kReturn : Verdict::Kind::kDrop, {}}});
       rs_.chains.push_back(std::move(c));
     }
   }
@@ -179,10 +172,10 @@ class Builder {
     rs_.sets.push_back(std::move(s));
   }
 
-  Verdict verdictOf(std::uint32_t outcome, Direction d) const {
+  Verdict verdictOf(std::uint32_t outcome) const {
     const Outcome& o = t_.outcomes[outcome];
     if (!o.logs.empty()) return gotoTo(outcomeChain(outcome));
-    return gotoTo(fmt::format("{}_{}", o.allow ? "allow" : "deny", compiler::directionName(d)));
+    return mapVerdict(o.allow);
   }
 
   void verdictMaps(Family f, Direction d) {
@@ -194,7 +187,7 @@ class Builder {
     SetDef defaults{fmt::format("{}{}_default", dn, suffix(f)), SetKind::kAddrVmap, f, {}};
     for (const auto& lc : dt.classes) {
       if (lc.family != f) continue;
-      for (Addr a : lc.addrs) defaults.elements.push_back(Element{.addr = a, .verdict = verdictOf(lc.default_outcome, d)});
+      for (Addr a : lc.addrs) defaults.elements.push_back(Element{.addr = a, .verdict = verdictOf(lc.default_outcome)});
       auto it = std::lower_bound(dt.entries.begin(), dt.entries.end(), lc.id,
                                  [](const Entry& e, std::uint32_t id) { return e.local_class < id; });
       for (; it != dt.entries.end() && it->local_class == lc.id; ++it) {
@@ -208,7 +201,7 @@ class Builder {
                      .proto_hi = e.proto_hi,
                      .port_lo = e.port_lo,
                      .port_hi = e.port_hi,
-                     .verdict = verdictOf(e.outcome, d)};
+                     .verdict = verdictOf(e.outcome)};
           bool everything = e.proto_lo == 0 && e.proto_hi == 255 && e.port_lo == 0 && e.port_hi == 65535;
           (single ? exact : everything ? any : ranges).elements.push_back(el);
         }
@@ -227,7 +220,7 @@ class Builder {
     // Ingress: the local endpoint is the destination and the peer the source; egress: the reverse.
     bool local_is_source = d == Direction::kEgress;
     ChainDef c{fmt::format("{}{}", dn, suffix(f)), {}, {}};
-    c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});
+    c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .count = true, .a = ~o_.class_mask});
     for (int n = 0; n < kDigits; ++n) {
       for (const char* kind : {"ranges", "exact"}) {
         c.rules.push_back({.kind = Rule::Kind::kAddrVmap,
@@ -242,6 +235,7 @@ class Builder {
                                .family = f,
                                .source = local_is_source,
                                .icmp = icmp,
+                               .counted_drop = true,
                                .a = o_.class_mask,
                                .set = set});
       }
@@ -250,6 +244,7 @@ class Builder {
     c.rules.push_back({.kind = Rule::Kind::kAnyMap,
                        .family = f,
                        .source = local_is_source,
+                       .counted_drop = true,
                        .a = o_.class_mask,
                        .set = fmt::format("{}{}_any", dn, suffix(f))});
     // The range map's lookups (and the default after them) sit in a chain of their own, which
@@ -261,6 +256,7 @@ class Builder {
     rng.rules.push_back({.kind = Rule::Kind::kAddrVmap,
                          .family = f,
                          .source = local_is_source,
+                         .counted_drop = true,
                          .set = fmt::format("{}{}_default", dn, suffix(f))});
     rs_.chains.push_back(std::move(rng));
     c.rules.push_back({.kind = Rule::Kind::kGoto, .verdict = gotoTo(rangeChainName(ranges))});

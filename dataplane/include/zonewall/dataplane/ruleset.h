@@ -21,6 +21,20 @@
 //
 //   verdict map key:  local addr . mark & class_mask . l4proto . port
 //                     (port = th dport; for ICMP, th sport = type << 8 | code)
+//   verdict map data: return (allowed: back to the base chain, which goes on to the other
+//                     direction), continue (denied: the lookup rule goes on to its own
+//                     "counter drop"), or goto a Log outcome's chain (log, counter, return/drop).
+//
+// Counters: the first rule of egressN/ingressN counts the packets a direction judges, every
+// verdict map rule counts the denies it decides, a Log chain the packets of its outcome; a
+// direction's allowed packets are what entered minus what was denied.
+//
+// Why no goto to per-verdict counting chains: the kernel validates the whole table (walks
+// every element of every verdict map, ~20 ms per 100k elements and base chain here) in any
+// transaction that adds a jump or goto element; with plain verdicts a policy change commits
+// without that walk. Only the remote class maps (jumps to the setter chains) and Log entries
+// still trigger it. (Per-element counters would do too, but cost the kernel a per-CPU
+// allocation per element: twice the cold load time.)
 //
 // The remote class rides in the packet mark (class_mask, 16 bits, 0xffff0000 by default):
 // nft 1.0.6 cannot put a map lookup inside a concatenation. Every other mark bit is
@@ -43,7 +57,7 @@ struct NftOptions {
 };
 
 struct Verdict {
-  enum class Kind : std::uint8_t { kAccept, kDrop, kReturn, kJump, kGoto };
+  enum class Kind : std::uint8_t { kAccept, kDrop, kReturn, kJump, kGoto, kContinue };
   Kind kind = Kind::kAccept;
   std::string chain;
   friend bool operator==(const Verdict&, const Verdict&) = default;
@@ -85,12 +99,12 @@ struct Rule {
     kMarkAnd,          ///< meta mark set meta mark & a
     kMarkAndOr,        ///< meta mark set meta mark & a | b
     kCtEstablished,    ///< ct state established,related accept
+    kCounterVerdict,   ///< counter <verdict>
     kCtInvalid,        ///< ct state invalid drop
     kNdpAccept,        ///< icmpv6 type <a> accept
     kLocalJump,        ///< <fam> <saddr|daddr> @set jump chain
     kAddrVmap,         ///< <fam> <saddr|daddr> vmap @set
     kVerdictMap,       ///< meta l4proto [!=] icmp <fam> <local> . mark & m . l4proto . th <d|s>port vmap @set
-    kCounterVerdict,   ///< counter <verdict>
     kLog,              ///< log prefix "<text>" group <a>
     kGoto,             ///< a bare verdict: goto chain, jump chain
     kAntiSpoof,        ///< iifname "zw*" iifname . <fam> saddr != @set drop
@@ -100,6 +114,10 @@ struct Rule {
   policy::Family family = policy::Family::kV4;
   bool source = false;  ///< saddr (true) or daddr (false)
   bool icmp = false;    ///< kVerdictMap: the ICMP rule (== icmp, th sport) or the other (!=, th dport)
+  /// A verdict map rule whose `continue` elements go on to "counter drop" (the denies).
+  bool counted_drop = false;
+  /// kMarkAnd: "counter" after it (the packets that enter a direction's chain).
+  bool count = false;
   std::uint32_t a = 0;
   std::uint32_t b = 0;
   std::string set;
