@@ -74,6 +74,61 @@ double timeNftFile(const std::string& ns, const std::string& text) {
   return ms(a, b);
 }
 
+// Applies change(i) for i = 0..kChanges-1 (each recompiles `s` incrementally), then diffs,
+// encodes and commits it on top of `current`, and the same element changes through `nft -f`
+// in namespace `nft_ns`; prints the medians.
+template <class Change>
+void measureChanges(const char* label, Setup& s, dataplane::Ruleset& current, dataplane::Transport& tr,
+                    const std::string& nft_ns, Change change) {
+  constexpr int kChanges = 21;
+  std::vector<double> compile_ms, commit_ms, nft_ms;
+  size_t n = 0, rebuilt = 0, rebuilt_entries = 0;
+  for (int i = 0; i < kChanges; ++i) {
+    auto c0 = Clock::now();
+    change(i);
+    dataplane::Ruleset next = dataplane::buildRuleset(s.nc->table());
+    dataplane::alignRangeSets(current, next);
+    std::vector<dataplane::SetChange> changes;
+    dataplane::ChainChanges chains;
+    bool same = dataplane::diffRulesets(current, next, changes, &chains);
+    auto c1 = Clock::now();
+    // A range map change is a rebuilt map (first transaction) and the switch (second): both count.
+    std::vector<dataplane::Batch> deltas;
+    if (same && !chains.swaps.empty()) deltas.push_back(dataplane::encodeSwapPreparation(next, chains, {}, 1));
+    deltas.push_back(same ? dataplane::encodeChanges(next, changes, 1000, chains)
+                          : dataplane::encodeRuleset(next, dataplane::TableMode::kReplace, 1));
+    auto c2 = Clock::now();
+    for (const auto& delta : deltas) {
+      if (auto ok = tr.commit(delta); !ok) std::printf("  change failed: %s\n", ok.error().str().c_str());
+    }
+    auto c3 = Clock::now();
+    for (const auto& swap : chains.swaps) {
+      ++rebuilt;
+      rebuilt_entries += swap.replacement.elements.size();
+    }
+    n = 0;
+    std::string script;
+    for (const auto& c : changes) {
+      n += c.add.size() + c.remove.size();
+      for (const auto& line : dataplane::describeChanges(next, {c})) {
+        // "+ set elem" → "add element inet zonewall set { elem }"
+        std::string set = line.substr(2, line.find(' ', 2) - 2);
+        std::string el = line.substr(line.find(' ', 2) + 1);
+        if (line[0] == '-') el = el.substr(0, el.find(" : "));
+        script += std::string(line[0] == '+' ? "add" : "delete") + " element inet zonewall " + set + " { " + el + " }\n";
+      }
+    }
+    nft_ms.push_back(timeNftFile(nft_ns, script));
+    compile_ms.push_back(ms(c0, c1));
+    commit_ms.push_back(ms(c2, c3));
+    current = std::move(next);
+  }
+  if (rebuilt != 0) std::printf("  (the changes rebuilt %zu range map(s), %zu entries)\n", rebuilt, rebuilt_entries);
+  std::printf("%-34s %9zu %9.2f %9.1f %7.1fx   (median of %d; %zu element changes; recompile+diff %.2f ms)\n", label,
+              s.nc->table().entryCount(), median(commit_ms), median(nft_ms), median(nft_ms) / median(commit_ms), kChanges,
+              n, median(compile_ms));
+}
+
 void programming() {
   std::printf("\n1. programming latency (ms; netlink = encode + one transaction; nft = the nft -f process)\n");
   std::printf("%-34s %9s %9s %9s %8s\n", "", "entries", "netlink", "nft -f", "ratio");
@@ -104,61 +159,28 @@ void programming() {
                 nft, nft / ms(t0, t1), elements, messages);
     if (sz.policies < 2000) continue;
 
-    // One policy change on top of the large table: recompile incrementally, diff, commit. The
-    // policy is changed and changed back, kChanges times; the figures are medians.
-    constexpr int kChanges = 21;
-    policy::K8sPolicy& p = s.store.k8s_policies[7];
-    const policy::Selector original = p.pod_selector;
-    std::vector<double> compile_ms, commit_ms, nft_ms;
-    size_t n = 0, rebuilt = 0, rebuilt_entries = 0;
+    // Changes on top of the large table, each made and unmade kChanges times (medians): a
+    // policy's selector (verdict map elements only), and a remote pod's labels (its remote
+    // class: elements of the class maps, whose jumps make the kernel validate the table).
     dataplane::Ruleset current = rs;
-    for (int i = 0; i < kChanges; ++i) {
-      p.pod_selector = i % 2 == 0 ? policy::Selector(policy::selEq("app", "app-2")) : original;
-      auto c0 = Clock::now();
+    policy::K8sPolicy& p = s.store.k8s_policies[7];
+    const policy::Selector selector = p.pod_selector;
+    measureChanges("one policy change on ~100k", s, current, **tr, b.name, [&](int i) {
+      p.pod_selector = i % 2 == 0 ? policy::Selector(policy::selEq("app", "app-2")) : selector;
       s.builder->upsert(p);
       (void)s.nc->programChanged(s.builder->program());
-      dataplane::Ruleset next = dataplane::buildRuleset(s.nc->table());
-      dataplane::alignRangeSets(current, next);
-      std::vector<dataplane::SetChange> changes;
-      dataplane::ChainChanges chains;
-      bool same = dataplane::diffRulesets(current, next, changes, &chains);
-      auto c1 = Clock::now();
-      // A range map change is a rebuilt map (first transaction) and the switch (second): both count.
-      std::vector<dataplane::Batch> deltas;
-      if (same && !chains.swaps.empty()) deltas.push_back(dataplane::encodeSwapPreparation(next, chains, {}, 1));
-      deltas.push_back(same ? dataplane::encodeChanges(next, changes, 1000, chains)
-                            : dataplane::encodeRuleset(next, dataplane::TableMode::kReplace, 1));
-      auto c2 = Clock::now();
-      for (const auto& delta : deltas) {
-        auto ok2 = (*tr)->commit(delta);
-        if (!ok2) std::printf("  change failed: %s\n", ok2.error().str().c_str());
-      }
-      auto c3 = Clock::now();
-      for (const auto& swap : chains.swaps) {
-        ++rebuilt;
-        rebuilt_entries += swap.replacement.elements.size();
-      }
-      n = 0;
-      std::string script;
-      for (const auto& c : changes) {
-        n += c.add.size() + c.remove.size();
-        for (const auto& line : dataplane::describeChanges(next, {c})) {
-          // "+ set elem" → "add element inet zonewall set { elem }"
-          std::string set = line.substr(2, line.find(' ', 2) - 2);
-          std::string el = line.substr(line.find(' ', 2) + 1);
-          if (line[0] == '-') el = el.substr(0, el.find(" : "));
-          script += std::string(line[0] == '+' ? "add" : "delete") + " element inet zonewall " + set + " { " + el + " }\n";
-        }
-      }
-      nft_ms.push_back(timeNftFile(b.name, script));
-      compile_ms.push_back(ms(c0, c1));
-      commit_ms.push_back(ms(c2, c3));
-      current = std::move(next);
-    }
-    if (rebuilt != 0) std::printf("  (the changes rebuilt %zu range map(s), %zu entries)\n", rebuilt, rebuilt_entries);
-    std::printf("%-34s %9zu %9.2f %9.1f %7.1fx   (median of %d; %zu element changes; recompile+diff %.2f ms)\n",
-                "one policy change on ~100k", s.nc->table().entryCount(), median(commit_ms), median(nft_ms),
-                median(nft_ms) / median(commit_ms), kChanges, n, median(compile_ms));
+    });
+    auto remote = static_cast<std::uint32_t>(
+        std::find_if(s.store.pods.begin(), s.store.pods.end(), [](const policy::Pod& pod) { return pod.node != "node-0"; }) -
+        s.store.pods.begin());
+    const policy::Labels labels = s.store.pods[remote].labels;
+    measureChanges("one remote pod relabeled on ~100k", s, current, **tr, b.name, [&](int i) {
+      policy::Labels old = s.store.pods[remote].labels;
+      s.store.pods[remote].labels = labels;
+      if (i % 2 == 0) s.store.pods[remote].labels["app"] = "app-3";
+      s.inv->relabel(remote, old);
+      (void)s.nc->podLabelsChanged(remote);
+    });
   }
 }
 

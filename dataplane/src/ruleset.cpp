@@ -54,9 +54,11 @@ class Builder {
     for (Family f : kFamilies) {
       for (Direction d : {Direction::kIngress, Direction::kEgress}) directionChain(f, d);
     }
-    baseChain("forward", true, true);
-    baseChain("input", true, false);
-    baseChain("output", false, true);
+    // Policy judges forwarded traffic only: Kubernetes NetworkPolicy always allows traffic
+    // between a pod and its own node (kubelet's probes, node-local agents), which is what the
+    // input and output hooks see. Input still drops spoofed sources from the pods.
+    baseChain("forward", true);
+    baseChain("input", false);
     // Range maps first, then the chains without set lookups: what a new table's first
     // transaction creates (see encodeCreate); the `nft -f` script keeps the same order.
     std::stable_partition(rs_.sets.begin(), rs_.sets.end(), isRangeSet);
@@ -263,30 +265,26 @@ class Builder {
     rs_.chains.push_back(std::move(c));
   }
 
-  void baseChain(const char* hook, bool egress, bool ingress) {
+  void baseChain(const char* hook, bool policy) {
     ChainDef c{hook, hook, {}};
     c.rules.push_back({.kind = Rule::Kind::kCtEstablished});
     c.rules.push_back({.kind = Rule::Kind::kCtInvalid});
     // Neighbour discovery is never blocked: without it no IPv6 traffic flows at all.
     for (std::uint32_t type = 133; type <= 136; ++type) c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .a = type});
     // Anti-spoofing: what comes in from a pod's host veth carries that pod's address.
-    if (egress) {
-      for (Family f : kFamilies) {
-        c.rules.push_back({.kind = Rule::Kind::kAntiSpoof, .family = f, .set = fmt::format("pod_src{}", suffix(f)),
-                           .text = policy::kHostVethPrefix});
-      }
-    }
     for (Family f : kFamilies) {
-      if (egress) {
+      c.rules.push_back({.kind = Rule::Kind::kAntiSpoof, .family = f, .set = fmt::format("pod_src{}", suffix(f)),
+                         .text = policy::kHostVethPrefix});
+    }
+    if (policy) {
+      for (Family f : kFamilies) {
         c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = true,
                            .set = fmt::format("egress_local{}", suffix(f)), .verdict = jumpTo(fmt::format("egress{}", suffix(f)))});
-      }
-      if (ingress) {
         c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = false,
                            .set = fmt::format("ingress_local{}", suffix(f)), .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
       }
+      c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});
     }
-    c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});
     rs_.chains.push_back(std::move(c));
   }
 

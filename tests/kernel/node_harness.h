@@ -121,6 +121,14 @@ class NodeHarness {
   /// Runs a shell command in pod i's namespace; true on success.
   bool inPod(size_t i, const std::string& cmd) const { return sh("ip netns exec " + podNs(i) + " " + cmd); }
   bool inNode(const std::string& cmd) const { return sh("ip netns exec " + node_ + " " + cmd); }
+  /// Servers in the node namespace itself (stopped with the pods' servers).
+  bool serveInNode(const std::vector<int>& ports) {
+    std::vector<std::string> argv{"ip", "netns", "exec", node_, probeBinary(), "serve"};
+    for (int p : ports) argv.push_back(std::to_string(p));
+    pid_t pid = spawn(argv);
+    if (pid > 0) servers_.push_back(pid);
+    return pid > 0;
+  }
 
   /// "from -> to" → allowed, for every ordered pair of distinct pods (a pod's traffic to itself
   /// stays inside its own namespace and never meets the node: upstream ignores it too).

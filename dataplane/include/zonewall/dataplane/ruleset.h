@@ -2,9 +2,11 @@
 // netlink encoder are generated from, so that the two paths cannot drift apart.
 //
 // table inet zonewall
-//   base chains forward / input / output (filter hook, priority filter, policy accept):
+//   base chains forward and input (filter hook, priority filter, policy accept):
 //     ct state established,related accept; ct state invalid drop; NDP accept
-//     (forward, input) a packet from a pod's host veth must carry that pod's address
+//     a packet from a pod's host veth must carry that pod's address
+//   forward only (traffic between a pod and its own node is always allowed, as Kubernetes
+//   NetworkPolicy says; no output chain at all):
 //     local source      → jump egressN   (remote class from the destination address)
 //     local destination → jump ingressN  (remote class from the source address)
 //     (only local addresses the direction restricts or logs: egress_localN, ingress_localN)
@@ -127,7 +129,7 @@ struct Rule {
 
 struct ChainDef {
   std::string name;
-  std::string hook;  ///< "forward", "input", "output" for base chains; empty otherwise
+  std::string hook;  ///< "forward", "input" for base chains; empty otherwise
   std::vector<Rule> rules;
 };
 
