@@ -670,11 +670,28 @@ void addChains(Encoder& enc, const std::vector<ChainDef>& chains) {
 }
 }  // namespace
 
+namespace {
+// The elements a new table's second transaction adds: those of every set the local address
+// sets gate (the local sets themselves, the verdict maps and, where they name no chain, the
+// remote class maps). Range maps and the anti-spoofing set are filled in the first.
+bool gatedByLocalSets(const SetDef& s) {
+  if (isRangeSet(s) || s.kind == SetKind::kIfaceAddrSet) return false;
+  return std::ranges::none_of(s.elements, [](const Element& e) {
+    return e.verdict.kind == Verdict::Kind::kJump || e.verdict.kind == Verdict::Kind::kGoto;
+  });
+}
+}  // namespace
+
 std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) {
-  // First: the table, the chains that look nothing up (range map verdicts go to them) and the
-  // range maps, filled; no base chain yet, so no packet sees any of it. The kernel publishes
-  // the range maps' contents when this transaction completes. Second: everything else, base
-  // chains last; the first packet the table judges finds every map complete.
+  // First: the whole skeleton, every set, and the elements of the range maps, of the
+  // anti-spoofing set and of any set whose elements jump (the remote class maps); the local
+  // address sets are left empty, so no packet enters a direction chain yet: until the second
+  // transaction the table judges nothing but spoofed sources (as before it existed). The
+  // kernel validates this transaction's jumps by walking every verdict map reachable from a
+  // base chain; the big ones are still empty, so the walk is short.
+  // Second: the local sets and the verdict maps, filled at once. Their elements are plain
+  // verdicts (no jump), so the kernel does not walk the table again; the range maps, published
+  // when the first transaction completed, are complete before any lookup reaches them.
   Encoder one(rs.table, first_seq);
   one.addTable();
   std::vector<ChainDef> early;
@@ -682,25 +699,21 @@ std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) {
     if (needsNoSet(c)) early.push_back(c);
   }
   addChains(one, early);
-  for (const SetDef& s : rs.sets) {
-    if (!isRangeSet(s)) continue;
-    one.addSet(s);
-    one.elements(s, s.elements, false);
-  }
-  Batch first = one.finish();
-  Encoder two(rs.table, first_seq + static_cast<std::uint32_t>(first.messages()));
   for (const ChainDef& c : rs.chains) {
-    if (!needsNoSet(c)) two.addChain(c);
+    if (!needsNoSet(c)) one.addChain(c);
   }
   for (const SetDef& s : rs.sets) {
-    if (!isRangeSet(s)) two.addSet(s);
-  }
-  for (const SetDef& s : rs.sets) {
-    if (!isRangeSet(s)) two.elements(s, s.elements, false);
+    one.addSet(s);
+    if (!gatedByLocalSets(s)) one.elements(s, s.elements, false);
   }
   for (const ChainDef& c : rs.chains) {
     if (needsNoSet(c)) continue;
-    for (size_t i = 0; i < c.rules.size(); ++i) two.addRule(c, c.rules[i], i);
+    for (size_t i = 0; i < c.rules.size(); ++i) one.addRule(c, c.rules[i], i);
+  }
+  Batch first = one.finish();
+  Encoder two(rs.table, first_seq + static_cast<std::uint32_t>(first.messages()));
+  for (const SetDef& s : rs.sets) {
+    if (gatedByLocalSets(s)) two.elements(s, s.elements, false);
   }
   std::vector<Batch> out;
   out.push_back(std::move(first));

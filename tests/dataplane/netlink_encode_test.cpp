@@ -167,20 +167,46 @@ TEST(NetlinkEncode, RangeMapChangesBecomeASwap) {
   EXPECT_EQ(changes[0].set, "ingress4_default");
 }
 
-// A new table comes in two transactions: the range maps (and the chains their verdicts name)
-// before any base chain, everything else after; together, the whole ruleset.
-TEST(NetlinkEncode, CreateBuildsRangeMapsFirst) {
+// A new table comes in two transactions: the skeleton, every set, and the elements that do not
+// depend on the local address sets (range maps, anti-spoofing, the remote class maps, whose
+// elements jump) first, with the local sets empty; then the local sets and verdict maps.
+TEST(NetlinkEncode, CreateFillsLocalSetsAndVerdictMapsLast) {
   Ruleset rs = rulesetOf(kCluster, "n1");
   std::vector<Batch> batches = encodeCreate(rs, 1);
   ASSERT_EQ(batches.size(), 2U);
   auto has = [](const Batch& b, const std::string& what) { return std::ranges::find(b.what, what) != b.what.end(); };
-  EXPECT_TRUE(has(batches[0], "set ingress4_ranges"));
-  EXPECT_TRUE(has(batches[0], "chain rc_d0_01"));  // a mark setter: remote maps jump to them
-  EXPECT_FALSE(has(batches[0], "chain forward"));
-  EXPECT_FALSE(has(batches[0], "set ingress4_exact"));
-  EXPECT_TRUE(has(batches[1], "chain forward"));
-  EXPECT_TRUE(has(batches[1], "set ingress4_exact"));
-  EXPECT_FALSE(has(batches[1], "set ingress4_ranges"));
+  // Element messages are described "add element <first> of set <name>[ (and N more)]".
+  auto setOf = [](const std::string& w) {
+    std::string rest = w.substr(w.find(" of set ") + 8);
+    return rest.substr(0, rest.find(' '));
+  };
+  auto fills = [&](const Batch& b, const std::string& set) {
+    return std::ranges::any_of(b.what, [&](const std::string& w) { return w.starts_with("add element") && setOf(w) == set; });
+  };
+  EXPECT_TRUE(has(batches[0], "chain forward"));
+  EXPECT_TRUE(has(batches[0], "set ingress4_exact"));
+  EXPECT_TRUE(has(batches[0], "set ingress_local4"));
+  ASSERT_FALSE(rs.findSet("ingress4_ranges")->elements.empty());
+  ASSERT_FALSE(rs.findSet("ingress_local4")->elements.empty());
+  for (const char* first : {"ingress4_ranges", "pod_src4", "remote4_d0_exact"}) {
+    EXPECT_TRUE(fills(batches[0], first)) << first;
+    EXPECT_FALSE(fills(batches[1], first)) << first;
+  }
+  for (const char* second : {"ingress_local4", "ingress4_default", "ingress4_any"}) {
+    if (rs.findSet(second)->elements.empty()) continue;
+    EXPECT_FALSE(fills(batches[0], second)) << second;
+    EXPECT_TRUE(fills(batches[1], second)) << second;
+  }
+  // The second adds elements only, none of which jumps (the kernel would walk the table).
+  for (const std::string& w : batches[1].what) {
+    if (w == "batch begin" || w == "batch end") continue;
+    ASSERT_TRUE(w.starts_with("add element")) << w;
+    const SetDef* set = rs.findSet(setOf(w));
+    ASSERT_NE(set, nullptr) << w;
+    EXPECT_TRUE(std::ranges::none_of(set->elements, [](const Element& e) {
+      return e.verdict.kind == Verdict::Kind::kJump || e.verdict.kind == Verdict::Kind::kGoto;
+    })) << w;
+  }
   EXPECT_EQ(batches[1].first_seq, batches[0].first_seq + batches[0].messages());
   // Every chain and set of the ruleset, once.
   size_t chains = 0;

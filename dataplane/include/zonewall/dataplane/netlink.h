@@ -40,10 +40,13 @@ enum class TableMode : std::uint8_t {
 /// The whole ruleset as one transaction.
 Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq);
 
-/// A new table in two transactions: the range maps (and the chains their verdicts name) first,
-/// so that they are published complete before any base chain exists; then everything else.
-/// (One transaction would leave the range maps empty for a moment after the base chains go
-/// live: a denied flow whose deny is a range entry could pass.)
+/// A new table in two transactions. First the skeleton, every set, and the elements of the
+/// range maps, the anti-spoofing set and the remote class maps, with the local address sets
+/// left empty: nothing enters a direction chain yet. Then the local sets and verdict maps,
+/// filled at once. In one transaction the range maps would be empty for a moment after the
+/// base chains go live (the kernel publishes pipapo additions after the switch: a flow denied
+/// by a range entry could pass), and the kernel would validate the whole table, walking every
+/// element of every verdict map; the second transaction adds no jump, so nothing is walked.
 std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq);
 
 /// Log chains come and go with Log rules; they change without touching the fixed skeleton (no
