@@ -95,8 +95,11 @@ void measureChanges(const char* label, Setup& s, dataplane::Ruleset& current, da
     // A range map change is a rebuilt map (first transaction) and the switch (second): both count.
     std::vector<dataplane::Batch> deltas;
     if (same && !chains.swaps.empty()) deltas.push_back(dataplane::encodeSwapPreparation(next, chains, {}, 1));
-    deltas.push_back(same ? dataplane::encodeChanges(next, changes, 1000, chains)
-                          : dataplane::encodeRuleset(next, dataplane::TableMode::kReplace, 1));
+    if (same) {
+      deltas.push_back(dataplane::encodeChanges(next, changes, 1000, chains));
+    } else {
+      deltas = dataplane::encodeReplace(next, 1);
+    }
     auto c2 = Clock::now();
     for (const auto& delta : deltas) {
       if (auto ok = tr.commit(delta); !ok) std::printf("  change failed: %s\n", ok.error().str().c_str());

@@ -746,19 +746,25 @@ std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, c
 }
 
 std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std::ostream& err) {
-  // Range maps are built and published in a transaction of their own before anything uses
-  // them: a new table's (before its base chains), a rebuilt one's (before the lookups switch).
+  // Nothing is ever judged by a half-built table: a new one is created in two transactions
+  // (skeleton, then the local sets and verdict maps), a replaced one is built aside first, a
+  // rebuilt range map is published before the lookups switch to it.
   std::vector<dataplane::Batch> batches;
   bool created = p.replace && !p.have.exists;
   if (created) {
     batches = dataplane::encodeCreate(p.want, 1);
   } else if (p.replace) {
-    batches.push_back(dataplane::encodeRuleset(p.want, dataplane::TableMode::kReplace, 1));
+    batches = dataplane::encodeReplace(p.want, 1);
   } else {
     if (!p.chain_changes.swaps.empty()) {
       batches.push_back(dataplane::encodeSwapPreparation(p.want, p.chain_changes, p.have.stale_sets, 1));
     }
     batches.push_back(dataplane::encodeChanges(p.want, p.changes, 1, p.chain_changes));
+  }
+  // An interrupted replace left its aside table judging: gone once ours is complete (a
+  // replace deletes it itself).
+  if (p.have.aside_exists && !(p.replace && p.have.exists)) {
+    batches.push_back(dataplane::encodeDropTable(dataplane::asideTable(p.want.table), 1));
   }
   for (const auto& b : batches) {
     if (auto r = p.transport->commit(b); !r) {
@@ -767,9 +773,12 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
     }
   }
   const char* verb = std::string(cmd) == "apply" ? "applied" : "repaired";
-  std::string transactions = batches.size() == 2
-                                 ? fmt::format("two transactions of {} + {}", batches[0].messages(), batches[1].messages())
-                                 : fmt::format("one transaction of {}", batches[0].messages());
+  std::string transactions;
+  for (const auto& b : batches) transactions += (transactions.empty() ? "" : " + ") + std::to_string(b.messages());
+  const char* counts[] = {"", "one transaction", "two transactions", "three transactions", "four transactions"};
+  transactions = (batches.size() < std::size(counts) ? std::string(counts[batches.size()])
+                                                     : std::to_string(batches.size()) + " transactions") +
+                 " of " + transactions;
   if (created) {
     out << fmt::format("{} node '{}' ({} entries): table created in {} netlink messages\n", verb, p.node, p.entries,
                        transactions);
@@ -813,13 +822,14 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
                            sw.replacement.elements.size());
       }
       for (const auto& s : p.chain_changes.drop_sets) out << "- set " << s << "\n";
+      if (p.have.aside_exists) out << "- table inet " << dataplane::asideTable(p.want.table) << "\n";
       auto lines = dataplane::describeChanges(p.want, p.changes);
       for (const auto& line : lines) out << line << "\n";
       out << fmt::format("{} element changes\n", lines.size());
     }
     return kExitOk;
   }
-  if (!p.replace && p.changes.empty() && p.chain_changes.empty()) {
+  if (!p.replace && p.changes.empty() && p.chain_changes.empty() && !p.have.aside_exists) {
     out << fmt::format("node '{}': the kernel already holds this table; nothing to do\n", p.node);
     return kExitOk;
   }
@@ -843,7 +853,7 @@ int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
     for (const auto& c : p.chain_changes.add) out << "drift: + chain " << c.name << "\n";
     for (const auto& line : dataplane::describeChanges(p.want, p.changes)) out << "drift: " << line << "\n";
   }
-  bool drift = p.replace || !p.changes.empty() || !p.chain_changes.empty();
+  bool drift = p.replace || !p.changes.empty() || !p.chain_changes.empty() || p.have.aside_exists;
   if (!drift) {
     out << fmt::format("node '{}': in sync ({} entries)\n", p.node, p.entries);
     return kExitOk;

@@ -504,19 +504,27 @@ class Encoder {
   }
   void done() { nftnl_batch_update(nb_.get()); }
 
-  void deleteTable() {
+  void deleteTable() { deleteTable(table_); }
+  void deleteTable(const std::string& name) {
     NftnlTablePtr t(nftnl_table_alloc());
-    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table_.c_str());
+    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name.c_str());
     nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
-    nftnl_table_nlmsg_build_payload(header(NFT_MSG_DELTABLE, 0, "delete table " + table_), t.get());
+    nftnl_table_nlmsg_build_payload(header(NFT_MSG_DELTABLE, 0, "delete table " + name), t.get());
     done();
   }
+  // "add table" first makes the delete valid when the table does not exist: the transaction
+  // deletes it if it is there and fails on nothing else.
+  void deleteTableIfExists(const std::string& name) {
+    addTable(name);
+    deleteTable(name);
+  }
 
-  void addTable() {
+  void addTable() { addTable(table_); }
+  void addTable(const std::string& name) {
     NftnlTablePtr t(nftnl_table_alloc());
-    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table_.c_str());
+    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name.c_str());
     nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
-    nftnl_table_nlmsg_build_payload(header(NFT_MSG_NEWTABLE, NLM_F_CREATE, "table " + table_), t.get());
+    nftnl_table_nlmsg_build_payload(header(NFT_MSG_NEWTABLE, NLM_F_CREATE, "table " + name), t.get());
     done();
   }
 
@@ -645,12 +653,7 @@ class Encoder {
 
 Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq) {
   Encoder enc(rs.table, first_seq);
-  if (mode == TableMode::kReplace) {
-    // "add table" first makes the delete valid when the table does not exist yet; the
-    // transaction as a whole either replaces the table or changes nothing.
-    enc.addTable();
-    enc.deleteTable();
-  }
+  if (mode == TableMode::kReplace) enc.deleteTableIfExists(rs.table);  // all of it, or nothing
   enc.addTable();
   for (const ChainDef& c : rs.chains) enc.addChain(c);
   for (const SetDef& s : rs.sets) enc.addSet(s);
@@ -682,7 +685,11 @@ bool gatedByLocalSets(const SetDef& s) {
 }
 }  // namespace
 
-std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) {
+namespace {
+// encodeCreate's two transactions; the first deletes `drop_before` (if it exists) before it
+// creates anything, the second deletes `drop_after` once the table is complete.
+std::vector<Batch> createInTwo(const Ruleset& rs, std::uint32_t first_seq, const std::string& drop_before,
+                               const std::string& drop_after) {
   // First: the whole skeleton, every set, and the elements of the range maps, of the
   // anti-spoofing set and of any set whose elements jump (the remote class maps); the local
   // address sets are left empty, so no packet enters a direction chain yet: until the second
@@ -693,6 +700,7 @@ std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) {
   // verdicts (no jump), so the kernel does not walk the table again; the range maps, published
   // when the first transaction completed, are complete before any lookup reaches them.
   Encoder one(rs.table, first_seq);
+  if (!drop_before.empty()) one.deleteTableIfExists(drop_before);
   one.addTable();
   std::vector<ChainDef> early;
   for (const ChainDef& c : rs.chains) {
@@ -715,10 +723,35 @@ std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) {
   for (const SetDef& s : rs.sets) {
     if (gatedByLocalSets(s)) two.elements(s, s.elements, false);
   }
+  if (!drop_after.empty()) two.deleteTable(drop_after);
   std::vector<Batch> out;
   out.push_back(std::move(first));
   out.push_back(two.finish());
   return out;
+}
+}  // namespace
+
+std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) { return createInTwo(rs, first_seq, "", ""); }
+
+std::string asideTable(const std::string& table) { return table + "_aside"; }
+
+std::vector<Batch> encodeReplace(const Ruleset& rs, std::uint32_t first_seq) {
+  // The new table is built complete under the aside name while the old one still judges
+  // (both judge for a moment: a packet passes only if both accept it), then again under its
+  // own name in place of the old one while the aside copy judges, which goes last.
+  Ruleset aside = rs;
+  aside.table = asideTable(rs.table);
+  std::vector<Batch> out = createInTwo(aside, first_seq, aside.table, "");
+  std::vector<Batch> in_place =
+      createInTwo(rs, out.back().first_seq + static_cast<std::uint32_t>(out.back().messages()), rs.table, aside.table);
+  for (Batch& b : in_place) out.push_back(std::move(b));
+  return out;
+}
+
+Batch encodeDropTable(const std::string& table, std::uint32_t first_seq) {
+  Encoder enc(table, first_seq);
+  enc.deleteTableIfExists(table);
+  return enc.finish();
 }
 
 bool isLogChain(const std::string& name) { return name.starts_with("log_"); }
@@ -1233,6 +1266,16 @@ class NetlinkTransport final : public Transport {
     KernelState st;
     st.ruleset.table = expected.table;
     st.ruleset.class_mask = expected.class_mask;
+    // A left-over aside table of an interrupted replace judges packets too.
+    auto table_dump = dump(NFT_MSG_GETTABLE, "", "", [&](const nlmsghdr* nlh) {
+      NftnlTablePtr t(nftnl_table_alloc());
+      if (nftnl_table_nlmsg_parse(nlh, t.get()) == 0 && nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) == NFPROTO_INET &&
+          asideTable(expected.table) == nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)) {
+        st.aside_exists = true;
+      }
+    });
+    if (!table_dump) return std::unexpected(table_dump.error());
+    if (st.aside_exists) st.drift.push_back("table inet " + asideTable(expected.table) + " is left from an interrupted replace");
     // Chains and their rules.
     std::map<std::string, std::vector<std::vector<std::string>>> rules;
     std::set<std::string> chains;

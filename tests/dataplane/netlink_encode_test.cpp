@@ -80,6 +80,30 @@ TEST(NetlinkEncode, ReplaceIsOneTransaction) {
   EXPECT_EQ(std::count(b.what.begin(), b.what.end(), "batch end"), 1);
 }
 
+// A replace builds the table aside (deleting a left-over aside first), then in place of the
+// old one, and deletes the aside copy last: four transactions.
+TEST(NetlinkEncode, ReplaceBuildsAsideFirst) {
+  Ruleset rs = rulesetOf(kCluster, "n1");
+  std::vector<Batch> b = encodeReplace(rs, 1);
+  ASSERT_EQ(b.size(), 4u);
+  auto has = [](const Batch& x, const std::string& what) { return std::ranges::find(x.what, what) != x.what.end(); };
+  EXPECT_EQ(b[0].what[1], "table zonewall_aside");
+  EXPECT_EQ(b[0].what[2], "delete table zonewall_aside");
+  EXPECT_TRUE(has(b[0], "chain forward"));
+  EXPECT_FALSE(has(b[0], "delete table zonewall"));
+  EXPECT_FALSE(has(b[1], "delete table zonewall"));
+  EXPECT_EQ(b[2].what[1], "table zonewall");
+  EXPECT_EQ(b[2].what[2], "delete table zonewall");
+  EXPECT_TRUE(has(b[2], "chain forward"));
+  EXPECT_EQ(b[3].what[b[3].what.size() - 2], "delete table zonewall_aside");
+  for (size_t i = 1; i < b.size(); ++i) EXPECT_EQ(b[i].first_seq, b[i - 1].first_seq + b[i - 1].messages());
+  // The aside copy is the same table under the other name: its batches decode to the ruleset.
+  auto aside = decodeBatch(b[0], rs);
+  ASSERT_TRUE(aside.has_value());
+  EXPECT_EQ(aside->chains.size(), rs.chains.size());
+  EXPECT_EQ(aside->sets.size(), rs.sets.size());
+}
+
 // The diff between two nodes' rulesets, applied as element changes, yields the target.
 TEST(NetlinkEncode, DiffThenApplyReachesTarget) {
   Ruleset from = rulesetOf(kCluster, "n1");

@@ -49,6 +49,20 @@ Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq);
 /// element of every verdict map; the second transaction adds no jump, so nothing is walked.
 std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq);
 
+/// The table a replace builds aside ("zonewall_aside" for "zonewall").
+std::string asideTable(const std::string& table);
+
+/// The table `rs.table`, whatever it holds now (another skeleton, someone's edits), replaced
+/// without a moment in which it judges less than both the old and the new table would: the
+/// new table is built complete under asideTable() (any left-over of that name deleted first)
+/// while the old one still judges, then the old one is deleted and the new one built in its
+/// place (encodeCreate's two transactions) while the aside copy judges; the last transaction
+/// deletes the aside copy. Four transactions; while two tables judge, a packet must pass both.
+std::vector<Batch> encodeReplace(const Ruleset& rs, std::uint32_t first_seq);
+
+/// Deletes `table` if it exists (a left-over aside table of an interrupted replace).
+Batch encodeDropTable(const std::string& table, std::uint32_t first_seq);
+
 /// Log chains come and go with Log rules; they change without touching the fixed skeleton (no
 /// base chain is ever deleted and re-created on an update: that would leave a moment in which
 /// the dying chain's rules see its sets emptied).
@@ -100,6 +114,7 @@ struct KernelState {
   bool skeleton_matches = false;
   std::vector<std::string> drift;  ///< human-readable differences of the skeleton
   std::vector<std::string> stale_sets;  ///< range maps no lookup references (an unfinished swap)
+  bool aside_exists = false;  ///< asideTable() exists: a replace was interrupted (it judges too)
 };
 
 /// Owns the netlink socket; the one seam where tests may substitute the kernel.
