@@ -1,12 +1,15 @@
 // Dataplane benchmark (root; runs in network namespaces it creates and removes):
 //
-//  1. programming latency: cold load of node tables of ~10k and ~100k entries, and one policy
-//     change on top of the large one, through zonewall's netlink path vs `nft -f` of the same
-//     ruleset text (the same elements as add/delete commands for the change);
-//  2. per-packet cost: TCP connection rate and throughput between two pods with 0, 100, 1k and
-//     10k policies compiled by zonewall, vs the same allowed tuples as a linear chain of one
-//     rule each, the matching rule last.
-// Prints figures and ratios, all measured in this run.
+//  1. programming latency: cold load of node tables of ~10k and ~100k entries, one policy
+//     change and one remote pod relabel on top of the large one, through zonewall's netlink
+//     path vs `nft -f` of the same ruleset text (the same elements as add/delete commands for
+//     the changes);
+//  2. per-packet cost: TCP connection rate, CPU time per connection and throughput between two
+//     pods with no table, conntrack only, and 0, 100, 1k and 10k policies compiled by zonewall,
+//     vs the same allowed tuples as a linear chain of one rule each, the matching rule last;
+//  3. forwarding while a ~100k-entry table is created and deleted (ping latency and loss).
+// Prints figures and ratios, all measured in this run. `dataplane_bench SECTION` runs one
+// (programming, packets, forwarding).
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "kernel/node_harness.h"
 #include "synthetic.h"
@@ -343,6 +347,68 @@ void perPacket() {
   }
 }
 
+// Forwarding while a large table loads: does one big transaction stall the node? A ping
+// between two pods the table does not police (their flow is established after the first
+// packet) runs at 500 packets/s while a table of ~100k entries is created and deleted three
+// times in the node's namespace; its worst round trip and losses are printed next to the same
+// ping on the idle node.
+void forwardingDuringLoads() {
+  std::printf("\n3. forwarding while a ~100k-entry table is created and deleted (ping between two unpoliced pods, 2 ms apart)\n");
+  bench::SyntheticSpec spec;
+  spec.pods = 2000;
+  spec.policies = 2200;
+  spec.pods_per_node = 400;
+  policy::Store st = bench::syntheticCluster(spec);
+  st.namespaces.push_back({"x", {{policy::kNamespaceNameLabel, "x"}}, {}});
+  for (auto [name, ip] : {std::pair{"client", 0x0af4000aU}, std::pair{"server", 0x0af4000bU}}) {
+    st.pods.push_back({"x", name, {{"bench", "probe"}}, "node-0", {policy::Addr::fromV4(ip)}, {}, {}});
+  }
+  compiler::Inventory inv(st);
+  auto table = compiler::compileNode(compiler::lower(st), inv, "node-0");
+  dataplane::Ruleset rs = dataplane::buildRuleset(*table);
+  NodeHarness node({{"x/client", "10.244.0.10"}, {"x/server", "10.244.0.11"}}, {80});
+  if (!node.ok()) {
+    std::printf("  harness failed: %s\n", node.error().c_str());
+    return;
+  }
+  auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
+  std::string ping = "ip netns exec " + node.podNs(0) + " ping -q -n -i 0.002 -c 1500 -W 1 10.244.0.11";
+  auto summary = [](const std::string& out) {
+    // "... 1500 packets transmitted, 1500 received, 0% packet loss ..." and "rtt min/avg/max/mdev = a/b/c/d ms"
+    std::string loss = "?";
+    if (auto at = out.find("% packet loss"); at != std::string::npos) {
+      auto from = out.rfind(' ', at);
+      loss = out.substr(from + 1, at - from);
+    }
+    std::string rtt = "?";
+    if (auto at = out.find("rtt min/avg/max/mdev = "); at != std::string::npos) rtt = out.substr(at + 23, out.find(" ms", at) - at - 23);
+    return "loss " + loss + ", rtt min/avg/max/mdev " + rtt + " ms";
+  };
+  run(ping.substr(0, ping.find("-c 1500")) + "-c 50 10.244.0.11");  // warm up (ARP, conntrack)
+  std::printf("  idle node:          %s\n", summary(run(ping).out).c_str());
+  std::vector<double> loads;
+  std::vector<double> deletes;
+  std::thread loader([&] {
+    for (int k = 0; k < 3; ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      auto t0 = Clock::now();
+      for (const auto& batch : dataplane::encodeCreate(rs, 1)) {
+        if (auto ok = (*tr)->commit(batch); !ok) std::printf("  load failed: %s\n", ok.error().str().c_str());
+      }
+      auto t1 = Clock::now();
+      (void)(*tr)->commit(dataplane::encodeDropTable(rs.table, 1));
+      auto t2 = Clock::now();
+      loads.push_back(ms(t0, t1));
+      deletes.push_back(ms(t1, t2));
+    }
+  });
+  std::string during = run(ping).out;
+  loader.join();
+  std::printf("  3 loads + deletes:  %s\n", summary(during).c_str());
+  std::printf("  (%zu entries; loads took %.0f / %.0f / %.0f ms, deletes %.0f / %.0f / %.0f ms)\n", table->entryCount(),
+              loads[0], loads[1], loads[2], deletes[0], deletes[1], deletes[2]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -351,11 +417,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string only = argc > 1 ? argv[1] : "";
-  if (!only.empty() && only != "programming" && only != "packets") {
-    std::printf("usage: dataplane_bench [programming|packets]\n");
+  if (!only.empty() && only != "programming" && only != "packets" && only != "forwarding") {
+    std::printf("usage: dataplane_bench [programming|packets|forwarding]\n");
     return 2;
   }
   if (only.empty() || only == "programming") programming();
   if (only.empty() || only == "packets") perPacket();
+  if (only.empty() || only == "forwarding") forwardingDuringLoads();
   return 0;
 }

@@ -18,6 +18,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <libnftnl/common.h>
 #include <poll.h>
 #include <sched.h>
@@ -29,7 +30,9 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
+#include <string_view>
 #include <tuple>
 
 #include "c_handle.h"
@@ -487,8 +490,78 @@ std::string describe(const SetDef& s, const Element& e) {
                      s.name);
 }
 
+// Calls f(attribute) for each netlink attribute in [begin, end).
+template <class F>
+void forEachAttr(void* begin, const void* end, F f) {
+  auto* a = static_cast<nlattr*>(begin);
+  auto left = static_cast<int>(static_cast<const char*>(end) - static_cast<const char*>(begin));
+  while (mnl_attr_ok(a, left)) {
+    f(a);
+    left -= static_cast<int>(NLA_ALIGN(a->nla_len));
+    a = mnl_attr_next(a);
+  }
+}
+template <class F>
+void forEachNested(nlattr* nest, F f) {
+  void* payload = mnl_attr_get_payload(nest);
+  forEachAttr(payload, static_cast<char*>(payload) + mnl_attr_get_payload_len(nest), f);
+}
+
+// The element at `offset` of message `index` of `b` (the attribute a kernel's extended ack
+// names) as "element … of set …, decided by <policy rule>"; nothing when it cannot be told.
+std::optional<std::string> explainElement(const Batch& b, std::uint32_t index, std::uint32_t offset) {
+  if (b.source == nullptr) return std::nullopt;
+  nlmsghdr* msg = nullptr;
+  int left = static_cast<int>(b.bytes.size());
+  auto* nlh = reinterpret_cast<nlmsghdr*>(const_cast<char*>(b.bytes.data()));
+  for (std::uint32_t i = 0; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left), ++i) {
+    if (i == index) {
+      msg = nlh;
+      break;
+    }
+  }
+  int type = msg == nullptr ? -1 : msg->nlmsg_type & 0xff;
+  if (type != NFT_MSG_NEWSETELEM && type != NFT_MSG_DELSETELEM) return std::nullopt;
+  std::string set_name;
+  nlattr* bad = nullptr;
+  forEachAttr(mnl_nlmsg_get_payload_offset(msg, sizeof(nfgenmsg)), mnl_nlmsg_get_payload_tail(msg), [&](nlattr* a) {
+    if (mnl_attr_get_type(a) == NFTA_SET_ELEM_LIST_SET) set_name = mnl_attr_get_str(a);
+    if (mnl_attr_get_type(a) != NFTA_SET_ELEM_LIST_ELEMENTS) return;
+    forEachNested(a, [&](nlattr* el) {
+      if (reinterpret_cast<char*>(el) - reinterpret_cast<char*>(msg) == static_cast<std::ptrdiff_t>(offset)) bad = el;
+    });
+  });
+  if (bad == nullptr) return std::nullopt;
+  std::string_view key;
+  forEachNested(bad, [&](nlattr* k) {
+    if (mnl_attr_get_type(k) != NFTA_SET_ELEM_KEY) return;
+    forEachNested(k, [&](nlattr* v) {
+      if (mnl_attr_get_type(v) == NFTA_DATA_VALUE) {
+        key = {static_cast<const char*>(mnl_attr_get_payload(v)), mnl_attr_get_payload_len(v)};
+      }
+    });
+  });
+  // The ruleset names a rebuilt range map by its other name.
+  const SetDef* def = b.source->findSet(set_name);
+  if (def == nullptr && isRangeSetName(set_name)) def = b.source->findSet(alternateRangeSet(set_name));
+  if (def == nullptr) return std::nullopt;
+  for (const Element& e : def->elements) {
+    for (const auto& ne : netlinkElements(*def, e, false)) {
+      std::uint32_t len = 0;
+      const void* data = nftnl_set_elem_get(ne.get(), NFTNL_SET_ELEM_KEY, &len);
+      if (std::string_view(static_cast<const char*>(data), len) != key) continue;
+      std::string out = describe(*def, e);
+      if (e.origin != 0 && e.origin <= b.source->origins.size()) out += ", decided by " + b.source->origins[e.origin - 1];
+      return out;
+    }
+  }
+  return std::nullopt;
+}
+
 class Encoder {
  public:
+  // A batch of ruleset `rs`, whose failures are explained from it.
+  Encoder(const Ruleset& rs, std::uint32_t first_seq) : Encoder(rs.table, first_seq) { batch_.source = &rs; }
   Encoder(std::string table, std::uint32_t first_seq) : table_(std::move(table)), seq_(first_seq) {
     batch_.first_seq = first_seq;
     nb_.reset(nftnl_batch_alloc(kBatchPage, kBatchOverrun));
@@ -652,7 +725,7 @@ class Encoder {
 }  // namespace
 
 Batch encodeRuleset(const Ruleset& rs, TableMode mode, std::uint32_t first_seq) {
-  Encoder enc(rs.table, first_seq);
+  Encoder enc(rs, first_seq);
   if (mode == TableMode::kReplace) enc.deleteTableIfExists(rs.table);  // all of it, or nothing
   enc.addTable();
   for (const ChainDef& c : rs.chains) enc.addChain(c);
@@ -699,7 +772,7 @@ std::vector<Batch> createInTwo(const Ruleset& rs, std::uint32_t first_seq, const
   // Second: the local sets and the verdict maps, filled at once. Their elements are plain
   // verdicts (no jump), so the kernel does not walk the table again; the range maps, published
   // when the first transaction completed, are complete before any lookup reaches them.
-  Encoder one(rs.table, first_seq);
+  Encoder one(rs, first_seq);
   if (!drop_before.empty()) one.deleteTableIfExists(drop_before);
   one.addTable();
   std::vector<ChainDef> early;
@@ -719,7 +792,7 @@ std::vector<Batch> createInTwo(const Ruleset& rs, std::uint32_t first_seq, const
     for (size_t i = 0; i < c.rules.size(); ++i) one.addRule(c, c.rules[i], i);
   }
   Batch first = one.finish();
-  Encoder two(rs.table, first_seq + static_cast<std::uint32_t>(first.messages()));
+  Encoder two(rs, first_seq + static_cast<std::uint32_t>(first.messages()));
   for (const SetDef& s : rs.sets) {
     if (gatedByLocalSets(s)) two.elements(s, s.elements, false);
   }
@@ -742,6 +815,7 @@ std::vector<Batch> encodeReplace(const Ruleset& rs, std::uint32_t first_seq) {
   Ruleset aside = rs;
   aside.table = asideTable(rs.table);
   std::vector<Batch> out = createInTwo(aside, first_seq, aside.table, "");
+  for (Batch& b : out) b.source = &rs;  // `aside` is gone when they are committed; same elements
   std::vector<Batch> in_place =
       createInTwo(rs, out.back().first_seq + static_cast<std::uint32_t>(out.back().messages()), rs.table, aside.table);
   for (Batch& b : in_place) out.push_back(std::move(b));
@@ -760,7 +834,7 @@ bool isLogChain(const std::string& name) { return name.starts_with("log_"); }
 
 Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq,
                     const ChainChanges& chains) {
-  Encoder enc(rs.table, first_seq);
+  Encoder enc(rs, first_seq);
   // Deletes first, then adds: an entry that moves from one key to an overlapping one is never
   // in the set twice (pipapo rejects overlaps). Chains leave after the elements and maps that
   // jumped to them, and arrive before the elements that will (with swaps, they arrived in the
@@ -785,7 +859,7 @@ Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, st
 
 Batch encodeSwapPreparation(const Ruleset& rs, const ChainChanges& chains,
                             const std::vector<std::string>& stale_sets, std::uint32_t first_seq) {
-  Encoder enc(rs.table, first_seq);
+  Encoder enc(rs, first_seq);
   addChains(enc, chains.add);
   for (const RangeSwap& sw : chains.swaps) {
     if (std::ranges::find(stale_sets, sw.replacement.name) != stale_sets.end()) enc.deleteSet(sw.replacement.name);
@@ -1247,8 +1321,21 @@ class NetlinkTransport final : public Transport {
         if (e->error != 0 && !first_error) {
           std::uint32_t idx = nlh->nlmsg_seq - batch.first_seq;  // seq → the message's description
           std::string what = idx < batch.what.size() ? batch.what[idx] : fmt::format("message {}", nlh->nlmsg_seq);
-          first_error = Error{Error::Code::kKernel, "the kernel rejected " + what + "; nothing was changed", {},
-                              -e->error};
+          // The extended ack: the kernel's own words, and which attribute (element) it refused.
+          std::string said;
+          if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
+            size_t tlvs = sizeof(nlmsgerr) + ((nlh->nlmsg_flags & NLM_F_CAPPED) ? 0 : e->msg.nlmsg_len - sizeof(nlmsghdr));
+            forEachAttr(mnl_nlmsg_get_payload_offset(nlh, tlvs), mnl_nlmsg_get_payload_tail(nlh), [&](nlattr* a) {
+              if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG) said = mnl_attr_get_str(a);
+              if (mnl_attr_get_type(a) == NLMSGERR_ATTR_OFFS) {
+                if (auto el = explainElement(batch, idx, mnl_attr_get_u32(a))) what = *el;
+              }
+            });
+          }
+          first_error = Error{Error::Code::kKernel,
+                              "the kernel rejected " + what + (said.empty() ? "" : " (" + said + ")") +
+                                  "; nothing was changed",
+                              {}, -e->error};
         }
       }
     }
@@ -1480,6 +1567,11 @@ std::expected<std::unique_ptr<Transport>, Error> openNetlink(const std::string& 
   }
   if (!sock) return std::unexpected(Error{Error::Code::kIo, "opening the netfilter netlink socket", {}, open_err});
   if (!bound) return std::unexpected(Error{Error::Code::kIo, "binding the netfilter netlink socket", {}, bind_err});
+  // Extended acks name the attribute (the set element) the kernel refused; capped acks do not
+  // echo the refused message back.
+  int on = 1;
+  setsockopt(mnl_socket_get_fd(sock.get()), SOL_NETLINK, NETLINK_EXT_ACK, &on, sizeof on);
+  setsockopt(mnl_socket_get_fd(sock.get()), SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof on);
   return std::unique_ptr<Transport>(new NetlinkTransport(std::move(sock)));
 }
 

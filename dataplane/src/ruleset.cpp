@@ -43,6 +43,7 @@ class Builder {
   }
 
   Ruleset run() {
+    for (const compiler::Attribution& a : t_.attributions) rs_.origins.push_back(a.str());
     logChains();
     setterChains();
     for (Family f : kFamilies) {
@@ -174,6 +175,8 @@ class Builder {
     rs_.sets.push_back(std::move(s));
   }
 
+  std::uint32_t originOf(std::uint32_t outcome) const { return t_.outcomes[outcome].attribution + 1; }
+
   Verdict verdictOf(std::uint32_t outcome) const {
     const Outcome& o = t_.outcomes[outcome];
     if (!o.logs.empty()) return gotoTo(outcomeChain(outcome));
@@ -189,7 +192,10 @@ class Builder {
     SetDef defaults{fmt::format("{}{}_default", dn, suffix(f)), SetKind::kAddrVmap, f, {}};
     for (const auto& lc : dt.classes) {
       if (lc.family != f) continue;
-      for (Addr a : lc.addrs) defaults.elements.push_back(Element{.addr = a, .verdict = verdictOf(lc.default_outcome)});
+      for (Addr a : lc.addrs) {
+        defaults.elements.push_back(
+            Element{.addr = a, .verdict = verdictOf(lc.default_outcome), .origin = originOf(lc.default_outcome)});
+      }
       auto it = std::lower_bound(dt.entries.begin(), dt.entries.end(), lc.id,
                                  [](const Entry& e, std::uint32_t id) { return e.local_class < id; });
       for (; it != dt.entries.end() && it->local_class == lc.id; ++it) {
@@ -203,7 +209,8 @@ class Builder {
                      .proto_hi = e.proto_hi,
                      .port_lo = e.port_lo,
                      .port_hi = e.port_hi,
-                     .verdict = verdictOf(e.outcome)};
+                     .verdict = verdictOf(e.outcome),
+                     .origin = originOf(e.outcome)};
           bool everything = e.proto_lo == 0 && e.proto_hi == 255 && e.port_lo == 0 && e.port_hi == 65535;
           (single ? exact : everything ? any : ranges).elements.push_back(el);
         }

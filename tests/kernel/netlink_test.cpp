@@ -115,7 +115,8 @@ dataplane::Ruleset bankRuleset(const std::string& node) {
 }
 
 // A batch the kernel rejects half-way (an element whose verdict jumps to a chain that does not
-// exist) changes nothing: the previous table stays, entire; the error names the element.
+// exist) changes nothing: the previous table stays, entire; the error names the element (the
+// kernel's extended ack points at it inside its message) and the policy rule behind it.
 TEST(Netlink, RejectedBatchChangesNothing) {
   ZONEWALL_REQUIRE_ROOT();
   Netns ns("c");
@@ -131,10 +132,16 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   auto* set = const_cast<dataplane::SetDef*>(bad.findSet("ingress4_default"));
   ASSERT_NE(set, nullptr);
   ASSERT_FALSE(set->elements.empty());
+  ASSERT_GE(set->elements.size(), 3U) << "the refused element should not be the first of its message";
   set->elements.back().verdict = {dataplane::Verdict::Kind::kGoto, "no_such_chain"};
+  const dataplane::Element& refused = set->elements.back();
+  ASSERT_NE(refused.origin, 0U);
+  std::string element = "element " + policy::formatAddr(refused.addr) + " of set ingress4_default";
+  std::string rule = "decided by " + bad.origins[refused.origin - 1];
   auto r = (*transport)->commit(dataplane::encodeRuleset(bad, dataplane::TableMode::kReplace, 5000));
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message.find("of set ingress4_default"), std::string::npos) << r.error().str();
+  EXPECT_NE(r.error().message.find(element + ", " + rule), std::string::npos) << r.error().str();
+  std::printf("the refused batch: %s\n", r.error().str().c_str());
   EXPECT_NE(r.error().sys_errno, 0);
   EXPECT_EQ(ns.list(), before);  // the old table, entire
 
@@ -147,6 +154,11 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   ASSERT_FALSE(changes.empty());
   auto r2 = (*transport)->commit(dataplane::encodeChanges(bad_update, changes, 9000));
   ASSERT_FALSE(r2.has_value());
+  const dataplane::Element& refused2 = upd->elements.back();
+  EXPECT_NE(r2.error().message.find("element " + policy::formatAddr(refused2.addr) + " of set ingress4_default, decided by " +
+                                    bad_update.origins[refused2.origin - 1]),
+            std::string::npos)
+      << r2.error().str();
   EXPECT_EQ(ns.list(), before);
 }
 

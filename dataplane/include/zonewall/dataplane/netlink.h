@@ -22,6 +22,10 @@ struct Batch {
   std::vector<char> bytes;             ///< begin .. messages .. end
   std::uint32_t first_seq = 0;         ///< sequence number of the batch-begin message
   std::vector<std::string> what;       ///< by seq - first_seq: a human description
+  /// The ruleset it was encoded from (not owned; commit it while that lives): when the kernel
+  /// names the element it refused (its extended ack), the error names that element and the
+  /// policy rule behind it, rather than only the message.
+  const Ruleset* source = nullptr;
   size_t messages() const { return what.size(); }
 };
 

@@ -85,7 +85,14 @@ struct Element {
   std::uint16_t port_lo = 0;
   std::uint16_t port_hi = 0;
   Verdict verdict;
-  friend bool operator==(const Element&, const Element&) = default;
+  /// What decided this element: 1 + an index into Ruleset::origins (0: nothing to name). Not
+  /// part of the element's identity (the kernel does not hold it).
+  std::uint32_t origin = 0;
+  friend bool operator==(const Element& a, const Element& b) {
+    return a.iface == b.iface && a.addr == b.addr && a.addr_hi == b.addr_hi && a.mark == b.mark &&
+           a.proto_lo == b.proto_lo && a.proto_hi == b.proto_hi && a.port_lo == b.port_lo && a.port_hi == b.port_hi &&
+           a.verdict == b.verdict;
+  }
 };
 
 struct SetDef {
@@ -138,6 +145,8 @@ struct Ruleset {
   std::uint32_t class_mask = 0;
   std::vector<ChainDef> chains;  ///< in creation order: every jump target before its users
   std::vector<SetDef> sets;
+  /// The policy rules (or defaults) that verdict map elements come from, for error reports.
+  std::vector<std::string> origins;
 
   const SetDef* findSet(const std::string& name) const;
 };
