@@ -22,6 +22,7 @@
 #include "zonewall/compiler/program.h"
 #include "zonewall/compiler/reference.h"
 #include "zonewall/dataplane/netlink.h"
+#include "zonewall/dataplane/programmer.h"
 #include "zonewall/dataplane/ruleset.h"
 #include "zonewall/policy/loader.h"
 
@@ -692,11 +693,8 @@ Exit: 0 in sync (or repaired), 1 drift found (or the input has errors), 2 usage.
 
 struct Programmed {
   std::unique_ptr<dataplane::Transport> transport;
-  dataplane::Ruleset want;
-  dataplane::KernelState have;
-  std::vector<dataplane::SetChange> changes;
-  dataplane::ChainChanges chain_changes;
-  bool replace = false;
+  std::unique_ptr<dataplane::Programmer> programmer;
+  dataplane::Programmer::Plan plan;
   std::string node;
   size_t entries = 0;
 };
@@ -718,7 +716,6 @@ std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, c
   }
   p.node = table->node;
   p.entries = table->entryCount();
-  p.want = dataplane::buildRuleset(*table);
   std::string netns = a.flags.contains("netns") ? "/run/netns/" + a.flags.at("netns") : "";
   auto transport = dataplane::openNetlink(netns);
   if (!transport) {
@@ -726,67 +723,39 @@ std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, c
     return kExitFindings;
   }
   p.transport = std::move(*transport);
-  auto have = p.transport->read(p.want);
-  if (!have) {
-    err << "zonewall " << cmd << ": reading the kernel's table: " << have.error().str() << "\n";
+  p.programmer = std::make_unique<dataplane::Programmer>(*p.transport);
+  auto plan = p.programmer->plan(dataplane::buildRuleset(*table));
+  if (!plan) {
+    err << "zonewall " << cmd << ": reading the kernel's table: " << plan.error().str() << "\n";
     return kExitFindings;
   }
-  p.have = std::move(*have);
-  dataplane::alignRangeSets(p.have.ruleset, p.want);
-  p.replace = !p.have.exists || !p.have.skeleton_matches ||
-              !dataplane::diffRulesets(p.have.ruleset, p.want, p.changes, &p.chain_changes);
-  if (!p.replace) {
-    for (const std::string& stale : p.have.stale_sets) {
-      bool reused = std::ranges::any_of(p.chain_changes.swaps,
-                                        [&](const dataplane::RangeSwap& sw) { return sw.replacement.name == stale; });
-      if (!reused) p.chain_changes.drop_sets.push_back(stale);
-    }
-  }
+  p.plan = std::move(*plan);
   return std::nullopt;
 }
 
+using PlanKind = dataplane::Programmer::Plan::Kind;
+
 std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std::ostream& err) {
-  // Nothing is ever judged by a half-built table: a new one is created in two transactions
-  // (skeleton, then the local sets and verdict maps), a replaced one is built aside first, a
-  // rebuilt range map is published before the lookups switch to it.
-  std::vector<dataplane::Batch> batches;
-  bool created = p.replace && !p.have.exists;
-  if (created) {
-    batches = dataplane::encodeCreate(p.want, 1);
-  } else if (p.replace) {
-    batches = dataplane::encodeReplace(p.want, 1);
-  } else {
-    if (!p.chain_changes.swaps.empty()) {
-      batches.push_back(dataplane::encodeSwapPreparation(p.want, p.chain_changes, p.have.stale_sets, 1));
-    }
-    batches.push_back(dataplane::encodeChanges(p.want, p.changes, 1, p.chain_changes));
-  }
-  // An interrupted replace left its aside table judging: gone once ours is complete (a
-  // replace deletes it itself).
-  if (p.have.aside_exists && !(p.replace && p.have.exists)) {
-    batches.push_back(dataplane::encodeDropTable(dataplane::asideTable(p.want.table), 1));
-  }
-  for (const auto& b : batches) {
-    if (auto r = p.transport->commit(b); !r) {
-      err << "zonewall " << cmd << ": " << r.error().str() << "\n";
-      return kExitFindings;
-    }
+  auto messages = p.programmer->commit(p.plan);
+  if (!messages) {
+    err << "zonewall " << cmd << ": " << messages.error().str() << "\n";
+    return kExitFindings;
   }
   const char* verb = std::string(cmd) == "apply" ? "applied" : "repaired";
   std::string transactions;
-  for (const auto& b : batches) transactions += (transactions.empty() ? "" : " + ") + std::to_string(b.messages());
-  const char* counts[] = {"", "one transaction", "two transactions", "three transactions", "four transactions"};
-  transactions = (batches.size() < std::size(counts) ? std::string(counts[batches.size()])
-                                                     : std::to_string(batches.size()) + " transactions") +
+  for (size_t m : *messages) transactions += (transactions.empty() ? "" : " + ") + std::to_string(m);
+  const char* counts[] = {"no transaction", "one transaction", "two transactions", "three transactions", "four transactions"};
+  transactions = (messages->size() < std::size(counts) ? std::string(counts[messages->size()])
+                                                       : std::to_string(messages->size()) + " transactions") +
                  " of " + transactions;
-  if (created) {
+  if (p.plan.kind == PlanKind::kCreate) {
     out << fmt::format("{} node '{}' ({} entries): table created in {} netlink messages\n", verb, p.node, p.entries,
                        transactions);
     return std::nullopt;
   }
   size_t elements = 0;
-  for (const auto& c : p.changes) elements += c.add.size() + c.remove.size();
-  const auto& cc = p.chain_changes;
+  for (const auto& c : p.plan.changes) elements += c.add.size() + c.remove.size();
+  const auto& cc = p.plan.chains;
   std::string chains = cc.add.empty() && cc.remove.empty()
                            ? ""
                            : fmt::format(" and {} log chain changes", cc.add.size() + cc.remove.size());
@@ -796,8 +765,8 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
                          sw.replacement.elements.size());
   }
   out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n", verb, p.node, p.entries,
-                     p.replace ? std::string("table replaced")
-                               : fmt::format("{} element changes{}{}", elements, chains, swaps),
+                     p.plan.kind == PlanKind::kReplace ? std::string("table replaced")
+                                                       : fmt::format("{} element changes{}{}", elements, chains, swaps),
                      transactions);
   return std::nullopt;
 }
@@ -809,27 +778,29 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
   }
   Programmed p;
   if (auto rc = prepare(a, in, err, "apply", p)) return *rc;
-  bool dry = a.flags.contains("dry-run");
-  if (dry) {
-    if (p.replace) {
-      out << (p.have.exists ? "would replace table inet zonewall:\n" : "would create table inet zonewall\n");
-      for (const auto& d : p.have.drift) out << "  " << d << "\n";
+  const auto& plan = p.plan;
+  if (a.flags.contains("dry-run")) {
+    if (plan.kind == PlanKind::kCreate) {
+      out << "would create table inet zonewall\n";
+    } else if (plan.kind == PlanKind::kReplace) {
+      out << "would replace table inet zonewall:\n";
+      for (const auto& d : plan.drift) out << "  " << d << "\n";
     } else {
-      for (const auto& c : p.chain_changes.remove) out << "- chain " << c << "\n";
-      for (const auto& c : p.chain_changes.add) out << "+ chain " << c.name << "\n";
-      for (const auto& sw : p.chain_changes.swaps) {
+      for (const auto& c : plan.chains.remove) out << "- chain " << c << "\n";
+      for (const auto& c : plan.chains.add) out << "+ chain " << c.name << "\n";
+      for (const auto& sw : plan.chains.swaps) {
         out << fmt::format("~ range map {} rebuilt as {} ({} entries)\n", sw.old_set, sw.replacement.name,
                            sw.replacement.elements.size());
       }
-      for (const auto& s : p.chain_changes.drop_sets) out << "- set " << s << "\n";
-      if (p.have.aside_exists) out << "- table inet " << dataplane::asideTable(p.want.table) << "\n";
-      auto lines = dataplane::describeChanges(p.want, p.changes);
+      for (const auto& s : plan.chains.drop_sets) out << "- set " << s << "\n";
+      if (plan.drop_aside) out << "- table inet " << dataplane::asideTable(plan.want.table) << "\n";
+      auto lines = dataplane::describeChanges(plan.want, plan.changes);
       for (const auto& line : lines) out << line << "\n";
       out << fmt::format("{} element changes\n", lines.size());
     }
     return kExitOk;
   }
-  if (!p.replace && p.changes.empty() && p.chain_changes.empty() && !p.have.aside_exists) {
+  if (plan.empty()) {
     out << fmt::format("node '{}': the kernel already holds this table; nothing to do\n", p.node);
     return kExitOk;
   }
@@ -844,17 +815,15 @@ int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
   }
   Programmed p;
   if (auto rc = prepare(a, in, err, "verify", p)) return *rc;
-  if (!p.have.exists) {
-    out << "drift: table inet zonewall does not exist\n";
+  const auto& plan = p.plan;
+  if (plan.kind == PlanKind::kCreate) out << "drift: table inet zonewall does not exist\n";
+  for (const auto& d : plan.drift) out << "drift: " << d << "\n";
+  if (plan.kind == PlanKind::kUpdate) {
+    for (const auto& c : plan.chains.remove) out << "drift: - chain " << c << "\n";
+    for (const auto& c : plan.chains.add) out << "drift: + chain " << c.name << "\n";
+    for (const auto& line : dataplane::describeChanges(plan.want, plan.changes)) out << "drift: " << line << "\n";
   }
-  for (const auto& d : p.have.drift) out << "drift: " << d << "\n";
-  if (!p.replace) {
-    for (const auto& c : p.chain_changes.remove) out << "drift: - chain " << c << "\n";
-    for (const auto& c : p.chain_changes.add) out << "drift: + chain " << c.name << "\n";
-    for (const auto& line : dataplane::describeChanges(p.want, p.changes)) out << "drift: " << line << "\n";
-  }
-  bool drift = p.replace || !p.changes.empty() || !p.chain_changes.empty() || p.have.aside_exists;
-  if (!drift) {
+  if (plan.empty()) {
     out << fmt::format("node '{}': in sync ({} entries)\n", p.node, p.entries);
     return kExitOk;
   }

@@ -7,6 +7,7 @@
 #include "conformance/conformance_cases.h"
 #include "kernel/node_harness.h"
 #include "zonewall/dataplane/netlink.h"
+#include "zonewall/dataplane/programmer.h"
 
 namespace zonewall::testing {
 namespace {
@@ -354,6 +355,100 @@ TEST(Netlink, ApplyIsIncrementalAndDryRunChangesNothing) {
   EXPECT_EQ(run(zw + " verify " + bankDir() + " --node node-b" + where).exit_code, 0);
   RunResult same = run(zw + " apply " + bankDir() + " --node node-b" + where);
   EXPECT_NE(same.out.find("nothing to do"), std::string::npos) << same.out;
+}
+
+}  // namespace
+}  // namespace zonewall::testing
+
+namespace zonewall::testing {
+namespace {
+
+// The real kernel's transport, counting reads: the update path must not read.
+class CountingTransport : public dataplane::Transport {
+ public:
+  explicit CountingTransport(std::unique_ptr<dataplane::Transport> t) : t_(std::move(t)) {}
+  std::expected<void, policy::Error> commit(const dataplane::Batch& b) override { return t_->commit(b); }
+  std::expected<dataplane::KernelState, policy::Error> read(const dataplane::Ruleset& r) override {
+    ++reads;
+    return t_->read(r);
+  }
+  int reads = 0;
+
+ private:
+  std::unique_ptr<dataplane::Transport> t_;
+};
+
+// The kernel holds exactly `want` (read through a transport of its own).
+void expectKernelHolds(const std::string& netns_path, dataplane::Ruleset want) {
+  auto t = dataplane::openNetlink(netns_path);
+  ASSERT_TRUE(t.has_value());
+  auto have = (*t)->read(want);
+  ASSERT_TRUE(have.has_value()) << have.error().str();
+  ASSERT_TRUE(have->skeleton_matches);
+  EXPECT_TRUE(have->stale_sets.empty());
+  dataplane::alignRangeSets(have->ruleset, want);
+  std::vector<dataplane::SetChange> changes;
+  dataplane::ChainChanges chains;
+  ASSERT_TRUE(dataplane::diffRulesets(have->ruleset, want, changes, &chains));
+  EXPECT_TRUE(changes.empty() && chains.empty()) << dataplane::describeChanges(want, changes).size() << " differences";
+}
+
+// The agent's update path: after one read, every update is planned against the committed
+// state in memory (range map swaps included) and the kernel always ends up holding the target;
+// a failed commit makes the next plan read the kernel again.
+TEST(Programmer, UpdatesWithoutReadingTheKernel) {
+  ZONEWALL_REQUIRE_ROOT();
+  Netns ns("p");
+  ASSERT_TRUE(ns.ok());
+  auto real = dataplane::openNetlink(ns.path());
+  ASSERT_TRUE(real.has_value());
+  CountingTransport counting(std::move(*real));
+  dataplane::Programmer programmer(counting);
+
+  dataplane::Ruleset a = bankRuleset("node-a");
+  dataplane::Ruleset more_ranges = a;  // a range map change: a swap
+  auto* ranges = const_cast<dataplane::SetDef*>(more_ranges.findSet("ingress4_ranges"));
+  for (std::uint16_t i = 0; i < 20; ++i) {
+    ranges->elements.push_back({.addr = a.findSet("ingress4_default")->elements.front().addr,
+                                .mark = 0x00aa0000,
+                                .proto_lo = 17,
+                                .proto_hi = 17,
+                                .port_lo = static_cast<std::uint16_t>(30000 + i * 10),
+                                .port_hi = static_cast<std::uint16_t>(30005 + i * 10),
+                                .verdict = {dataplane::Verdict::Kind::kReturn, {}}});
+  }
+  dataplane::Ruleset flipped = more_ranges;  // element-level
+  auto* def = const_cast<dataplane::SetDef*>(flipped.findSet("ingress4_default"));
+  def->elements.front().verdict.kind = def->elements.front().verdict.kind == dataplane::Verdict::Kind::kReturn
+                                           ? dataplane::Verdict::Kind::kContinue
+                                           : dataplane::Verdict::Kind::kReturn;
+  using Kind = dataplane::Programmer::Plan::Kind;
+  std::pair<const dataplane::Ruleset*, Kind> steps[] = {{&a, Kind::kCreate},          {&more_ranges, Kind::kUpdate},
+                                                        {&flipped, Kind::kUpdate},    {&a, Kind::kUpdate},
+                                                        {&more_ranges, Kind::kUpdate}, {&more_ranges, Kind::kNothing}};
+  for (const auto& [want, kind] : steps) {
+    auto plan = programmer.plan(*want);
+    ASSERT_TRUE(plan.has_value()) << plan.error().str();
+    EXPECT_EQ(plan->kind, kind);
+    ASSERT_TRUE(programmer.commit(*plan).has_value());
+    expectKernelHolds(ns.path(), *want);
+  }
+  EXPECT_EQ(counting.reads, 1) << "updates must be planned against the committed state";
+
+  // A commit the kernel refuses: the state is unknown, so the next plan reads.
+  dataplane::Ruleset bad = a;
+  const_cast<dataplane::SetDef*>(bad.findSet("ingress4_default"))->elements.back().verdict = {
+      dataplane::Verdict::Kind::kGoto, "no_such_chain"};
+  auto bad_plan = programmer.plan(bad);
+  ASSERT_TRUE(bad_plan.has_value());
+  EXPECT_FALSE(programmer.commit(*bad_plan).has_value());
+  EXPECT_FALSE(programmer.known().has_value());
+  auto plan = programmer.plan(a);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_TRUE(plan->read_kernel);
+  EXPECT_EQ(counting.reads, 2);
+  ASSERT_TRUE(programmer.commit(*plan).has_value());
+  expectKernelHolds(ns.path(), a);
 }
 
 }  // namespace

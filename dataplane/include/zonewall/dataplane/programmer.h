@@ -1,0 +1,61 @@
+// Keeps the kernel's table equal to the rulesets it is given (the agent's core, and what
+// `zonewall apply` / `verify --repair` run once).
+//
+// The committed state lives in memory: after a successful commit, the next plan diffs against
+// what was committed and never reads the kernel (the update path). The kernel is read only
+// when its state is unknown: the first plan, and the one after a failed commit (whose partial
+// effects, such as a rebuilt range map that was never switched to, it must see). reread()
+// forces a read (drift detection).
+#pragma once
+
+#include <expected>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "zonewall/dataplane/netlink.h"
+
+namespace zonewall::dataplane {
+
+class Programmer {
+ public:
+  explicit Programmer(Transport& transport) : transport_(transport) {}
+
+  struct Plan {
+    enum class Kind : std::uint8_t {
+      kNothing,  ///< the kernel holds this table already
+      kCreate,   ///< no table yet
+      kReplace,  ///< the skeleton differs (drift lists why): built aside, then in place
+      kUpdate,   ///< element (and log chain, range map swap) changes
+    };
+    Kind kind = Kind::kNothing;
+    Ruleset want;  ///< the target, its range maps named as the kernel's are
+    std::vector<SetChange> changes;
+    ChainChanges chains;
+    std::vector<std::string> stale_sets;  ///< range maps of an unfinished swap (kernel state)
+    std::vector<std::string> drift;       ///< what a read of the kernel found different
+    bool drop_aside = false;              ///< an interrupted replace's aside table is deleted
+    bool read_kernel = false;             ///< this plan read the kernel
+    bool empty() const { return kind == Kind::kNothing && !drop_aside; }
+  };
+
+  /// What bringing the kernel to `want` takes.
+  std::expected<Plan, policy::Error> plan(Ruleset want);
+
+  /// Commits `plan` (from this programmer's last plan()); returns the transactions' message
+  /// counts. On success the committed state is plan.want; on failure it is unknown, and the
+  /// next plan reads the kernel.
+  std::expected<std::vector<size_t>, policy::Error> commit(const Plan& plan);
+
+  /// Forgets the committed state: the next plan reads the kernel.
+  void reread() { known_.reset(); }
+
+  /// The state the next plan starts from, if known without a read.
+  const std::optional<KernelState>& known() const { return known_; }
+
+ private:
+  Transport& transport_;
+  std::optional<KernelState> known_;
+};
+
+}  // namespace zonewall::dataplane
