@@ -137,7 +137,7 @@ void measureChanges(const char* label, Setup& s, dataplane::Ruleset& current, da
 }
 
 void programming() {
-  std::printf("\n1. programming latency (ms; netlink = encode + one transaction; nft = the nft -f process)\n");
+  std::printf("\n1. programming latency (ms; netlink = encode + its transactions; nft = the nft -f process)\n");
   std::printf("%-34s %9s %9s %9s %8s\n", "", "entries", "netlink", "nft -f", "ratio");
   struct Size {
     const char* name;
