@@ -414,72 +414,85 @@ NftnlSetPtr makeSet(const std::string& table, const SetDef& s, std::uint32_t id)
   return set;
 }
 
-void setVerdict(nftnl_set_elem* e, const Verdict& v) {
-  nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, static_cast<std::uint32_t>(verdictCode(v)));
-  if (!v.chain.empty()) nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, v.chain.c_str());
-}
-
-NftnlSetElemPtr elem(const std::vector<unsigned char>& key) {
-  NftnlSetElemPtr e(nftnl_set_elem_alloc());
-  nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_KEY, key.data(), static_cast<std::uint32_t>(key.size()));
-  return e;
-}
-
-// The netlink elements of one ruleset element (an rbtree range is two).
-std::vector<NftnlSetElemPtr> netlinkElements(const SetDef& s, const Element& el, bool for_delete) {
-  std::vector<NftnlSetElemPtr> out;
+// One netlink set element, as plain data (an rbtree range is two of them).
+struct RawElement {
   std::vector<unsigned char> key;
+  std::vector<unsigned char> key_end;  ///< a pipapo range's last key
+  std::uint32_t flags = 0;             ///< NFT_SET_ELEM_INTERVAL_END
+  const Verdict* verdict = nullptr;    ///< maps, when adding
+  bool open_interval = false;          ///< an rbtree range open to the top (nft's userdata)
+};
+
+// The netlink elements of one ruleset element.
+std::vector<RawElement> netlinkElements(const SetDef& s, const Element& el, bool for_delete) {
+  std::vector<RawElement> out(1);
+  RawElement& first = out.front();
+  std::vector<unsigned char>& key = first.key;
+  bool map = true;
   switch (s.kind) {
     case SetKind::kAddrSet:
       putAddr(key, el.addr, s.family);
-      out.push_back(elem(key));
+      map = false;
       break;
     case SetKind::kAddrVmap:
       putAddr(key, el.addr, s.family);
-      out.push_back(elem(key));
-      if (!for_delete) setVerdict(out.back().get(), el.verdict);
       break;
     case SetKind::kAddrIntervalVmap: {
       putAddr(key, el.addr, s.family);
-      out.push_back(elem(key));
-      if (!for_delete) setVerdict(out.back().get(), el.verdict);
       bool top = el.addr_hi.v == (s.family == Family::kV4 ? policy::kV4MappedLast : policy::kU128Max);
       if (top) {
-        nftnl_set_elem_set(out.back().get(), NFTNL_SET_ELEM_USERDATA, kUdataOpenInterval.data(),
-                           static_cast<std::uint32_t>(kUdataOpenInterval.size()));
+        first.open_interval = true;
       } else {
-        std::vector<unsigned char> end;
-        putAddr(end, Addr{el.addr_hi.v + 1}, s.family);
-        out.push_back(elem(end));
-        nftnl_set_elem_set_u32(out.back().get(), NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+        RawElement end{.flags = NFT_SET_ELEM_INTERVAL_END};
+        putAddr(end.key, Addr{el.addr_hi.v + 1}, s.family);
+        out.push_back(std::move(end));
       }
       break;
     }
     case SetKind::kAddrMarkVmap:
       putAddr(key, el.addr, s.family);
       putU32Host(key, el.mark);
-      out.push_back(elem(key));
-      if (!for_delete) setVerdict(out.back().get(), el.verdict);
       break;
     case SetKind::kIfaceAddrSet:
       key.assign(kIfnameLen, 0);
       std::memcpy(key.data(), el.iface.data(), std::min(el.iface.size(), kIfnameLen - 1));
       putAddr(key, el.addr, s.family);
-      out.push_back(elem(key));
+      map = false;
       break;
     case SetKind::kConcatVmap:
-      out.push_back(elem(concatKey(el.addr, el.mark, el.proto_lo, el.port_lo, false)));
-      if (!for_delete) setVerdict(out.back().get(), el.verdict);
+      key = concatKey(el.addr, el.mark, el.proto_lo, el.port_lo, false);
       break;
-    case SetKind::kConcatIntervalVmap: {
-      out.push_back(elem(concatKey(el.addr, el.mark, el.proto_lo, el.port_lo, true)));
-      std::vector<unsigned char> end = concatKey(el.addr, el.mark, el.proto_hi, el.port_hi, true);
-      nftnl_set_elem_set(out.back().get(), NFTNL_SET_ELEM_KEY_END, end.data(), static_cast<std::uint32_t>(end.size()));
-      if (!for_delete) setVerdict(out.back().get(), el.verdict);
+    case SetKind::kConcatIntervalVmap:
+      key = concatKey(el.addr, el.mark, el.proto_lo, el.port_lo, true);
+      first.key_end = concatKey(el.addr, el.mark, el.proto_hi, el.port_hi, true);
       break;
-    }
   }
+  if (map && !for_delete) out.front().verdict = &el.verdict;
   return out;
+}
+
+// Appends `e` to the element list being built at the tail of `nlh` (what libnftnl's
+// nftnl_set_elems_nlmsg_build_payload writes, without an object per element).
+void putElement(nlmsghdr* nlh, const RawElement& e) {
+  nlattr* nest = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+  if (e.flags != 0) mnl_attr_put_u32(nlh, NFTA_SET_ELEM_FLAGS, htonl(e.flags));
+  auto putData = [&](std::uint16_t type, const std::vector<unsigned char>& bytes) {
+    nlattr* d = mnl_attr_nest_start(nlh, type);
+    mnl_attr_put(nlh, NFTA_DATA_VALUE, bytes.size(), bytes.data());
+    mnl_attr_nest_end(nlh, d);
+  };
+  putData(NFTA_SET_ELEM_KEY, e.key);
+  if (!e.key_end.empty()) putData(NFTA_SET_ELEM_KEY_END, e.key_end);
+  if (e.verdict != nullptr) {
+    nlattr* data = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_DATA);
+    nlattr* verdict = mnl_attr_nest_start(nlh, NFTA_DATA_VERDICT);
+    mnl_attr_put_u32(nlh, NFTA_VERDICT_CODE, htonl(static_cast<std::uint32_t>(verdictCode(*e.verdict))));
+    if (!e.verdict->chain.empty()) mnl_attr_put_strz(nlh, NFTA_VERDICT_CHAIN, e.verdict->chain.c_str());
+    mnl_attr_nest_end(nlh, verdict);
+    mnl_attr_nest_end(nlh, data);
+  }
+  if (e.open_interval) mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, kUdataOpenInterval.size(), kUdataOpenInterval.data());
+  mnl_attr_nest_end(nlh, nest);
 }
 
 std::string describe(const SetDef& s, const Element& e) {
@@ -546,10 +559,8 @@ std::optional<std::string> explainElement(const Batch& b, std::uint32_t index, s
   if (def == nullptr && isRangeSetName(set_name)) def = b.source->findSet(alternateRangeSet(set_name));
   if (def == nullptr) return std::nullopt;
   for (const Element& e : def->elements) {
-    for (const auto& ne : netlinkElements(*def, e, false)) {
-      std::uint32_t len = 0;
-      const void* data = nftnl_set_elem_get(ne.get(), NFTNL_SET_ELEM_KEY, &len);
-      if (std::string_view(static_cast<const char*>(data), len) != key) continue;
+    for (const RawElement& ne : netlinkElements(*def, e, false)) {
+      if (std::string_view(reinterpret_cast<const char*>(ne.key.data()), ne.key.size()) != key) continue;
       std::string out = describe(*def, e);
       if (e.origin != 0 && e.origin <= b.source->origins.size()) out += ", decided by " + b.source->origins[e.origin - 1];
       return out;
@@ -661,28 +672,27 @@ class Encoder {
     bool leading_end = !remove && s.kind == SetKind::kAddrIntervalVmap && !els.empty() &&
                        els.front().addr.v != (s.family == Family::kV4 ? policy::kV4MappedBase : 0);
     for (size_t i = 0; i < els.size() || leading_end; i += kElementsPerMessage) {
-      NftnlSetPtr set(nftnl_set_alloc());
-      nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table_.c_str());
-      nftnl_set_set_str(set.get(), NFTNL_SET_NAME, s.name.c_str());
-      nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
-      if (auto it = set_ids_.find(s.name); it != set_ids_.end()) nftnl_set_set_u32(set.get(), NFTNL_SET_ID, it->second);
-      if (leading_end) {
-        std::vector<unsigned char> zero;
-        putAddr(zero, Addr{s.family == Family::kV4 ? policy::kV4MappedBase : 0}, s.family);
-        NftnlSetElemPtr e = elem(zero);
-        nftnl_set_elem_set_u32(e.get(), NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
-        nftnl_set_elem_add(set.get(), e.release());  // set owns elem now
-        leading_end = false;
-      }
       size_t end = std::min(els.size(), i + kElementsPerMessage);
-      for (size_t k = i; k < end; ++k) {
-        for (auto& e : netlinkElements(s, els[k], remove)) nftnl_set_elem_add(set.get(), e.release());
-      }
       std::string what = i < els.size() ? describe(s, els[i]) : "elements of set " + s.name;
       if (end - i > 1) what += fmt::format(" (and {} more)", end - i - 1);
       nlmsghdr* nlh = header(remove ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM, remove ? 0 : NLM_F_CREATE,
                              (remove ? "delete " : "add ") + what);
-      nftnl_set_elems_nlmsg_build_payload(nlh, set.get());
+      mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, table_.c_str());
+      mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, s.name.c_str());
+      if (auto it = set_ids_.find(s.name); it != set_ids_.end()) {
+        mnl_attr_put_u32(nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(it->second));
+      }
+      nlattr* list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+      if (leading_end) {
+        RawElement zero{.flags = NFT_SET_ELEM_INTERVAL_END};
+        putAddr(zero.key, Addr{s.family == Family::kV4 ? policy::kV4MappedBase : 0}, s.family);
+        putElement(nlh, zero);
+        leading_end = false;
+      }
+      for (size_t k = i; k < end; ++k) {
+        for (const RawElement& e : netlinkElements(s, els[k], remove)) putElement(nlh, e);
+      }
+      mnl_attr_nest_end(nlh, list);
       done();
     }
   }
