@@ -414,6 +414,24 @@ NftnlSetPtr makeSet(const std::string& table, const SetDef& s, std::uint32_t id)
   return set;
 }
 
+// What makes two sets of the same name the same kind of set.
+struct SetShape {
+  std::uint32_t flags = 0;  ///< map, interval, concatenation
+  std::uint32_t key_len = 0;
+  std::uint32_t data_type = 0;  ///< maps
+  friend bool operator==(const SetShape&, const SetShape&) = default;
+};
+
+SetShape shapeOf(const nftnl_set* s) {
+  SetShape out;
+  if (nftnl_set_is_set(s, NFTNL_SET_FLAGS)) {
+    out.flags = nftnl_set_get_u32(s, NFTNL_SET_FLAGS) & (NFT_SET_MAP | NFT_SET_INTERVAL | NFT_SET_CONCAT);
+  }
+  if (nftnl_set_is_set(s, NFTNL_SET_KEY_LEN)) out.key_len = nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN);
+  if (nftnl_set_is_set(s, NFTNL_SET_DATA_TYPE)) out.data_type = nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE);
+  return out;
+}
+
 // One netlink set element, as plain data (an rbtree range is two of them).
 struct RawElement {
   std::vector<unsigned char> key;
@@ -1403,10 +1421,10 @@ class NetlinkTransport final : public Transport {
       return std::unexpected(rule_dump.error());
     }
     // Sets: which exist, then each expected one's elements.
-    std::set<std::string> sets;
+    std::map<std::string, SetShape> sets;
     auto set_dump = dump(NFT_MSG_GETSET, expected.table, "", [&](const nlmsghdr* nlh) {
       NftnlSetPtr set(nftnl_set_alloc());
-      if (nftnl_set_nlmsg_parse(nlh, set.get()) == 0) sets.insert(nftnl_set_get_str(set.get(), NFTNL_SET_NAME));
+      if (nftnl_set_nlmsg_parse(nlh, set.get()) == 0) sets[nftnl_set_get_str(set.get(), NFTNL_SET_NAME)] = shapeOf(set.get());
     });
     if (!set_dump) {
       if (set_dump.error().sys_errno == ENOENT) {
@@ -1469,6 +1487,16 @@ class NetlinkTransport final : public Transport {
       SetDef got{s.name, s.kind, s.family, {}};
       if (!sets.contains(s.name)) {
         st.drift.push_back("set " + s.name + " is missing");
+        st.skeleton_matches = false;
+        st.ruleset.sets.push_back(std::move(got));
+        continue;
+      }
+      // Same name, another kind of set (someone's, an older zonewall's): its elements would not
+      // decode, and element changes would be refused.
+      if (SetShape want_shape = shapeOf(makeSet(want.table, s, 0).get()); sets.at(s.name) != want_shape) {
+        const SetShape& have_shape = sets.at(s.name);
+        st.drift.push_back(fmt::format("set {} is defined differently (flags {:#x}, key {} bytes; expected {:#x}, {} bytes)",
+                                       s.name, have_shape.flags, have_shape.key_len, want_shape.flags, want_shape.key_len));
         st.skeleton_matches = false;
         st.ruleset.sets.push_back(std::move(got));
         continue;

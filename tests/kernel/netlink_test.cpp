@@ -453,3 +453,42 @@ TEST(Programmer, UpdatesWithoutReadingTheKernel) {
 
 }  // namespace
 }  // namespace zonewall::testing
+
+namespace zonewall::testing {
+namespace {
+
+// A set of the same name but another kind (an older zonewall's, someone's) is drift of the
+// skeleton, however alike the rules look: the table is replaced, not edited element by element.
+TEST(Netlink, ReadBackSeesASetOfAnotherKind) {
+  ZONEWALL_REQUIRE_ROOT();
+  Netns ns("k");
+  ASSERT_TRUE(ns.ok());
+  auto t = dataplane::openNetlink(ns.path());
+  ASSERT_TRUE(t.has_value());
+  dataplane::Ruleset a = bankRuleset("node-a");
+  for (const auto& batch : dataplane::encodeCreate(a, 1)) ASSERT_TRUE((*t)->commit(batch).has_value());
+  auto same = (*t)->read(a);
+  ASSERT_TRUE(same.has_value());
+  EXPECT_TRUE(same->skeleton_matches) << (same->drift.empty() ? "" : same->drift.front());
+
+  dataplane::Ruleset b = a;  // the local set as a map: the rules that look it up read the same
+  auto* local = const_cast<dataplane::SetDef*>(b.findSet("ingress_local4"));
+  ASSERT_NE(local, nullptr);
+  local->kind = dataplane::SetKind::kAddrVmap;
+  for (auto& e : local->elements) e.verdict = {dataplane::Verdict::Kind::kReturn, {}};
+  auto other = (*t)->read(b);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_FALSE(other->skeleton_matches);
+  EXPECT_TRUE(std::ranges::any_of(other->drift, [](const std::string& d) {
+    return d.starts_with("set ingress_local4 is defined differently");
+  }));
+  dataplane::Programmer programmer(**t);
+  auto plan = programmer.plan(b);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->kind, dataplane::Programmer::Plan::Kind::kReplace);
+  ASSERT_TRUE(programmer.commit(*plan).has_value());
+  expectKernelHolds(ns.path(), b);
+}
+
+}  // namespace
+}  // namespace zonewall::testing
