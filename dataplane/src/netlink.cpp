@@ -1229,32 +1229,14 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
         break;
       }
       case NFT_MSG_NEWSETELEM: {
-        // libnftnl numbers the nested elements 1, 2, 3... when it builds (the kernel does not
-        // care) but parses only NFTA_LIST_ELEM: renumber a copy before parsing it back.
-        std::vector<char> copy(reinterpret_cast<const char*>(nlh), reinterpret_cast<const char*>(nlh) + nlh->nlmsg_len);
-        auto* m = reinterpret_cast<nlmsghdr*>(copy.data());
-        auto attrAt = [&](size_t off) { return reinterpret_cast<nlattr*>(copy.data() + off); };
-        for (size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg)); off + NLA_HDRLEN <= m->nlmsg_len;) {
-          nlattr* a = attrAt(off);
-          if (a->nla_len < NLA_HDRLEN) break;
-          if ((a->nla_type & NLA_TYPE_MASK) == NFTA_SET_ELEM_LIST_ELEMENTS) {
-            for (size_t in = off + NLA_HDRLEN; in + NLA_HDRLEN <= off + a->nla_len;) {
-              nlattr* el = attrAt(in);
-              if (el->nla_len < NLA_HDRLEN) break;
-              el->nla_type = NFTA_LIST_ELEM | NLA_F_NESTED;
-              in += NLA_ALIGN(el->nla_len);
-            }
-          }
-          off += NLA_ALIGN(a->nla_len);
-        }
         NftnlSetPtr tmp(nftnl_set_alloc());
-        if (nftnl_set_elems_nlmsg_parse(m, tmp.get()) < 0) {
+        if (nftnl_set_elems_nlmsg_parse(nlh, tmp.get()) < 0) {
           return std::unexpected(Error{Error::Code::kInternal, "set element message", {}, errno});
         }
         std::string name = nftnl_set_get_str(tmp.get(), NFTNL_SET_NAME);
         auto& holder = holders[name];
         if (!holder) holder.reset(nftnl_set_alloc());
-        nftnl_set_elems_nlmsg_parse(m, holder.get());
+        nftnl_set_elems_nlmsg_parse(nlh, holder.get());
         break;
       }
       case NFT_MSG_NEWRULE: {

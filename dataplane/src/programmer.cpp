@@ -36,7 +36,7 @@ std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
   return p;
 }
 
-std::expected<std::vector<size_t>, policy::Error> Programmer::commit(const Plan& plan) {
+std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) {
   // Nothing is ever judged by a half-built table: a new one is created in two transactions
   // (skeleton, then the local sets and verdict maps), a replaced one is built aside first, a
   // rebuilt range map is published before the lookups switch to it.
@@ -68,7 +68,7 @@ std::expected<std::vector<size_t>, policy::Error> Programmer::commit(const Plan&
   KernelState now;
   now.exists = true;
   now.skeleton_matches = true;
-  now.ruleset = plan.want;
+  now.ruleset = std::move(plan.want);
   // Swapped range maps now live under their other names.
   for (const RangeSwap& sw : plan.chains.swaps) renameRangeSet(now.ruleset, sw.old_set, sw.replacement.name);
   known_ = std::move(now);

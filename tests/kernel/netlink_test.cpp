@@ -430,7 +430,7 @@ TEST(Programmer, UpdatesWithoutReadingTheKernel) {
     auto plan = programmer.plan(*want);
     ASSERT_TRUE(plan.has_value()) << plan.error().str();
     EXPECT_EQ(plan->kind, kind);
-    ASSERT_TRUE(programmer.commit(*plan).has_value());
+    ASSERT_TRUE(programmer.commit(std::move(*plan)).has_value());
     expectKernelHolds(ns.path(), *want);
   }
   EXPECT_EQ(counting.reads, 1) << "updates must be planned against the committed state";
@@ -447,7 +447,7 @@ TEST(Programmer, UpdatesWithoutReadingTheKernel) {
   ASSERT_TRUE(plan.has_value());
   EXPECT_TRUE(plan->read_kernel);
   EXPECT_EQ(counting.reads, 2);
-  ASSERT_TRUE(programmer.commit(*plan).has_value());
+  ASSERT_TRUE(programmer.commit(std::move(*plan)).has_value());
   expectKernelHolds(ns.path(), a);
 }
 
@@ -486,7 +486,7 @@ TEST(Netlink, ReadBackSeesASetOfAnotherKind) {
   auto plan = programmer.plan(b);
   ASSERT_TRUE(plan.has_value());
   EXPECT_EQ(plan->kind, dataplane::Programmer::Plan::Kind::kReplace);
-  ASSERT_TRUE(programmer.commit(*plan).has_value());
+  ASSERT_TRUE(programmer.commit(std::move(*plan)).has_value());
   expectKernelHolds(ns.path(), b);
 }
 
