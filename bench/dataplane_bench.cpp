@@ -91,16 +91,15 @@ void measureChanges(const char* label, Setup& s, dataplane::Ruleset& current, da
     auto c0 = Clock::now();
     change(i);
     dataplane::Ruleset next = dataplane::buildRuleset(s.nc->table());
-    dataplane::alignRangeSets(current, next);
+    dataplane::alignSwappedSets(current, next);
     std::vector<dataplane::SetChange> changes;
     dataplane::ChainChanges chains;
     bool same = dataplane::diffRulesets(current, next, changes, &chains);
     auto c1 = Clock::now();
-    // A range map change is a rebuilt map (first transaction) and the switch (second): both count.
+    // Every transaction of the update counts (grow, switch, prune).
     std::vector<dataplane::Batch> deltas;
-    if (same && !chains.swaps.empty()) deltas.push_back(dataplane::encodeSwapPreparation(next, chains, {}, 1));
     if (same) {
-      deltas.push_back(dataplane::encodeChanges(next, changes, 1000, chains));
+      deltas = dataplane::encodeUpdate(next, changes, chains, {}, 1);
     } else {
       deltas = dataplane::encodeReplace(next, 1);
     }
@@ -111,7 +110,7 @@ void measureChanges(const char* label, Setup& s, dataplane::Ruleset& current, da
     auto c3 = Clock::now();
     for (const auto& swap : chains.swaps) {
       ++rebuilt;
-      rebuilt_entries += swap.replacement.elements.size();
+      for (const auto& r : swap.replacements) rebuilt_entries += r.elements.size();
     }
     n = 0;
     std::string script;
@@ -130,7 +129,7 @@ void measureChanges(const char* label, Setup& s, dataplane::Ruleset& current, da
     commit_ms.push_back(ms(c2, c3));
     current = std::move(next);
   }
-  if (rebuilt != 0) std::printf("  (the changes rebuilt %zu range map(s), %zu entries)\n", rebuilt, rebuilt_entries);
+  if (rebuilt != 0) std::printf("  (the changes rebuilt the range and default maps of %zu lookup chain(s), %zu entries)\n", rebuilt, rebuilt_entries);
   std::printf("%-34s %9zu %9.2f %9.1f %7.1fx   (median of %d; %zu element changes; recompile+diff %.2f ms)\n", label,
               s.nc->table().entryCount(), median(commit_ms), median(nft_ms), median(nft_ms) / median(commit_ms), kChanges,
               n, median(compile_ms));

@@ -758,16 +758,21 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
   const auto& cc = p.plan.chains;
   std::string chains = cc.add.empty() && cc.remove.empty()
                            ? ""
-                           : fmt::format(" and {} log chain changes", cc.add.size() + cc.remove.size());
+                           : fmt::format(" and {} chain changes", cc.add.size() + cc.remove.size());
   std::string swaps;
   for (const auto& sw : cc.swaps) {
-    swaps += fmt::format(", range map {} rebuilt as {} ({} entries)", sw.old_set, sw.replacement.name,
-                         sw.replacement.elements.size());
+    for (size_t i = 0; i < sw.old_sets.size(); ++i) {
+      swaps += fmt::format(", map {} rebuilt as {} ({} entries)", sw.old_sets[i], sw.replacements[i].name,
+                           sw.replacements[i].elements.size());
+    }
   }
   out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n", verb, p.node, p.entries,
                      p.plan.kind == PlanKind::kReplace ? std::string("table replaced")
                                                        : fmt::format("{} element changes{}{}", elements, chains, swaps),
                      transactions);
+  if (p.plan.kind == PlanKind::kReplace) {
+    for (const auto& d : p.plan.drift) out << "  because " << d << "\n";
+  }
   return std::nullopt;
 }
 
@@ -789,12 +794,17 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
       for (const auto& c : plan.chains.remove) out << "- chain " << c << "\n";
       for (const auto& c : plan.chains.add) out << "+ chain " << c.name << "\n";
       for (const auto& sw : plan.chains.swaps) {
-        out << fmt::format("~ range map {} rebuilt as {} ({} entries)\n", sw.old_set, sw.replacement.name,
-                           sw.replacement.elements.size());
+        for (size_t i = 0; i < sw.old_sets.size(); ++i) {
+          out << fmt::format("~ map {} rebuilt as {} ({} entries)\n", sw.old_sets[i], sw.replacements[i].name,
+                             sw.replacements[i].elements.size());
+        }
       }
       for (const auto& s : plan.chains.drop_sets) out << "- set " << s << "\n";
       if (plan.drop_aside) out << "- table inet " << dataplane::asideTable(plan.want.table) << "\n";
       auto lines = dataplane::describeChanges(plan.want, plan.changes);
+      for (const auto& sw : plan.chains.swaps) {
+        for (auto& line : dataplane::describeChanges(plan.want, sw.edits)) lines.push_back(std::move(line));
+      }
       for (const auto& line : lines) out << line << "\n";
       out << fmt::format("{} element changes\n", lines.size());
     }
@@ -822,6 +832,9 @@ int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
     for (const auto& c : plan.chains.remove) out << "drift: - chain " << c << "\n";
     for (const auto& c : plan.chains.add) out << "drift: + chain " << c.name << "\n";
     for (const auto& line : dataplane::describeChanges(plan.want, plan.changes)) out << "drift: " << line << "\n";
+    for (const auto& sw : plan.chains.swaps) {
+      for (const auto& line : dataplane::describeChanges(plan.want, sw.edits)) out << "drift: " << line << "\n";
+    }
   }
   if (plan.empty()) {
     out << fmt::format("node '{}': in sync ({} entries)\n", p.node, p.entries);

@@ -574,7 +574,7 @@ std::optional<std::string> explainElement(const Batch& b, std::uint32_t index, s
   });
   // The ruleset names a rebuilt range map by its other name.
   const SetDef* def = b.source->findSet(set_name);
-  if (def == nullptr && isRangeSetName(set_name)) def = b.source->findSet(alternateRangeSet(set_name));
+  if (def == nullptr && isSwappedSetName(set_name)) def = b.source->findSet(alternateSet(set_name));
   if (def == nullptr) return std::nullopt;
   for (const Element& e : def->elements) {
     for (const RawElement& ne : netlinkElements(*def, e, false)) {
@@ -857,51 +857,96 @@ Batch encodeDropTable(const std::string& table, std::uint32_t first_seq) {
 }
 
 bool isLogChain(const std::string& name) { return name.starts_with("log_"); }
+bool isDynamicChain(const std::string& name) { return isLogChain(name) || name.starts_with("rc_"); }
 
+namespace {
+// Maps whose entries may be added before and removed after the rest of an update: looked up
+// after the remote class is known, their keys carry it. (The class maps, local sets and the
+// anti-spoofing set are selectors: changed at the switch, whole.)
+bool growsAndPrunes(const SetDef& s) { return s.kind == SetKind::kConcatVmap || s.kind == SetKind::kAddrMarkVmap; }
 
-
-Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq,
-                    const ChainChanges& chains) {
-  Encoder enc(rs, first_seq);
-  // Deletes first, then adds: an entry that moves from one key to an overlapping one is never
-  // in the set twice (pipapo rejects overlaps). Chains leave after the elements and maps that
-  // jumped to them, and arrive before the elements that will (with swaps, they arrived in the
-  // preparation, before the rebuilt maps that name them).
-  for (const SetChange& c : changes) {
-    if (const SetDef* s = rs.findSet(c.set); s && !c.remove.empty()) enc.elements(*s, c.remove, true);
-  }
-  // Swapped range maps: the lookup chain now names the rebuilt map, the old one goes.
-  for (const RangeSwap& sw : chains.swaps) {
-    enc.flushChain(sw.chain.name);
-    for (size_t i = 0; i < sw.chain.rules.size(); ++i) enc.addRule(sw.chain, sw.chain.rules[i], i);
-    enc.deleteSet(sw.old_set);
-  }
-  for (const std::string& name : chains.drop_sets) enc.deleteSet(name);
-  for (const std::string& name : chains.remove) enc.deleteChain(name);
-  if (chains.swaps.empty()) addChains(enc, chains.add);
-  for (const SetChange& c : changes) {
-    if (const SetDef* s = rs.findSet(c.set); s && !c.add.empty()) enc.elements(*s, c.add, false);
-  }
-  return enc.finish();
+auto elementKey(const Element& e) {
+  return std::make_tuple(e.iface, e.addr, e.addr_hi, e.mark, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi);
 }
 
-Batch encodeSwapPreparation(const Ruleset& rs, const ChainChanges& chains,
-                            const std::vector<std::string>& stale_sets, std::uint32_t first_seq) {
-  Encoder enc(rs, first_seq);
-  addChains(enc, chains.add);
-  for (const RangeSwap& sw : chains.swaps) {
-    if (std::ranges::find(stale_sets, sw.replacement.name) != stale_sets.end()) enc.deleteSet(sw.replacement.name);
-    enc.addSet(sw.replacement);
-    enc.elements(sw.replacement, sw.replacement.elements, false);
+// A set's changes split by when they are made: entries under keys only one side has, and
+// entries whose verdict changes (removed and added under the same key).
+struct Split {
+  std::vector<Element> add_only, remove_only, replaced_old, replaced_new;
+};
+Split split(const SetChange& c) {
+  std::set<decltype(elementKey(Element{}))> removed, added;
+  for (const Element& e : c.remove) removed.insert(elementKey(e));
+  for (const Element& e : c.add) added.insert(elementKey(e));
+  Split out;
+  for (const Element& e : c.add) (removed.contains(elementKey(e)) ? out.replaced_new : out.add_only).push_back(e);
+  for (const Element& e : c.remove) (added.contains(elementKey(e)) ? out.replaced_old : out.remove_only).push_back(e);
+  return out;
+}
+}  // namespace
+
+std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>& changes, const ChainChanges& chains,
+                                const std::vector<std::string>& stale_sets, std::uint32_t first_seq) {
+  std::vector<Batch> out;
+  auto keep = [&](Batch b) {
+    first_seq = b.first_seq + static_cast<std::uint32_t>(b.messages());
+    if (b.messages() > 2) out.push_back(std::move(b));  // more than begin and end
+  };
+  std::vector<std::pair<const SetDef*, Split>> splits;
+  for (const SetChange& c : changes) {
+    if (const SetDef* s = rs.findSet(c.set)) splits.emplace_back(s, split(c));
   }
-  return enc.finish();
+
+  Encoder grow(rs, first_seq);
+  addChains(grow, chains.add);
+  for (const MapSwap& sw : chains.swaps) {
+    for (const SetDef& r : sw.replacements) {
+      if (std::ranges::find(stale_sets, r.name) != stale_sets.end()) grow.deleteSet(r.name);
+      grow.addSet(r);
+      grow.elements(r, r.elements, false);
+    }
+  }
+  for (const auto& [s, sp] : splits) {
+    if (growsAndPrunes(*s)) grow.elements(*s, sp.add_only, false);
+  }
+  keep(grow.finish());
+
+  Encoder sw(rs, first_seq);
+  for (const auto& [s, sp] : splits) {
+    if (growsAndPrunes(*s)) {
+      sw.elements(*s, sp.replaced_old, true);
+      sw.elements(*s, sp.replaced_new, false);
+    } else {
+      sw.elements(*s, sp.replaced_old, true);
+      sw.elements(*s, sp.remove_only, true);
+      sw.elements(*s, sp.replaced_new, false);
+      sw.elements(*s, sp.add_only, false);
+    }
+  }
+  for (const MapSwap& m : chains.swaps) {
+    sw.flushChain(m.chain.name);
+    for (size_t i = 0; i < m.chain.rules.size(); ++i) sw.addRule(m.chain, m.chain.rules[i], i);
+  }
+  keep(sw.finish());
+
+  Encoder prune(rs, first_seq);
+  for (const auto& [s, sp] : splits) {
+    if (growsAndPrunes(*s)) prune.elements(*s, sp.remove_only, true);
+  }
+  for (const MapSwap& m : chains.swaps) {
+    for (const std::string& old : m.old_sets) prune.deleteSet(old);
+  }
+  for (const std::string& name : chains.drop_sets) prune.deleteSet(name);
+  for (const std::string& name : chains.remove) prune.deleteChain(name);
+  keep(prune.finish());
+  return out;
 }
 
-void alignRangeSets(const Ruleset& have, Ruleset& want) {
+void alignSwappedSets(const Ruleset& have, Ruleset& want) {
   for (const SetDef& h : have.sets) {
-    if (!isRangeSet(h)) continue;
-    std::string alt = alternateRangeSet(h.name);
-    if (want.findSet(alt) != nullptr && want.findSet(h.name) == nullptr) renameRangeSet(want, alt, h.name);
+    if (!isSwappedSetName(h.name)) continue;
+    std::string alt = alternateSet(h.name);
+    if (want.findSet(alt) != nullptr && want.findSet(h.name) == nullptr) renameSwappedSet(want, alt, h.name);
   }
 }
 
@@ -912,67 +957,70 @@ namespace {
 std::vector<const ChainDef*> fixedChains(const Ruleset& r) {
   std::vector<const ChainDef*> out;
   for (const ChainDef& c : r.chains) {
-    if (!isLogChain(c.name)) out.push_back(&c);
+    if (!isDynamicChain(c.name)) out.push_back(&c);
   }
   return out;
 }
 
-bool sameSkeleton(const Ruleset& a, const Ruleset& b) {
+// The first difference between two rulesets' skeletons (chains, rules, set definitions), or
+// nothing.
+std::optional<std::string> skeletonDifference(const Ruleset& a, const Ruleset& b) {
   auto ca = fixedChains(a);
   auto cb = fixedChains(b);
-  if (a.table != b.table || a.class_mask != b.class_mask || ca.size() != cb.size() || a.sets.size() != b.sets.size()) {
-    return false;
-  }
+  if (a.table != b.table || a.class_mask != b.class_mask) return "another table or class mark mask";
+  if (ca.size() != cb.size()) return fmt::format("{} chains instead of {}", cb.size(), ca.size());
+  if (a.sets.size() != b.sets.size()) return fmt::format("{} sets instead of {}", b.sets.size(), a.sets.size());
   for (size_t i = 0; i < ca.size(); ++i) {
     const ChainDef& x = *ca[i];
     const ChainDef& y = *cb[i];
-    if (x.name != y.name || x.hook != y.hook || x.rules.size() != y.rules.size()) return false;
+    if (x.name != y.name || x.hook != y.hook || x.rules.size() != y.rules.size()) {
+      return fmt::format("chain {} instead of {}", y.name, x.name);
+    }
     for (size_t r = 0; r < x.rules.size(); ++r) {
       const Rule& p = x.rules[r];
       const Rule& q = y.rules[r];
       if (p.kind != q.kind || p.family != q.family || p.source != q.source || p.icmp != q.icmp || p.a != q.a ||
           p.b != q.b || p.set != q.set || p.text != q.text || !(p.verdict == q.verdict)) {
-        return false;
+        return fmt::format("rule {} of chain {} differs", r, x.name);
       }
     }
   }
   for (size_t i = 0; i < a.sets.size(); ++i) {
     if (a.sets[i].name != b.sets[i].name || a.sets[i].kind != b.sets[i].kind || a.sets[i].family != b.sets[i].family) {
-      return false;
+      return fmt::format("set {} instead of {}", b.sets[i].name, a.sets[i].name);
     }
   }
-  return true;
-}
-
-auto elementKey(const Element& e) {
-  return std::make_tuple(e.iface, e.addr, e.addr_hi, e.mark, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi);
+  return std::nullopt;
 }
 
 }  // namespace
 
-bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes, ChainChanges* chains) {
+bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes, ChainChanges* chains,
+                  std::string* why) {
   changes.clear();
-  if (!sameSkeleton(from, to)) return false;
-  // Log chains: named by what they do, so a name present on both sides is the same chain.
+  if (auto difference = skeletonDifference(from, to)) {
+    if (why != nullptr) *why = std::move(*difference);
+    return false;
+  }
+  // Dynamic chains are named by what they do, so a name present on both sides is the same chain.
   ChainChanges cc;
   std::set<std::string> have;
   std::set<std::string> want;
   for (const ChainDef& c : from.chains) {
-    if (isLogChain(c.name)) have.insert(c.name);
+    if (isDynamicChain(c.name)) have.insert(c.name);
   }
   for (const ChainDef& c : to.chains) {
-    if (!isLogChain(c.name)) continue;
+    if (!isDynamicChain(c.name)) continue;
     want.insert(c.name);
     if (!have.contains(c.name)) cc.add.push_back(c);
   }
   for (const std::string& n : have) {
     if (!want.contains(n)) cc.remove.push_back(n);
   }
+  std::map<std::string, std::vector<SetChange>> swapped;  // lookup chains whose maps are rebuilt
   for (size_t i = 0; i < from.sets.size(); ++i) {
     const SetDef& a = from.sets[i];
     const SetDef& b = to.sets[i];
-    // Interval sets are replaced whole (deleting from pipapo costs tens of ms per element);
-    // the skeleton check keeps them small. Hash sets get element-level diffs.
     std::map<decltype(elementKey(Element{})), const Element*> old_by_key;
     for (const Element& e : a.elements) old_by_key[elementKey(e)] = &e;
     SetChange c{a.name, {}, {}};
@@ -991,22 +1039,29 @@ bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>
     for (const Element& e : a.elements) {
       if (!seen.contains(elementKey(e))) c.remove.push_back(e);
     }
-    // A range map is never edited in place: the kernel publishes a pipapo map's changes only
-    // after the transaction's generation switch, so an entry added (or deleted) with the rest
-    // of an update would be missing (or linger) for a moment — a window in which an allowed
-    // flow is dropped or a denied one passes. Rebuilt and published first, then switched to
-    // with the rest, it changes exactly with the transaction. (Deleting from it would also
-    // cost tens of ms per entry here.)
-    if (isRangeSet(b) && (!c.add.empty() || !c.remove.empty())) {
-      RangeSwap sw{.old_set = a.name, .replacement = b, .chain = {}};
-      sw.replacement.name = alternateRangeSet(b.name);
-      if (auto chain = rangeLookupChain(to, b.name, sw.replacement.name)) {
-        sw.chain = std::move(*chain);
-        cc.swaps.push_back(std::move(sw));
-        continue;
-      }
+    // A range or default map is never edited in place (see isSwappedSetName): the maps of
+    // its lookup chain are rebuilt under their other names, and the chain rewritten.
+    if (isSwappedSetName(b.name) && (!c.add.empty() || !c.remove.empty())) {
+      swapped[swapChainName(b.name)].push_back(std::move(c));
+      continue;
     }
     if (!c.add.empty() || !c.remove.empty()) changes.push_back(std::move(c));
+  }
+  for (auto& [name, edits] : swapped) {
+    const ChainDef* chain = to.findChain(name);
+    if (chain == nullptr) {
+      if (why != nullptr) *why = "no lookup chain " + name;
+      return false;
+    }
+    MapSwap sw{.old_sets = {}, .replacements = {}, .chain = withAlternateSets(*chain), .edits = std::move(edits)};
+    for (const Rule& r : chain->rules) {
+      const SetDef* s = isSwappedSetName(r.set) ? to.findSet(r.set) : nullptr;
+      if (s == nullptr || std::ranges::find(sw.old_sets, s->name) != sw.old_sets.end()) continue;
+      sw.old_sets.push_back(s->name);
+      sw.replacements.push_back(*s);
+      sw.replacements.back().name = alternateSet(s->name);
+    }
+    cc.swaps.push_back(std::move(sw));
   }
   if (!cc.empty()) {
     if (chains == nullptr) {
@@ -1415,31 +1470,33 @@ class NetlinkTransport final : public Transport {
       }
       return std::unexpected(set_dump.error());
     }
-    // A range map may live under its alternate name after a swap: follow what the kernel's
-    // lookup chain references, and note an alternate that nothing references (a swap whose
-    // second transaction never came) so that the next swap can clear it.
+    // Swapped maps may live under their alternate names: follow what the kernel's lookup
+    // chain references, and note a map that nothing references (a swap whose switch never
+    // came) so that the next swap can clear it.
     Ruleset aligned_expected = expected;
-    for (const SetDef& s : expected.sets) {
-      if (!isRangeSet(s)) continue;
-      std::string alt = alternateRangeSet(s.name);
-      const std::string chain = rangeChainName(s.name);
-      std::string use = s.name;
-      if (sets.contains(alt)) {
-        std::optional<ChainDef> c = rangeLookupChain(expected, s.name, alt);
-        bool alt_referenced = c.has_value() && rules[chain].size() == c->rules.size() &&
-                              std::equal(c->rules.begin(), c->rules.end(), rules[chain].begin(),
-                                         [](const Rule& r, const auto& have) { return ruleExpressions(r) == have; });
-        if (alt_referenced) use = alt;
-        std::string unused = alt_referenced ? s.name : alt;
-        if (sets.contains(unused)) st.stale_sets.push_back(unused);
+    for (const ChainDef& c : expected.chains) {
+      if (std::ranges::none_of(c.rules, [](const Rule& r) { return isSwappedSetName(r.set); })) continue;
+      ChainDef alt = withAlternateSets(c);
+      const auto& have = rules[c.name];
+      bool alt_referenced = have.size() == alt.rules.size() &&
+                            std::equal(alt.rules.begin(), alt.rules.end(), have.begin(),
+                                       [](const Rule& r, const auto& h) { return ruleExpressions(r) == h; });
+      for (size_t i = 0; i < c.rules.size(); ++i) {
+        const std::string& first = c.rules[i].set;
+        if (first == alt.rules[i].set) continue;
+        const std::string& second = alt.rules[i].set;
+        const std::string& unused = alt_referenced ? first : second;
+        if (sets.contains(unused) && std::ranges::find(st.stale_sets, unused) == st.stale_sets.end()) {
+          st.stale_sets.push_back(unused);
+        }
+        if (alt_referenced) renameSwappedSet(aligned_expected, first, second);
       }
-      if (use != s.name) renameRangeSet(aligned_expected, s.name, use);
     }
     const Ruleset& want = aligned_expected;
 
     st.skeleton_matches = true;
     for (const ChainDef& c : want.chains) {
-      if (isLogChain(c.name) && !chains.contains(c.name)) continue;  // an update adds it
+      if (isDynamicChain(c.name) && !chains.contains(c.name)) continue;  // an update adds it
       if (!chains.contains(c.name)) {
         st.drift.push_back("chain " + c.name + " is missing");
         st.skeleton_matches = false;
@@ -1459,7 +1516,7 @@ class NetlinkTransport final : public Transport {
       }
     }
     for (const std::string& c : chains) {
-      if (isLogChain(c)) continue;  // an update removes it
+      if (isDynamicChain(c)) continue;  // an update removes it
       if (std::none_of(want.chains.begin(), want.chains.end(), [&](const ChainDef& d) { return d.name == c; })) {
         st.drift.push_back("unexpected chain " + c);
         st.skeleton_matches = false;
@@ -1494,10 +1551,10 @@ class NetlinkTransport final : public Transport {
     if (st.skeleton_matches) {
       // The fixed chains as expected; the log chains as the kernel has them.
       for (const ChainDef& c : want.chains) {
-        if (!isLogChain(c.name)) st.ruleset.chains.push_back(c);
+        if (!isDynamicChain(c.name)) st.ruleset.chains.push_back(c);
       }
       for (const std::string& c : chains) {
-        if (isLogChain(c)) st.ruleset.chains.push_back(ChainDef{c, {}, {}});
+        if (isDynamicChain(c)) st.ruleset.chains.push_back(ChainDef{c, {}, {}});
       }
     }
     return st;

@@ -16,10 +16,11 @@ std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
   p.drift = have.drift;
   p.stale_sets = have.stale_sets;
   p.drop_aside = have.aside_exists;
-  alignRangeSets(have.ruleset, want);
+  alignSwappedSets(have.ruleset, want);
   if (!have.exists) {
     p.kind = Plan::Kind::kCreate;
-  } else if (!have.skeleton_matches || !diffRulesets(have.ruleset, want, p.changes, &p.chains)) {
+  } else if (std::string why; !have.skeleton_matches || !diffRulesets(have.ruleset, want, p.changes, &p.chains, &why)) {
+    if (!why.empty()) p.drift.push_back("the new table's skeleton differs: " + why);
     p.kind = Plan::Kind::kReplace;
     p.changes.clear();
     p.chains = {};
@@ -27,7 +28,9 @@ std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
   } else {
     // Range maps left by an unfinished swap go, unless this update's swap reuses the name.
     for (const std::string& stale : p.stale_sets) {
-      bool reused = std::ranges::any_of(p.chains.swaps, [&](const RangeSwap& sw) { return sw.replacement.name == stale; });
+      bool reused = std::ranges::any_of(p.chains.swaps, [&](const MapSwap& sw) {
+        return std::ranges::any_of(sw.replacements, [&](const SetDef& r) { return r.name == stale; });
+      });
       if (!reused) p.chains.drop_sets.push_back(stale);
     }
     p.kind = p.changes.empty() && p.chains.empty() ? Plan::Kind::kNothing : Plan::Kind::kUpdate;
@@ -38,8 +41,8 @@ std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
 
 std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) {
   // Nothing is ever judged by a half-built table: a new one is created in two transactions
-  // (skeleton, then the local sets and verdict maps), a replaced one is built aside first, a
-  // rebuilt range map is published before the lookups switch to it.
+  // (skeleton, then the local sets and verdict maps), a replaced one is built aside first, an
+  // update grows, switches and prunes (encodeUpdate).
   std::vector<Batch> batches;
   switch (plan.kind) {
     case Plan::Kind::kNothing:
@@ -51,8 +54,7 @@ std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) 
       batches = encodeReplace(plan.want, 1);
       break;
     case Plan::Kind::kUpdate:
-      if (!plan.chains.swaps.empty()) batches.push_back(encodeSwapPreparation(plan.want, plan.chains, plan.stale_sets, 1));
-      batches.push_back(encodeChanges(plan.want, plan.changes, 1, plan.chains));
+      batches = encodeUpdate(plan.want, plan.changes, plan.chains, plan.stale_sets, 1);
       break;
   }
   // An interrupted replace left its aside table judging: gone once ours is complete.
@@ -69,8 +71,10 @@ std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) 
   now.exists = true;
   now.skeleton_matches = true;
   now.ruleset = std::move(plan.want);
-  // Swapped range maps now live under their other names.
-  for (const RangeSwap& sw : plan.chains.swaps) renameRangeSet(now.ruleset, sw.old_set, sw.replacement.name);
+  // Swapped maps now live under their other names.
+  for (const MapSwap& sw : plan.chains.swaps) {
+    for (size_t i = 0; i < sw.old_sets.size(); ++i) renameSwappedSet(now.ruleset, sw.old_sets[i], sw.replacements[i].name);
+  }
   known_ = std::move(now);
   return messages;
 }

@@ -260,7 +260,7 @@ class Builder {
     // a rebuilt range map's swap rewrites, never this one. It is reached by goto, not jump: the
     // allow chains return, and must return to the base chain, not to this one's default.
     std::string ranges = fmt::format("{}{}_ranges", dn, suffix(f));
-    ChainDef rng{rangeChainName(ranges), {}, {}};
+    ChainDef rng{swapChainName(ranges), {}, {}};
     verdictMapRules(rng, ranges);
     rng.rules.push_back({.kind = Rule::Kind::kAddrVmap,
                          .family = f,
@@ -268,7 +268,7 @@ class Builder {
                          .counted_drop = true,
                          .set = fmt::format("{}{}_default", dn, suffix(f))});
     rs_.chains.push_back(std::move(rng));
-    c.rules.push_back({.kind = Rule::Kind::kGoto, .verdict = gotoTo(rangeChainName(ranges))});
+    c.rules.push_back({.kind = Rule::Kind::kGoto, .verdict = gotoTo(swapChainName(ranges))});
     rs_.chains.push_back(std::move(c));
   }
 
@@ -310,6 +310,13 @@ const SetDef* Ruleset::findSet(const std::string& name) const {
   return nullptr;
 }
 
+const ChainDef* Ruleset::findChain(const std::string& name) const {
+  for (const ChainDef& c : chains) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
 Ruleset buildRuleset(const NodeTable& table, const NftOptions& options) { return Builder(table, options).run(); }
 
 }  // namespace zonewall::dataplane
@@ -319,6 +326,12 @@ namespace zonewall::dataplane {
 namespace {
 constexpr std::string_view kAlternateSuffix = "_b";
 constexpr std::string_view kRangesSuffix = "_ranges";
+constexpr std::string_view kDefaultSuffix = "_default";
+
+std::string_view firstName(std::string_view name) {
+  if (name.ends_with(kAlternateSuffix)) name.remove_suffix(kAlternateSuffix.size());
+  return name;
+}
 }  // namespace
 
 bool isRangeSet(const SetDef& s) { return s.kind == SetKind::kConcatIntervalVmap; }
@@ -327,41 +340,40 @@ bool needsNoSet(const ChainDef& c) {
   return c.hook.empty() && std::ranges::all_of(c.rules, [](const Rule& r) { return r.set.empty(); });
 }
 
-bool isRangeSetName(const std::string& name) {
-  return name.ends_with(kRangesSuffix) || name.ends_with(std::string(kRangesSuffix) + std::string(kAlternateSuffix));
+bool isRangeSetName(const std::string& name) { return isSwappedSetName(name) && firstName(name).ends_with(kRangesSuffix); }
+
+bool isSwappedSetName(const std::string& name) {
+  std::string_view first = firstName(name);
+  bool verdicts = first.starts_with("ingress") || first.starts_with("egress");  // not the remote class maps
+  return verdicts && (first.ends_with(kRangesSuffix) || first.ends_with(kDefaultSuffix));
 }
 
-std::string alternateRangeSet(const std::string& name) {
+std::string alternateSet(const std::string& name) {
   if (name.ends_with(kAlternateSuffix)) return name.substr(0, name.size() - kAlternateSuffix.size());
   return name + std::string(kAlternateSuffix);
 }
 
-std::string rangeChainName(const std::string& range_set) {
-  std::string base = range_set.ends_with(kAlternateSuffix)
-                         ? range_set.substr(0, range_set.size() - kAlternateSuffix.size())
-                         : range_set;
-  if (base.ends_with(kRangesSuffix)) base.resize(base.size() - kRangesSuffix.size());
-  return base + "_rng";
-}
-
-std::optional<ChainDef> rangeLookupChain(const Ruleset& rs, const std::string& set, const std::string& as) {
-  for (const ChainDef& c : rs.chains) {
-    if (c.name != rangeChainName(set)) continue;
-    ChainDef out = c;
-    for (Rule& r : out.rules) {
-      if (r.set == set) r.set = as;
-    }
-    return out;
+std::string swapChainName(const std::string& set) {
+  std::string_view base = firstName(set);
+  for (std::string_view suffix : {kRangesSuffix, kDefaultSuffix}) {
+    if (base.ends_with(suffix)) base.remove_suffix(suffix.size());
   }
-  return std::nullopt;
+  return std::string(base) + "_rng";
 }
 
-void renameRangeSet(Ruleset& rs, const std::string& from, const std::string& to) {
+ChainDef withAlternateSets(ChainDef c) {
+  for (Rule& r : c.rules) {
+    if (isSwappedSetName(r.set)) r.set = alternateSet(r.set);
+  }
+  return c;
+}
+
+void renameSwappedSet(Ruleset& rs, const std::string& from, const std::string& to) {
   for (SetDef& s : rs.sets) {
     if (s.name == from) s.name = to;
   }
   for (ChainDef& c : rs.chains) {
-    if (c.name != rangeChainName(from)) continue;
+    if (c.name != swapChainName(from)) continue;
     for (Rule& r : c.rules) {
       if (r.set == from) r.set = to;
     }

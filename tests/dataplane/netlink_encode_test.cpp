@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "compiler/harness.h"
 #include "zonewall/dataplane/netlink.h"
 
@@ -122,19 +124,80 @@ TEST(NetlinkEncode, DiffThenApplyReachesTarget) {
     }
     EXPECT_EQ(sorted(now), sorted(to.sets[i].elements)) << from.sets[i].name;
   }
-  // And the changes batch decodes to exactly those additions.
-  Batch b = encodeChanges(to, changes, 1);
-  auto d = decodeBatch(b, to);
-  ASSERT_TRUE(d.has_value());
-  EXPECT_TRUE(d->chains.empty());
+  // And the update's batches decode: no chain among them.
+  for (const Batch& b : encodeUpdate(to, changes, {}, {}, 1)) {
+    auto d = decodeBatch(b, to);
+    ASSERT_TRUE(d.has_value());
+    EXPECT_TRUE(d->chains.empty());
+  }
 }
 
-// A change to a range map rebuilds it under its alternate name (never element edits), and the
-// other maps' changes stay element-level.
-TEST(NetlinkEncode, RangeMapChangesBecomeASwap) {
-  EXPECT_EQ(alternateRangeSet("egress4_ranges"), "egress4_ranges_b");
-  EXPECT_EQ(alternateRangeSet("egress4_ranges_b"), "egress4_ranges");
-  EXPECT_EQ(rangeChainName("egress4_ranges_b"), "egress4_rng");
+// An update grows, switches, then prunes: entries under new keys first, changed verdicts and
+// the selectors (class maps, local sets) at the switch, entries under keys that go last; a
+// packet judged while one of them commits (rules from one generation, set lookups partly from
+// the next) gets the old verdict or the new one.
+TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
+  Ruleset from = rulesetOf(kCluster, "n1");
+  auto* first = const_cast<SetDef*>(from.findSet("ingress4_exact"));
+  ASSERT_FALSE(first->elements.empty());
+  Element another = first->elements.front();
+  another.port_lo = another.port_hi = 64000;
+  first->elements.push_back(another);
+  Ruleset to = from;
+  auto* exact = const_cast<SetDef*>(to.findSet("ingress4_exact"));
+  Element gone = exact->elements[0];
+  exact->elements.erase(exact->elements.begin());  // a key that goes
+  Element flipped = exact->elements[0];
+  bool was_allow = flipped.verdict.kind == Verdict::Kind::kReturn;
+  exact->elements[0].verdict = {was_allow ? Verdict::Kind::kContinue : Verdict::Kind::kReturn, {}};  // a changed verdict
+  Element added = flipped;
+  added.port_lo = added.port_hi = 65000;
+  exact->elements.push_back(added);  // a new key
+  auto* local = const_cast<SetDef*>(to.findSet("ingress_local4"));
+  ASSERT_FALSE(local->elements.empty());
+  local->elements.pop_back();  // a selector change
+  std::vector<SetChange> changes;
+  ChainChanges chains;
+  ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
+  EXPECT_TRUE(chains.empty());
+  std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
+  ASSERT_EQ(batches.size(), 3U);
+  EXPECT_EQ(batches[1].first_seq, batches[0].first_seq + batches[0].messages());
+  EXPECT_EQ(batches[2].first_seq, batches[1].first_seq + batches[1].messages());
+  // Element messages are described "add element <first key> of set <name>".
+  auto messages = [](const Batch& b, const std::string& verb, const std::string& set) {
+    std::vector<std::string> out;
+    for (const std::string& w : b.what) {
+      if (w.starts_with(verb + " element ") && w.ends_with(" of set " + set)) out.push_back(w.substr(verb.size() + 1));
+    }
+    return out;
+  };
+  auto key = [](const Element& e) {
+    return fmt::format("element {} . 0x{:08x} . {}-{} . {}-{} of set ingress4_exact", policy::formatAddr(e.addr), e.mark,
+                       e.proto_lo, e.proto_hi, e.port_lo, e.port_hi);
+  };
+  // grow: the new key only, added.
+  EXPECT_EQ(messages(batches[0], "add", "ingress4_exact"), std::vector<std::string>{key(added)});
+  EXPECT_TRUE(messages(batches[0], "delete", "ingress4_exact").empty());
+  EXPECT_TRUE(messages(batches[0], "delete", "ingress_local4").empty());
+  // switch: the changed verdict (removed and added under its key), the local set's removal.
+  EXPECT_EQ(messages(batches[1], "delete", "ingress4_exact"), std::vector<std::string>{key(flipped)});
+  EXPECT_EQ(messages(batches[1], "add", "ingress4_exact"), std::vector<std::string>{key(flipped)});
+  EXPECT_EQ(messages(batches[1], "delete", "ingress_local4").size(), 1U);
+  // prune: the key that goes, removed, and nothing added.
+  EXPECT_EQ(messages(batches[2], "delete", "ingress4_exact"), std::vector<std::string>{key(gone)});
+  EXPECT_TRUE(std::ranges::none_of(batches[2].what, [](const std::string& w) { return w.starts_with("add"); }));
+}
+
+// A change to a direction's range map or default map rebuilds both under their alternate
+// names (never element edits), and the other maps' changes stay element-level.
+TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
+  EXPECT_EQ(alternateSet("egress4_ranges"), "egress4_ranges_b");
+  EXPECT_EQ(alternateSet("egress4_ranges_b"), "egress4_ranges");
+  EXPECT_EQ(swapChainName("egress4_ranges_b"), "egress4_rng");
+  EXPECT_EQ(swapChainName("egress4_default"), "egress4_rng");
+  EXPECT_TRUE(isSwappedSetName("ingress6_default_b"));
+  EXPECT_FALSE(isSwappedSetName("ingress6_exact"));
 
   Ruleset small = rulesetOf(kCluster, "n1");
   Ruleset big = small;
@@ -154,29 +217,36 @@ TEST(NetlinkEncode, RangeMapChangesBecomeASwap) {
   ChainChanges chains;
   ASSERT_TRUE(diffRulesets(big, small, changes, &chains));
   ASSERT_EQ(chains.swaps.size(), 1U);
-  EXPECT_TRUE(std::ranges::none_of(changes, [](const SetChange& c) { return c.set == "ingress4_ranges"; }));
-  const RangeSwap& sw = chains.swaps.front();
-  EXPECT_EQ(sw.old_set, "ingress4_ranges");
-  EXPECT_EQ(sw.replacement.name, "ingress4_ranges_b");
-  EXPECT_EQ(sorted(sw.replacement.elements), sorted(small.findSet("ingress4_ranges")->elements));
+  EXPECT_TRUE(std::ranges::none_of(changes, [](const SetChange& c) { return isSwappedSetName(c.set); }));
+  const MapSwap& sw = chains.swaps.front();
+  EXPECT_EQ(sw.old_sets, (std::vector<std::string>{"ingress4_ranges", "ingress4_default"}));
+  ASSERT_EQ(sw.replacements.size(), 2U);
+  EXPECT_EQ(sw.replacements[0].name, "ingress4_ranges_b");
+  EXPECT_EQ(sorted(sw.replacements[0].elements), sorted(small.findSet("ingress4_ranges")->elements));
+  EXPECT_EQ(sw.replacements[1].name, "ingress4_default_b");
+  EXPECT_EQ(sorted(sw.replacements[1].elements), sorted(small.findSet("ingress4_default")->elements));
   EXPECT_EQ(sw.chain.name, "ingress4_rng");
   ASSERT_EQ(sw.chain.rules.size(), 3U);  // the two range lookups, then the default
   EXPECT_EQ(sw.chain.rules[0].set, "ingress4_ranges_b");
   EXPECT_EQ(sw.chain.rules[1].set, "ingress4_ranges_b");
-  EXPECT_EQ(sw.chain.rules[2].set, "ingress4_default");
+  EXPECT_EQ(sw.chain.rules[2].set, "ingress4_default_b");
   // Without a place for chain changes, a swap cannot be expressed: replace.
   EXPECT_FALSE(diffRulesets(big, small, changes));
 
-  Batch prep = encodeSwapPreparation(small, chains, {"ingress4_ranges_b"}, 1);
+  std::vector<Batch> batches = encodeUpdate(small, changes, chains, {"ingress4_ranges_b"}, 1);
+  ASSERT_GE(batches.size(), 2U);
   auto has = [](const Batch& b, const std::string& what) { return std::ranges::find(b.what, what) != b.what.end(); };
-  EXPECT_TRUE(has(prep, "delete set ingress4_ranges_b"));  // a left-over of the same name goes first
-  EXPECT_TRUE(has(prep, "set ingress4_ranges_b"));
-  Batch update = encodeChanges(small, changes, 100, chains);
-  EXPECT_TRUE(has(update, "flush chain ingress4_rng"));
-  EXPECT_TRUE(has(update, "delete set ingress4_ranges"));
-  EXPECT_FALSE(has(update, "set ingress4_ranges_b"));
+  const Batch& grow = batches.front();
+  const Batch& prune = batches.back();
+  EXPECT_TRUE(has(grow, "delete set ingress4_ranges_b"));  // a left-over of the same name goes first
+  EXPECT_TRUE(has(grow, "set ingress4_ranges_b"));
+  EXPECT_TRUE(has(grow, "set ingress4_default_b"));
+  EXPECT_FALSE(has(grow, "flush chain ingress4_rng"));
+  EXPECT_TRUE(has(batches[batches.size() - 2], "flush chain ingress4_rng"));
+  EXPECT_TRUE(has(prune, "delete set ingress4_ranges"));
+  EXPECT_TRUE(has(prune, "delete set ingress4_default"));
 
-  // Even one deleted range entry: a swap. A changed default alone: element-level.
+  // Even one deleted range entry: a swap. A changed default alone: a swap too.
   Ruleset fewer = big;
   const_cast<SetDef*>(fewer.findSet("ingress4_ranges"))->elements.pop_back();
   ASSERT_TRUE(diffRulesets(big, fewer, changes, &chains));
@@ -186,9 +256,8 @@ TEST(NetlinkEncode, RangeMapChangesBecomeASwap) {
   bool was_allow = def->elements.front().verdict.kind == Verdict::Kind::kReturn;
   def->elements.front().verdict = {was_allow ? Verdict::Kind::kContinue : Verdict::Kind::kReturn, {}};
   ASSERT_TRUE(diffRulesets(big, other_default, changes, &chains));
-  EXPECT_TRUE(chains.swaps.empty());
-  ASSERT_EQ(changes.size(), 1U);
-  EXPECT_EQ(changes[0].set, "ingress4_default");
+  EXPECT_EQ(chains.swaps.size(), 1U);
+  EXPECT_TRUE(changes.empty());
 }
 
 // A new table comes in two transactions: the skeleton, every set, and the elements that do not

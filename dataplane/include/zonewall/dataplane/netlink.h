@@ -67,45 +67,45 @@ std::vector<Batch> encodeReplace(const Ruleset& rs, std::uint32_t first_seq);
 /// Deletes `table` if it exists (a left-over aside table of an interrupted replace).
 Batch encodeDropTable(const std::string& table, std::uint32_t first_seq);
 
-/// Log chains come and go with Log rules; they change without touching the fixed skeleton (no
-/// base chain is ever deleted and re-created on an update: that would leave a moment in which
-/// the dying chain's rules see its sets emptied).
-/// A range map rebuilt under its alternate name: every change to a range map is made so. The
-/// kernel publishes a pipapo map's changes only after the generation switch of the transaction
-/// that made them (element edits would lag the rest of an update), so the rebuilt map is made
-/// in a transaction of its own (encodeSwapPreparation) and the lookups switch to it in the
-/// next (encodeChanges), atomically with everything else.
-struct RangeSwap {
-  std::string old_set;
-  SetDef replacement;  ///< named alternateRangeSet(old_set), with every element
-  ChainDef chain;      ///< the lookup chain, its rules naming the replacement
+/// A lookup chain's swapped maps (range and default map, see isSwappedSetName) rebuilt under
+/// their alternate names, and the chain rewritten to name them.
+struct MapSwap {
+  std::vector<std::string> old_sets;
+  std::vector<SetDef> replacements;  ///< named alternateSet(old), with every element
+  ChainDef chain;                    ///< the lookup chain, its rules naming the replacements
+  std::vector<SetChange> edits;      ///< what the rebuild changes, element by element (reports)
 };
 
+/// Chains that come and go on an update (a Log outcome's chain, a remote class's setter
+/// chain) and swapped maps. No base chain is ever deleted and re-created on an update: that
+/// would leave a moment in which the dying chain's rules see its sets emptied.
 struct ChainChanges {
   std::vector<std::string> remove;
   std::vector<ChainDef> add;
-  std::vector<RangeSwap> swaps;
+  std::vector<MapSwap> swaps;
   std::vector<std::string> drop_sets;  ///< left-over maps of an unfinished swap
   bool empty() const { return remove.empty() && add.empty() && swaps.empty() && drop_sets.empty(); }
 };
 
-/// Gives `want`'s range maps the names `have` uses (after a swap, the alternate ones).
-void alignRangeSets(const Ruleset& have, Ruleset& want);
+/// Gives `want`'s swapped maps the names `have` uses (after a swap, the alternate ones).
+void alignSwappedSets(const Ruleset& have, Ruleset& want);
 
-/// The first transaction of an update with swaps: the new log chains (the rebuilt maps may
-/// name them) and the rebuilt range maps, filled (a left-over map of the same name, listed in
-/// `stale_sets`, is deleted first). encodeChanges of the same ChainChanges then adds no chain.
-Batch encodeSwapPreparation(const Ruleset& rs, const ChainChanges& chains,
-                            const std::vector<std::string>& stale_sets, std::uint32_t first_seq);
-
-/// True for the chains that may change on an update (a log outcome's chain).
+/// True for the chains that may come and go on an update (isLogChain, or a remote class's).
+bool isDynamicChain(const std::string& name);
 bool isLogChain(const std::string& name);
 
-/// Element (and log chain) changes as one transaction; the fixed skeleton must already match.
-/// Order: element deletes, range map lookups switched (and the old maps deleted), log chains
-/// removed, log chains added (unless swaps made them), element adds.
-Batch encodeChanges(const Ruleset& rs, const std::vector<SetChange>& changes, std::uint32_t first_seq,
-                    const ChainChanges& chains = {});
+/// An update in up to three transactions (empty ones left out), so that a packet judged while
+/// one of them commits — its rules from one generation, its set lookups partly from the next —
+/// still gets the old verdict or the new one:
+///  1. grow: new chains; the rebuilt swapped maps, filled (a left-over map of the same name,
+///     listed in `stale_sets`, deleted first); verdict map entries under keys the old table
+///     does not have. Nothing reaches them yet, or they decide what the new table decides.
+///  2. switch: verdict map entries whose verdict changes; the remote class maps, local address
+///     sets and anti-spoofing set, whole; the lookup chains of swapped maps rewritten.
+///  3. prune: entries the new table no longer has; the old swapped maps and left-over ones;
+///     chains nothing jumps to any more.
+std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>& changes, const ChainChanges& chains,
+                                const std::vector<std::string>& stale_sets, std::uint32_t first_seq);
 
 /// What the kernel holds of our table, read back (for a one-shot apply's first diff and for
 /// drift detection; never on the agent's update path).
@@ -153,7 +153,8 @@ std::vector<std::string> describeChanges(const Ruleset& rs, const std::vector<Se
 /// The element-level difference between two rulesets with the same skeleton; false when the
 /// skeletons (chains, rules, set definitions) differ and only a full replace will do.
 /// Log chains that differ go to `chains`; without it (nullptr) they make the skeletons differ.
+/// `why` (if given) says what differs when it returns false.
 bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes,
-                  ChainChanges* chains = nullptr);
+                  ChainChanges* chains = nullptr, std::string* why = nullptr);
 
 }  // namespace zonewall::dataplane

@@ -149,27 +149,32 @@ struct Ruleset {
   std::vector<std::string> origins;
 
   const SetDef* findSet(const std::string& name) const;
+  const ChainDef* findChain(const std::string& name) const;
 };
 
-/// Range maps (pipapo) are never edited in place (their edits become visible only after the
-/// transaction's switch, and deletes cost tens of ms each on this kernel): a change builds the
-/// map anew under its alternate name and switches the lookups over, "egress4_ranges" <->
-/// "egress4_ranges_b". The lookups (and the
-/// default after them) live in a chain of their own, named by the map's first name
-/// ("egress4_rng"), reached by goto.
+/// A direction's range map (pipapo) and default map are never edited in place: a change builds
+/// both anew under their alternate names and switches the lookups over, "egress4_ranges" <->
+/// "egress4_ranges_b", "egress4_default" <-> "egress4_default_b". Their lookups live in a chain
+/// of their own ("egress4_rng", reached by goto), rewritten by the switch. The kernel picks a
+/// packet's rules once, from the generation it entered in, but reads sets live: a packet that
+/// enters before a switch keeps the old chain, and with it old maps that nothing edits, so the
+/// range entries and the default it sees always belong together. (Range map deletes would
+/// also cost tens of ms each on this kernel, and pipapo publishes its edits a moment late.)
 bool isRangeSet(const SetDef& s);
+/// A set that is swapped whole, never edited (a range or default map), by name.
+bool isSwappedSetName(const std::string& name);
 /// A regular chain whose rules look nothing up (verdict, log and mark-setter chains).
 bool needsNoSet(const ChainDef& c);
 /// A range map's name, first or alternate: its lookups convert mark and port to network byte
 /// order, as pipapo's range fields need.
 bool isRangeSetName(const std::string& name);
-std::string alternateRangeSet(const std::string& name);
-std::string rangeChainName(const std::string& range_set);
-/// The lookup chain of range map `set` with its lookups naming `as` instead (none if `rs` has
-/// no such chain); only that chain is copied.
-std::optional<ChainDef> rangeLookupChain(const Ruleset& rs, const std::string& set, const std::string& as);
-/// Renames `rs`'s range map `from` to `to`, in the set and in the rules of its lookup chain.
-void renameRangeSet(Ruleset& rs, const std::string& from, const std::string& to);
+std::string alternateSet(const std::string& name);
+/// The chain that looks swapped set `set` up ("egress4_rng" for "egress4_default_b").
+std::string swapChainName(const std::string& set);
+/// Chain `c` with every swapped set it names renamed to its alternate.
+ChainDef withAlternateSets(ChainDef c);
+/// Renames `rs`'s swapped set `from` to `to`, in the set and in the rules of its lookup chain.
+void renameSwappedSet(Ruleset& rs, const std::string& from, const std::string& to);
 
 /// Builds the ruleset of a node's table (pure).
 Ruleset buildRuleset(const compiler::NodeTable& table, const NftOptions& options = {});
