@@ -1,8 +1,29 @@
 #include "zonewall/dataplane/programmer.h"
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 namespace zonewall::dataplane {
+namespace {
+
+// Waits for an RCU grace period: every packet the kernel was judging has been judged.
+// membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu() (8-16 ms here); where it is refused
+// (nohz_full kernels), a pause far longer than any packet's evaluation stands in.
+void waitForReaders() {
+  if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0) return;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+}  // namespace
+
+Programmer::~Programmer() {
+  if (grace_.valid()) grace_.wait();
+}
 
 std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
   Plan p;
@@ -61,12 +82,21 @@ std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) 
   if (plan.drop_aside) batches.push_back(encodeDropTable(asideTable(plan.want.table), 1));
   std::vector<size_t> messages;
   for (const Batch& b : batches) {
-    if (auto ok = transport_.commit(b); !ok) {
+    if (grace_.valid()) {
+      grace_.get();
+    } else if (!committed_ || !messages.empty()) {
+      waitForReaders();
+    }
+    auto ok = transport_.commit(b);
+    committed_ = true;
+    if (!ok) {
       known_.reset();  // some transactions may have gone through: read before the next plan
+      grace_ = std::async(std::launch::async, waitForReaders);
       return std::unexpected(ok.error());
     }
     messages.push_back(b.messages());
   }
+  if (!batches.empty()) grace_ = std::async(std::launch::async, waitForReaders);
   KernelState now;
   now.exists = true;
   now.skeleton_matches = true;

@@ -6,9 +6,19 @@
 // when its state is unknown: the first plan, and the one after a failed commit (whose partial
 // effects, such as a rebuilt range map that was never switched to, it must see). reread()
 // forces a read (drift detection).
+//
+// Between two commits there is always an RCU grace period: every packet the kernel was
+// judging when a transaction committed has been judged before the next one commits. The
+// kernel reads a chain's rules, at each jump, from the slot of the generation the packet
+// entered in, and a second commit overwrites that slot: a packet judged across two commits
+// could mix three tables. With the wait, it sees at most one commit, which every update is
+// built to survive (encodeUpdate). Within a plan the wait is made between its transactions;
+// after a plan it runs in the background, and the next plan's first commit waits only for
+// what is left of it.
 #pragma once
 
 #include <expected>
+#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +30,9 @@ namespace zonewall::dataplane {
 class Programmer {
  public:
   explicit Programmer(Transport& transport) : transport_(transport) {}
+  ~Programmer();
+  Programmer(const Programmer&) = delete;
+  Programmer& operator=(const Programmer&) = delete;
 
   struct Plan {
     enum class Kind : std::uint8_t {
@@ -57,6 +70,10 @@ class Programmer {
  private:
   Transport& transport_;
   std::optional<KernelState> known_;
+  /// The grace period that follows the last commit; invalid before the first commit of this
+  /// programmer (whose first commit waits one out: another process may have just committed).
+  std::future<void> grace_;
+  bool committed_ = false;
 };
 
 }  // namespace zonewall::dataplane
