@@ -897,8 +897,13 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
     if (const SetDef* s = rs.findSet(c.set)) splits.emplace_back(s, split(c));
   }
 
+  // Log chains arrive with the grow (its entries may name them); class chains at the switch,
+  // with the class map entries that jump to them: a new chain's rule makes the kernel
+  // validate the whole table, once per transaction, so they share the switch's walk.
+  std::vector<ChainDef> log_chains, class_chains;
+  for (const ChainDef& c : chains.add) (isLogChain(c.name) ? log_chains : class_chains).push_back(c);
   Encoder grow(rs, first_seq);
-  addChains(grow, chains.add);
+  addChains(grow, log_chains);
   for (const MapSwap& sw : chains.swaps) {
     for (const SetDef& r : sw.replacements) {
       if (std::ranges::find(stale_sets, r.name) != stale_sets.end()) grow.deleteSet(r.name);
@@ -912,6 +917,7 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
   keep(grow.finish());
 
   Encoder sw(rs, first_seq);
+  addChains(sw, class_chains);
   for (const auto& [s, sp] : splits) {
     if (growsAndPrunes(*s)) {
       sw.elements(*s, sp.replaced_old, true);

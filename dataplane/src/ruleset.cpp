@@ -18,12 +18,8 @@ using compiler::Outcome;
 using policy::Addr;
 using policy::Family;
 
-// 16-bit class ids, set a byte at a time: two lookups (and 2 x 256 fixed one-rule setter
-// chains) per remote address instead of four with nibbles; each new flow pays per lookup.
-constexpr int kDigitBits = 8;
-constexpr int kDigits = 16 / kDigitBits;
-constexpr std::uint32_t kDigitMask = (1U << kDigitBits) - 1;
 constexpr const char* kLogChainPrefix = "log_";
+constexpr const char* kClassChainPrefix = "rc_";
 constexpr Family kFamilies[] = {Family::kV4, Family::kV6};
 
 const char* suffix(Family f) { return f == Family::kV4 ? "4" : "6"; }
@@ -45,7 +41,7 @@ class Builder {
   Ruleset run() {
     for (const compiler::Attribution& a : t_.attributions) rs_.origins.push_back(a.str());
     logChains();
-    setterChains();
+    classChains();
     for (Family f : kFamilies) {
       remoteMaps(f);
       localSet(f);
@@ -106,40 +102,37 @@ class Builder {
     return fmt::format("{}{:016x}", kLogChainPrefix, h);
   }
 
-  void setterChains() {
-    for (int n = 0; n < kDigits; ++n) {
-      std::uint32_t digit_mask = kDigitMask << (shift_ + kDigitBits * n);
-      for (std::uint32_t v = 0; v <= kDigitMask; ++v) {
-        Rule r{.kind = Rule::Kind::kMarkAndOr, .a = ~digit_mask, .b = v << (shift_ + kDigitBits * n)};
-        rs_.chains.push_back({fmt::format("rc_d{}_{:02x}", n, v), {}, {r}});
-      }
+  // One chain per remote class in use, named by its id (a hash of its membership, so it keeps
+  // its name across recompiles), that sets all 16 class bits: a packet's class comes from one
+  // lookup, never from pieces that a commit between two lookups could mix. The chains come
+  // and go with the classes, as Log chains do.
+  void classChains() {
+    std::set<compiler::RemoteClassId> ids;
+    for (const auto& [a, id] : t_.remote_exact) ids.insert(id);
+    for (const auto& [r, id] : t_.remote_ranges) ids.insert(id);
+    for (compiler::RemoteClassId id : ids) {
+      Rule r{.kind = Rule::Kind::kMarkAndOr, .a = ~o_.class_mask, .b = static_cast<std::uint32_t>(id) << shift_};
+      rs_.chains.push_back({classChain(id), {}, {r}});
     }
   }
 
+  static std::string classChain(compiler::RemoteClassId id) { return fmt::format("{}{:04x}", kClassChainPrefix, id); }
+
+  // Ranges, then the exact map (pod addresses), which overrides: a pod's class never depends
+  // on an interval lookup.
   void remoteMaps(Family f) {
-    for (int n = 0; n < kDigits; ++n) {
-      SetDef ranges{fmt::format("remote{}_d{}_ranges", suffix(f), n), SetKind::kAddrIntervalVmap, f, {}};
-      for (const auto& [r, id] : t_.remote_ranges) {
-        unsigned digit = (id >> (kDigitBits * n)) & kDigitMask;
-        if (Addr{r.lo}.family() == f && digit != 0) {
-          Element e;
-          e.addr = Addr{r.lo};
-          e.addr_hi = Addr{r.hi};
-          e.verdict = jumpTo(fmt::format("rc_d{}_{:02x}", n, digit));
-          ranges.elements.push_back(e);
-        }
+    SetDef ranges{fmt::format("remote{}_ranges", suffix(f)), SetKind::kAddrIntervalVmap, f, {}};
+    for (const auto& [r, id] : t_.remote_ranges) {
+      if (Addr{r.lo}.family() == f && id != compiler::kNoRemoteClass) {
+        ranges.elements.push_back(Element{.addr = Addr{r.lo}, .addr_hi = Addr{r.hi}, .verdict = jumpTo(classChain(id))});
       }
-      SetDef exact{fmt::format("remote{}_d{}_exact", suffix(f), n), SetKind::kAddrVmap, f, {}};
-      for (const auto& [a, id] : t_.remote_exact) {
-        if (a.family() != f) continue;
-        Element e;
-        e.addr = a;
-        e.verdict = jumpTo(fmt::format("rc_d{}_{:02x}", n, (id >> (kDigitBits * n)) & kDigitMask));
-        exact.elements.push_back(e);
-      }
-      rs_.sets.push_back(std::move(ranges));
-      rs_.sets.push_back(std::move(exact));
     }
+    SetDef exact{fmt::format("remote{}_exact", suffix(f)), SetKind::kAddrVmap, f, {}};
+    for (const auto& [a, id] : t_.remote_exact) {
+      if (a.family() == f) exact.elements.push_back(Element{.addr = a, .verdict = jumpTo(classChain(id))});
+    }
+    rs_.sets.push_back(std::move(ranges));
+    rs_.sets.push_back(std::move(exact));
   }
 
   // The local addresses a direction has anything to say about. A local class whose default
@@ -230,13 +223,11 @@ class Builder {
     bool local_is_source = d == Direction::kEgress;
     ChainDef c{fmt::format("{}{}", dn, suffix(f)), {}, {}};
     c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .count = true, .a = ~o_.class_mask});
-    for (int n = 0; n < kDigits; ++n) {
-      for (const char* kind : {"ranges", "exact"}) {
-        c.rules.push_back({.kind = Rule::Kind::kAddrVmap,
-                           .family = f,
-                           .source = !local_is_source,
-                           .set = fmt::format("remote{}_d{}_{}", suffix(f), n, kind)});
-      }
+    for (const char* kind : {"ranges", "exact"}) {
+      c.rules.push_back({.kind = Rule::Kind::kAddrVmap,
+                         .family = f,
+                         .source = !local_is_source,
+                         .set = fmt::format("remote{}_{}", suffix(f), kind)});
     }
     auto verdictMapRules = [&](ChainDef& chain, const std::string& set) {
       for (bool icmp : {true, false}) {

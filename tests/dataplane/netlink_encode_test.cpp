@@ -281,7 +281,7 @@ TEST(NetlinkEncode, CreateFillsLocalSetsAndVerdictMapsLast) {
   EXPECT_TRUE(has(batches[0], "set ingress_local4"));
   ASSERT_FALSE(rs.findSet("ingress4_ranges")->elements.empty());
   ASSERT_FALSE(rs.findSet("ingress_local4")->elements.empty());
-  for (const char* first : {"ingress4_ranges", "pod_src4", "remote4_d0_exact"}) {
+  for (const char* first : {"ingress4_ranges", "pod_src4", "remote4_exact"}) {
     EXPECT_TRUE(fills(batches[0], first)) << first;
     EXPECT_FALSE(fills(batches[1], first)) << first;
   }

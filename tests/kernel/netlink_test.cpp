@@ -46,7 +46,10 @@ std::string canonicalListing(std::string listing) {
   for (size_t pos = 0; pos < body.size();) {
     size_t end = body.find("\n\n", pos);
     if (end == std::string::npos) end = body.size();
-    blocks.push_back(body.substr(pos, end - pos));
+    std::string block = body.substr(pos, end - pos);
+    while (!block.empty() && block.front() == '\n') block.erase(block.begin());
+    while (!block.empty() && block.back() == '\n') block.pop_back();
+    if (!block.empty()) blocks.push_back(std::move(block));
     pos = end + 2;
   }
   std::sort(blocks.begin(), blocks.end());

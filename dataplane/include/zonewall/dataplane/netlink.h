@@ -76,8 +76,8 @@ struct MapSwap {
   std::vector<SetChange> edits;      ///< what the rebuild changes, element by element (reports)
 };
 
-/// Chains that come and go on an update (a Log outcome's chain, a remote class's setter
-/// chain) and swapped maps. No base chain is ever deleted and re-created on an update: that
+/// Chains that come and go on an update (a Log outcome's chain, a remote class's chain) and
+/// swapped maps. No base chain is ever deleted and re-created on an update: that
 /// would leave a moment in which the dying chain's rules see its sets emptied.
 struct ChainChanges {
   std::vector<std::string> remove;

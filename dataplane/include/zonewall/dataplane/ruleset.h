@@ -12,9 +12,10 @@
 //     (only local addresses the direction restricts or logs: egress_localN, ingress_localN)
 //     clear the class bits of the mark
 //   egressN / ingressN:
-//     clear the class bits; set them from the remote address, a byte at a time:
-//       remoteN_dK_ranges (interval vmap) then remoteN_dK_exact (hash vmap), each a jump to
-//       rc_dK_<hex>, which sets one byte and returns;
+//     clear the class bits; set them from the remote address: remoteN_ranges (interval vmap)
+//       then remoteN_exact (hash vmap, pod addresses, overriding), each a jump to the class's
+//       own chain rc_<id>, which sets all 16 bits and returns (one lookup decides a class:
+//       a commit between two lookups can never mix two classes into a third);
 //     then the verdict: exact hash map, the any-protocol-any-port hash map, then (goto
 //     egressN_rng, a chain a range map swap may rewrite) the interval map and the local
 //     address's default. Entries are disjoint, so the order only saves lookups; but
@@ -34,7 +35,7 @@
 // Why no goto to per-verdict counting chains: the kernel validates the whole table (walks
 // every element of every verdict map, ~20 ms per 100k elements and base chain here) in any
 // transaction that adds a jump or goto element; with plain verdicts a policy change commits
-// without that walk. Only the remote class maps (jumps to the setter chains) and Log entries
+// without that walk. Only the remote class maps (jumps to the class chains) and Log entries
 // still trigger it. (Per-element counters would do too, but cost the kernel a per-CPU
 // allocation per element: twice the cold load time.)
 //
@@ -163,7 +164,7 @@ struct Ruleset {
 bool isRangeSet(const SetDef& s);
 /// A set that is swapped whole, never edited (a range or default map), by name.
 bool isSwappedSetName(const std::string& name);
-/// A regular chain whose rules look nothing up (verdict, log and mark-setter chains).
+/// A regular chain whose rules look nothing up (log and class chains).
 bool needsNoSet(const ChainDef& c);
 /// A range map's name, first or alternate: its lookups convert mark and port to network byte
 /// order, as pipapo's range fields need.
