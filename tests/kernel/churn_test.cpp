@@ -154,14 +154,19 @@ long long nowUs() {
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
 }
 
-// Prints, for each lost attempt, the last event of `timeline` before it began.
+// Prints, for each lost attempt, the last event of `timeline` before it began and the next.
 void explainLosses(const PairProbers::Result& r, const std::vector<std::pair<long long, std::string>>& timeline) {
   for (long long t : r.lost_at) {
     std::string before = "before the first apply";
+    std::string after = "nothing";
     for (const auto& [when, what] : timeline) {
       if (when <= t) before = what;
+      if (when > t) {
+        after = what;
+        break;
+      }
     }
-    std::printf("lost attempt at %lld µs, after: %s\n", t, before.c_str());
+    std::printf("lost attempt at %lld µs, after: %s; then: %s\n", t, before.c_str(), after.c_str());
   }
 }
 
