@@ -897,13 +897,15 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
     if (const SetDef* s = rs.findSet(c.set)) splits.emplace_back(s, split(c));
   }
 
-  // Log chains arrive with the grow (its entries may name them); class chains at the switch,
-  // with the class map entries that jump to them: a new chain's rule makes the kernel
-  // validate the whole table, once per transaction, so they share the switch's walk.
-  std::vector<ChainDef> log_chains, class_chains;
-  for (const ChainDef& c : chains.add) (isLogChain(c.name) ? log_chains : class_chains).push_back(c);
+  // New chains (a Log outcome's, a remote class's) come a transaction before anything names
+  // them: the kernel creates a chain with an empty rule blob for both generations and commits
+  // its rules into the next generation's only, so a packet still judged by the previous
+  // generation that jumped into a chain created in the latest transaction would run no rule.
+  Encoder chain_adds(rs, first_seq);
+  addChains(chain_adds, chains.add);
+  keep(chain_adds.finish());
+
   Encoder grow(rs, first_seq);
-  addChains(grow, log_chains);
   for (const MapSwap& sw : chains.swaps) {
     for (const SetDef& r : sw.replacements) {
       if (std::ranges::find(stale_sets, r.name) != stale_sets.end()) grow.deleteSet(r.name);
@@ -911,13 +913,15 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
       grow.elements(r, r.elements, false);
     }
   }
+  for (const MapSwap& sw : chains.swaps) {
+    if (!sw.bridge.elements.empty()) grow.elements(sw.bridge, sw.bridge.elements, false);
+  }
   for (const auto& [s, sp] : splits) {
     if (growsAndPrunes(*s)) grow.elements(*s, sp.add_only, false);
   }
   keep(grow.finish());
 
   Encoder sw(rs, first_seq);
-  addChains(sw, class_chains);
   for (const auto& [s, sp] : splits) {
     if (growsAndPrunes(*s)) {
       sw.elements(*s, sp.replaced_old, true);
@@ -999,6 +1003,86 @@ std::optional<std::string> skeletonDifference(const Ruleset& a, const Ruleset& b
   return std::nullopt;
 }
 
+
+// The (protocol, port) boxes that `taken` (disjoint boxes) leaves free, fewest first: the
+// protocol axis cut where a taken box starts or ends, then the ports between taken boxes.
+std::vector<Element> complementBoxes(std::vector<Element> taken) {
+  std::vector<unsigned> cuts{0, 256};
+  for (const Element& e : taken) {
+    cuts.push_back(e.proto_lo);
+    cuts.push_back(e.proto_hi + 1U);
+  }
+  std::ranges::sort(cuts);
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  std::ranges::sort(taken, {}, [](const Element& e) { return e.port_lo; });
+  std::vector<Element> out;
+  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+    unsigned lo = cuts[i];
+    unsigned hi = cuts[i + 1] - 1;
+    auto free = [&](unsigned first, unsigned last) {
+      out.push_back(Element{.proto_lo = static_cast<std::uint8_t>(lo),
+                            .proto_hi = static_cast<std::uint8_t>(hi),
+                            .port_lo = static_cast<std::uint16_t>(first),
+                            .port_hi = static_cast<std::uint16_t>(last)});
+    };
+    unsigned next = 0;  // the first port not yet covered for protocols lo..hi
+    for (const Element& e : taken) {
+      if (e.proto_hi < lo || e.proto_lo > hi) continue;  // a box never straddles a cut
+      if (e.port_lo > next) free(next, e.port_lo - 1U);
+      next = std::max(next, e.port_hi + 1U);
+    }
+    if (next <= 65535) free(next, 65535);
+  }
+  return out;
+}
+
+// The class mark a remote class chain sets.
+std::uint32_t classMarkOf(const ChainDef& rc) { return rc.rules.empty() ? 0 : rc.rules.front().b; }
+
+// Fills sw.bridge (see MapSwap::bridge) for the swap of `chain`'s maps.
+void bridgeNewClasses(const Ruleset& from, const Ruleset& to, const std::vector<ChainDef>& new_chains, MapSwap& sw) {
+  const SetDef* ranges_old = nullptr;
+  const SetDef* ranges_new = nullptr;
+  const SetDef* default_old = nullptr;
+  const SetDef* default_new = nullptr;
+  for (const std::string& name : sw.old_sets) {
+    (isRangeSetName(name) ? ranges_old : default_old) = from.findSet(name);
+    (isRangeSetName(name) ? ranges_new : default_new) = to.findSet(name);
+  }
+  if (ranges_old == nullptr || ranges_new == nullptr || default_old == nullptr || default_new == nullptr) return;
+  std::set<std::uint32_t> marks;  // the new classes this family's class maps give
+  for (const ChainDef& c : new_chains) {
+    if (isLogChain(c.name)) continue;
+    bool used = std::ranges::any_of(to.sets, [&](const SetDef& s) {
+      return s.family == ranges_new->family && (s.kind == SetKind::kAddrIntervalVmap || s.kind == SetKind::kAddrVmap) &&
+             std::ranges::any_of(s.elements, [&](const Element& e) { return e.verdict.chain == c.name; });
+    });
+    if (used) marks.insert(classMarkOf(c));
+  }
+  if (marks.empty()) return;
+  sw.bridge = SetDef{ranges_old->name, ranges_old->kind, ranges_old->family, {}};
+  std::map<std::pair<policy::Addr, std::uint32_t>, std::vector<Element>> taken;
+  for (const Element& e : ranges_new->elements) {
+    if (!marks.contains(e.mark)) continue;
+    sw.bridge.elements.push_back(e);
+    taken[{e.addr, e.mark}].push_back(e);
+  }
+  std::map<policy::Addr, const Verdict*> was;
+  for (const Element& e : default_old->elements) was[e.addr] = &e.verdict;
+  for (const Element& d : default_new->elements) {
+    auto it = was.find(d.addr);
+    if (it == was.end() || *it->second == d.verdict) continue;  // a new address: none of its traffic is judged by the old chain
+    for (std::uint32_t mark : marks) {
+      for (Element box : complementBoxes(taken[{d.addr, mark}])) {
+        box.addr = d.addr;
+        box.mark = mark;
+        box.verdict = d.verdict;
+        box.origin = d.origin;
+        sw.bridge.elements.push_back(box);
+      }
+    }
+  }
+}
 }  // namespace
 
 bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes, ChainChanges* chains,
@@ -1067,6 +1151,7 @@ bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>
       sw.replacements.push_back(*s);
       sw.replacements.back().name = alternateSet(s->name);
     }
+    bridgeNewClasses(from, to, cc.add, sw);
     cc.swaps.push_back(std::move(sw));
   }
   if (!cc.empty()) {
@@ -1296,6 +1381,7 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
         }
         std::string name = nftnl_set_get_str(tmp.get(), NFTNL_SET_NAME);
         auto& holder = holders[name];
+        if (std::ranges::find(set_order, name) == set_order.end()) set_order.push_back(name);  // an existing set's
         if (!holder) holder.reset(nftnl_set_alloc());
         nftnl_set_elems_nlmsg_parse(nlh, holder.get());
         break;

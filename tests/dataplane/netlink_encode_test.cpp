@@ -189,6 +189,119 @@ TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   EXPECT_TRUE(std::ranges::none_of(batches[2].what, [](const std::string& w) { return w.starts_with("add"); }));
 }
 
+// New chains (a Log outcome's, a new remote class's) are made a transaction before anything
+// leads to them: the kernel runs no rule of a chain made in the transaction that just
+// committed for a packet of the generation before, so a class chain made together with the
+// class map entries that jump to it would leave such a packet unclassified.
+TEST(NetlinkEncode, NewChainsComeATransactionBeforeTheirEntries) {
+  const std::string gnp = "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy";
+  std::string without = kCluster.substr(0, kCluster.find(gnp));
+  Ruleset from = rulesetOf(without, "n1");
+  Ruleset to = rulesetOf(kCluster + gnp +
+                             "\nmetadata: {name: log-web}\nspec:\n  order: 2\n  selector: app == 'a'\n"
+                             "  ingress: [{action: Log, source: {nets: [198.51.100.0/24]}}, {action: Allow, source: {nets: [198.51.100.0/24]}}]\n",
+                         "n1");
+  std::vector<SetChange> changes;
+  ChainChanges chains;
+  ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
+  ASSERT_TRUE(std::ranges::any_of(chains.add, [](const ChainDef& c) { return isLogChain(c.name); }));
+  ASSERT_TRUE(std::ranges::any_of(chains.add, [](const ChainDef& c) { return c.name.starts_with("rc_"); }));
+  std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
+  ASSERT_GE(batches.size(), 3U);
+  // The first transaction makes the chains and fills them, and nothing else.
+  for (const std::string& w : batches[0].what) {
+    EXPECT_TRUE(w.starts_with("batch ") || w.starts_with("chain ") || w.starts_with("rule ")) << w;
+  }
+  for (const ChainDef& c : chains.add) {
+    EXPECT_NE(std::ranges::find(batches[0].what, "chain " + c.name), batches[0].what.end()) << c.name;
+  }
+  // No later one makes a chain, and the later ones do name the new chains.
+  bool named = false;
+  for (size_t i = 1; i < batches.size(); ++i) {
+    for (const std::string& w : batches[i].what) {
+      EXPECT_FALSE(w.starts_with("chain ")) << "transaction " << i << ": " << w;
+    }
+    auto d = decodeBatch(batches[i], to);
+    ASSERT_TRUE(d.has_value()) << d.error().str();
+    for (const SetDef& s : d->sets) {
+      for (const Element& e : s.elements) {
+        named |= std::ranges::any_of(chains.add, [&](const ChainDef& c) { return e.verdict.chain == c.name; });
+      }
+    }
+  }
+  EXPECT_TRUE(named);
+}
+
+// A packet judged across the switch may take its class from the new class maps and its
+// verdict from the old lookup chain and maps: the old range map is bridged (entries added at
+// the grow) with the new classes' answers — their range entries and, where a local address's
+// default changes, the rest of the space with the new default — so it gets the new verdict.
+TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
+  // Before: x/a isolated for egress only, so its ingress default allows and no ingress peer
+  // has a class. After: kCluster, whose ingress rules bring new classes and isolate x/a.
+  std::string before = kCluster;
+  before.replace(before.find("policyTypes: [Ingress, Egress]"), 30, "policyTypes: [Egress]");
+  Ruleset from = rulesetOf(before, "n1");
+  Ruleset to = rulesetOf(kCluster, "n1");
+  std::vector<SetChange> changes;
+  ChainChanges chains;
+  ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
+  auto sw = std::ranges::find_if(chains.swaps, [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
+  ASSERT_NE(sw, chains.swaps.end());
+  EXPECT_EQ(sw->bridge.name, "ingress4_ranges");  // the old map, named as the kernel has it
+  std::set<std::uint32_t> new_marks;  // of IPv4 classes: kCluster's IPv6 peers have classes before and after
+  for (const ChainDef& c : chains.add) {
+    if (c.name.starts_with("rc_")) new_marks.insert(c.rules.front().b);
+  }
+  const policy::Addr kA = *policy::parseAddr("10.0.0.1");
+  ASSERT_FALSE(new_marks.empty());
+  const SetDef* ranges_new = to.findSet("ingress4_ranges");
+  std::map<policy::Addr, Verdict> was, now;
+  for (const Element& e : from.findSet("ingress4_default")->elements) was[e.addr] = e.verdict;
+  for (const Element& e : to.findSet("ingress4_default")->elements) now[e.addr] = e.verdict;
+  ASSERT_TRUE(was.contains(kA) && now.contains(kA));
+  ASSERT_FALSE(was[kA] == now[kA]);  // x/a's ingress default changes
+  // Every new range entry of a new class is in the bridge; every other bridge entry carries
+  // its address's new default; per (changed address, new class) the bridge tiles the whole
+  // (protocol, port) space.
+  std::map<std::pair<policy::Addr, std::uint32_t>, std::uint64_t> volume;
+  for (const Element& e : sw->bridge.elements) {
+    EXPECT_TRUE(new_marks.contains(e.mark));
+    bool is_entry = std::ranges::find(ranges_new->elements, e) != ranges_new->elements.end();
+    EXPECT_TRUE(is_entry || e.verdict == now[e.addr]);
+    volume[{e.addr, e.mark}] += std::uint64_t{e.proto_hi - e.proto_lo + 1U} * (e.port_hi - e.port_lo + 1U);
+    for (const Element& o : sw->bridge.elements) {
+      bool overlap = &o != &e && o.addr == e.addr && o.mark == e.mark && o.proto_lo <= e.proto_hi &&
+                     e.proto_lo <= o.proto_hi && o.port_lo <= e.port_hi && e.port_lo <= o.port_hi;
+      EXPECT_FALSE(overlap);
+    }
+  }
+  for (const Element& e : ranges_new->elements) {
+    if (!new_marks.contains(e.mark)) continue;
+    EXPECT_NE(std::ranges::find(sw->bridge.elements, e), sw->bridge.elements.end());
+  }
+  for (std::uint32_t mark : new_marks) {
+    std::uint64_t v = volume[{kA, mark}];
+    EXPECT_EQ(v, 256ULL * 65536ULL) << fmt::format("class 0x{:08x}", mark);
+  }
+  for (const auto& [key, v] : volume) {
+    if (!(was[key.first] == now[key.first])) {
+      EXPECT_EQ(v, 256ULL * 65536ULL);
+    }
+  }
+  // The grow adds them to the old map; its key carry new classes, so no old entry overlaps.
+  std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
+  bool grown = false;
+  for (const Batch& b : batches) {
+    auto d = decodeBatch(b, from);
+    ASSERT_TRUE(d.has_value());
+    for (const SetDef& s : d->sets) {
+      if (s.name == "ingress4_ranges" && s.elements.size() == sw->bridge.elements.size()) grown = true;
+    }
+  }
+  EXPECT_TRUE(grown);
+}
+
 // A change to a direction's range map or default map rebuilds both under their alternate
 // names (never element edits), and the other maps' changes stay element-level.
 TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {

@@ -1,10 +1,11 @@
 // No leak under churn: while a prober keeps connecting over a denied pair and an allowed pair,
 // 1,000 successive `zonewall apply` runs change the policies (unrelated policies come and go,
-// the pair's own policy is rewritten but still denies, a Log policy toggles, which adds and
-// removes log chains). Every run is a fresh process that starts from what the kernel holds
-// (a restart each time), and every one is an element-level transaction. The denied pair never
-// connects; the allowed pair never fails — its verdict sits in a range map that is rebuilt and
-// swapped in every 20 applies.
+// the pair's own policy is rewritten but still denies, a Log policy on the allowed pair's
+// server comes for two applies and goes for two, which brings and takes log chains, remote
+// classes and the server's range entries). Every run is a fresh process that starts from what
+// the kernel holds (a restart each time), and every one is an element-level update. The
+// denied pair never connects; the allowed pair never fails — its verdict moves between a
+// range map, rebuilt and swapped in on every other apply, and a hash map.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -80,8 +81,8 @@ std::string bExtras(int count) {
          rules.substr(0, rules.size() - 2) + "]\n";
 }
 
-// A Log rule on x/b's ingress (allowing): its outcome chain changes the skeleton, so applying
-// or removing it replaces the whole table in one transaction.
+// A Log rule on x/b's ingress (then allowing everything): a log chain, and a remote class for
+// "every source" whose x/b entries live in the hash map, in place of x/b's range entries.
 std::string logPolicy() {
   return "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: log-b}\nspec:\n"
          "  order: 1\n  selector: pod == 'b'\n  ingress: [{action: Log}, {action: Allow}]\n";
@@ -181,7 +182,7 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
   auto writePolicies = [&](int step) {
     std::string y = ownPolicy(step) + bRangePolicy() + bExtras((step / 10) % 2 == 0 ? 12 : 2);
     for (int i : live) y += unrelated(i);
-    if ((step / 50) % 2 == 1) y += logPolicy();
+    if ((step / 2) % 2 == 1) y += logPolicy();  // on for two applies, off for two
     dir.write("policies.yaml", y);
   };
   std::string apply = zonewallBinary() + " apply " + dir.path().string() + " --node n1 --netns " + node.nodeNs() + " 2>&1";

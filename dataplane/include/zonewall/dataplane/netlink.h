@@ -74,6 +74,14 @@ struct MapSwap {
   std::vector<SetDef> replacements;  ///< named alternateSet(old), with every element
   ChainDef chain;                    ///< the lookup chain, its rules naming the replacements
   std::vector<SetChange> edits;      ///< what the rebuild changes, element by element (reports)
+  /// Entries added to the old range map at the grow (it goes whole at the prune, so they cost
+  /// no pipapo delete): the new table's answers for the remote classes new with this update.
+  /// The class maps and this chain switch in one transaction, and a packet judged across it
+  /// (its rules from the generation before, its class from the new class maps) reaches the
+  /// old maps with a new class: its range entries, and, for a local address whose default
+  /// changes, the rest of the (protocol, port) space with the new default. Keys carry the new
+  /// class, so none overlaps an old entry. Named like the old range map; empty if not needed.
+  SetDef bridge;
 };
 
 /// Chains that come and go on an update (a Log outcome's chain, a remote class's chain) and
@@ -94,15 +102,19 @@ void alignSwappedSets(const Ruleset& have, Ruleset& want);
 bool isDynamicChain(const std::string& name);
 bool isLogChain(const std::string& name);
 
-/// An update in up to three transactions (empty ones left out), so that a packet judged while
+/// An update in up to four transactions (empty ones left out), so that a packet judged while
 /// one of them commits — its rules from one generation, its set lookups partly from the next —
-/// still gets the old verdict or the new one:
-///  1. grow: new chains; the rebuilt swapped maps, filled (a left-over map of the same name,
-///     listed in `stale_sets`, deleted first); verdict map entries under keys the old table
-///     does not have. Nothing reaches them yet, or they decide what the new table decides.
-///  2. switch: verdict map entries whose verdict changes; the remote class maps, local address
+/// still gets the old verdict or the new one (the Programmer waits out a grace period between
+/// them, so no packet sees more than one commit):
+///  1. chains: new chains, with their rules. A chain made in a transaction runs no rule for a
+///     packet of the generation before it, so nothing may lead to it in the same one.
+///  2. grow: the rebuilt swapped maps, filled (a left-over map of the same name, listed in
+///     `stale_sets`, deleted first); verdict map entries under keys the old table does not
+///     have, and the old range maps' bridges (MapSwap::bridge). Nothing reaches them yet, or
+///     they decide what the new table decides.
+///  3. switch: verdict map entries whose verdict changes; the remote class maps, local address
 ///     sets and anti-spoofing set, whole; the lookup chains of swapped maps rewritten.
-///  3. prune: entries the new table no longer has; the old swapped maps and left-over ones;
+///  4. prune: entries the new table no longer has; the old swapped maps and left-over ones;
 ///     chains nothing jumps to any more.
 std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>& changes, const ChainChanges& chains,
                                 const std::vector<std::string>& stale_sets, std::uint32_t first_seq);
@@ -136,7 +148,7 @@ struct DecodedBatch {
   std::vector<std::string> tables;
   std::vector<std::string> chains;  ///< in message order
   std::map<std::string, std::vector<std::vector<std::string>>> rules;  ///< chain → expressions
-  std::vector<SetDef> sets;  ///< `like`'s sets, in message order, with the decoded elements
+  std::vector<SetDef> sets;  ///< `like`'s sets, in message order, with the elements the batch adds
 };
 std::expected<DecodedBatch, policy::Error> decodeBatch(const Batch& batch, const Ruleset& like);
 
