@@ -888,8 +888,9 @@ Split split(const SetChange& c) {
 std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>& changes, const ChainChanges& chains,
                                 const std::vector<std::string>& stale_sets, std::uint32_t first_seq) {
   std::vector<Batch> out;
-  auto keep = [&](Batch b) {
+  auto keep = [&](Batch b, bool additive) {
     first_seq = b.first_seq + static_cast<std::uint32_t>(b.messages());
+    b.additive = additive;
     if (b.messages() > 2) out.push_back(std::move(b));  // more than begin and end
   };
   std::vector<std::pair<const SetDef*, Split>> splits;
@@ -903,7 +904,7 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
   // generation that jumped into a chain created in the latest transaction would run no rule.
   Encoder chain_adds(rs, first_seq);
   addChains(chain_adds, chains.add);
-  keep(chain_adds.finish());
+  keep(chain_adds.finish(), true);
 
   Encoder grow(rs, first_seq);
   for (const MapSwap& sw : chains.swaps) {
@@ -919,7 +920,7 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
   for (const auto& [s, sp] : splits) {
     if (growsAndPrunes(*s)) grow.elements(*s, sp.add_only, false);
   }
-  keep(grow.finish());
+  keep(grow.finish(), true);
 
   Encoder sw(rs, first_seq);
   for (const auto& [s, sp] : splits) {
@@ -937,7 +938,7 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
     sw.flushChain(m.chain.name);
     for (size_t i = 0; i < m.chain.rules.size(); ++i) sw.addRule(m.chain, m.chain.rules[i], i);
   }
-  keep(sw.finish());
+  keep(sw.finish(), false);
 
   Encoder prune(rs, first_seq);
   for (const auto& [s, sp] : splits) {
@@ -948,7 +949,7 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
   }
   for (const std::string& name : chains.drop_sets) prune.deleteSet(name);
   for (const std::string& name : chains.remove) prune.deleteChain(name);
-  keep(prune.finish());
+  keep(prune.finish(), false);
   return out;
 }
 

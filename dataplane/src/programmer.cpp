@@ -81,12 +81,13 @@ std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) 
   // An interrupted replace left its aside table judging: gone once ours is complete.
   if (plan.drop_aside) batches.push_back(encodeDropTable(asideTable(plan.want.table), 1));
   std::vector<size_t> messages;
-  for (const Batch& b : batches) {
+  for (size_t i = 0; i < batches.size(); ++i) {
     if (grace_.valid()) {
       grace_.get();
-    } else if (!committed_ || !messages.empty()) {
+    } else if (!committed_ || (i > 0 && !batches[i - 1].additive)) {
       waitForReaders();
     }
+    const Batch& b = batches[i];
     auto ok = transport_.commit(b);
     committed_ = true;
     if (!ok) {

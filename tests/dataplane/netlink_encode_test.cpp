@@ -162,6 +162,10 @@ TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   EXPECT_TRUE(chains.empty());
   std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
   ASSERT_EQ(batches.size(), 3U);
+  // Only the grow may be followed at once by the next commit (it adds, and nothing else).
+  EXPECT_TRUE(batches[0].additive);
+  EXPECT_FALSE(batches[1].additive);
+  EXPECT_FALSE(batches[2].additive);
   EXPECT_EQ(batches[1].first_seq, batches[0].first_seq + batches[0].messages());
   EXPECT_EQ(batches[2].first_seq, batches[1].first_seq + batches[1].messages());
   // Element messages are described "add element <first key> of set <name>".
@@ -209,6 +213,7 @@ TEST(NetlinkEncode, NewChainsComeATransactionBeforeTheirEntries) {
   std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
   ASSERT_GE(batches.size(), 3U);
   // The first transaction makes the chains and fills them, and nothing else.
+  EXPECT_TRUE(batches[0].additive);
   for (const std::string& w : batches[0].what) {
     EXPECT_TRUE(w.starts_with("batch ") || w.starts_with("chain ") || w.starts_with("rule ")) << w;
   }

@@ -26,6 +26,10 @@ struct Batch {
   /// names the element it refused (its extended ack), the error names that element and the
   /// policy rule behind it, rather than only the message.
   const Ruleset* source = nullptr;
+  /// It only adds: chains nothing leads to yet, sets no rule names yet, entries under keys the
+  /// table does not have. No rule a packet in flight can run changes, so the next commit may
+  /// follow it without waiting out a grace period (see Programmer).
+  bool additive = false;
   size_t messages() const { return what.size(); }
 };
 
@@ -104,11 +108,13 @@ bool isLogChain(const std::string& name);
 
 /// An update in up to four transactions (empty ones left out), so that a packet judged while
 /// one of them commits — its rules from one generation, its set lookups partly from the next —
-/// still gets the old verdict or the new one (the Programmer waits out a grace period between
-/// them, so no packet sees more than one commit):
-///  1. chains: new chains, with their rules. A chain made in a transaction runs no rule for a
-///     packet of the generation before it, so nothing may lead to it in the same one.
-///  2. grow: the rebuilt swapped maps, filled (a left-over map of the same name, listed in
+/// still gets the old verdict or the new one (the Programmer waits out a grace period after
+/// each one that is not Batch::additive, so no packet sees more than one commit that changes
+/// or removes anything):
+///  1. chains (additive): new chains, with their rules. A chain made in a transaction runs no
+///     rule for a packet of the generation before it, so nothing may lead to it in the same
+///     one; the next commit copies its rules into that generation's slot too.
+///  2. grow (additive): the rebuilt swapped maps, filled (a left-over map of the same name, listed in
 ///     `stale_sets`, deleted first); verdict map entries under keys the old table does not
 ///     have, and the old range maps' bridges (MapSwap::bridge). Nothing reaches them yet, or
 ///     they decide what the new table decides.

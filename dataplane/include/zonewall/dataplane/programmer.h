@@ -7,14 +7,15 @@
 // effects, such as a rebuilt range map that was never switched to, it must see). reread()
 // forces a read (drift detection).
 //
-// Between two commits there is always an RCU grace period: every packet the kernel was
-// judging when a transaction committed has been judged before the next one commits. The
-// kernel reads a chain's rules, at each jump, from the slot of the generation the packet
-// entered in, and a second commit overwrites that slot: a packet judged across two commits
-// could mix three tables. With the wait, it sees at most one commit, which every update is
-// built to survive (encodeUpdate). Within a plan the wait is made between its transactions;
-// after a plan it runs in the background, and the next plan's first commit waits only for
-// what is left of it.
+// After a commit that changes or removes anything there is an RCU grace period before the
+// next: every packet the kernel was judging when it committed has been judged before the next
+// one commits. The kernel reads a chain's rules, at each jump, from the slot of the generation
+// the packet entered in, and a second commit overwrites that slot: a packet judged across two
+// commits could mix three tables. With the wait, it sees at most one commit, which every
+// update is built to survive (encodeUpdate). A commit that only adds (Batch::additive) leaves
+// nothing a packet in flight can run changed, so the next follows at once. Within a plan the
+// wait is made between its transactions; after a plan it runs in the background, and the next
+// plan's first commit waits only for what is left of it.
 #pragma once
 
 #include <expected>
