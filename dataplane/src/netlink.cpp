@@ -825,9 +825,15 @@ std::vector<Batch> createInTwo(const Ruleset& rs, std::uint32_t first_seq, const
     if (gatedByLocalSets(s)) two.elements(s, s.elements, false);
   }
   if (!drop_after.empty()) two.deleteTable(drop_after);
+  // Neither changes anything a packet in flight runs unless it deletes a table: before the
+  // first, the base chains did not exist (a packet of that generation that meets one finds it
+  // empty, as if it were not there).
+  first.additive = drop_before.empty();
+  Batch second = two.finish();
+  second.additive = drop_after.empty();
   std::vector<Batch> out;
   out.push_back(std::move(first));
-  out.push_back(two.finish());
+  out.push_back(std::move(second));
   return out;
 }
 }  // namespace
