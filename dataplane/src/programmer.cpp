@@ -63,7 +63,7 @@ std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
 std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) {
   // Nothing is ever judged by a half-built table: a new one is created in two transactions
   // (skeleton, then the local sets and verdict maps), a replaced one is built aside first, an
-  // update grows, switches and prunes (encodeUpdate).
+  // update makes its chains, grows, switches and prunes (encodeUpdate).
   std::vector<Batch> batches;
   switch (plan.kind) {
     case Plan::Kind::kNothing:
