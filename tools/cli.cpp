@@ -766,7 +766,7 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
                            sw.replacements[i].elements.size());
     }
     if (!sw.bridge.elements.empty()) {
-      swaps += fmt::format(" ({} entries for new classes bridged into {})", sw.bridge.elements.size(), sw.bridge.name);
+      swaps += fmt::format(", {} entries for new classes bridged into {}", sw.bridge.elements.size(), sw.bridge.name);
     }
   }
   out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n", verb, p.node, p.entries,
