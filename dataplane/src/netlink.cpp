@@ -1057,14 +1057,16 @@ void bridgeNewClasses(const Ruleset& from, const Ruleset& to, const std::vector<
     (isRangeSetName(name) ? ranges_new : default_new) = to.findSet(name);
   }
   if (ranges_old == nullptr || ranges_new == nullptr || default_old == nullptr || default_new == nullptr) return;
-  std::set<std::uint32_t> marks;  // the new classes this family's class maps give
+  std::set<std::string> classes;  // the class chains this family's class maps jump to
+  for (const SetDef& s : to.sets) {
+    if (s.family != ranges_new->family || (s.kind != SetKind::kAddrIntervalVmap && s.kind != SetKind::kAddrVmap)) continue;
+    for (const Element& e : s.elements) {
+      if (e.verdict.kind == Verdict::Kind::kJump) classes.insert(e.verdict.chain);
+    }
+  }
+  std::set<std::uint32_t> marks;  // the new ones among them
   for (const ChainDef& c : new_chains) {
-    if (isLogChain(c.name)) continue;
-    bool used = std::ranges::any_of(to.sets, [&](const SetDef& s) {
-      return s.family == ranges_new->family && (s.kind == SetKind::kAddrIntervalVmap || s.kind == SetKind::kAddrVmap) &&
-             std::ranges::any_of(s.elements, [&](const Element& e) { return e.verdict.chain == c.name; });
-    });
-    if (used) marks.insert(classMarkOf(c));
+    if (classes.contains(c.name)) marks.insert(classMarkOf(c));
   }
   if (marks.empty()) return;
   sw.bridge = SetDef{ranges_old->name, ranges_old->kind, ranges_old->family, {}};
