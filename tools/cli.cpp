@@ -765,9 +765,7 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
       swaps += fmt::format(", map {} rebuilt as {} ({} entries)", sw.old_sets[i], sw.replacements[i].name,
                            sw.replacements[i].elements.size());
     }
-    if (!sw.bridge.elements.empty()) {
-      swaps += fmt::format(", {} entries for new classes bridged into {}", sw.bridge.elements.size(), sw.bridge.name);
-    }
+    for (const auto& b : sw.bridges) swaps += fmt::format(", {} entries bridged into {}", b.elements.size(), b.name);
   }
   out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n", verb, p.node, p.entries,
                      p.plan.kind == PlanKind::kReplace ? std::string("table replaced")
@@ -801,9 +799,9 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
           out << fmt::format("~ map {} rebuilt as {} ({} entries)\n", sw.old_sets[i], sw.replacements[i].name,
                              sw.replacements[i].elements.size());
         }
-        if (!sw.bridge.elements.empty()) {
-          out << fmt::format("~ map {} bridged: {} entries for new classes until it goes\n", sw.bridge.name,
-                             sw.bridge.elements.size());
+        for (const auto& b : sw.bridges) {
+          out << fmt::format("~ map {} bridged: {} entries for new classes and addresses until it goes\n", b.name,
+                             b.elements.size());
         }
       }
       for (const auto& s : plan.chains.drop_sets) out << "- set " << s << "\n";

@@ -921,7 +921,7 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
     }
   }
   for (const MapSwap& sw : chains.swaps) {
-    if (!sw.bridge.elements.empty()) grow.elements(sw.bridge, sw.bridge.elements, false);
+    for (const SetDef& b : sw.bridges) grow.elements(b, b.elements, false);
   }
   for (const auto& [s, sp] : splits) {
     if (growsAndPrunes(*s)) grow.elements(*s, sp.add_only, false);
@@ -1046,8 +1046,8 @@ std::vector<Element> complementBoxes(std::vector<Element> taken) {
 // The class mark a remote class chain sets.
 std::uint32_t classMarkOf(const ChainDef& rc) { return rc.rules.empty() ? 0 : rc.rules.front().b; }
 
-// Fills sw.bridge (see MapSwap::bridge) for the swap of `chain`'s maps.
-void bridgeNewClasses(const Ruleset& from, const Ruleset& to, const std::vector<ChainDef>& new_chains, MapSwap& sw) {
+// Fills sw.bridges (see MapSwap::bridges) for a swap of a lookup chain's maps.
+void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<ChainDef>& new_chains, MapSwap& sw) {
   const SetDef* ranges_old = nullptr;
   const SetDef* ranges_new = nullptr;
   const SetDef* default_old = nullptr;
@@ -1068,28 +1068,39 @@ void bridgeNewClasses(const Ruleset& from, const Ruleset& to, const std::vector<
   for (const ChainDef& c : new_chains) {
     if (classes.contains(c.name)) marks.insert(classMarkOf(c));
   }
-  if (marks.empty()) return;
-  sw.bridge = SetDef{ranges_old->name, ranges_old->kind, ranges_old->family, {}};
+  std::map<policy::Addr, const Verdict*> was;  // the old defaults: every old local address
+  for (const Element& e : default_old->elements) was[e.addr] = &e.verdict;
+
+  SetDef ranges{ranges_old->name, ranges_old->kind, ranges_old->family, {}};
+  SetDef defaults{default_old->name, default_old->kind, default_old->family, {}};
+  // Entries of a new class or of a new local address: keys the old maps do not have.
   std::map<std::pair<policy::Addr, std::uint32_t>, std::vector<Element>> taken;
   for (const Element& e : ranges_new->elements) {
-    if (!marks.contains(e.mark)) continue;
-    sw.bridge.elements.push_back(e);
+    if (!marks.contains(e.mark) && was.contains(e.addr)) continue;
+    ranges.elements.push_back(e);
     taken[{e.addr, e.mark}].push_back(e);
   }
-  std::map<policy::Addr, const Verdict*> was;
-  for (const Element& e : default_old->elements) was[e.addr] = &e.verdict;
   for (const Element& d : default_new->elements) {
     auto it = was.find(d.addr);
-    if (it == was.end() || *it->second == d.verdict) continue;  // a new address: none of its traffic is judged by the old chain
+    if (it == was.end()) {
+      defaults.elements.push_back(d);  // a new local address: its default, as the new table has it
+      continue;
+    }
+    if (*it->second == d.verdict) continue;
+    // A default that changes: the old default map answers for the old classes, so the new
+    // classes get the rest of the space from the range map, with the new default.
     for (std::uint32_t mark : marks) {
       for (Element box : complementBoxes(taken[{d.addr, mark}])) {
         box.addr = d.addr;
         box.mark = mark;
         box.verdict = d.verdict;
         box.origin = d.origin;
-        sw.bridge.elements.push_back(box);
+        ranges.elements.push_back(box);
       }
     }
+  }
+  for (SetDef* b : {&ranges, &defaults}) {
+    if (!b->elements.empty()) sw.bridges.push_back(std::move(*b));
   }
 }
 }  // namespace
@@ -1160,7 +1171,7 @@ bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>
       sw.replacements.push_back(*s);
       sw.replacements.back().name = alternateSet(s->name);
     }
-    bridgeNewClasses(from, to, cc.add, sw);
+    bridgeOldMaps(from, to, cc.add, sw);
     cc.swaps.push_back(std::move(sw));
   }
   if (!cc.empty()) {

@@ -253,7 +253,9 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
   auto sw = std::ranges::find_if(chains.swaps, [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
   ASSERT_NE(sw, chains.swaps.end());
-  EXPECT_EQ(sw->bridge.name, "ingress4_ranges");  // the old map, named as the kernel has it
+  ASSERT_EQ(sw->bridges.size(), 1U);  // no new local address: the default map needs none
+  const SetDef& bridge = sw->bridges.front();
+  EXPECT_EQ(bridge.name, "ingress4_ranges");  // the old map, named as the kernel has it
   std::set<std::uint32_t> new_marks;  // of IPv4 classes: kCluster's IPv6 peers have classes before and after
   for (const ChainDef& c : chains.add) {
     if (c.name.starts_with("rc_")) new_marks.insert(c.rules.front().b);
@@ -270,12 +272,12 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   // its address's new default; per (changed address, new class) the bridge tiles the whole
   // (protocol, port) space.
   std::map<std::pair<policy::Addr, std::uint32_t>, std::uint64_t> volume;
-  for (const Element& e : sw->bridge.elements) {
+  for (const Element& e : bridge.elements) {
     EXPECT_TRUE(new_marks.contains(e.mark));
     bool is_entry = std::ranges::find(ranges_new->elements, e) != ranges_new->elements.end();
     EXPECT_TRUE(is_entry || e.verdict == now[e.addr]);
     volume[{e.addr, e.mark}] += std::uint64_t{e.proto_hi - e.proto_lo + 1U} * (e.port_hi - e.port_lo + 1U);
-    for (const Element& o : sw->bridge.elements) {
+    for (const Element& o : bridge.elements) {
       bool overlap = &o != &e && o.addr == e.addr && o.mark == e.mark && o.proto_lo <= e.proto_hi &&
                      e.proto_lo <= o.proto_hi && o.port_lo <= e.port_hi && e.port_lo <= o.port_hi;
       EXPECT_FALSE(overlap);
@@ -283,7 +285,7 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   }
   for (const Element& e : ranges_new->elements) {
     if (!new_marks.contains(e.mark)) continue;
-    EXPECT_NE(std::ranges::find(sw->bridge.elements, e), sw->bridge.elements.end());
+    EXPECT_NE(std::ranges::find(bridge.elements, e), bridge.elements.end());
   }
   for (std::uint32_t mark : new_marks) {
     std::uint64_t v = volume[{kA, mark}];
@@ -301,10 +303,49 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
     auto d = decodeBatch(b, from);
     ASSERT_TRUE(d.has_value());
     for (const SetDef& s : d->sets) {
-      if (s.name == "ingress4_ranges" && s.elements.size() == sw->bridge.elements.size()) grown = true;
+      if (s.name == "ingress4_ranges" && s.elements.size() == bridge.elements.size()) grown = true;
     }
   }
   EXPECT_TRUE(grown);
+}
+
+// A pod that becomes local in an update enters the local address set at the switch; a packet
+// to it judged across the switch by the old lookup chain finds, in the old maps' bridges, its
+// range entries and its default as the new table has them (not the old chain's final drop).
+TEST(NetlinkEncode, NewLocalAddressesAreBridgedIntoTheOldMaps) {
+  Ruleset from = rulesetOf(kCluster, "n1");
+  Ruleset to = rulesetOf(kCluster + pod("x/d", "app: a", "10.0.0.4", "n1"), "n1");
+  const policy::Addr kD = *policy::parseAddr("10.0.0.4");
+  std::vector<SetChange> changes;
+  ChainChanges chains;
+  ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
+  auto sw = std::ranges::find_if(chains.swaps, [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
+  ASSERT_NE(sw, chains.swaps.end());
+  std::vector<Element> want_ranges, want_defaults;
+  for (const Element& e : to.findSet("ingress4_ranges")->elements) {
+    if (e.addr == kD) want_ranges.push_back(e);
+  }
+  for (const Element& e : to.findSet("ingress4_default")->elements) {
+    if (e.addr == kD) want_defaults.push_back(e);
+  }
+  ASSERT_FALSE(want_ranges.empty());  // x/d is selected by p: its UDP port range has entries
+  ASSERT_EQ(want_defaults.size(), 1U);
+  std::map<std::string, std::vector<Element>> bridged;
+  for (const SetDef& b : sw->bridges) bridged[b.name] = b.elements;
+  EXPECT_EQ(sorted(bridged["ingress4_ranges"]), sorted(want_ranges));
+  EXPECT_EQ(bridged["ingress4_default"], want_defaults);
+  // Both are additions to the old maps, at the grow.
+  std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
+  size_t grow = 0;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    auto d = decodeBatch(batches[i], from);
+    ASSERT_TRUE(d.has_value());
+    for (const SetDef& s : d->sets) {
+      if (s.name == "ingress4_default" && s.elements == want_defaults) grow = i + 1;
+    }
+  }
+  ASSERT_NE(grow, 0U);
+  EXPECT_TRUE(batches[grow - 1].additive);
 }
 
 // A change to a direction's range map or default map rebuilds both under their alternate

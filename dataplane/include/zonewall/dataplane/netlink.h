@@ -78,14 +78,16 @@ struct MapSwap {
   std::vector<SetDef> replacements;  ///< named alternateSet(old), with every element
   ChainDef chain;                    ///< the lookup chain, its rules naming the replacements
   std::vector<SetChange> edits;      ///< what the rebuild changes, element by element (reports)
-  /// Entries added to the old range map at the grow (it goes whole at the prune, so they cost
-  /// no pipapo delete): the new table's answers for the remote classes new with this update.
-  /// The class maps and this chain switch in one transaction, and a packet judged across it
-  /// (its rules from the generation before, its class from the new class maps) reaches the
-  /// old maps with a new class: its range entries, and, for a local address whose default
-  /// changes, the rest of the (protocol, port) space with the new default. Keys carry the new
-  /// class, so none overlaps an old entry. Named like the old range map; empty if not needed.
-  SetDef bridge;
+  /// Entries added to the old maps at the grow (they go whole at the prune, so they cost no
+  /// pipapo delete), under keys those maps do not have. The class maps, the local address
+  /// sets and this chain switch in one transaction, and a packet judged across it (its rules
+  /// from the generation before, its sets read live) may reach the old maps with a class or
+  /// a destination new with this update; the bridges give it the new table's answer: the
+  /// range entries of new classes and of new local addresses, the defaults of new local
+  /// addresses, and, where an address's default changes, the rest of the (protocol, port)
+  /// space for each new class with the new default (the old default map keeps answering the
+  /// old classes). Named like the old maps; empty when nothing needs them.
+  std::vector<SetDef> bridges;
 };
 
 /// Chains that come and go on an update (a Log outcome's chain, a remote class's chain) and
@@ -116,7 +118,7 @@ bool isLogChain(const std::string& name);
 ///     one; the next commit copies its rules into that generation's slot too.
 ///  2. grow (additive): the rebuilt swapped maps, filled (a left-over map of the same name, listed in
 ///     `stale_sets`, deleted first); verdict map entries under keys the old table does not
-///     have, and the old range maps' bridges (MapSwap::bridge). Nothing reaches them yet, or
+///     have, and the old maps' bridges (MapSwap::bridges). Nothing reaches them yet, or
 ///     they decide what the new table decides.
 ///  3. switch: verdict map entries whose verdict changes; the remote class maps, local address
 ///     sets and anti-spoofing set, whole; the lookup chains of swapped maps rewritten.
