@@ -765,7 +765,9 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
       swaps += fmt::format(", map {} rebuilt as {} ({} entries)", sw.old_sets[i], sw.replacements[i].name,
                            sw.replacements[i].elements.size());
     }
-    for (const auto& b : sw.bridges) swaps += fmt::format(", {} entries bridged into {}", b.elements.size(), b.name);
+    for (const auto& b : sw.bridges) {
+      swaps += fmt::format(", {} {} bridged into {}", b.elements.size(), b.elements.size() == 1 ? "entry" : "entries", b.name);
+    }
   }
   out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n", verb, p.node, p.entries,
                      p.plan.kind == PlanKind::kReplace ? std::string("table replaced")
@@ -800,8 +802,8 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
                              sw.replacements[i].elements.size());
         }
         for (const auto& b : sw.bridges) {
-          out << fmt::format("~ map {} bridged: {} entries for new classes and addresses until it goes\n", b.name,
-                             b.elements.size());
+          out << fmt::format("~ map {} bridged: {} {} for new classes and addresses until it goes\n", b.name,
+                             b.elements.size(), b.elements.size() == 1 ? "entry" : "entries");
         }
       }
       for (const auto& s : plan.chains.drop_sets) out << "- set " << s << "\n";
