@@ -919,8 +919,6 @@ std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>&
       grow.addSet(r);
       grow.elements(r, r.elements, false);
     }
-  }
-  for (const MapSwap& sw : chains.swaps) {
     for (const SetDef& b : sw.bridges) grow.elements(b, b.elements, false);
   }
   for (const auto& [s, sp] : splits) {
