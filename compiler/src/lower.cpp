@@ -79,17 +79,6 @@ std::vector<PortRange> normalize(std::vector<PortRange> in) {
   return out;
 }
 
-std::vector<PortRange> complementPorts(const std::vector<PortRange>& in) {
-  std::vector<PortRange> out;
-  int next = 0;
-  for (const PortRange& r : in) {
-    if (r.lo > next) out.push_back({static_cast<std::uint16_t>(next), static_cast<std::uint16_t>(r.lo - 1)});
-    next = r.hi + 1;
-  }
-  if (next <= 65535) out.push_back({static_cast<std::uint16_t>(next), 65535});
-  return out;
-}
-
 std::vector<PortRange> intersectPorts(const std::vector<PortRange>& a,
                                       const std::vector<PortRange>& b) {
   std::vector<PortRange> out;
@@ -122,6 +111,17 @@ NamedPortIndex indexNamedPorts(const Store& store) {
 }
 
 }  // namespace
+
+std::vector<PortRange> complementPorts(const std::vector<PortRange>& in) {
+  std::vector<PortRange> out;
+  int next = 0;
+  for (const PortRange& r : in) {
+    if (r.lo > next) out.push_back({static_cast<std::uint16_t>(next), static_cast<std::uint16_t>(r.lo - 1)});
+    next = r.hi + 1;
+  }
+  if (next <= 65535) out.push_back({static_cast<std::uint16_t>(next), 65535});
+  return out;
+}
 
 class ProgramBuilder::Impl {
  public:

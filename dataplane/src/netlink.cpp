@@ -36,6 +36,7 @@
 #include <tuple>
 
 #include "c_handle.h"
+#include "zonewall/compiler/program.h"
 #include "zonewall/dataplane/netlink.h"
 
 namespace zonewall::dataplane {
@@ -1009,8 +1010,8 @@ std::optional<std::string> skeletonDifference(const Ruleset& a, const Ruleset& b
 }
 
 
-// The (protocol, port) boxes that `taken` (disjoint boxes) leaves free, fewest first: the
-// protocol axis cut where a taken box starts or ends, then the ports between taken boxes.
+// The (protocol, port) boxes that `taken` (disjoint boxes) leaves free: the protocol axis cut
+// where a taken box starts or ends, then in each band the ports its boxes leave out.
 std::vector<Element> complementBoxes(std::vector<Element> taken) {
   std::vector<unsigned> cuts{0, 256};
   for (const Element& e : taken) {
@@ -1022,21 +1023,15 @@ std::vector<Element> complementBoxes(std::vector<Element> taken) {
   std::ranges::sort(taken, {}, [](const Element& e) { return e.port_lo; });
   std::vector<Element> out;
   for (size_t i = 0; i + 1 < cuts.size(); ++i) {
-    unsigned lo = cuts[i];
-    unsigned hi = cuts[i + 1] - 1;
-    auto free = [&](unsigned first, unsigned last) {
-      out.push_back(Element{.proto_lo = static_cast<std::uint8_t>(lo),
-                            .proto_hi = static_cast<std::uint8_t>(hi),
-                            .port_lo = static_cast<std::uint16_t>(first),
-                            .port_hi = static_cast<std::uint16_t>(last)});
-    };
-    unsigned next = 0;  // the first port not yet covered for protocols lo..hi
+    auto lo = static_cast<std::uint8_t>(cuts[i]);
+    auto hi = static_cast<std::uint8_t>(cuts[i + 1] - 1);
+    std::vector<compiler::PortRange> used;  // a box never straddles a cut: it spans the band
     for (const Element& e : taken) {
-      if (e.proto_hi < lo || e.proto_lo > hi) continue;  // a box never straddles a cut
-      if (e.port_lo > next) free(next, e.port_lo - 1U);
-      next = std::max(next, e.port_hi + 1U);
+      if (e.proto_lo <= hi && e.proto_hi >= lo) used.push_back({e.port_lo, e.port_hi});
     }
-    if (next <= 65535) free(next, 65535);
+    for (compiler::PortRange free : compiler::complementPorts(used)) {
+      out.push_back(Element{.proto_lo = lo, .proto_hi = hi, .port_lo = free.lo, .port_hi = free.hi});
+    }
   }
   return out;
 }
@@ -1055,16 +1050,18 @@ void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<Cha
     (isRangeSetName(name) ? ranges_new : default_new) = to.findSet(name);
   }
   if (ranges_old == nullptr || ranges_new == nullptr || default_old == nullptr || default_new == nullptr) return;
-  std::set<std::string> classes;  // the class chains this family's class maps jump to
-  for (const SetDef& s : to.sets) {
-    if (s.family != ranges_new->family || (s.kind != SetKind::kAddrIntervalVmap && s.kind != SetKind::kAddrVmap)) continue;
-    for (const Element& e : s.elements) {
-      if (e.verdict.kind == Verdict::Kind::kJump) classes.insert(e.verdict.chain);
+  std::set<std::uint32_t> marks;  // the new classes this family's class maps give
+  if (std::ranges::any_of(new_chains, [](const ChainDef& c) { return !isLogChain(c.name); })) {
+    std::set<std::string> classes;  // the class chains this family's class maps jump to
+    for (const SetDef& s : to.sets) {
+      if (s.family != ranges_new->family || (s.kind != SetKind::kAddrIntervalVmap && s.kind != SetKind::kAddrVmap)) continue;
+      for (const Element& e : s.elements) {
+        if (e.verdict.kind == Verdict::Kind::kJump) classes.insert(e.verdict.chain);
+      }
     }
-  }
-  std::set<std::uint32_t> marks;  // the new ones among them
-  for (const ChainDef& c : new_chains) {
-    if (classes.contains(c.name)) marks.insert(classMarkOf(c));
+    for (const ChainDef& c : new_chains) {
+      if (classes.contains(c.name)) marks.insert(classMarkOf(c));
+    }
   }
   std::map<policy::Addr, const Verdict*> was;  // the old defaults: every old local address
   for (const Element& e : default_old->elements) was[e.addr] = &e.verdict;

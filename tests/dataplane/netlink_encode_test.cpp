@@ -296,7 +296,7 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
       EXPECT_EQ(v, 256ULL * 65536ULL);
     }
   }
-  // The grow adds them to the old map; its key carry new classes, so no old entry overlaps.
+  // The grow adds them to the old map; their keys carry new classes, so no old entry overlaps.
   std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
   bool grown = false;
   for (const Batch& b : batches) {

@@ -85,6 +85,9 @@ struct PortRange {
   friend bool operator==(const PortRange&, const PortRange&) = default;
 };
 
+/// The ports of 0..65535 that `in` (sorted, disjoint) leaves out, sorted.
+std::vector<PortRange> complementPorts(const std::vector<PortRange>& in);
+
 /// Protocols [proto_lo, proto_hi] with destination ports (ICMP: type << 8 | code) in `ports`.
 struct L4Clause {
   Protocol proto_lo = 0;
