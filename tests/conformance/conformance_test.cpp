@@ -1,7 +1,10 @@
 // Kubernetes NetworkPolicy conformance: every case and step of the upstream e2e suite
-// (../shared/conformance/k8s-netpol-e2e.yaml) through `zonewall matrix`, each probe's full 9x9
+// (tests/conformance/data/k8s-netpol-e2e.yaml) through `zonewall matrix`, each probe's full 9x9
 // matrix compared, self pairs included.
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
@@ -42,6 +45,27 @@ TEST_F(Conformance, EveryCaseMatchesUpstreamTruthTable) {
     }
   }
   EXPECT_GE(probes, 20u);
+}
+
+// The repository's copies of the transcribed cases are the ones the steering repository
+// publishes beside the checkout (../shared/conformance/), byte for byte, when that is present:
+// a refreshed upstream transcription is noticed rather than silently not run.
+TEST(ConformanceData, CopiesMatchTheSharedOnesWhenPresent) {
+  const fs::path shared = fs::path(sourceDir()) / ".." / "shared" / "conformance";
+  if (!fs::exists(shared)) GTEST_SKIP() << "no " << shared << " beside the checkout: nothing to compare";
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  size_t compared = 0;
+  for (const auto& entry : fs::directory_iterator(shared)) {
+    if (entry.path().extension() != ".yaml") continue;
+    const fs::path ours = fs::path(sourceDir()) / "tests" / "conformance" / "data" / entry.path().filename();
+    ASSERT_TRUE(fs::exists(ours)) << entry.path() << " has no copy in tests/conformance/data/";
+    EXPECT_EQ(slurp(ours), slurp(entry.path())) << ours << " differs from " << entry.path();
+    ++compared;
+  }
+  EXPECT_GT(compared, 0u);
 }
 
 }  // namespace
