@@ -1,7 +1,8 @@
 // CNI benchmark (root; in network namespaces it creates and removes): ADD and DEL latency of
 // zonewall-cni vs Debian's ptp + host-local, both exec'd directly from a node netns exactly as a
 // runtime would (env + config on stdin), on fresh pod netns, interleaved pod by pod (the order
-// alternating) so both see the same machine state. All pods are added, then all deleted. Prints median and p90, and the ratios.
+// alternating) so both see the same machine state. All pods are added, then all deleted. Prints
+// median and p90, and the ratios.
 //
 //   cni_bench [PODS]   (default 200)
 #include <fcntl.h>
@@ -34,7 +35,8 @@ struct Plugin {
 };
 
 // Exec `binary` with `env` and `conf` on stdin; returns the wall time in ms, or -1 on failure.
-double execPlugin(const std::string& binary, const std::map<std::string, std::string>& env, const std::string& conf) {
+double execPlugin(const std::string& binary, const std::map<std::string, std::string>& env,
+                  const std::string& conf) {
   int in[2];
   int out[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return -1;
@@ -66,7 +68,8 @@ double execPlugin(const std::string& binary, const std::map<std::string, std::st
   waitpid(pid, &status, 0);
   auto t1 = Clock::now();
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::fprintf(stderr, "%s %s failed: %s\n", binary.c_str(), env.at("CNI_COMMAND").c_str(), output.c_str());
+    std::fprintf(stderr, "%s %s failed: %s\n", binary.c_str(), env.at("CNI_COMMAND").c_str(),
+                 output.c_str());
     return -1;
   }
   return std::chrono::duration<double, std::milli>(t1 - t0).count();
@@ -94,7 +97,8 @@ int main(int argc, char** argv) {
   // The node: forwarding, a default route (so proxy ARP answers), as in the tests.
   bool ok = sh("ip netns add " + node) && sh("ip -n " + node + " link set lo up") &&
             sh("ip -n " + node + " link add zwup type veth peer name zwup2") &&
-            sh("ip -n " + node + " link set zwup up") && sh("ip -n " + node + " route add default dev zwup");
+            sh("ip -n " + node + " link set zwup up") &&
+            sh("ip -n " + node + " route add default dev zwup");
   std::vector<std::string> created{node};
   auto cleanup = [&] {
     for (auto it = created.rbegin(); it != created.rend(); ++it) sh("ip netns del " + *it);
@@ -109,14 +113,18 @@ int main(int argc, char** argv) {
   std::string d = dir.path().string();
   Plugin zw{.name = "zonewall-cni",
             .binary = ZONEWALL_CNI,
-            .conf = R"({"cniVersion":"1.0.0","name":"zwbench","type":"zonewall","ipam":{"subnet":"10.244.0.0/16","dataDir":")" +
+            .conf = R"({"cniVersion":"1.0.0","name":"zwbench","type":"zonewall",)"
+                    R"("ipam":{"subnet":"10.244.0.0/16","dataDir":")" +
                     d + R"(/zw"},"endpointsDir":")" + d + R"(/ep"})"};
   Plugin ptp{.name = "ptp+host-local",
              .binary = "/usr/lib/cni/ptp",
-             .conf = R"({"cniVersion":"1.0.0","name":"ptpbench","type":"ptp","ipMasq":false,"ipam":{"type":"host-local","subnet":"10.245.0.0/16","routes":[{"dst":"0.0.0.0/0"}],"dataDir":")" +
+             .conf = R"({"cniVersion":"1.0.0","name":"ptpbench","type":"ptp","ipMasq":false,)"
+                     R"("ipam":{"type":"host-local","subnet":"10.245.0.0/16",)"
+                     R"("routes":[{"dst":"0.0.0.0/0"}],"dataDir":")" +
                      d + R"(/hl"}})"};
 
-  std::printf("CNI ADD/DEL latency, %d pods each, exec'd directly from a node netns, interleaved\n", pods);
+  std::printf("CNI ADD/DEL latency, %d pods each, exec'd directly from a node netns, interleaved\n",
+              pods);
   // Pod namespaces first, outside the timed region.
   for (int i = 0; i < pods; ++i) {
     for (const char* side : {"z", "p"}) {
@@ -144,7 +152,8 @@ int main(int argc, char** argv) {
             {"CNI_NETNS", "/run/netns/" + ns},
             {"CNI_IFNAME", "eth0"},
             {"CNI_PATH", "/usr/lib/cni"},
-            {"CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + std::to_string(i)}};
+            {"CNI_ARGS",
+             "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + std::to_string(i)}};
         double t = execPlugin(plugin->binary, env, plugin->conf);
         if (t < 0) {
           ++plugin->failures;
@@ -157,10 +166,12 @@ int main(int argc, char** argv) {
   timeAll("ADD", &Plugin::add_ms);
   timeAll("DEL", &Plugin::del_ms);
   if (setns(host_fd, CLONE_NEWNET) != 0) return 1;
-  std::printf("%-16s %10s %10s %10s %10s %9s\n", "plugin", "ADD p50", "ADD p90", "DEL p50", "DEL p90", "failures");
+  std::printf("%-16s %10s %10s %10s %10s %9s\n", "plugin", "ADD p50", "ADD p90", "DEL p50",
+              "DEL p90", "failures");
   for (const Plugin* p : {&zw, &ptp}) {
-    std::printf("%-16s %8.2fms %8.2fms %8.2fms %8.2fms %9d\n", p->name.c_str(), percentile(p->add_ms, 0.5),
-                percentile(p->add_ms, 0.9), percentile(p->del_ms, 0.5), percentile(p->del_ms, 0.9), p->failures);
+    std::printf("%-16s %8.2fms %8.2fms %8.2fms %8.2fms %9d\n", p->name.c_str(),
+                percentile(p->add_ms, 0.5), percentile(p->add_ms, 0.9), percentile(p->del_ms, 0.5),
+                percentile(p->del_ms, 0.9), p->failures);
   }
   double add_ratio = percentile(zw.add_ms, 0.5) / percentile(ptp.add_ms, 0.5);
   double del_ratio = percentile(zw.del_ms, 0.5) / percentile(ptp.del_ms, 0.5);

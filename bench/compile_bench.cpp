@@ -27,7 +27,9 @@ namespace {
 using namespace zonewall;  // NOLINT
 using Clock = std::chrono::steady_clock;
 
-double ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+double ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
 
 long peakRssMb() {
   rusage ru{};
@@ -104,10 +106,12 @@ void runConfig(size_t pods, size_t policies) {
     if (!r) std::printf("update failed: %s\n", r.error().str().c_str());
     pol_inc.push_back(ms(a, b));
   }
-  std::printf("%7zu %6zu  %8.1f  (index %6.1f, lower %5.1f, table %6.1f)  %7zu %5zu %5zu  %6ld  %8.2f %8.2f %8.2f  %8.1f  %6.0fx\n",
-              pods, policies, full, ms(t1, t2), ms(t2, t3), ms(t3, t4), entries, rcls, lcls, peak, median(pod_inc),
-              local_inc[0], median(pol_inc), full_recompute,
-              full_recompute / std::max(1e-3, std::max(median(pod_inc), median(pol_inc))));
+  std::printf(
+      "%7zu %6zu  %8.1f  (index %6.1f, lower %5.1f, table %6.1f)  %7zu %5zu %5zu  %6ld  %8.2f "
+      "%8.2f %8.2f  %8.1f  %6.0fx\n",
+      pods, policies, full, ms(t1, t2), ms(t2, t3), ms(t3, t4), entries, rcls, lcls, peak,
+      median(pod_inc), local_inc[0], median(pol_inc), full_recompute,
+      full_recompute / std::max(1e-3, std::max(median(pod_inc), median(pol_inc))));
 }
 
 // Lint as users run it: the zonewall binary beside this one, on a file of `policies` policies.
@@ -132,8 +136,10 @@ void runLint(size_t policies) {
   auto t1 = Clock::now();
   std::remove(file.c_str());
   double t = ms(t0, t1);
-  std::printf("zonewall lint of %zu policies (%zu KiB of YAML): %.1f ms (exit %d); goal 2000 ms: %.2fx of goal\n",
-              policies, yaml.size() / 1024, t, WEXITSTATUS(rc), t / 2000.0);
+  std::printf(
+      "zonewall lint of %zu policies (%zu KiB of YAML): %.1f ms (exit %d); goal 2000 ms: %.2fx of "
+      "goal\n",
+      policies, yaml.size() / 1024, t, WEXITSTATUS(rc), t / 2000.0);
 }
 
 template <class F>
@@ -153,16 +159,25 @@ void inChild(F&& f) {
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  std::vector<size_t> pod_counts = quick ? std::vector<size_t>{1000, 10000} : std::vector<size_t>{1000, 10000, 150000};
-  std::vector<size_t> policy_counts = quick ? std::vector<size_t>{100, 1000} : std::vector<size_t>{100, 1000, 10000};
-  std::printf("one node's table (%s, ~100 pods per node); times in ms, memory in MiB (peak RSS of the process)\n",
-              kNode.c_str());
-  std::printf("compile: full compile of the node (index + lowering + table); pod-chg: median of 8 label changes of\n"
-              "remote pods, incremental; local: one local pod; pol-chg: median of 9 policy changes, incremental;\n"
-              "full-rc: the baseline, a full recompute after such a change; speedup: full-rc / slower incremental.\n"
-              "Goals: compile <= 1000 ms at 150k x 10k; a change <= 10 ms.\n");
-  std::printf("%7s %6s  %8s  %38s  %7s %5s %5s  %6s  %8s %8s %8s  %8s  %7s\n", "pods", "pols", "compile", "", "entries",
-              "rcls", "lcls", "peakMB", "pod-chg", "local", "pol-chg", "full-rc", "speedup");
+  std::vector<size_t> pod_counts =
+      quick ? std::vector<size_t>{1000, 10000} : std::vector<size_t>{1000, 10000, 150000};
+  std::vector<size_t> policy_counts =
+      quick ? std::vector<size_t>{100, 1000} : std::vector<size_t>{100, 1000, 10000};
+  std::printf(
+      "one node's table (%s, ~100 pods per node); times in ms, memory in MiB (peak RSS of the "
+      "process)\n",
+      kNode.c_str());
+  std::printf(
+      "compile: full compile of the node (index + lowering + table); pod-chg: median of 8 label "
+      "changes of\n"
+      "remote pods, incremental; local: one local pod; pol-chg: median of 9 policy changes, "
+      "incremental;\n"
+      "full-rc: the baseline, a full recompute after such a change; speedup: full-rc / slower "
+      "incremental.\n"
+      "Goals: compile <= 1000 ms at 150k x 10k; a change <= 10 ms.\n");
+  std::printf("%7s %6s  %8s  %38s  %7s %5s %5s  %6s  %8s %8s %8s  %8s  %7s\n", "pods", "pols",
+              "compile", "", "entries", "rcls", "lcls", "peakMB", "pod-chg", "local", "pol-chg",
+              "full-rc", "speedup");
   for (size_t pods : pod_counts) {
     for (size_t pols : policy_counts) inChild([&] { runConfig(pods, pols); });
   }

@@ -35,7 +35,9 @@ using testing::NodeHarness;
 using testing::run;
 using testing::RunResult;
 
-double ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+double ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -97,7 +99,8 @@ class TimedTransport : public dataplane::Transport {
     if (!ok) std::printf("  netlink failed: %s\n", ok.error().str().c_str());
     return ok;
   }
-  std::expected<dataplane::KernelState, policy::Error> read(const dataplane::Ruleset& expected) override {
+  std::expected<dataplane::KernelState, policy::Error> read(
+      const dataplane::Ruleset& expected) override {
     return kernel_.read(expected);
   }
   std::vector<Commit> commits;
@@ -111,7 +114,8 @@ class TimedTransport : public dataplane::Transport {
 // and ms until the last one ended (the prune, after its grace period).
 std::pair<double, double> timing(const TimedTransport& tr, Clock::time_point from) {
   if (tr.commits.empty()) return {0, 0};
-  auto effective = std::ranges::find_if(tr.commits, [](const TimedTransport::Commit& c) { return !c.additive; });
+  auto effective =
+      std::ranges::find_if(tr.commits, [](const TimedTransport::Commit& c) { return !c.additive; });
   if (effective == tr.commits.end()) --effective;
   return {ms(from, effective->end), ms(from, tr.commits.back().end)};
 }
@@ -120,13 +124,14 @@ std::pair<double, double> timing(const TimedTransport& tr, Clock::time_point fro
 // committed state (diff) and commits it, and the same element changes through `nft -f` in
 // namespace `nft_ns`; prints the medians.
 template <class Change>
-void measureChanges(const char* label, Setup& s, dataplane::Programmer& prog, TimedTransport& tr, const std::string& nft_ns,
-                    Change change) {
+void measureChanges(const char* label, Setup& s, dataplane::Programmer& prog, TimedTransport& tr,
+                    const std::string& nft_ns, Change change) {
   constexpr int kChanges = 21;
   std::vector<double> compile_ms, effect_ms, done_ms, nft_ms;
   size_t n = 0, transactions = 0;
   for (int i = 0; i < kChanges; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(40));  // the last change's grace period is over
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(40));  // the last change's grace period is over
     auto c0 = Clock::now();
     change(i);
     dataplane::Ruleset next = dataplane::buildRuleset(s.nc->table());
@@ -143,10 +148,15 @@ void measureChanges(const char* label, Setup& s, dataplane::Programmer& prog, Ti
         std::string set = line.substr(2, line.find(' ', 2) - 2);
         std::string el = line.substr(line.find(' ', 2) + 1);
         if (line[0] == '-') el = el.substr(0, el.find(" : "));
-        script += std::string(line[0] == '+' ? "add" : "delete") + " element inet zonewall " + set + " { " + el + " }\n";
+        script += std::string(line[0] == '+' ? "add" : "delete") + " element inet zonewall " + set +
+                  " { " + el + " }\n";
       }
     }
-    if (!plan->chains.empty()) std::printf("  (change %d also changes chains or rebuilds maps: not comparable to nft -f of its elements)\n", i);
+    if (!plan->chains.empty())
+      std::printf(
+          "  (change %d also changes chains or rebuilds maps: not comparable to nft -f of its "
+          "elements)\n",
+          i);
     auto c3 = Clock::now();
     tr.commits.clear();
     if (auto ok = prog.commit(std::move(*plan)); !ok) return;
@@ -157,21 +167,27 @@ void measureChanges(const char* label, Setup& s, dataplane::Programmer& prog, Ti
     nft_ms.push_back(timeNftFile(nft_ns, script));
     compile_ms.push_back(ms(c0, c2));
   }
-  std::printf("%-34s %9zu %9.2f %9.1f %7.1fx   (median of %d; %zu element changes, %zu transaction(s), all done "
-              "after %.1f ms, grace periods included; recompile+diff %.2f ms)\n",
-              label, s.nc->table().entryCount(), median(effect_ms), median(nft_ms), median(nft_ms) / median(effect_ms),
-              kChanges, n, transactions, median(done_ms), median(compile_ms));
+  std::printf(
+      "%-34s %9zu %9.2f %9.1f %7.1fx   (median of %d; %zu element changes, %zu transaction(s), all "
+      "done "
+      "after %.1f ms, grace periods included; recompile+diff %.2f ms)\n",
+      label, s.nc->table().entryCount(), median(effect_ms), median(nft_ms),
+      median(nft_ms) / median(effect_ms), kChanges, n, transactions, median(done_ms),
+      median(compile_ms));
 }
 
 void programming() {
-  std::printf("\n1. programming latency (ms; netlink = zonewall's Programmer committing a plan, encode included, until "
-              "the table judges as the new one; nft = the nft -f process)\n");
+  std::printf(
+      "\n1. programming latency (ms; netlink = zonewall's Programmer committing a plan, encode "
+      "included, until "
+      "the table judges as the new one; nft = the nft -f process)\n");
   std::printf("%-34s %9s %9s %9s %8s\n", "", "entries", "netlink", "nft -f", "ratio");
   struct Size {
     const char* name;
     size_t pods, policies, per_node;
   };
-  for (Size sz : {Size{"cold load, ~10k entries", 2000, 300, 300}, Size{"cold load, ~100k entries", 2000, 2200, 400}}) {
+  for (Size sz : {Size{"cold load, ~10k entries", 2000, 300, 300},
+                  Size{"cold load, ~100k entries", 2000, 2200, 400}}) {
     Setup s;
     build(s, sz.pods, sz.policies, sz.per_node);
     const compiler::NodeTable& t = s.nc->table();
@@ -196,8 +212,9 @@ void programming() {
     size_t messages = 0;
     for (const auto& c : tr.commits) messages += c.messages;
     double nft = timeNftFile(b.name, dataplane::renderNft(rs));
-    std::printf("%-34s %9zu %9.1f %9.1f %7.1fx   (%zu set elements, %zu messages; encode %.1f ms)\n", sz.name,
-                t.entryCount(), load, nft, nft / load, elements, messages, encode);
+    std::printf(
+        "%-34s %9zu %9.1f %9.1f %7.1fx   (%zu set elements, %zu messages; encode %.1f ms)\n",
+        sz.name, t.entryCount(), load, nft, nft / load, elements, messages, encode);
     if (sz.policies < 2000) continue;
 
     // Changes on top of the large table, each made and unmade kChanges times (medians): a
@@ -211,7 +228,8 @@ void programming() {
       (void)s.nc->programChanged(s.builder->program());
     });
     auto remote = static_cast<std::uint32_t>(
-        std::find_if(s.store.pods.begin(), s.store.pods.end(), [](const policy::Pod& pod) { return pod.node != "node-0"; }) -
+        std::find_if(s.store.pods.begin(), s.store.pods.end(),
+                     [](const policy::Pod& pod) { return pod.node != "node-0"; }) -
         s.store.pods.begin());
     const policy::Labels labels = s.store.pods[remote].labels;
     measureChanges("one remote pod relabeled on ~100k", s, prog, tr, b.name, [&](int i) {
@@ -227,9 +245,12 @@ void programming() {
 // The server pod (x/server, 10.244.0.11) accepts TCP 80 from the client (x/client, 10.244.0.10)
 // through `policies` synthetic policies plus the one that allows it.
 void addPods(policy::Store& st) {
-  for (const char* ns : {"x"}) st.namespaces.push_back({ns, {{policy::kNamespaceNameLabel, ns}}, {}});
-  policy::Pod client{"x", "client", {{"app", "app-1"}}, "node-0", {policy::Addr::fromV4(0x0af4000a)}, {}, {}};
-  policy::Pod server{"x", "server", {{"app", "app-0"}}, "node-0", {policy::Addr::fromV4(0x0af4000b)}, {}, {}};
+  for (const char* ns : {"x"})
+    st.namespaces.push_back({ns, {{policy::kNamespaceNameLabel, ns}}, {}});
+  policy::Pod client{
+      "x", "client", {{"app", "app-1"}}, "node-0", {policy::Addr::fromV4(0x0af4000a)}, {}, {}};
+  policy::Pod server{
+      "x", "server", {{"app", "app-0"}}, "node-0", {policy::Addr::fromV4(0x0af4000b)}, {}, {}};
   st.pods.push_back(client);
   st.pods.push_back(server);
   policy::K8sPolicy allow;
@@ -278,8 +299,9 @@ Rates measureOnce(const NodeHarness& node) {
   // "N connects/s ok=K fail=F": the connections made.
   auto ok_at = rate.out.find("ok=");
   long connections = ok_at == std::string::npos ? 0 : std::atol(rate.out.c_str() + ok_at + 3);
-  if (connections > 0) r.cpu_us = static_cast<double>(j1 - j0) * (1e6 / static_cast<double>(sysconf(_SC_CLK_TCK))) /
-                                  static_cast<double>(connections);
+  if (connections > 0)
+    r.cpu_us = static_cast<double>(j1 - j0) * (1e6 / static_cast<double>(sysconf(_SC_CLK_TCK))) /
+               static_cast<double>(connections);
   r.mbps = std::atof(run(prefix + " stream 1 10.244.0.11:5001/TCP").out.c_str());
   return r;
 }
@@ -287,23 +309,28 @@ Rates measureOnce(const NodeHarness& node) {
 // What a configuration installs in the node namespace (after the previous one was removed).
 struct Config {
   std::string name;
-  std::string nft;            // an `nft -f` script, or
-  dataplane::Ruleset rules;   // a zonewall ruleset (through the netlink path)
+  std::string nft;           // an `nft -f` script, or
+  dataplane::Ruleset rules;  // a zonewall ruleset (through the netlink path)
   size_t entries = 0;
   std::vector<Rates> runs;
 };
 
 // The linear chain: one rule per allowed tuple, the matching one last.
 std::string linearChain(size_t policies) {
-  std::string chain = "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n";
+  std::string chain =
+      "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; "
+      "policy accept;\n";
   chain += "\t\tct state established,related accept\n";
   std::mt19937 rng(7);
   for (size_t i = 0; i < policies; ++i) {
-    chain += "\t\tip saddr 10." + std::to_string(1 + rng() % 200) + "." + std::to_string(rng() % 256) + "." +
-             std::to_string(rng() % 256) + " ip daddr 10.244.0.11 tcp dport " + std::to_string(1000 + rng() % 50000) +
+    chain += "\t\tip saddr 10." + std::to_string(1 + rng() % 200) + "." +
+             std::to_string(rng() % 256) + "." + std::to_string(rng() % 256) +
+             " ip daddr 10.244.0.11 tcp dport " + std::to_string(1000 + rng() % 50000) +
              " accept\n";
   }
-  chain += "\t\tip saddr 10.244.0.10 ip daddr 10.244.0.11 tcp dport { 80, 5001 } accept\n\t\tip daddr 10.244.0.11 drop\n\t}\n}\n";
+  chain +=
+      "\t\tip saddr 10.244.0.10 ip daddr 10.244.0.11 tcp dport { 80, 5001 } accept\n\t\tip daddr "
+      "10.244.0.11 drop\n\t}\n}\n";
   return chain;
 }
 
@@ -320,14 +347,20 @@ Config zonewallConfig(size_t policies) {
   }
   compiler::Inventory inv(st);
   auto table = compiler::compileNode(compiler::lower(st), inv, "node-1");
-  Config c{std::to_string(policies) + " policies, zonewall", "", dataplane::buildRuleset(*table), table->entryCount(), {}};
+  Config c{std::to_string(policies) + " policies, zonewall",
+           "",
+           dataplane::buildRuleset(*table),
+           table->entryCount(),
+           {}};
   return c;
 }
 
 // Configurations are measured in interleaved rounds (a 1-second run of each per round), so
 // that the machine's drift over the minutes this takes hits all of them alike; medians shown.
 void perPacket() {
-  std::printf("\n2. per-packet cost: new TCP connections/s and one stream's MB/s, client -> server through the node\n");
+  std::printf(
+      "\n2. per-packet cost: new TCP connections/s and one stream's MB/s, client -> server through "
+      "the node\n");
   NodeHarness node({{"x/client", "10.244.0.10"}, {"x/server", "10.244.0.11"}}, {80, 5001});
   if (!node.ok()) {
     std::printf("  harness failed: %s\n", node.error().c_str());
@@ -337,12 +370,16 @@ void perPacket() {
   configs.push_back({"no table", "", {}, 0, {}});
   // Connection tracking alone: what any stateful firewall costs a new flow.
   configs.push_back({"conntrack only (1 rule)",
-                     "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n"
+                     "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward "
+                     "priority filter; policy accept;\n"
                      "\t\tct state established,related accept\n\t}\n}\n",
-                     {}, 0, {}});
+                     {},
+                     0,
+                     {}});
   for (size_t policies : {0, 100, 1000, 10000}) configs.push_back(zonewallConfig(policies));
   for (size_t policies : {100, 1000, 10000}) {
-    configs.push_back({std::to_string(policies) + " rules, linear chain", linearChain(policies), {}, 0, {}});
+    configs.push_back(
+        {std::to_string(policies) + " rules, linear chain", linearChain(policies), {}, 0, {}});
   }
   auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
   measureOnce(node);  // warm up (ARP, caches)
@@ -353,7 +390,8 @@ void perPacket() {
       if (!c.nft.empty()) timeNftFile(node.nodeNs(), c.nft);
       if (!c.rules.table.empty()) {
         for (const auto& batch : dataplane::encodeCreate(c.rules, 1)) {
-          if (auto ok = (*tr)->commit(batch); !ok) std::printf("  load failed: %s\n", ok.error().str().c_str());
+          if (auto ok = (*tr)->commit(batch); !ok)
+            std::printf("  load failed: %s\n", ok.error().str().c_str());
         }
       }
       c.runs.push_back(measureOnce(node));
@@ -368,13 +406,14 @@ void perPacket() {
   double base_cps = medianOf(configs[0], &Rates::cps);
   double base_mbps = medianOf(configs[0], &Rates::mbps);
   double zw0_cps = medianOf(configs[2], &Rates::cps);
-  std::printf("%-28s %9s %8s %8s %12s %9s %8s   (median of %d interleaved rounds)\n", "", "conn/s", "vs none",
-              "vs zw 0", "CPU us/conn", "MB/s", "vs none", kRounds);
+  std::printf("%-28s %9s %8s %8s %12s %9s %8s   (median of %d interleaved rounds)\n", "", "conn/s",
+              "vs none", "vs zw 0", "CPU us/conn", "MB/s", "vs none", kRounds);
   for (const Config& c : configs) {
     double cps = medianOf(c, &Rates::cps);
     double mbps = medianOf(c, &Rates::mbps);
-    std::printf("%-28s %9.0f %7.0f%% %7.0f%% %12.1f %9.0f %7.0f%%", c.name.c_str(), cps, 100 * cps / base_cps,
-                100 * cps / zw0_cps, medianOf(c, &Rates::cpu_us), mbps, 100 * mbps / base_mbps);
+    std::printf("%-28s %9.0f %7.0f%% %7.0f%% %12.1f %9.0f %7.0f%%", c.name.c_str(), cps,
+                100 * cps / base_cps, 100 * cps / zw0_cps, medianOf(c, &Rates::cpu_us), mbps,
+                100 * mbps / base_mbps);
     if (!c.rules.table.empty()) std::printf("   (%zu entries)", c.entries);
     std::printf("\n");
   }
@@ -386,7 +425,9 @@ void perPacket() {
 // times in the node's namespace; its worst round trip and losses are printed next to the same
 // ping on the idle node.
 void forwardingDuringLoads() {
-  std::printf("\n3. forwarding while a ~100k-entry table is created and deleted (ping between two unpoliced pods, 2 ms apart)\n");
+  std::printf(
+      "\n3. forwarding while a ~100k-entry table is created and deleted (ping between two "
+      "unpoliced pods, 2 ms apart)\n");
   bench::SyntheticSpec spec;
   spec.pods = 2000;
   spec.policies = 2200;
@@ -394,7 +435,8 @@ void forwardingDuringLoads() {
   policy::Store st = bench::syntheticCluster(spec);
   st.namespaces.push_back({"x", {{policy::kNamespaceNameLabel, "x"}}, {}});
   for (auto [name, ip] : {std::pair{"client", 0x0af4000aU}, std::pair{"server", 0x0af4000bU}}) {
-    st.pods.push_back({"x", name, {{"bench", "probe"}}, "node-0", {policy::Addr::fromV4(ip)}, {}, {}});
+    st.pods.push_back(
+        {"x", name, {{"bench", "probe"}}, "node-0", {policy::Addr::fromV4(ip)}, {}, {}});
   }
   compiler::Inventory inv(st);
   auto table = compiler::compileNode(compiler::lower(st), inv, "node-0");
@@ -405,16 +447,19 @@ void forwardingDuringLoads() {
     return;
   }
   auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
-  std::string ping = "ip netns exec " + node.podNs(0) + " ping -q -n -i 0.002 -c 1500 -W 1 10.244.0.11";
+  std::string ping =
+      "ip netns exec " + node.podNs(0) + " ping -q -n -i 0.002 -c 1500 -W 1 10.244.0.11";
   auto summary = [](const std::string& out) {
-    // "... 1500 packets transmitted, 1500 received, 0% packet loss ..." and "rtt min/avg/max/mdev = a/b/c/d ms"
+    // "... 1500 packets transmitted, 1500 received, 0% packet loss ..." and "rtt min/avg/max/mdev =
+    // a/b/c/d ms"
     std::string loss = "?";
     if (auto at = out.find("% packet loss"); at != std::string::npos) {
       auto from = out.rfind(' ', at);
       loss = out.substr(from + 1, at - from);
     }
     std::string rtt = "?";
-    if (auto at = out.find("rtt min/avg/max/mdev = "); at != std::string::npos) rtt = out.substr(at + 23, out.find(" ms", at) - at - 23);
+    if (auto at = out.find("rtt min/avg/max/mdev = "); at != std::string::npos)
+      rtt = out.substr(at + 23, out.find(" ms", at) - at - 23);
     return "loss " + loss + ", rtt min/avg/max/mdev " + rtt + " ms";
   };
   run(ping.substr(0, ping.find("-c 1500")) + "-c 50 10.244.0.11");  // warm up (ARP, conntrack)
@@ -426,7 +471,8 @@ void forwardingDuringLoads() {
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
       auto t0 = Clock::now();
       for (const auto& batch : dataplane::encodeCreate(rs, 1)) {
-        if (auto ok = (*tr)->commit(batch); !ok) std::printf("  load failed: %s\n", ok.error().str().c_str());
+        if (auto ok = (*tr)->commit(batch); !ok)
+          std::printf("  load failed: %s\n", ok.error().str().c_str());
       }
       auto t1 = Clock::now();
       (void)(*tr)->commit(dataplane::encodeDropTable(rs.table, 1));
@@ -438,8 +484,9 @@ void forwardingDuringLoads() {
   std::string during = run(ping).out;
   loader.join();
   std::printf("  3 loads + deletes:  %s\n", summary(during).c_str());
-  std::printf("  (%zu entries; loads took %.0f / %.0f / %.0f ms, deletes %.0f / %.0f / %.0f ms)\n", table->entryCount(),
-              loads[0], loads[1], loads[2], deletes[0], deletes[1], deletes[2]);
+  std::printf("  (%zu entries; loads took %.0f / %.0f / %.0f ms, deletes %.0f / %.0f / %.0f ms)\n",
+              table->entryCount(), loads[0], loads[1], loads[2], deletes[0], deletes[1],
+              deletes[2]);
 }
 
 }  // namespace

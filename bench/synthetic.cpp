@@ -57,7 +57,8 @@ class Builder {
       std::uint32_t host = static_cast<std::uint32_t>(i % spec_.pods_per_node) + 2;
       p.ips.push_back(Addr::fromV4(0x0a000000u + (node << 10) + host));
       if (i % 10 == 0) p.ips.push_back(*parseAddr(fmt::format("fd00::{:x}:{:x}", node, host)));
-      p.ports = {{"http", kTcp, static_cast<std::uint16_t>(app == 1 ? 5432 : 8080)}, {"metrics", kTcp, 9090}};
+      p.ports = {{"http", kTcp, static_cast<std::uint16_t>(app == 1 ? 5432 : 8080)},
+                 {"metrics", kTcp, 9090}};
       st.pods.push_back(std::move(p));
     }
     // A security tier in front of the default tier, as platform teams run it.
@@ -95,7 +96,8 @@ class Builder {
         K8sPeer peer;
         peer.pod_selector = Selector(selEq("app", peer_app));
         if (kind >= 3) {
-          peer.namespace_selector = Selector(selEq("team", fmt::format("team-{}", pick(0, kTeams - 1))));
+          peer.namespace_selector =
+              Selector(selEq("team", fmt::format("team-{}", pick(0, kTeams - 1))));
         }
         r.peers.push_back(peer);
         K8sPort port;
@@ -110,7 +112,8 @@ class Builder {
         if (p.egress) {
           K8sRule e;
           K8sPeer block;
-          block.ip_block = K8sIpBlock{parseCidr("10.0.0.0/8")->cidr, {parseCidr(fmt::format("10.{}.0.0/16", pick(0, 255)))->cidr}};
+          block.ip_block = K8sIpBlock{parseCidr("10.0.0.0/8")->cidr,
+                                      {parseCidr(fmt::format("10.{}.0.0/16", pick(0, 255)))->cidr}};
           e.peers.push_back(block);
           p.egress_rules.push_back(e);
         }
@@ -125,7 +128,9 @@ class Builder {
     CalicoRule allow;
     allow.action = Action::kAllow;
     allow.protocol = kTcp;
-    allow.destination.ports = {PortSpec{static_cast<std::uint16_t>(pick(1, 1000)), static_cast<std::uint16_t>(pick(1000, 2000)), {}}};
+    allow.destination.ports = {PortSpec{static_cast<std::uint16_t>(pick(1, 1000)),
+                                        static_cast<std::uint16_t>(pick(1000, 2000)),
+                                        {}}};
     if (kind < 19) {
       // Namespaced Calico policy with a richer selector and a Deny before the Allow.
       p.ns = ns;
@@ -151,7 +156,8 @@ class Builder {
       CalicoRule deny;
       deny.action = Action::kDeny;
       deny.source.not_nets = {parseCidr("10.0.0.0/8")->cidr};
-      if (m % 40 == 19) deny.source.nets = {parseCidr(fmt::format("192.168.{}.0/24", pick(0, 255)))->cidr};
+      if (m % 40 == 19)
+        deny.source.nets = {parseCidr(fmt::format("192.168.{}.0/24", pick(0, 255)))->cidr};
       p.ingress_rules.push_back(deny);
     }
     st.calico_policies.push_back(std::move(p));
@@ -180,14 +186,15 @@ std::string syntheticPolicyYaml(const SyntheticSpec& spec) {
   Store st = Builder(s).build();
   std::ostringstream y;
   for (const K8sPolicy& p : st.k8s_policies) {
-    y << "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: " << p.name << ", namespace: " << p.ns
-      << "}\nspec:\n  podSelector: " << k8sSelectorYaml(p.pod_selector) << "\n  policyTypes: [Ingress"
-      << (p.egress ? ", Egress" : "") << "]\n  ingress:\n";
+    y << "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: " << p.name
+      << ", namespace: " << p.ns << "}\nspec:\n  podSelector: " << k8sSelectorYaml(p.pod_selector)
+      << "\n  policyTypes: [Ingress" << (p.egress ? ", Egress" : "") << "]\n  ingress:\n";
     for (const K8sRule& r : p.ingress_rules) {
       y << "  - from:\n";
       for (const K8sPeer& peer : r.peers) {
         y << "    - podSelector: " << k8sSelectorYaml(*peer.pod_selector) << "\n";
-        if (peer.namespace_selector) y << "      namespaceSelector: " << k8sSelectorYaml(*peer.namespace_selector) << "\n";
+        if (peer.namespace_selector)
+          y << "      namespaceSelector: " << k8sSelectorYaml(*peer.namespace_selector) << "\n";
       }
       y << "    ports:\n";
       for (const K8sPort& port : r.ports) {
@@ -199,27 +206,44 @@ std::string syntheticPolicyYaml(const SyntheticSpec& spec) {
       y << "  egress:\n";
       for (const K8sRule& r : p.egress_rules) {
         const auto& b = *r.peers[0].ip_block;
-        y << "  - to:\n    - ipBlock: {cidr: " << b.cidr.str() << ", except: [" << b.except[0].str() << "]}\n";
+        y << "  - to:\n    - ipBlock: {cidr: " << b.cidr.str() << ", except: [" << b.except[0].str()
+          << "]}\n";
       }
     }
   }
-  y << "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100, defaultAction: Pass}\n";
+  y << "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: "
+       "{order: 100, defaultAction: Pass}\n";
   for (const CalicoPolicy& p : st.calico_policies) {
-    y << "---\napiVersion: projectcalico.org/v3\nkind: " << (p.global ? "GlobalNetworkPolicy" : "NetworkPolicy")
-      << "\nmetadata: {name: " << p.name << (p.global ? "" : ", namespace: " + p.ns) << "}\nspec:\n  tier: " << p.tier
-      << "\n  order: " << *p.order << "\n  selector: " << selectorYaml(p.selector) << "\n  ingress:\n";
+    y << "---\napiVersion: projectcalico.org/v3\nkind: "
+      << (p.global ? "GlobalNetworkPolicy" : "NetworkPolicy") << "\nmetadata: {name: " << p.name
+      << (p.global ? "" : ", namespace: " + p.ns) << "}\nspec:\n  tier: " << p.tier
+      << "\n  order: " << *p.order << "\n  selector: " << selectorYaml(p.selector)
+      << "\n  ingress:\n";
     for (const CalicoRule& r : p.ingress_rules) {
       y << "  - action: " << actionName(r.action) << "\n";
       if (r.protocol) y << "    protocol: " << protocolName(*r.protocol) << "\n";
       y << "    source: {";
       std::string sep;
-      if (r.source.selector) { y << sep << "selector: " << selectorYaml(*r.source.selector); sep = ", "; }
-      if (r.source.namespace_selector) { y << sep << "namespaceSelector: " << selectorYaml(*r.source.namespace_selector); sep = ", "; }
-      if (!r.source.nets.empty()) { y << sep << "nets: [" << r.source.nets[0].str() << "]"; sep = ", "; }
-      if (!r.source.not_nets.empty()) { y << sep << "notNets: [" << r.source.not_nets[0].str() << "]"; sep = ", "; }
+      if (r.source.selector) {
+        y << sep << "selector: " << selectorYaml(*r.source.selector);
+        sep = ", ";
+      }
+      if (r.source.namespace_selector) {
+        y << sep << "namespaceSelector: " << selectorYaml(*r.source.namespace_selector);
+        sep = ", ";
+      }
+      if (!r.source.nets.empty()) {
+        y << sep << "nets: [" << r.source.nets[0].str() << "]";
+        sep = ", ";
+      }
+      if (!r.source.not_nets.empty()) {
+        y << sep << "notNets: [" << r.source.not_nets[0].str() << "]";
+        sep = ", ";
+      }
       y << "}\n";
       if (!r.destination.ports.empty()) {
-        y << "    destination: {ports: [\"" << r.destination.ports[0].lo << ":" << r.destination.ports[0].hi << "\"]}\n";
+        y << "    destination: {ports: [\"" << r.destination.ports[0].lo << ":"
+          << r.destination.ports[0].hi << "\"]}\n";
       }
     }
   }

@@ -1,13 +1,14 @@
 // Helpers shared by the tests: temporary directories, running the zonewall binary.
 #pragma once
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace zonewall::testing {
 

@@ -132,8 +132,8 @@ bool readSources(const std::vector<std::string>& paths, std::istream& in,
     }
     if (fs::is_directory(st)) {
       std::vector<fs::path> files;
-      for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
-           it.increment(ec)) {
+      for (auto it = fs::recursive_directory_iterator(path, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         auto ext = it->path().extension();
         if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml")) files.push_back(it->path());
       }
@@ -160,7 +160,8 @@ struct Loaded {
 // Parses the documents on every core: YAML parsing is most of a large lint's time. Each
 // worker takes a contiguous run of documents; results merge in input order, so the outcome
 // is the same as a sequential load.
-void loadParallel(const std::vector<policy::SourceText>& sources, Store& store, Diagnostics& diags) {
+void loadParallel(const std::vector<policy::SourceText>& sources, Store& store,
+                  Diagnostics& diags) {
   std::vector<policy::SourceText> docs;
   size_t bytes = 0;
   for (const auto& src : sources) {
@@ -170,7 +171,8 @@ void loadParallel(const std::vector<policy::SourceText>& sources, Store& store, 
     }
   }
   // Below ~256 KiB a thread costs more than it saves.
-  size_t workers = bytes < (256u << 10) ? 1 : std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
+  size_t workers =
+      bytes < (256u << 10) ? 1 : std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
   workers = std::min(workers, docs.size());
   if (workers <= 1) {
     policy::loadSources(docs, store, diags);
@@ -185,8 +187,9 @@ void loadParallel(const std::vector<policy::SourceText>& sources, Store& store, 
       size_t lo = w * per;
       size_t hi = std::min(docs.size(), lo + per);
       if (lo < hi) {
-        std::vector<policy::SourceText> part(std::make_move_iterator(docs.begin() + static_cast<long>(lo)),
-                                             std::make_move_iterator(docs.begin() + static_cast<long>(hi)));
+        std::vector<policy::SourceText> part(
+            std::make_move_iterator(docs.begin() + static_cast<long>(lo)),
+            std::make_move_iterator(docs.begin() + static_cast<long>(hi)));
         policy::loadSources(part, stores[w], found[w]);
       }
     });
@@ -340,10 +343,10 @@ Exit: 0 compiled, 1 the input has errors, 2 usage or unreadable input.
 json tableJson(const compiler::NodeTable& t) {
   json attributions = json::array();
   for (const auto& a : t.attributions) {
-    json j = {{"kind", a.kind == compiler::Attribution::Kind::kRule             ? "rule"
-                       : a.kind == compiler::Attribution::Kind::kEndOfTier      ? "end-of-tier"
-                       : a.kind == compiler::Attribution::Kind::kNoPolicy       ? "no-policy"
-                                                                                : "passed-all-tiers"},
+    json j = {{"kind", a.kind == compiler::Attribution::Kind::kRule        ? "rule"
+                       : a.kind == compiler::Attribution::Kind::kEndOfTier ? "end-of-tier"
+                       : a.kind == compiler::Attribution::Kind::kNoPolicy  ? "no-policy"
+                                                                           : "passed-all-tiers"},
               {"direction", compiler::directionName(a.direction)}};
     if (!a.policy.empty()) j["policy"] = a.policy;
     if (!a.tier.empty()) j["tier"] = a.tier;
@@ -362,13 +365,17 @@ json tableJson(const compiler::NodeTable& t) {
   }
   json remote_classes = json::array();
   for (const auto& rc : t.remote_classes) {
-    remote_classes.push_back({{"id", rc.id}, {"family", familyName(rc.family)}, {"predicates", rc.predicates}});
+    remote_classes.push_back(
+        {{"id", rc.id}, {"family", familyName(rc.family)}, {"predicates", rc.predicates}});
   }
   json exact = json::array();
-  for (const auto& [a, id] : t.remote_exact) exact.push_back({{"addr", policy::formatAddr(a)}, {"class", id}});
+  for (const auto& [a, id] : t.remote_exact)
+    exact.push_back({{"addr", policy::formatAddr(a)}, {"class", id}});
   json ranges = json::array();
   for (const auto& [r, id] : t.remote_ranges) {
-    ranges.push_back({{"from", policy::formatAddr(Addr{r.lo})}, {"to", policy::formatAddr(Addr{r.hi})}, {"class", id}});
+    ranges.push_back({{"from", policy::formatAddr(Addr{r.lo})},
+                      {"to", policy::formatAddr(Addr{r.hi})},
+                      {"class", id}});
   }
   json dirs = json::object();
   size_t local_classes = 0;
@@ -378,7 +385,10 @@ json tableJson(const compiler::NodeTable& t) {
     for (const auto& lc : dt.classes) {
       json addrs = json::array();
       for (Addr a : lc.addrs) addrs.push_back(policy::formatAddr(a));
-      classes.push_back({{"id", lc.id}, {"family", familyName(lc.family)}, {"default", lc.default_outcome}, {"addrs", addrs}});
+      classes.push_back({{"id", lc.id},
+                         {"family", familyName(lc.family)},
+                         {"default", lc.default_outcome},
+                         {"addrs", addrs}});
     }
     local_classes += dt.classes.size();
     json entries = json::array();
@@ -399,15 +409,9 @@ json tableJson(const compiler::NodeTable& t) {
                  {"remote_exact", t.remote_exact.size()},
                  {"remote_ranges", t.remote_ranges.size()},
                  {"outcomes", t.outcomes.size()}};
-  return {{"node", t.node},
-          {"counts", counts},
-          {"remote_classes", remote_classes},
-          {"remote_exact", exact},
-          {"remote_ranges", ranges},
-          {"ingress", dirs["ingress"]},
-          {"egress", dirs["egress"]},
-          {"outcomes", outcomes},
-          {"attributions", attributions}};
+  return {{"node", t.node},           {"counts", counts},        {"remote_classes", remote_classes},
+          {"remote_exact", exact},    {"remote_ranges", ranges}, {"ingress", dirs["ingress"]},
+          {"egress", dirs["egress"]}, {"outcomes", outcomes},    {"attributions", attributions}};
 }
 
 int cmdCompile(const Args& a, std::istream& in, std::ostream& out, std::ostream& err) {
@@ -449,7 +453,8 @@ struct Cluster {
   std::map<std::string, compiler::NodeTable> tables;
 };
 
-std::optional<std::string> buildCluster(const Store& store, const compiler::Inventory& inv, Cluster& c) {
+std::optional<std::string> buildCluster(const Store& store, const compiler::Inventory& inv,
+                                        Cluster& c) {
   c.program = compiler::lower(store);
   std::set<std::string> nodes;
   for (const auto& p : store.pods) nodes.insert(p.node);
@@ -467,8 +472,8 @@ struct SideDecision {
   const compiler::NodeTable* table = nullptr;
 };
 
-SideDecision decideSide(const Cluster& c, const compiler::Inventory& inv, Direction d, Addr local, Addr remote,
-                        policy::Protocol proto, std::uint16_t port) {
+SideDecision decideSide(const Cluster& c, const compiler::Inventory& inv, Direction d, Addr local,
+                        Addr remote, policy::Protocol proto, std::uint16_t port) {
   SideDecision s;
   const policy::Pod* pod = inv.podAt(local);
   if (pod == nullptr) return s;
@@ -480,8 +485,8 @@ SideDecision decideSide(const Cluster& c, const compiler::Inventory& inv, Direct
   return s;
 }
 
-bool connectionAllowed(const Cluster& c, const compiler::Inventory& inv, Addr src, Addr dst, policy::Protocol proto,
-                       std::uint16_t port) {
+bool connectionAllowed(const Cluster& c, const compiler::Inventory& inv, Addr src, Addr dst,
+                       policy::Protocol proto, std::uint16_t port) {
   if (src.family() != dst.family()) return false;
   SideDecision e = decideSide(c, inv, Direction::kEgress, src, dst, proto, port);
   if (e.applies && !e.outcome->allow) return false;
@@ -492,11 +497,13 @@ bool connectionAllowed(const Cluster& c, const compiler::Inventory& inv, Addr sr
 std::optional<std::uint16_t> parsePort(const std::string& s) {
   int v = -1;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || v > 65535) return std::nullopt;
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || v > 65535)
+    return std::nullopt;
   return static_cast<std::uint16_t>(v);
 }
 
-const char* kMatrixHelp = R"(usage: zonewall matrix PATH... [--port N] [--protocol TCP|UDP|SCTP] [--format text|json]
+const char* kMatrixHelp =
+    R"(usage: zonewall matrix PATH... [--port N] [--protocol TCP|UDP|SCTP] [--format text|json]
 
 Prints the pod x pod reachability of the inventory on one port (default 80/TCP): a connection
 is allowed iff the source's egress and the destination's ingress allow it, each decided by the
@@ -543,24 +550,30 @@ int cmdMatrix(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
   for (const auto& p : l.store.pods) {
     if (!p.ips.empty()) pods.push_back(&p);
   }
-  std::sort(pods.begin(), pods.end(), [](const policy::Pod* x, const policy::Pod* y) { return x->key() < y->key(); });
+  std::sort(pods.begin(), pods.end(),
+            [](const policy::Pod* x, const policy::Pod* y) { return x->key() < y->key(); });
   // A probe goes to the destination's first IP, from the source's address of that family.
   auto allowed = [&](const policy::Pod* src, const policy::Pod* dst) {
     Addr to = dst->ips.front();
-    auto from = std::find_if(src->ips.begin(), src->ips.end(), [&](Addr x) { return x.family() == to.family(); });
+    auto from = std::find_if(src->ips.begin(), src->ips.end(),
+                             [&](Addr x) { return x.family() == to.family(); });
     return from != src->ips.end() && connectionAllowed(cluster, inv, *from, to, *proto, port);
   };
   if (format == "json") {
     json results = json::array();
     for (const auto* s : pods) {
-      for (const auto* d : pods) results.push_back({{"from", s->key()}, {"to", d->key()}, {"allowed", allowed(s, d)}});
+      for (const auto* d : pods)
+        results.push_back({{"from", s->key()}, {"to", d->key()}, {"allowed", allowed(s, d)}});
     }
-    out << json{{"port", port}, {"protocol", policy::protocolName(*proto)}, {"results", results}}.dump(2) << "\n";
+    out << json{{"port", port}, {"protocol", policy::protocolName(*proto)}, {"results", results}}
+               .dump(2)
+        << "\n";
     return kExitOk;
   }
   size_t w = 4;
   for (const auto* p : pods) w = std::max(w, p->key().size());
-  out << fmt::format("{}/{}  (rows: from, columns: to; '.' allowed, 'X' denied)\n", policy::protocolName(*proto), port);
+  out << fmt::format("{}/{}  (rows: from, columns: to; '.' allowed, 'X' denied)\n",
+                     policy::protocolName(*proto), port);
   out << fmt::format("{:<{}}", "", w);
   for (size_t i = 0; i < pods.size(); ++i) out << fmt::format(" {:>2}", i);
   out << "\n";
@@ -572,7 +585,8 @@ int cmdMatrix(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
   return kExitOk;
 }
 
-const char* kExplainHelp = R"(usage: zonewall explain PATH... --from NS/POD|IP --to NS/POD|IP --port N/PROTO
+const char* kExplainHelp =
+    R"(usage: zonewall explain PATH... --from NS/POD|IP --to NS/POD|IP --port N/PROTO
 
 Explains one connection: the verdict of the source's egress and the destination's ingress, each
 with the deciding policy, rule index and its file:line (or the default that applied).
@@ -593,14 +607,17 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
   }
   const std::string& port_text = a.flags.at("port");
   auto slash = port_text.find('/');
-  auto proto = slash == std::string::npos ? std::nullopt : policy::parseProtocol(port_text.substr(slash + 1));
+  auto proto = slash == std::string::npos ? std::nullopt
+                                          : policy::parseProtocol(port_text.substr(slash + 1));
   std::optional<std::uint16_t> port;
   if (proto && policy::isIcmp(*proto)) {
     std::string tc = port_text.substr(0, slash);
     auto colon = tc.find(':');
     auto type = parsePort(tc.substr(0, colon));
-    auto code = colon == std::string::npos ? std::optional<std::uint16_t>(0) : parsePort(tc.substr(colon + 1));
-    if (type && code && *type < 256 && *code < 256) port = static_cast<std::uint16_t>(*type << 8 | *code);
+    auto code = colon == std::string::npos ? std::optional<std::uint16_t>(0)
+                                           : parsePort(tc.substr(colon + 1));
+    if (type && code && *type < 256 && *code < 256)
+      port = static_cast<std::uint16_t>(*type << 8 | *code);
   } else if (proto) {
     port = parsePort(port_text.substr(0, slash));
   }
@@ -612,7 +629,8 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
   if (auto rc = load(a, in, err, l)) return *rc;
   if (reportLoadErrors(l.diags, err)) return kExitFindings;
   compiler::Inventory inv(l.store);
-  auto resolve = [&](const std::string& s, std::optional<policy::Family> fam) -> std::optional<Addr> {
+  auto resolve = [&](const std::string& s,
+                     std::optional<policy::Family> fam) -> std::optional<Addr> {
     if (auto ip = policy::parseAddr(s)) return ip;
     auto slash_pos = s.find('/');
     if (slash_pos == std::string::npos) return std::nullopt;
@@ -625,12 +643,14 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
   };
   auto dst = resolve(a.flags.at("to"), std::nullopt);
   if (!dst) {
-    err << "zonewall explain: --to " << a.flags.at("to") << ": no such pod (with an IP) or address\n";
+    err << "zonewall explain: --to " << a.flags.at("to")
+        << ": no such pod (with an IP) or address\n";
     return kExitUsage;
   }
   auto src = resolve(a.flags.at("from"), dst->family());
   if (!src) {
-    err << "zonewall explain: --from " << a.flags.at("from") << ": no such pod (with an IP of the destination's family) or address\n";
+    err << "zonewall explain: --from " << a.flags.at("from")
+        << ": no such pod (with an IP of the destination's family) or address\n";
     return kExitUsage;
   }
   Cluster cluster;
@@ -642,9 +662,11 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
     const policy::Pod* p = inv.podAt(x);
     return p ? fmt::format("{} ({})", p->key(), policy::formatAddr(x)) : policy::formatAddr(x);
   };
-  std::string port_shown = policy::isIcmp(*proto) ? fmt::format("type {} code {}", *port >> 8, *port & 0xff)
-                                                  : fmt::format("port {}", *port);
-  out << fmt::format("flow: {} -> {} {} {}\n", name(*src), name(*dst), policy::protocolName(*proto), port_shown);
+  std::string port_shown = policy::isIcmp(*proto)
+                               ? fmt::format("type {} code {}", *port >> 8, *port & 0xff)
+                               : fmt::format("port {}", *port);
+  out << fmt::format("flow: {} -> {} {} {}\n", name(*src), name(*dst), policy::protocolName(*proto),
+                     port_shown);
   bool allowed = true;
   for (Direction d : {Direction::kEgress, Direction::kIngress}) {
     Addr local = d == Direction::kEgress ? *src : *dst;
@@ -658,7 +680,8 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
     const auto& attr = s.table->attributions[s.outcome->attribution];
     out << fmt::format("{:<8} {} (node '{}'): {} by {}\n", dn, name(local), s.table->node,
                        s.outcome->allow ? "ALLOW" : "DENY", attr.str());
-    for (std::uint32_t lg : s.outcome->logs) out << fmt::format("         logged by {}\n", s.table->attributions[lg].str());
+    for (std::uint32_t lg : s.outcome->logs)
+      out << fmt::format("         logged by {}\n", s.table->attributions[lg].str());
     allowed = allowed && s.outcome->allow;
   }
   out << fmt::format("verdict: {}\n", allowed ? "ALLOWED" : "DENIED");
@@ -666,7 +689,8 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
   // is a compiler bug worth a loud report rather than a quiet wrong answer.
   compiler::ReferenceEvaluator ref(l.store);
   if (ref.connectionAllowed({*src, *dst, *proto, *port}) != allowed) {
-    err << "zonewall explain: internal error: the reference evaluator disagrees; please report this input\n";
+    err << "zonewall explain: internal error: the reference evaluator disagrees; please report "
+           "this input\n";
     return 3;
   }
   return kExitOk;
@@ -700,7 +724,8 @@ struct Programmed {
 };
 
 // Compiles NODE, reads the kernel's table once and works out what would bring it there.
-std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, const char* cmd, Programmed& p) {
+std::optional<int> prepare(const Args& a, std::istream& in, std::ostream& err, const char* cmd,
+                           Programmed& p) {
   if (!a.flags.contains("node")) {
     err << "zonewall " << cmd << ": --node NODE is required\n";
     return kExitUsage;
@@ -743,14 +768,17 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
   }
   const char* verb = std::string(cmd) == "apply" ? "applied" : "repaired";
   std::string transactions;
-  for (size_t m : *messages) transactions += (transactions.empty() ? "" : " + ") + std::to_string(m);
-  const char* counts[] = {"no transaction", "one transaction", "two transactions", "three transactions", "four transactions"};
-  transactions = (messages->size() < std::size(counts) ? std::string(counts[messages->size()])
-                                                       : std::to_string(messages->size()) + " transactions") +
-                 " of " + transactions;
+  for (size_t m : *messages)
+    transactions += (transactions.empty() ? "" : " + ") + std::to_string(m);
+  const char* counts[] = {"no transaction", "one transaction", "two transactions",
+                          "three transactions", "four transactions"};
+  transactions =
+      (messages->size() < std::size(counts) ? std::string(counts[messages->size()])
+                                            : std::to_string(messages->size()) + " transactions") +
+      " of " + transactions;
   if (p.plan.kind == PlanKind::kCreate) {
-    out << fmt::format("{} node '{}' ({} entries): table created in {} netlink messages\n", verb, p.node, p.entries,
-                       transactions);
+    out << fmt::format("{} node '{}' ({} entries): table created in {} netlink messages\n", verb,
+                       p.node, p.entries, transactions);
     return std::nullopt;
   }
   size_t elements = 0;
@@ -762,16 +790,19 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
   std::string swaps;
   for (const auto& sw : cc.swaps) {
     for (size_t i = 0; i < sw.old_sets.size(); ++i) {
-      swaps += fmt::format(", map {} rebuilt as {} ({} entries)", sw.old_sets[i], sw.replacements[i].name,
-                           sw.replacements[i].elements.size());
+      swaps += fmt::format(", map {} rebuilt as {} ({} entries)", sw.old_sets[i],
+                           sw.replacements[i].name, sw.replacements[i].elements.size());
     }
     for (const auto& b : sw.bridges) {
-      swaps += fmt::format(", {} {} bridged into {}", b.elements.size(), b.elements.size() == 1 ? "entry" : "entries", b.name);
+      swaps += fmt::format(", {} {} bridged into {}", b.elements.size(),
+                           b.elements.size() == 1 ? "entry" : "entries", b.name);
     }
   }
-  out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n", verb, p.node, p.entries,
-                     p.plan.kind == PlanKind::kReplace ? std::string("table replaced")
-                                                       : fmt::format("{} element changes{}{}", elements, chains, swaps),
+  out << fmt::format("{} node '{}' ({} entries): {} in {} netlink messages\n", verb, p.node,
+                     p.entries,
+                     p.plan.kind == PlanKind::kReplace
+                         ? std::string("table replaced")
+                         : fmt::format("{} element changes{}{}", elements, chains, swaps),
                      transactions);
   if (p.plan.kind == PlanKind::kReplace) {
     for (const auto& d : p.plan.drift) out << "  because " << d << "\n";
@@ -798,19 +829,21 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
       for (const auto& c : plan.chains.add) out << "+ chain " << c.name << "\n";
       for (const auto& sw : plan.chains.swaps) {
         for (size_t i = 0; i < sw.old_sets.size(); ++i) {
-          out << fmt::format("~ map {} rebuilt as {} ({} entries)\n", sw.old_sets[i], sw.replacements[i].name,
-                             sw.replacements[i].elements.size());
+          out << fmt::format("~ map {} rebuilt as {} ({} entries)\n", sw.old_sets[i],
+                             sw.replacements[i].name, sw.replacements[i].elements.size());
         }
         for (const auto& b : sw.bridges) {
-          out << fmt::format("~ map {} bridged: {} {} for new classes and addresses until it goes\n", b.name,
-                             b.elements.size(), b.elements.size() == 1 ? "entry" : "entries");
+          out << fmt::format(
+              "~ map {} bridged: {} {} for new classes and addresses until it goes\n", b.name,
+              b.elements.size(), b.elements.size() == 1 ? "entry" : "entries");
         }
       }
       for (const auto& s : plan.chains.drop_sets) out << "- set " << s << "\n";
       if (plan.drop_aside) out << "- table inet " << dataplane::asideTable(plan.want.table) << "\n";
       auto lines = dataplane::describeChanges(plan.want, plan.changes);
       for (const auto& sw : plan.chains.swaps) {
-        for (auto& line : dataplane::describeChanges(plan.want, sw.edits)) lines.push_back(std::move(line));
+        for (auto& line : dataplane::describeChanges(plan.want, sw.edits))
+          lines.push_back(std::move(line));
       }
       for (const auto& line : lines) out << line << "\n";
       out << fmt::format("{} element changes\n", lines.size());
@@ -838,9 +871,11 @@ int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
   if (plan.kind == PlanKind::kUpdate) {
     for (const auto& c : plan.chains.remove) out << "drift: - chain " << c << "\n";
     for (const auto& c : plan.chains.add) out << "drift: + chain " << c.name << "\n";
-    for (const auto& line : dataplane::describeChanges(plan.want, plan.changes)) out << "drift: " << line << "\n";
+    for (const auto& line : dataplane::describeChanges(plan.want, plan.changes))
+      out << "drift: " << line << "\n";
     for (const auto& sw : plan.chains.swaps) {
-      for (const auto& line : dataplane::describeChanges(plan.want, sw.edits)) out << "drift: " << line << "\n";
+      for (const auto& line : dataplane::describeChanges(plan.want, sw.edits))
+        out << "drift: " << line << "\n";
     }
   }
   if (plan.empty()) {
@@ -875,22 +910,28 @@ int cmdInventory(const Args& a, std::istream& in, std::ostream& out, std::ostrea
   if (reportLoadErrors(l.diags, err)) return kExitFindings;
   std::vector<const policy::Pod*> pods;
   for (const auto& p : l.store.pods) pods.push_back(&p);
-  std::sort(pods.begin(), pods.end(), [](const policy::Pod* x, const policy::Pod* y) { return x->key() < y->key(); });
+  std::sort(pods.begin(), pods.end(),
+            [](const policy::Pod* x, const policy::Pod* y) { return x->key() < y->key(); });
   json list = json::array();
   for (const policy::Pod* p : pods) {
     json ips = json::array();
     for (Addr x : p->ips) ips.push_back(policy::formatAddr(x));
     json ports = json::object();
     for (const auto& np : p->ports) {
-      if (!np.name.empty()) ports[np.name] = fmt::format("{}/{}", np.port, policy::protocolName(np.protocol));
+      if (!np.name.empty())
+        ports[np.name] = fmt::format("{}/{}", np.port, policy::protocolName(np.protocol));
     }
     if (format == "text") {
       std::string ip_text;
       for (const auto& ip : ips) ip_text += (ip_text.empty() ? "" : ",") + ip.get<std::string>();
-      out << fmt::format("{} {} {} {}\n", p->key(), p->node.empty() ? "-" : p->node, ip_text.empty() ? "-" : ip_text,
-                         p->hostVeth());
+      out << fmt::format("{} {} {} {}\n", p->key(), p->node.empty() ? "-" : p->node,
+                         ip_text.empty() ? "-" : ip_text, p->hostVeth());
     }
-    list.push_back({{"pod", p->key()}, {"node", p->node}, {"ips", ips}, {"ports", ports}, {"iface", p->hostVeth()}});
+    list.push_back({{"pod", p->key()},
+                    {"node", p->node},
+                    {"ips", ips},
+                    {"ports", ports},
+                    {"iface", p->hostVeth()}});
   }
   if (format == "json") out << json{{"pods", list}}.dump(2) << "\n";
   return kExitOk;
@@ -919,7 +960,8 @@ PATH is a file, a directory (*.yaml, *.yml, recursively) or - for stdin.
 
 }  // namespace
 
-int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream& out, std::ostream& err) {
+int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream& out,
+           std::ostream& err) {
   if (args.empty()) {
     err << kHelp;
     return kExitUsage;

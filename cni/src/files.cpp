@@ -1,6 +1,7 @@
 #include "files.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,8 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
 
 namespace zonewall::cni {
 
@@ -65,7 +64,8 @@ Expected<void> makeDirs(const std::string& dir) {
   return {};
 }
 
-Expected<void> writeFileAtomic(const std::string& dir, std::string_view name, std::string_view content) {
+Expected<void> writeFileAtomic(const std::string& dir, std::string_view name,
+                               std::string_view content) {
   auto tmp = writeTemp(dir, content);
   if (!tmp) return std::unexpected(tmp.error());
   std::string path = fmt::format("{}/{}", dir, name);
@@ -77,7 +77,8 @@ Expected<void> writeFileAtomic(const std::string& dir, std::string_view name, st
   return {};
 }
 
-Expected<bool> createFileExclusive(const std::string& dir, std::string_view name, std::string_view content) {
+Expected<bool> createFileExclusive(const std::string& dir, std::string_view name,
+                                   std::string_view content) {
   auto tmp = writeTemp(dir, content);
   if (!tmp) return std::unexpected(tmp.error());
   std::string path = fmt::format("{}/{}", dir, name);

@@ -1,6 +1,7 @@
 #include "zonewall/cni/ipam.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -9,10 +10,8 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <set>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "files.h"
 
@@ -29,13 +28,16 @@ namespace {
 constexpr std::string_view kLockFile = "lock";
 constexpr std::string_view kCursorPrefix = "last_reserved_ip.";
 
-std::string cursorName(Family f) { return fmt::format("{}{}", kCursorPrefix, f == Family::kV4 ? 4 : 6); }
+std::string cursorName(Family f) {
+  return fmt::format("{}{}", kCursorPrefix, f == Family::kV4 ? 4 : 6);
+}
 
 int familyBits(Family f) { return f == Family::kV4 ? 32 : 128; }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -62,7 +64,8 @@ Expected<NodeSubnets> parseSubnetEnv(std::string_view text, std::string_view pat
     if (line.empty() || line.front() == '#') continue;
     size_t eq = line.find('=');
     if (eq == std::string_view::npos) {
-      return fail(ErrorCode::kInvalidConfig, fmt::format("{}:{}: \"{}\" is not KEY=VALUE", path, line_no, line));
+      return fail(ErrorCode::kInvalidConfig,
+                  fmt::format("{}:{}: \"{}\" is not KEY=VALUE", path, line_no, line));
     }
     std::string_view key = trim(line.substr(0, eq));
     std::string_view value = trim(line.substr(eq + 1));
@@ -82,7 +85,8 @@ Expected<NodeSubnets> parseSubnetEnv(std::string_view text, std::string_view pat
       auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), mtu);
       if (ec != std::errc() || ptr != value.data() + value.size() || mtu < 68 || mtu > 65535) {
         return fail(ErrorCode::kInvalidConfig,
-                    fmt::format("{}:{}: FLANNEL_MTU=\"{}\" is not an MTU (68-65535)", path, line_no, value));
+                    fmt::format("{}:{}: FLANNEL_MTU=\"{}\" is not an MTU (68-65535)", path, line_no,
+                                value));
       }
       out.mtu = mtu;
     } else if (key == "FLANNEL_NETWORK" || key == "FLANNEL_IPV6_NETWORK") {
@@ -105,9 +109,10 @@ Expected<NodeSubnets> resolveSubnets(const NetConf& conf) {
   if (!conf.subnets.empty()) return NodeSubnets{.subnets = conf.subnets};
   auto text = readFile(conf.subnet_file);
   if (!text) {
-    return fail(ErrorCode::kTryAgainLater,
-                fmt::format("the node has no pod subnet yet: {} is missing and ipam.subnet is not set",
-                            conf.subnet_file));
+    return fail(
+        ErrorCode::kTryAgainLater,
+        fmt::format("the node has no pod subnet yet: {} is missing and ipam.subnet is not set",
+                    conf.subnet_file));
   }
   return parseSubnetEnv(*text, conf.subnet_file);
 }
@@ -131,7 +136,8 @@ Expected<AddressPool> AddressPool::open(const std::string& data_dir, const std::
   if (auto ok = makeDirs(dir); !ok) return std::unexpected(ok.error());
   std::string lock_path = fmt::format("{}/{}", dir, kLockFile);
   int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return fail(ErrorCode::kIo, fmt::format("open {}: {}", lock_path, std::strerror(errno)));
+  if (fd < 0)
+    return fail(ErrorCode::kIo, fmt::format("open {}: {}", lock_path, std::strerror(errno)));
   while (::flock(fd, LOCK_EX) != 0) {
     if (errno != EINTR) {
       int err = errno;
@@ -144,7 +150,8 @@ Expected<AddressPool> AddressPool::open(const std::string& data_dir, const std::
   return AddressPool(std::move(dir), fd);
 }
 
-AddressPool::AddressPool(AddressPool&& o) noexcept : dir_(std::move(o.dir_)), lock_fd_(std::exchange(o.lock_fd_, -1)) {}
+AddressPool::AddressPool(AddressPool&& o) noexcept
+    : dir_(std::move(o.dir_)), lock_fd_(std::exchange(o.lock_fd_, -1)) {}
 
 AddressPool& AddressPool::operator=(AddressPool&& o) noexcept {
   if (this != &o) {
@@ -223,8 +230,8 @@ Expected<Reservation> AddressPool::allocateOne(const Cidr& subnet, const Reserva
   }
   U128 size = last.v - first.v + 1;
   if (size <= used.size()) {
-    return fail(ErrorCode::kTryAgainLater,
-                fmt::format("no address left in {}: all {} are reserved", subnet.str(), used.size()));
+    return fail(ErrorCode::kTryAgainLater, fmt::format("no address left in {}: all {} are reserved",
+                                                       subnet.str(), used.size()));
   }
   // Round-robin from the address after the last one handed out, so a released address is not
   // reused at once (a peer may still hold conntrack or ARP state for it).

@@ -1,9 +1,9 @@
 #include "zonewall/cni/plugin.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "files.h"
 #include "zonewall/cni/endpoint.h"
@@ -80,12 +80,14 @@ Expected<json> cmdAdd(const Environment& env, const NetConf& conf) {
 
   Result result;
   result.interfaces.push_back({.name = spec.host_veth, .mac = veth->host_mac, .mtu = mtu});
-  result.interfaces.push_back({.name = env.ifname, .mac = veth->pod_mac, .sandbox = env.netns, .mtu = mtu});
+  result.interfaces.push_back(
+      {.name = env.ifname, .mac = veth->pod_mac, .sandbox = env.netns, .mtu = mtu});
   for (Addr a : spec.addresses) {
     bool v4 = a.family() == policy::Family::kV4;
     result.ips.push_back({.interface = 1, .address = a, .prefix = v4 ? 32 : 128});
     if (std::ranges::find(veth->default_routes, a.family()) != veth->default_routes.end()) {
-      result.routes.push_back({std::string(v4 ? "0.0.0.0/0" : "::/0"), std::string(v4 ? kGatewayV4 : kGatewayV6)});
+      result.routes.push_back(
+          {std::string(v4 ? "0.0.0.0/0" : "::/0"), std::string(v4 ? kGatewayV4 : kGatewayV6)});
     }
   }
   result.dns = conf.dns.is_object() ? conf.dns : json::object();
@@ -123,7 +125,8 @@ Expected<void> cmdDel(const Environment& env, const NetConf& conf) {
 
 Expected<void> cmdCheck(const Environment& env, const NetConf& conf) {
   if (conf.disable_check) return {};
-  if (!conf.prev_result) return fail(ErrorCode::kInvalidConfig, "CHECK needs prevResult (the result of ADD)");
+  if (!conf.prev_result)
+    return fail(ErrorCode::kInvalidConfig, "CHECK needs prevResult (the result of ADD)");
   auto prev = resultFromJson(*conf.prev_result);
   if (!prev) return std::unexpected(prev.error());
   auto netns = Netns::open(env.netns);
@@ -133,7 +136,8 @@ Expected<void> cmdCheck(const Environment& env, const NetConf& conf) {
     return !i.sandbox.empty() && i.name == env.ifname;
   });
   if (ours == prev->interfaces.end()) {
-    return fail(ErrorCode::kCheckFailed, fmt::format("prevResult has no interface {} in a sandbox", env.ifname));
+    return fail(ErrorCode::kCheckFailed,
+                fmt::format("prevResult has no interface {} in a sandbox", env.ifname));
   }
   int index = static_cast<int>(ours - prev->interfaces.begin());
   VethSpec spec{.network = conf.name,
@@ -144,7 +148,8 @@ Expected<void> cmdCheck(const Environment& env, const NetConf& conf) {
     if (ip.interface == index) spec.addresses.push_back(ip.address);
   }
   if (spec.addresses.empty()) {
-    return fail(ErrorCode::kCheckFailed, fmt::format("prevResult has no address on {}", env.ifname));
+    return fail(ErrorCode::kCheckFailed,
+                fmt::format("prevResult has no address on {}", env.ifname));
   }
   {
     auto pool = AddressPool::open(conf.data_dir, conf.name);
@@ -183,7 +188,9 @@ Expected<void> cmdGc(const NetConf& conf) {
   }
   for (const EndpointRecord& rec : readEndpoints(conf.endpoints_dir)) {
     if (rec.network != conf.name || isValid(rec.container_id, rec.ifname)) continue;
-    if (auto ok = removeEndpoint(conf.endpoints_dir, rec.network, rec.container_id, rec.ifname); !ok) return ok;
+    if (auto ok = removeEndpoint(conf.endpoints_dir, rec.network, rec.container_id, rec.ifname);
+        !ok)
+      return ok;
   }
   removeStaleTemporaries(conf.endpoints_dir);
   return {};
@@ -211,13 +218,15 @@ Outcome errorOutcome(const Error& e, std::string_view stdin_bytes) {
 std::string hostVethFor(const Environment& env) {
   const CniArgs& a = env.args;
   if (!a.pod_namespace.empty() && !a.pod_name.empty()) {
-    return env.ifname == "eth0" ? policy::hostVethName(a.pod_namespace, a.pod_name)
-                                : policy::hostVethName(a.pod_namespace, a.pod_name + "/" + env.ifname);
+    return env.ifname == "eth0"
+               ? policy::hostVethName(a.pod_namespace, a.pod_name)
+               : policy::hostVethName(a.pod_namespace, a.pod_name + "/" + env.ifname);
   }
   return policy::hostVethName(env.container_id, env.ifname);
 }
 
-Outcome runPlugin(const std::map<std::string, std::string>& env_vars, std::string_view stdin_bytes) {
+Outcome runPlugin(const std::map<std::string, std::string>& env_vars,
+                  std::string_view stdin_bytes) {
   auto env = parseEnvironment(env_vars);
   if (!env) return errorOutcome(env.error(), stdin_bytes);
   if (env->command == Command::kVersion) {

@@ -1,9 +1,9 @@
 #include "zonewall/cni/protocol.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+
+#include <algorithm>
 
 namespace zonewall::cni {
 
@@ -133,12 +133,14 @@ Expected<std::vector<policy::Cidr>> parseSubnets(const json& j) {
     const auto& text = item.get_ref<const std::string&>();
     auto parsed = policy::parseCidr(text);
     if (!parsed) {
-      return fail(ErrorCode::kInvalidConfig, fmt::format("ipam.subnet: \"{}\" is not a CIDR", text));
+      return fail(ErrorCode::kInvalidConfig,
+                  fmt::format("ipam.subnet: \"{}\" is not a CIDR", text));
     }
     for (const auto& seen : out) {
       if (seen.family == parsed->cidr.family) {
-        return fail(ErrorCode::kInvalidConfig,
-                    fmt::format("ipam.subnet: \"{}\": at most one subnet per address family", text));
+        return fail(
+            ErrorCode::kInvalidConfig,
+            fmt::format("ipam.subnet: \"{}\": at most one subnet per address family", text));
       }
     }
     out.push_back(parsed->cidr);
@@ -225,7 +227,8 @@ bool isValidName(std::string_view s) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
   };
   if (s.empty() || !alnum(s[0])) return false;
-  return std::ranges::all_of(s, [&](char c) { return alnum(c) || c == '_' || c == '.' || c == '-'; });
+  return std::ranges::all_of(s,
+                             [&](char c) { return alnum(c) || c == '_' || c == '.' || c == '-'; });
 }
 
 bool isValidIfname(std::string_view s) {
@@ -246,10 +249,12 @@ Expected<Environment> parseEnvironment(const std::map<std::string, std::string>&
   static constexpr std::pair<std::string_view, Command> kCommands[] = {
       {"ADD", Command::kAdd},         {"DEL", Command::kDel}, {"CHECK", Command::kCheck},
       {"VERSION", Command::kVersion}, {"GC", Command::kGc},   {"STATUS", Command::kStatus}};
-  auto it = std::ranges::find(kCommands, std::string_view(*cmd), &std::pair<std::string_view, Command>::first);
+  auto it = std::ranges::find(kCommands, std::string_view(*cmd),
+                              &std::pair<std::string_view, Command>::first);
   if (it == std::end(kCommands)) {
-    return fail(ErrorCode::kInvalidEnvironment,
-                fmt::format("CNI_COMMAND=\"{}\" is not one of ADD, DEL, CHECK, VERSION, GC, STATUS", *cmd));
+    return fail(
+        ErrorCode::kInvalidEnvironment,
+        fmt::format("CNI_COMMAND=\"{}\" is not one of ADD, DEL, CHECK, VERSION, GC, STATUS", *cmd));
   }
   out.command = it->second;
   // VERSION is called with dummy values for everything else: validate nothing more.
@@ -267,8 +272,9 @@ Expected<Environment> parseEnvironment(const std::map<std::string, std::string>&
   auto cid = required(env, "CNI_CONTAINERID", out.command);
   if (!cid) return std::unexpected(cid.error());
   if (!isValidName(*cid)) {
-    return fail(ErrorCode::kInvalidEnvironment,
-                fmt::format("CNI_CONTAINERID=\"{}\" must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", *cid));
+    return fail(
+        ErrorCode::kInvalidEnvironment,
+        fmt::format("CNI_CONTAINERID=\"{}\" must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", *cid));
   }
   out.container_id = *cid;
 
@@ -326,7 +332,8 @@ Expected<NetConf> parseNetConf(std::string_view stdin_bytes, Command command) {
     return fail(ErrorCode::kDecode, "stdin: the network configuration is not valid JSON", e.what());
   }
   if (!j.is_object()) {
-    return fail(ErrorCode::kInvalidConfig, "stdin: the network configuration must be a JSON object");
+    return fail(ErrorCode::kInvalidConfig,
+                "stdin: the network configuration must be a JSON object");
   }
   NetConf conf;
   auto version = stringField(j, "cniVersion", "");
@@ -336,7 +343,8 @@ Expected<NetConf> parseNetConf(std::string_view stdin_bytes, Command command) {
                 fmt::format("cniVersion \"{}\" is not supported (supported: {})", *version,
                             fmt::join(kSupportedVersions, ", ")));
   }
-  if ((command == Command::kGc || command == Command::kStatus) && !versionAtLeast(*version, "1.1.0")) {
+  if ((command == Command::kGc || command == Command::kStatus) &&
+      !versionAtLeast(*version, "1.1.0")) {
     return fail(ErrorCode::kIncompatibleVersion,
                 fmt::format("{} needs cniVersion 1.1.0 or later, the configuration says \"{}\"",
                             commandName(command), *version));
@@ -373,11 +381,13 @@ Expected<NetConf> parseNetConf(std::string_view stdin_bytes, Command command) {
     conf.dns = *it;
   }
   if (auto it = j.find("disableCheck"); it != j.end()) {
-    if (!it->is_boolean()) return fail(ErrorCode::kInvalidConfig, "disableCheck: a boolean is required");
+    if (!it->is_boolean())
+      return fail(ErrorCode::kInvalidConfig, "disableCheck: a boolean is required");
     conf.disable_check = it->get<bool>();
   }
   if (auto it = j.find("prevResult"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) return fail(ErrorCode::kInvalidConfig, "prevResult: an object is required");
+    if (!it->is_object())
+      return fail(ErrorCode::kInvalidConfig, "prevResult: an object is required");
     conf.prev_result = *it;
   }
   if (command == Command::kGc) {
@@ -392,7 +402,8 @@ Expected<NetConf> parseNetConf(std::string_view stdin_bytes, Command command) {
     }
     if (!conf.attachments) {
       // Without the list every reservation would look stale: refuse rather than free them all.
-      return fail(ErrorCode::kInvalidConfig, "GC needs cni.dev/attachments (the attachments still in use)");
+      return fail(ErrorCode::kInvalidConfig,
+                  "GC needs cni.dev/attachments (the attachments still in use)");
     }
   }
   return conf;
@@ -436,8 +447,10 @@ Expected<Result> resultFromJson(const json& j) {
   if (auto it = j.find("interfaces"); it != j.end() && it->is_array()) {
     for (size_t i = 0; i < it->size(); ++i) {
       const json& o = (*it)[i];
-      auto name = o.is_object() ? stringField(o, "name", fmt::format("prevResult.interfaces[{}].", i))
-                                : fail(ErrorCode::kInvalidConfig, "prevResult.interfaces: objects are required");
+      auto name =
+          o.is_object()
+              ? stringField(o, "name", fmt::format("prevResult.interfaces[{}].", i))
+              : fail(ErrorCode::kInvalidConfig, "prevResult.interfaces: objects are required");
       if (!name) return std::unexpected(name.error());
       Interface iface{.name = *name};
       iface.mac = o.value("mac", "");
@@ -449,19 +462,24 @@ Expected<Result> resultFromJson(const json& j) {
     for (size_t i = 0; i < it->size(); ++i) {
       const json& o = (*it)[i];
       std::string where = fmt::format("prevResult.ips[{}].", i);
-      auto text = o.is_object() ? stringField(o, "address", where)
-                                : fail(ErrorCode::kInvalidConfig, "prevResult.ips: objects are required");
+      auto text = o.is_object()
+                      ? stringField(o, "address", where)
+                      : fail(ErrorCode::kInvalidConfig, "prevResult.ips: objects are required");
       if (!text) return std::unexpected(text.error());
       size_t slash = text->find('/');
       auto addr = policy::parseAddr(std::string_view(*text).substr(0, slash));
       auto cidr = policy::parseCidr(*text);
       if (!addr || !cidr || slash == std::string::npos) {
-        return fail(ErrorCode::kInvalidConfig, fmt::format("{}address \"{}\" is not an address/prefix", where, *text));
+        return fail(ErrorCode::kInvalidConfig,
+                    fmt::format("{}address \"{}\" is not an address/prefix", where, *text));
       }
       IpConfig ip{.address = *addr, .prefix = cidr->cidr.prefix};
       if (auto idx = o.find("interface"); idx != o.end()) {
-        if (!idx->is_number_integer() || *idx < 0 || *idx >= static_cast<int>(r.interfaces.size())) {
-          return fail(ErrorCode::kInvalidConfig, fmt::format("{}interface {} is not an index of interfaces", where, idx->dump()));
+        if (!idx->is_number_integer() || *idx < 0 ||
+            *idx >= static_cast<int>(r.interfaces.size())) {
+          return fail(
+              ErrorCode::kInvalidConfig,
+              fmt::format("{}interface {} is not an index of interfaces", where, idx->dump()));
         }
         ip.interface = idx->get<int>();
       }
@@ -471,8 +489,9 @@ Expected<Result> resultFromJson(const json& j) {
   if (auto it = j.find("routes"); it != j.end() && it->is_array()) {
     for (size_t i = 0; i < it->size(); ++i) {
       const json& o = (*it)[i];
-      auto dst = o.is_object() ? stringField(o, "dst", fmt::format("prevResult.routes[{}].", i))
-                               : fail(ErrorCode::kInvalidConfig, "prevResult.routes: objects are required");
+      auto dst = o.is_object()
+                     ? stringField(o, "dst", fmt::format("prevResult.routes[{}].", i))
+                     : fail(ErrorCode::kInvalidConfig, "prevResult.routes: objects are required");
       if (!dst) return std::unexpected(dst.error());
       r.routes.push_back({*dst, o.value("gw", "")});
     }

@@ -1,6 +1,7 @@
 #include "zonewall/cni/veth.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <linux/if.h>
 #include <linux/nsfs.h>
 #include <linux/rtnetlink.h>
@@ -22,8 +23,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include <fmt/format.h>
-
 #include "zonewall/policy/c_handle.h"
 
 namespace zonewall::cni {
@@ -43,7 +42,8 @@ using RtnlRoutePtr = CHandle<rtnl_route, rtnl_route_put>;
 constexpr std::string_view kAliasPrefix = "zonewall ";
 
 std::unexpected<Error> kernelError(std::string what, int nl_err) {
-  return fail(ErrorCode::kKernel, fmt::format("{}: {}", what, nl_geterror(nl_err < 0 ? -nl_err : nl_err)));
+  return fail(ErrorCode::kKernel,
+              fmt::format("{}: {}", what, nl_geterror(nl_err < 0 ? -nl_err : nl_err)));
 }
 
 // A rtnetlink socket bound to `netns_fd`'s namespace (-1: the current one). A socket stays in
@@ -52,7 +52,9 @@ Expected<NlSockPtr> routeSocket(int netns_fd) {
   int self = -1;
   if (netns_fd >= 0) {
     self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (self < 0) return fail(ErrorCode::kIo, fmt::format("open /proc/thread-self/ns/net: {}", std::strerror(errno)));
+    if (self < 0)
+      return fail(ErrorCode::kIo,
+                  fmt::format("open /proc/thread-self/ns/net: {}", std::strerror(errno)));
     if (::setns(netns_fd, CLONE_NEWNET) != 0) {
       int err = errno;
       ::close(self);
@@ -89,7 +91,8 @@ std::optional<Addr> fromNlAddr(nl_addr* a) {
   const auto* p = static_cast<const unsigned char*>(nl_addr_get_binary_addr(a));
   unsigned len = nl_addr_get_len(a);
   if (nl_addr_get_family(a) == AF_INET && len == 4) {
-    return Addr::fromV4(std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3]);
+    return Addr::fromV4(std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 |
+                        std::uint32_t{p[2]} << 8 | p[3]);
   }
   if (nl_addr_get_family(a) == AF_INET6 && len == 16) {
     Addr out;
@@ -174,7 +177,8 @@ Expected<void> addAddress(nl_sock* sock, int ifindex, Addr a, int prefix, std::s
   if (a.family() == Family::kV6) rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);
   int rc = rtnl_addr_add(sock, addr.get(), 0);
   if (rc < 0 && !(rc == -NLE_EXIST && a.family() == Family::kV6 && prefix == 64)) {
-    return kernelError(fmt::format("RTM_NEWADDR {}/{} dev {}", policy::formatAddr(a), prefix, ifname), rc);
+    return kernelError(
+        fmt::format("RTM_NEWADDR {}/{} dev {}", policy::formatAddr(a), prefix, ifname), rc);
   }
   return {};
 }
@@ -210,9 +214,7 @@ Expected<void> addRoute(nl_sock* sock, int ifindex, Addr dst, int prefix, std::o
   return {};
 }
 
-Addr gatewayFor(Family f) {
-  return *policy::parseAddr(f == Family::kV4 ? kGatewayV4 : kGatewayV6);
-}
+Addr gatewayFor(Family f) { return *policy::parseAddr(f == Family::kV4 ? kGatewayV4 : kGatewayV6); }
 
 Expected<void> configureHost(nl_sock* host, int ifindex, const VethSpec& spec) {
   const std::string& h = spec.host_veth;
@@ -249,7 +251,8 @@ Expected<void> configureHost(nl_sock* host, int ifindex, const VethSpec& spec) {
     if (auto ok = addAddress(host, ifindex, gatewayFor(Family::kV6), 64, h); !ok) return ok;
   }
   for (Addr a : spec.addresses) {
-    if (auto ok = addRoute(host, ifindex, a, bits(a), std::nullopt, /*replace=*/true, h); !ok) return ok;
+    if (auto ok = addRoute(host, ifindex, a, bits(a), std::nullopt, /*replace=*/true, h); !ok)
+      return ok;
   }
   return {};
 }
@@ -258,14 +261,16 @@ Expected<void> configureHost(nl_sock* host, int ifindex, const VethSpec& spec) {
 // interface of a pod whose first one already owns the default route adds only its address.
 Expected<std::vector<Family>> configurePod(nl_sock* pod, int ifindex, const VethSpec& spec) {
   for (Addr a : spec.addresses) {
-    if (auto ok = addAddress(pod, ifindex, a, bits(a), spec.ifname); !ok) return std::unexpected(ok.error());
+    if (auto ok = addAddress(pod, ifindex, a, bits(a), spec.ifname); !ok)
+      return std::unexpected(ok.error());
   }
   if (auto ok = setLinkUp(pod, ifindex, nullptr); !ok) return std::unexpected(ok.error());
   std::vector<Family> routed;
   for (Addr a : spec.addresses) {
     Addr any = a.family() == Family::kV4 ? Addr::fromV4(0) : Addr{};
     bool exists = false;
-    auto ok = addRoute(pod, ifindex, any, 0, gatewayFor(a.family()), /*replace=*/false, spec.ifname, &exists);
+    auto ok = addRoute(pod, ifindex, any, 0, gatewayFor(a.family()), /*replace=*/false, spec.ifname,
+                       &exists);
     if (!ok) return std::unexpected(ok.error());
     if (!exists) routed.push_back(a.family());
   }
@@ -293,7 +298,8 @@ Expected<Netns> Netns::open(const std::string& path) {
   int type = ::ioctl(fd, NS_GET_NSTYPE);
   if (type != CLONE_NEWNET) {
     ::close(fd);
-    return fail(ErrorCode::kInvalidEnvironment, fmt::format("CNI_NETNS={} is not a network namespace", path));
+    return fail(ErrorCode::kInvalidEnvironment,
+                fmt::format("CNI_NETNS={} is not a network namespace", path));
   }
   return Netns(fd, path);
 }
@@ -338,14 +344,17 @@ Expected<VethInfo> setupVeth(const Netns& pod_ns, const VethSpec& spec) {
       // The same pod's previous sandbox (same name, so same host veth) is gone or going: its
       // interface must not keep the name, or the new pod could never be wired.
       const char* alias = rtnl_link_get_ifalias(stale->get());
-      std::fprintf(stderr, "zonewall-cni: replacing host veth %s left by \"%s\"\n", spec.host_veth.c_str(),
-                   alias ? alias : "?");
-      if (auto ok = deleteLink(host->get(), spec.host_veth); !ok) return std::unexpected(ok.error());
+      std::fprintf(stderr, "zonewall-cni: replacing host veth %s left by \"%s\"\n",
+                   spec.host_veth.c_str(), alias ? alias : "?");
+      if (auto ok = deleteLink(host->get(), spec.host_veth); !ok)
+        return std::unexpected(ok.error());
     }
     rc = rtnl_link_add(host->get(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
   }
   if (rc < 0) {
-    return kernelError(fmt::format("RTM_NEWLINK {} peer {} in {}", spec.host_veth, spec.ifname, pod_ns.path()), rc);
+    return kernelError(
+        fmt::format("RTM_NEWLINK {} peer {} in {}", spec.host_veth, spec.ifname, pod_ns.path()),
+        rc);
   }
 
   auto configure = [&]() -> Expected<VethInfo> {
@@ -354,7 +363,8 @@ Expected<VethInfo> setupVeth(const Netns& pod_ns, const VethSpec& spec) {
     auto pod_link = getLink(pod->get(), spec.ifname);
     if (!pod_link) return std::unexpected(pod_link.error());
     if (!*host_link || !*pod_link) {
-      return fail(ErrorCode::kKernel, fmt::format("veth {} / {} vanished right after creation", spec.host_veth, spec.ifname));
+      return fail(ErrorCode::kKernel, fmt::format("veth {} / {} vanished right after creation",
+                                                  spec.host_veth, spec.ifname));
     }
     if (auto ok = configureHost(host->get(), rtnl_link_get_ifindex(host_link->get()), spec); !ok) {
       return std::unexpected(ok.error());
@@ -409,14 +419,16 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
 
   auto pod_link = getLink(pod->get(), spec.ifname);
   if (!pod_link) return std::unexpected(pod_link.error());
-  if (!*pod_link) return checkFailed(fmt::format("{} is missing from netns {}", spec.ifname, pod_ns.path()));
+  if (!*pod_link)
+    return checkFailed(fmt::format("{} is missing from netns {}", spec.ifname, pod_ns.path()));
   int pod_index = rtnl_link_get_ifindex(pod_link->get());
   if ((rtnl_link_get_flags(pod_link->get()) & IFF_UP) == 0) {
     return checkFailed(fmt::format("{} in netns {} is down", spec.ifname, pod_ns.path()));
   }
 
   nl_cache* raw = nullptr;
-  if (int rc = rtnl_addr_alloc_cache(pod->get(), &raw); rc < 0) return kernelError("RTM_GETADDR dump", rc);
+  if (int rc = rtnl_addr_alloc_cache(pod->get(), &raw); rc < 0)
+    return kernelError("RTM_GETADDR dump", rc);
   NlCachePtr addrs(raw);
   for (Addr want : spec.addresses) {
     bool found = false;
@@ -426,23 +438,28 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
       found = found || (rtnl_addr_get_ifindex(a) == pod_index && have && *have == want);
     });
     if (!found) {
-      return checkFailed(fmt::format("{} does not carry {}", spec.ifname, policy::formatAddr(want)));
+      return checkFailed(
+          fmt::format("{} does not carry {}", spec.ifname, policy::formatAddr(want)));
     }
   }
 
-  if (int rc = rtnl_route_alloc_cache(pod->get(), AF_UNSPEC, 0, &raw); rc < 0) return kernelError("RTM_GETROUTE dump", rc);
+  if (int rc = rtnl_route_alloc_cache(pod->get(), AF_UNSPEC, 0, &raw); rc < 0)
+    return kernelError("RTM_GETROUTE dump", rc);
   NlCachePtr pod_routes(raw);
   for (const Route& want : prev.routes) {
     auto dst = policy::parseCidr(want.dst);
     auto gw = want.gw.empty() ? std::nullopt : policy::parseAddr(want.gw);
-    if (!dst || (!want.gw.empty() && !gw)) return checkFailed(fmt::format("prevResult route {} is malformed", want.dst));
+    if (!dst || (!want.gw.empty() && !gw))
+      return checkFailed(fmt::format("prevResult route {} is malformed", want.dst));
     bool found = false;
     forEachObject(pod_routes.get(), [&](nl_object* o) {
       auto* r = reinterpret_cast<rtnl_route*>(o);
       if (rtnl_route_get_table(r) != RT_TABLE_MAIN) return;
       nl_addr* d = rtnl_route_get_dst(r);
       auto have = fromNlAddr(d);
-      if (!have || *have != dst->cidr.base || static_cast<int>(nl_addr_get_prefixlen(d)) != dst->cidr.prefix) return;
+      if (!have || *have != dst->cidr.base ||
+          static_cast<int>(nl_addr_get_prefixlen(d)) != dst->cidr.prefix)
+        return;
       for (int i = 0; i < rtnl_route_get_nnexthops(r); ++i) {
         rtnl_nexthop* nh = rtnl_route_nexthop_n(r, i);
         auto via = fromNlAddr(rtnl_route_nh_get_gateway(nh));
@@ -460,14 +477,15 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
   if (!*host_link) return checkFailed(fmt::format("host veth {} is missing", spec.host_veth));
   const char* alias = rtnl_link_get_ifalias(host_link->get());
   if (alias == nullptr || hostVethAlias(spec.network, spec.container_id, spec.ifname) != alias) {
-    return checkFailed(fmt::format("host veth {} belongs to another attachment (\"{}\")", spec.host_veth,
-                                   alias ? alias : ""));
+    return checkFailed(fmt::format("host veth {} belongs to another attachment (\"{}\")",
+                                   spec.host_veth, alias ? alias : ""));
   }
   if ((rtnl_link_get_flags(host_link->get()) & IFF_UP) == 0) {
     return checkFailed(fmt::format("host veth {} is down", spec.host_veth));
   }
   int host_index = rtnl_link_get_ifindex(host_link->get());
-  if (int rc = rtnl_route_alloc_cache(host->get(), AF_UNSPEC, 0, &raw); rc < 0) return kernelError("RTM_GETROUTE dump", rc);
+  if (int rc = rtnl_route_alloc_cache(host->get(), AF_UNSPEC, 0, &raw); rc < 0)
+    return kernelError("RTM_GETROUTE dump", rc);
   NlCachePtr host_routes(raw);
   for (Addr want : spec.addresses) {
     bool found = false;
@@ -484,8 +502,8 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
       }
     });
     if (!found) {
-      return checkFailed(fmt::format("route {}/{} dev {} is missing from the host", policy::formatAddr(want),
-                                     bits(want), spec.host_veth));
+      return checkFailed(fmt::format("route {}/{} dev {} is missing from the host",
+                                     policy::formatAddr(want), bits(want), spec.host_veth));
     }
   }
   return {};

@@ -333,18 +333,21 @@ class NodeCompiler::State {
           const auto& [t, pol] = pols[li][k];
           const auto& rules = pol->rules[di];
           for (std::uint32_t r = 0; r < rules.size(); ++r) {
-            if (inv_.contains(*rules[r].local, addrOf(li))) sig.push_back(attributionHandle(pol->uid, r));
+            if (inv_.contains(*rules[r].local, addrOf(li)))
+              sig.push_back(attributionHandle(pol->uid, r));
           }
-          if (k + 1 == pols[li].size() || pols[li][k + 1].first != t) sig.push_back(kTierMarker | t);
+          if (k + 1 == pols[li].size() || pols[li][k + 1].first != t)
+            sig.push_back(kTierMarker | t);
         }
         auto key = std::make_pair(addrOf(li).family(), std::move(sig));
         auto it = next.find(key);
         if (it == next.end()) {
           // Reuse the class (and its painting) if its program is unchanged. A reused state is
           // moved out and flagged, so that it can never match twice.
-          auto old = std::find_if(locals_state_[di].begin(), locals_state_[di].end(), [&](const LocalState& s) {
-            return !s.reused && s.family == key.first && s.sig == key.second;
-          });
+          auto old = std::find_if(
+              locals_state_[di].begin(), locals_state_[di].end(), [&](const LocalState& s) {
+                return !s.reused && s.family == key.first && s.sig == key.second;
+              });
           LocalState st;
           if (old != locals_state_[di].end()) {
             st = std::move(*old);
@@ -360,9 +363,10 @@ class NodeCompiler::State {
       locals_state_[di].clear();
       for (auto& [key, st] : next) locals_state_[di].push_back(std::move(st));
       // Class ids follow a content-based order, the same whatever the history of changes.
-      std::sort(locals_state_[di].begin(), locals_state_[di].end(), [](const LocalState& a, const LocalState& b) {
-        return std::tie(a.family, a.order_key) < std::tie(b.family, b.order_key);
-      });
+      std::sort(locals_state_[di].begin(), locals_state_[di].end(),
+                [](const LocalState& a, const LocalState& b) {
+                  return std::tie(a.family, a.order_key) < std::tie(b.family, b.order_key);
+                });
     }
   }
 
@@ -379,18 +383,22 @@ class NodeCompiler::State {
       for (std::uint32_t r = 0; r < rules.size(); ++r) {
         if (!inv_.contains(*rules[r].local, addrOf(li))) continue;
         const LoweredRule& rule = rules[r];
-        lp.rules.push_back({rule.action, predIndex(rule.peer), &rule.l4, attributionHandle(pol->uid, rule.attribution)});
+        lp.rules.push_back({rule.action, predIndex(rule.peer), &rule.l4,
+                            attributionHandle(pol->uid, rule.attribution)});
         st.order_key += pol->key + "#" + std::to_string(r) + ";";
       }
       if (k + 1 == pols.size() || pols[k + 1].first != t) {
         const TierInfo& tier = prog_.tiers[t];
-        lp.tiers.push_back({tier.default_action, attributionHandle(tier.uid, static_cast<std::uint32_t>(di)),
+        lp.tiers.push_back({tier.default_action,
+                            attributionHandle(tier.uid, static_cast<std::uint32_t>(di)),
                             static_cast<std::uint32_t>(lp.rules.size())});
         st.order_key += "|" + tier.name + ";";
       }
     }
-    lp.after_tiers = lp.tiers.empty() ? attributionHandle(Program::kDefaultsUid, static_cast<std::uint32_t>(di))
-                                      : attributionHandle(Program::kDefaultsUid, 2 + static_cast<std::uint32_t>(di));
+    lp.after_tiers =
+        lp.tiers.empty()
+            ? attributionHandle(Program::kDefaultsUid, static_cast<std::uint32_t>(di))
+            : attributionHandle(Program::kDefaultsUid, 2 + static_cast<std::uint32_t>(di));
     std::set<int> cut{0, 256};
     for (const ProgRule& r : lp.rules) {
       for (const L4Clause& c : r.l4->clauses) {
@@ -401,7 +409,8 @@ class NodeCompiler::State {
     for (auto it = cut.begin(); std::next(it) != cut.end(); ++it) {
       lp.psegs.push_back({static_cast<Protocol>(*it), static_cast<Protocol>(*std::next(it) - 1)});
     }
-    for (std::uint32_t pos = 0; pos < lp.rules.size(); ++pos) st.rules_of_pred[lp.rules[pos].pred].push_back(pos);
+    for (std::uint32_t pos = 0; pos < lp.rules.size(); ++pos)
+      st.rules_of_pred[lp.rules[pos].pred].push_back(pos);
     std::vector<Segment> none = evaluate(lp, {{0, 255}}, {}, kNoOutcome);
     st.default_outcome = none.front().outcome;
     return st;
@@ -409,7 +418,8 @@ class NodeCompiler::State {
 
   // ---- remote classes ----
 
-  std::expected<std::uint32_t, Error> classFor(Family fam, const std::vector<std::uint32_t>& preds) {
+  std::expected<std::uint32_t, Error> classFor(Family fam,
+                                               const std::vector<std::uint32_t>& preds) {
     auto key = std::make_pair(fam, preds);
     if (auto it = class_index_.find(key); it != class_index_.end()) return it->second;
     RemoteCls c{fam, preds, kNoRemoteClass, 0, 0};
@@ -422,10 +432,14 @@ class NodeCompiler::State {
       std::string canonical = fam == Family::kV4 ? "ipv4" : "ipv6";
       for (auto k : keys) canonical += "|" + std::string(k);
       std::uint32_t id = static_cast<std::uint32_t>(fnv1a(canonical) % 65535) + 1;
-      for (std::uint32_t tries = 0; used_ids_.contains({fam, static_cast<RemoteClassId>(id)}); ++tries) {
+      for (std::uint32_t tries = 0; used_ids_.contains({fam, static_cast<RemoteClassId>(id)});
+           ++tries) {
         if (tries >= 65535) {
-          return std::unexpected(Error{Error::Code::kUnsupported,
-                                       fmt::format("node {}: more than 65535 remote address classes", table_.node), {}, 0});
+          return std::unexpected(
+              Error{Error::Code::kUnsupported,
+                    fmt::format("node {}: more than 65535 remote address classes", table_.node),
+                    {},
+                    0});
         }
         id = id % 65535 + 1;
       }
@@ -462,7 +476,8 @@ class NodeCompiler::State {
     RemoteClassId pod_id = classes_[pod_class_[i]].id;
     RemoteClassId iv_id = classes_[iv_class_[intervalOf(a.v)]].id;
     auto& ex = table_.remote_exact;
-    auto it = std::lower_bound(ex.begin(), ex.end(), a, [](const auto& e, Addr x) { return e.first < x; });
+    auto it = std::lower_bound(ex.begin(), ex.end(), a,
+                               [](const auto& e, Addr x) { return e.first < x; });
     bool present = it != ex.end() && it->first == a;
     if (!needsExact(pod_id, iv_id)) {
       if (present) ex.erase(it);
@@ -485,7 +500,8 @@ class NodeCompiler::State {
     // the cost is the size of the smaller side of each predicate, not pods x predicates.
     std::vector<std::uint32_t> group(addrs.size(), 0);
     std::vector<Family> group_family{Family::kV4, Family::kV6};
-    for (size_t i = 0; i < addrs.size(); ++i) group[i] = addrs[i].addr.family() == Family::kV4 ? 0 : 1;
+    for (size_t i = 0; i < addrs.size(); ++i)
+      group[i] = addrs[i].addr.family() == Family::kV4 ? 0 : 1;
     std::vector<std::vector<std::uint32_t>> group_preds(2);
     std::vector<std::uint32_t> split_to;
     for (std::uint32_t p = 0; p < preds_.size(); ++p) {
@@ -623,14 +639,16 @@ class NodeCompiler::State {
 
   // ---- painting ----
 
-  std::uint32_t internOutcome(bool allow, AttributionHandle attr, const std::vector<AttributionHandle>& logs) {
+  std::uint32_t internOutcome(bool allow, AttributionHandle attr,
+                              const std::vector<AttributionHandle>& logs) {
     auto key = std::make_tuple(allow, attr, logs);
     auto [it, fresh] = outcome_index_.emplace(key, static_cast<std::uint32_t>(outcomes_.size()));
     if (fresh) outcomes_.push_back(key);
     return it->second;
   }
 
-  static void paint(std::vector<Cell>& cells, const std::vector<PortRange>& ports, const ProgRule& rule) {
+  static void paint(std::vector<Cell>& cells, const std::vector<PortRange>& ports,
+                    const ProgRule& rule) {
     std::vector<Cell> out;
     out.reserve(cells.size() + 2 * ports.size());
     for (Cell& c : cells) {
@@ -683,13 +701,16 @@ class NodeCompiler::State {
 
   // Evaluates `lp` restricted to the rules at `positions` over the whole protocol x port
   // space; returns the segments that differ from `default_outcome`.
-  std::vector<Segment> evaluate(const LocalProgram& lp, const std::vector<std::pair<Protocol, Protocol>>& psegs,
-                                const std::vector<std::uint32_t>& positions, std::uint32_t default_outcome) {
+  std::vector<Segment> evaluate(const LocalProgram& lp,
+                                const std::vector<std::pair<Protocol, Protocol>>& psegs,
+                                const std::vector<std::uint32_t>& positions,
+                                std::uint32_t default_outcome) {
     std::vector<std::vector<Cell>> grid(psegs.size());
     for (auto& cells : grid) cells = {Cell{0, 65535, Cell::kOpen, false, 0, {}}};
     auto anyOpen = [&] {
       return std::any_of(grid.begin(), grid.end(), [&](const std::vector<Cell>& cells) {
-        return std::any_of(cells.begin(), cells.end(), [&](const Cell& c) { return c.status == Cell::kOpen; });
+        return std::any_of(cells.begin(), cells.end(),
+                           [&](const Cell& c) { return c.status == Cell::kOpen; });
       });
     };
     size_t next = 0;
@@ -698,7 +719,8 @@ class NodeCompiler::State {
         const ProgRule& rule = lp.rules[positions[next]];
         for (const L4Clause& cl : rule.l4->clauses) {
           for (size_t s = 0; s < psegs.size(); ++s) {
-            if (psegs[s].first >= cl.proto_lo && psegs[s].second <= cl.proto_hi) paint(grid[s], cl.ports, rule);
+            if (psegs[s].first >= cl.proto_lo && psegs[s].second <= cl.proto_hi)
+              paint(grid[s], cl.ports, rule);
           }
         }
         // Everything decided or passed: the tier's later rules cannot change anything.
@@ -724,7 +746,8 @@ class NodeCompiler::State {
       if (!anyOpen()) break;  // all decided: later tiers cannot change anything
     }
     // Merge equal neighbours, then equal neighbouring protocol segments.
-    std::vector<std::vector<std::tuple<std::uint16_t, std::uint16_t, std::uint32_t>>> rows(psegs.size());
+    std::vector<std::vector<std::tuple<std::uint16_t, std::uint16_t, std::uint32_t>>> rows(
+        psegs.size());
     for (size_t s = 0; s < psegs.size(); ++s) {
       for (const Cell& c : grid[s]) {
         std::uint32_t o = c.status == Cell::kDecided ? internOutcome(c.allow, c.attribution, c.logs)
@@ -763,7 +786,9 @@ class NodeCompiler::State {
     std::sort(positions.begin(), positions.end());
     auto it = st.cache.find(positions);
     if (it == st.cache.end()) {
-      it = st.cache.emplace(positions, evaluate(st.prog, st.prog.psegs, positions, st.default_outcome)).first;
+      it = st.cache
+               .emplace(positions, evaluate(st.prog, st.prog.psegs, positions, st.default_outcome))
+               .first;
     }
     if (!it->second.empty()) st.segs[c] = it->second;
   }
@@ -800,7 +825,8 @@ class NodeCompiler::State {
         id = static_cast<std::uint32_t>(table_.outcomes.size());
         const auto& [allow, attr, logs] = outcomes_[internal];
         auto attrId = [&](AttributionHandle h) {
-          auto [ai, afresh] = attr_ids.emplace(h, static_cast<std::uint32_t>(table_.attributions.size()));
+          auto [ai, afresh] =
+              attr_ids.emplace(h, static_cast<std::uint32_t>(table_.attributions.size()));
           if (afresh) {
             const Attribution* a = findAttribution(h);
             table_.attributions.push_back(a ? *a : Attribution{});
@@ -822,9 +848,10 @@ class NodeCompiler::State {
       std::sort(out.predicates.begin(), out.predicates.end());
       table_.remote_classes.push_back(std::move(out));
     }
-    std::sort(table_.remote_classes.begin(), table_.remote_classes.end(), [](const RemoteClass& a, const RemoteClass& b) {
-      return std::tie(a.family, a.id) < std::tie(b.family, b.id);
-    });
+    std::sort(table_.remote_classes.begin(), table_.remote_classes.end(),
+              [](const RemoteClass& a, const RemoteClass& b) {
+                return std::tie(a.family, a.id) < std::tie(b.family, b.id);
+              });
     table_.remote_ranges.clear();
     for (size_t k = 0; k < cuts_.size(); ++k) {
       RemoteClassId id = classes_[iv_class_[k]].id;
@@ -858,10 +885,12 @@ class NodeCompiler::State {
         std::sort(lc.addrs.begin(), lc.addrs.end());
         std::vector<std::pair<RemoteClassId, const std::vector<Segment>*>> pairs;
         for (const auto& [c, segs] : st.segs) pairs.push_back({classes_[c].id, &segs});
-        std::sort(pairs.begin(), pairs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        std::sort(pairs.begin(), pairs.end(),
+                  [](const auto& a, const auto& b) { return a.first < b.first; });
         for (const auto& [rid, segs] : pairs) {
           for (const Segment& s : *segs) {
-            dt.entries.push_back({lc.id, rid, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, outcomeId(s.outcome)});
+            dt.entries.push_back(
+                {lc.id, rid, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, outcomeId(s.outcome)});
           }
         }
         dt.classes.push_back(std::move(lc));
@@ -876,7 +905,8 @@ class NodeCompiler::State {
   std::unordered_map<std::uint32_t, const LoweredPolicy*> by_uid_;
   NodeTable table_;
   std::vector<size_t> locals_;  // indices into inv_.addrs()
-  std::unordered_map<std::uint32_t, std::vector<size_t>> applies_;  // by policy uid: locals it selects
+  std::unordered_map<std::uint32_t, std::vector<size_t>>
+      applies_;  // by policy uid: locals it selects
   std::unordered_map<std::string, std::vector<size_t>> locals_by_ns_;
   std::vector<LocalState> locals_state_[2];
   std::vector<AddrExprPtr> preds_;
@@ -892,15 +922,22 @@ class NodeCompiler::State {
   std::vector<U128> cuts_;
   std::vector<std::uint32_t> iv_class_;
   std::vector<std::tuple<bool, AttributionHandle, std::vector<AttributionHandle>>> outcomes_;
-  std::map<std::tuple<bool, AttributionHandle, std::vector<AttributionHandle>>, std::uint32_t> outcome_index_;
+  std::map<std::tuple<bool, AttributionHandle, std::vector<AttributionHandle>>, std::uint32_t>
+      outcome_index_;
 };
 
 NodeCompiler::NodeCompiler(const Inventory& inventory, std::string node)
     : s_(std::make_unique<State>(inventory, std::move(node))) {}
 NodeCompiler::~NodeCompiler() = default;
-std::expected<void, Error> NodeCompiler::build(const Program& program) { return s_->build(program); }
-std::expected<void, Error> NodeCompiler::programChanged(const Program& program) { return s_->programChanged(program); }
-std::expected<void, Error> NodeCompiler::podLabelsChanged(std::uint32_t pod) { return s_->podLabelsChanged(pod); }
+std::expected<void, Error> NodeCompiler::build(const Program& program) {
+  return s_->build(program);
+}
+std::expected<void, Error> NodeCompiler::programChanged(const Program& program) {
+  return s_->programChanged(program);
+}
+std::expected<void, Error> NodeCompiler::podLabelsChanged(std::uint32_t pod) {
+  return s_->podLabelsChanged(pod);
+}
 const NodeTable& NodeCompiler::table() const { return s_->table(); }
 
 std::expected<NodeTable, Error> compileNode(const Program& program, const Inventory& inventory,

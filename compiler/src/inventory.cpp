@@ -115,11 +115,11 @@ bool Inventory::namespaceMatches(const Selector& sel, const std::string& ns, boo
   auto it = ns_labels_.find(ns);
   Labels fallback;
   if (it == ns_labels_.end()) fallback = store_.namespaceLabels(ns);
-  return sel.matches(NamespaceLabelView(it == ns_labels_.end() ? fallback : it->second, ns, calico));
+  return sel.matches(
+      NamespaceLabelView(it == ns_labels_.end() ? fallback : it->second, ns, calico));
 }
 
-const Inventory::Postings* Inventory::postings(
-    const std::string& key, bool calico) const {
+const Inventory::Postings* Inventory::postings(const std::string& key, bool calico) const {
   if (calico && key == kCalicoNamespaceLabel) return &ns_postings_;
   if (calico && key == kCalicoOrchestratorLabel) return &orchestrator_postings_;
   auto it = label_postings_.find(key);
@@ -162,7 +162,8 @@ Bitset Inventory::selectPods(const SelectorNode& n, bool calico) const {
       return b;
     }
     case Op::kContains:
-      return fromValues([&](const std::string& v) { return v.find(n.values[0]) != std::string::npos; });
+      return fromValues(
+          [&](const std::string& v) { return v.find(n.values[0]) != std::string::npos; });
     case Op::kStartsWith:
       return fromValues([&](const std::string& v) { return v.starts_with(n.values[0]); });
     case Op::kEndsWith:
@@ -248,7 +249,8 @@ AddrSet Inventory::evaluate(const AddrExpr& e) const {
                                  [](const PodAddr& p, U128 v) { return p.addr.v < v; });
       auto hi = std::upper_bound(addrs_.begin(), addrs_.end(), r.hi,
                                  [](U128 v, const PodAddr& p) { return v < p.addr.v; });
-      b.setRange(static_cast<size_t>(lo - addrs_.begin()), static_cast<size_t>(hi - addrs_.begin()));
+      b.setRange(static_cast<size_t>(lo - addrs_.begin()),
+                 static_cast<size_t>(hi - addrs_.begin()));
     }
     return b;
   };

@@ -21,16 +21,18 @@ std::string cidrList(const std::vector<Cidr>& cs) {
 
 std::string portList(const std::vector<PortSpec>& ps) {
   std::string s;
-  for (const PortSpec& p : ps) s += p.name.empty() ? fmt::format("{}:{},", p.lo, p.hi) : p.name + ",";
+  for (const PortSpec& p : ps)
+    s += p.name.empty() ? fmt::format("{}:{},", p.lo, p.hi) : p.name + ",";
   return s;
 }
 
 std::string optSel(const std::optional<Selector>& s) { return s ? s->str() : "-"; }
 
 std::string entityKey(const EntityRule& e) {
-  return fmt::format("sel={};not={};ns={};nets={};notnets={};ports={};notports={}", optSel(e.selector),
-                     optSel(e.not_selector), optSel(e.namespace_selector), cidrList(e.nets),
-                     cidrList(e.not_nets), portList(e.ports), portList(e.not_ports));
+  return fmt::format("sel={};not={};ns={};nets={};notnets={};ports={};notports={}",
+                     optSel(e.selector), optSel(e.not_selector), optSel(e.namespace_selector),
+                     cidrList(e.nets), cidrList(e.not_nets), portList(e.ports),
+                     portList(e.not_ports));
 }
 
 std::string ruleMatchKey(const CalicoRule& r) {
@@ -45,7 +47,8 @@ std::string ruleMatchKey(const CalicoRule& r) {
 bool entityEmpty(const EntityRule& e) { return e.empty(); }
 
 std::string k8sPeerKey(const K8sPeer& p) {
-  std::string s = fmt::format("pod={};ns={};", optSel(p.pod_selector), optSel(p.namespace_selector));
+  std::string s =
+      fmt::format("pod={};ns={};", optSel(p.pod_selector), optSel(p.namespace_selector));
   if (p.ip_block) s += "ip=" + p.ip_block->cidr.str() + "-" + cidrList(p.ip_block->except);
   return s;
 }
@@ -85,8 +88,9 @@ class Linter {
   void checkSelectors() {
     for (const K8sPolicy& p : store_.k8s_policies) {
       if (nothing(exprEndpoints(p.pod_selector, Scope{Scope::Kind::kNamespace, p.ns, {}}, false))) {
-        diags_.warning(p.loc, fmt::format("NetworkPolicy {} selects no pod ({} in namespace {})", p.key(),
-                                          p.pod_selector.str(), p.ns),
+        diags_.warning(p.loc,
+                       fmt::format("NetworkPolicy {} selects no pod ({} in namespace {})", p.key(),
+                                   p.pod_selector.str(), p.ns),
                        "policy-selects-nothing");
       }
       for (const auto* rules : {&p.ingress_rules, &p.egress_rules}) {
@@ -94,12 +98,14 @@ class Linter {
           for (const K8sPeer& peer : r.peers) {
             if (peer.ip_block) continue;
             if (peer.namespace_selector) {
-              bool any_ns = std::any_of(inv_.namespaces().begin(), inv_.namespaces().end(), [&](const std::string& n) {
-                return inv_.namespaceMatches(*peer.namespace_selector, n, false);
-              });
+              bool any_ns = std::any_of(
+                  inv_.namespaces().begin(), inv_.namespaces().end(), [&](const std::string& n) {
+                    return inv_.namespaceMatches(*peer.namespace_selector, n, false);
+                  });
               if (!any_ns) {
-                diags_.warning(peer.loc, fmt::format("namespaceSelector {} matches no namespace",
-                                                     peer.namespace_selector->str()),
+                diags_.warning(peer.loc,
+                               fmt::format("namespaceSelector {} matches no namespace",
+                                           peer.namespace_selector->str()),
                                "selector-matches-nothing");
                 continue;
               }
@@ -108,12 +114,13 @@ class Linter {
                               ? Scope{Scope::Kind::kNamespaces, {}, *peer.namespace_selector}
                               : Scope{Scope::Kind::kNamespace, p.ns, {}};
             if (nothing(exprEndpoints(peer.pod_selector.value_or(Selector::all()), scope, false))) {
-              diags_.warning(peer.loc, fmt::format("peer matches no pod (podSelector {}{})",
-                                                   optSel(peer.pod_selector),
-                                                   peer.namespace_selector ? ", namespaceSelector " +
-                                                                                 peer.namespace_selector->str()
-                                                                           : " in namespace " + p.ns),
-                             "selector-matches-nothing");
+              diags_.warning(
+                  peer.loc,
+                  fmt::format("peer matches no pod (podSelector {}{})", optSel(peer.pod_selector),
+                              peer.namespace_selector
+                                  ? ", namespaceSelector " + peer.namespace_selector->str()
+                                  : " in namespace " + p.ns),
+                  "selector-matches-nothing");
             }
           }
         }
@@ -127,7 +134,8 @@ class Linter {
       }
       AddrSet sel = inv_.evaluate(*exprEndpoints(p.selector, scope, true));
       if (sel.pods.none()) {
-        diags_.warning(p.loc, fmt::format("policy {} selects no pod ({})", p.key(), p.selector.str()),
+        diags_.warning(p.loc,
+                       fmt::format("policy {} selects no pod ({})", p.key(), p.selector.str()),
                        "policy-selects-nothing");
       }
       for (const auto* rules : {&p.ingress_rules, &p.egress_rules}) {
@@ -159,8 +167,10 @@ class Linter {
     }
     if (e.namespace_selector && !e.selector && !e.not_selector &&
         nothing(exprEndpoints(Selector::all(), scope, true))) {
-      diags_.warning(e.loc, fmt::format("namespaceSelector {} matches no endpoint", e.namespace_selector->str()),
-                     "selector-matches-nothing");
+      diags_.warning(
+          e.loc,
+          fmt::format("namespaceSelector {} matches no endpoint", e.namespace_selector->str()),
+          "selector-matches-nothing");
     }
   }
 
@@ -176,10 +186,12 @@ class Linter {
     std::map<std::string, std::vector<Ordered>> by_tier;
     for (const CalicoPolicy& p : store_.calico_policies) {
       std::string name = p.name.starts_with(p.tier + ".") ? p.name : p.tier + "." + p.name;
-      by_tier[p.tier].push_back({p.order.value_or(std::numeric_limits<double>::infinity()), name, p.ns, &p, nullptr});
+      by_tier[p.tier].push_back(
+          {p.order.value_or(std::numeric_limits<double>::infinity()), name, p.ns, &p, nullptr});
     }
     for (const K8sPolicy& p : store_.k8s_policies) {
-      by_tier[kDefaultTier].push_back({kK8sPolicyOrder, "knp.default." + p.name, p.ns, nullptr, &p});
+      by_tier[kDefaultTier].push_back(
+          {kK8sPolicyOrder, "knp.default." + p.name, p.ns, nullptr, &p});
     }
     for (auto& [t, v] : by_tier) {
       std::sort(v.begin(), v.end(), [](const Ordered& a, const Ordered& b) {
@@ -205,11 +217,17 @@ class Linter {
   };
   static RuleKeys keysOf(const CalicoRule& r) {
     std::string l4 = ruleMatchKey(r);
-    return {r.action != Action::kLog, l4 == "p=-1;np=-1;icmp=-;nicmp=-;ipv=0", l4, entityEmpty(r.source),
-            entityKey(r.source), entityEmpty(r.destination), entityKey(r.destination)};
+    return {r.action != Action::kLog,
+            l4 == "p=-1;np=-1;icmp=-;nicmp=-;ipv=0",
+            l4,
+            entityEmpty(r.source),
+            entityKey(r.source),
+            entityEmpty(r.destination),
+            entityKey(r.destination)};
   }
   static bool covers(const RuleKeys& a, const RuleKeys& b) {
-    return a.decides && (a.l4_any || a.l4 == b.l4) && (a.src_any || a.src == b.src) && (a.dst_any || a.dst == b.dst);
+    return a.decides && (a.l4_any || a.l4 == b.l4) && (a.src_any || a.src == b.src) &&
+           (a.dst_any || a.dst == b.dst);
   }
   static std::string scopeKey(const CalicoPolicy& p) {
     if (!p.global) return "ns/" + p.ns;
@@ -245,7 +263,8 @@ class Linter {
         const std::vector<Earlier>* buckets[] = {nullptr, nullptr, nullptr};
         if (auto it = seen.find({scope, "all()"}); it != seen.end()) buckets[0] = &it->second;
         if (!p2.selector.isAll()) {
-          if (auto it = seen.find({scope, p2.selector.str()}); it != seen.end()) buckets[1] = &it->second;
+          if (auto it = seen.find({scope, p2.selector.str()}); it != seen.end())
+            buckets[1] = &it->second;
         }
         if (scope != "global") {
           if (auto it = seen.find({"global", "all()"}); it != seen.end()) buckets[2] = &it->second;
@@ -274,12 +293,14 @@ class Linter {
             }
           }
           if (by) {
-            diags_.warning(rules2[b].loc,
-                           fmt::format("{} rule {} of {} is never reached: {} rule {} of {} ({}) decides the same "
-                                       "traffic first ({})",
-                                       dir == 0 ? "ingress" : "egress", b, p2.key(), dir == 0 ? "ingress" : "egress",
-                                       by_index, by->key(), by_rule->loc.str(), actionName(by_rule->action)),
-                           "shadowed-rule");
+            diags_.warning(
+                rules2[b].loc,
+                fmt::format(
+                    "{} rule {} of {} is never reached: {} rule {} of {} ({}) decides the same "
+                    "traffic first ({})",
+                    dir == 0 ? "ingress" : "egress", b, p2.key(), dir == 0 ? "ingress" : "egress",
+                    by_index, by->key(), by_rule->loc.str(), actionName(by_rule->action)),
+                "shadowed-rule");
           }
         }
         auto& mine = seen[{scope, p2.selector.str()}];
@@ -303,7 +324,8 @@ class Linter {
     return k;
   }
   static bool covers(const K8sKeys& a, const K8sKeys& b) {
-    bool peers = a.any_peer || (!b.any_peer && std::includes(a.peers.begin(), a.peers.end(), b.peers.begin(), b.peers.end()));
+    bool peers = a.any_peer || (!b.any_peer && std::includes(a.peers.begin(), a.peers.end(),
+                                                             b.peers.begin(), b.peers.end()));
     return peers && (a.any_port || a.ports == b.ports);
   }
 
@@ -325,7 +347,8 @@ class Linter {
         const std::vector<Earlier>* buckets[] = {nullptr, nullptr};
         if (auto it = seen.find({p2.ns, "all()"}); it != seen.end()) buckets[0] = &it->second;
         if (!p2.pod_selector.isAll()) {
-          if (auto it = seen.find({p2.ns, p2.pod_selector.str()}); it != seen.end()) buckets[1] = &it->second;
+          if (auto it = seen.find({p2.ns, p2.pod_selector.str()}); it != seen.end())
+            buckets[1] = &it->second;
         }
         for (size_t b = 0; b < rules2.size(); ++b) {
           const K8sPolicy* by = nullptr;
@@ -348,12 +371,14 @@ class Linter {
           }
           if (by) {
             const auto& r1 = (dir == 0 ? by->ingress_rules : by->egress_rules)[by_index];
-            diags_.warning(rules2[b].loc,
-                           fmt::format("{} rule {} of NetworkPolicy {} adds nothing: {} rule {} of NetworkPolicy {} "
-                                       "({}) already allows that traffic",
-                                       dir == 0 ? "ingress" : "egress", b, p2.key(), dir == 0 ? "ingress" : "egress",
-                                       by_index, by->key(), r1.loc.str()),
-                           "shadowed-rule");
+            diags_.warning(
+                rules2[b].loc,
+                fmt::format(
+                    "{} rule {} of NetworkPolicy {} adds nothing: {} rule {} of NetworkPolicy {} "
+                    "({}) already allows that traffic",
+                    dir == 0 ? "ingress" : "egress", b, p2.key(), dir == 0 ? "ingress" : "egress",
+                    by_index, by->key(), r1.loc.str()),
+                "shadowed-rule");
           }
         }
         auto& mine = seen[{p2.ns, p2.pod_selector.str()}];
@@ -369,9 +394,10 @@ class Linter {
     bool has_default = false;
     for (const Tier& t : store_.tiers) {
       has_default = has_default || t.name == kDefaultTier;
-      order.push_back({t.order.value_or(t.name == kDefaultTier ? kDefaultTierOrder
-                                                               : std::numeric_limits<double>::infinity()),
-                       t.name, t.default_action, t.loc});
+      order.push_back(
+          {t.order.value_or(t.name == kDefaultTier ? kDefaultTierOrder
+                                                   : std::numeric_limits<double>::infinity()),
+           t.name, t.default_action, t.loc});
     }
     if (!has_default) order.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny, {}});
     std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) {
@@ -383,9 +409,10 @@ class Linter {
       auto pit = by_tier.find(name);
       if (pit == by_tier.end() || pit->second.empty()) continue;
       if (def == Action::kPass) {
-        diags_.warning(loc, fmt::format("tier {} is the last tier and its defaultAction is Pass: "
-                                        "unmatched traffic is allowed by the namespace profile",
-                                        name),
+        diags_.warning(loc,
+                       fmt::format("tier {} is the last tier and its defaultAction is Pass: "
+                                   "unmatched traffic is allowed by the namespace profile",
+                                   name),
                        "pass-in-last-tier");
       }
       for (const Ordered& p : pit->second) {
@@ -393,9 +420,10 @@ class Linter {
         for (const auto* rules : {&p.cal->ingress_rules, &p.cal->egress_rules}) {
           for (const CalicoRule& r : *rules) {
             if (r.action == Action::kPass) {
-              diags_.warning(r.loc, fmt::format("Pass in {}, which is in the last tier ({}): the "
-                                                "traffic skips to the namespace profile and is allowed",
-                                                p.cal->key(), name),
+              diags_.warning(r.loc,
+                             fmt::format("Pass in {}, which is in the last tier ({}): the "
+                                         "traffic skips to the namespace profile and is allowed",
+                                         p.cal->key(), name),
                              "pass-in-last-tier");
             }
           }
@@ -412,11 +440,13 @@ class Linter {
           for (size_t i = 0; i < r.peers.size(); ++i) {
             const K8sPeer& a = r.peers[i];
             if (a.pod_selector && a.namespace_selector) {
-              diags_.info(a.loc,
-                          fmt::format("this peer requires both: pods matching {} in namespaces matching {}; "
-                                      "if either should do, write them as two peers",
-                                      a.pod_selector->str(), a.namespace_selector->str()),
-                          "k8s-peer-and");
+              diags_.info(
+                  a.loc,
+                  fmt::format(
+                      "this peer requires both: pods matching {} in namespaces matching {}; "
+                      "if either should do, write them as two peers",
+                      a.pod_selector->str(), a.namespace_selector->str()),
+                  "k8s-peer-and");
             }
             if (i + 1 >= r.peers.size()) continue;
             const K8sPeer& b = r.peers[i + 1];
@@ -427,13 +457,14 @@ class Linter {
             if ((a_ns_only && b_pod_only) || (a_pod_only && b_ns_only)) {
               const K8sPeer& ns = a_ns_only ? a : b;
               const K8sPeer& pod = a_ns_only ? b : a;
-              diags_.warning(b.loc,
-                             fmt::format("two peers: every pod in namespaces matching {}, OR pods matching {} "
-                                         "in namespace {}; if you meant pods matching {} in those "
-                                         "namespaces, put both selectors in one peer (drop the '-')",
-                                         ns.namespace_selector->str(), pod.pod_selector->str(), p.ns,
-                                         pod.pod_selector->str()),
-                             "k8s-peer-split");
+              diags_.warning(
+                  b.loc,
+                  fmt::format("two peers: every pod in namespaces matching {}, OR pods matching {} "
+                              "in namespace {}; if you meant pods matching {} in those "
+                              "namespaces, put both selectors in one peer (drop the '-')",
+                              ns.namespace_selector->str(), pod.pod_selector->str(), p.ns,
+                              pod.pod_selector->str()),
+                  "k8s-peer-split");
             }
           }
         }
@@ -447,9 +478,11 @@ class Linter {
       for (const K8sRule& r : p.ingress_rules) {
         for (const K8sPeer& peer : r.peers) {
           if (peer.ip_block && isWorld(peer.ip_block->cidr)) {
-            diags_.warning(peer.loc, fmt::format("NetworkPolicy {} allows ingress from {} (the whole internet)",
-                                                 p.key(), peer.ip_block->cidr.str()),
-                           "allow-from-world");
+            diags_.warning(
+                peer.loc,
+                fmt::format("NetworkPolicy {} allows ingress from {} (the whole internet)", p.key(),
+                            peer.ip_block->cidr.str()),
+                "allow-from-world");
           }
         }
       }
@@ -460,8 +493,10 @@ class Linter {
         if (r.action != Action::kAllow) continue;
         for (const Cidr& c : r.source.nets) {
           if (isWorld(c)) {
-            diags_.warning(r.loc, fmt::format("{} allows ingress from {} (the whole internet)", p.key(), c.str()),
-                           "allow-from-world");
+            diags_.warning(
+                r.loc,
+                fmt::format("{} allows ingress from {} (the whole internet)", p.key(), c.str()),
+                "allow-from-world");
           }
         }
       }
@@ -504,7 +539,8 @@ const std::vector<LintRule>& lintRules() {
       {"policy-selects-nothing", "A policy selects no pod of the inventory."},
       {"shadowed-rule", "A rule is never reached: an earlier rule decides the same traffic."},
       {"pass-in-last-tier", "A Pass in the last tier lets traffic through to the profile (allow)."},
-      {"k8s-peer-split", "namespaceSelector and podSelector written as two peers (OR), likely meant as one (AND)."},
+      {"k8s-peer-split",
+       "namespaceSelector and podSelector written as two peers (OR), likely meant as one (AND)."},
       {"k8s-peer-and", "namespaceSelector and podSelector in one peer (AND): both must match."},
       {"allow-from-world", "Ingress allowed from 0.0.0.0/0 or ::/0."},
   };

@@ -52,9 +52,10 @@ AddrExprPtr combine(AddrExpr::Op op, std::vector<AddrExprPtr> kids) {
   }
   std::sort(flat.begin(), flat.end(),
             [](const AddrExprPtr& a, const AddrExprPtr& b) { return a->key < b->key; });
-  flat.erase(std::unique(flat.begin(), flat.end(),
-                         [](const AddrExprPtr& a, const AddrExprPtr& b) { return a->key == b->key; }),
-             flat.end());
+  flat.erase(
+      std::unique(flat.begin(), flat.end(),
+                  [](const AddrExprPtr& a, const AddrExprPtr& b) { return a->key == b->key; }),
+      flat.end());
   if (flat.size() == 1) return flat[0];
   auto e = node(op);
   e->key = op == AddrExpr::Op::kAnd ? "and(" : "or(";
@@ -94,7 +95,8 @@ std::vector<PortRange> intersectPorts(const std::vector<PortRange>& a,
 
 // In a tier: by order (missing = last), then Calico's internal name, then namespace.
 bool policyBefore(const LoweredPolicyPtr& a, const LoweredPolicyPtr& b) {
-  return std::tie(a->order, a->sort_name, a->ns, a->key) < std::tie(b->order, b->sort_name, b->ns, b->key);
+  return std::tie(a->order, a->sort_name, a->ns, a->key) <
+         std::tie(b->order, b->sort_name, b->ns, b->key);
 }
 
 // (name, protocol) -> every port number a pod of the inventory gives that name.
@@ -116,7 +118,8 @@ std::vector<PortRange> complementPorts(const std::vector<PortRange>& in) {
   std::vector<PortRange> out;
   int next = 0;
   for (const PortRange& r : in) {
-    if (r.lo > next) out.push_back({static_cast<std::uint16_t>(next), static_cast<std::uint16_t>(r.lo - 1)});
+    if (r.lo > next)
+      out.push_back({static_cast<std::uint16_t>(next), static_cast<std::uint16_t>(r.lo - 1)});
     next = r.hi + 1;
   }
   if (next <= 65535) out.push_back({static_cast<std::uint16_t>(next), 65535});
@@ -197,8 +200,8 @@ class ProgramBuilder::Impl {
       if (!pol.applies_to[static_cast<int>(d)]) continue;
       for (size_t i = 0; i < rules.size(); ++i) {
         const K8sRule& r = rules[i];
-        std::uint32_t attr =
-            addAttribution(pol, ruleAttribution(pol, d, static_cast<int>(i), Action::kAllow, r.loc));
+        std::uint32_t attr = addAttribution(
+            pol, ruleAttribution(pol, d, static_cast<int>(i), Action::kAllow, r.loc));
         std::vector<AddrExprPtr> peers;
         for (const K8sPeer& peer : r.peers) peers.push_back(k8sPeer(peer, p.ns));
         AddrExprPtr peer = r.peers.empty() ? exprAll() : exprOr(peers);
@@ -411,7 +414,8 @@ class ProgramBuilder::Impl {
       std::vector<PortRange> excl;
       for (size_t i = 0; i < choices.size(); ++i) {
         conds.push_back(choices[i][pick[i]].first);
-        excl.insert(excl.end(), choices[i][pick[i]].second.begin(), choices[i][pick[i]].second.end());
+        excl.insert(excl.end(), choices[i][pick[i]].second.begin(),
+                    choices[i][pick[i]].second.end());
       }
       emit(exprAnd(conds), normalize(excl));
       size_t i = 0;
@@ -424,8 +428,7 @@ class ProgramBuilder::Impl {
   std::uint32_t next_uid_ = Program::kDefaultsUid + 1;
 };
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
 const char* directionName(Direction d) { return d == Direction::kIngress ? "ingress" : "egress"; }
 
@@ -490,7 +493,9 @@ AddrExprPtr exprFamily(Family f) {
   return e;
 }
 
-AddrExprPtr exprAnd(std::vector<AddrExprPtr> kids) { return combine(AddrExpr::Op::kAnd, std::move(kids)); }
+AddrExprPtr exprAnd(std::vector<AddrExprPtr> kids) {
+  return combine(AddrExpr::Op::kAnd, std::move(kids));
+}
 AddrExprPtr exprOr(std::vector<AddrExprPtr> kids) {
   if (kids.empty()) {
     auto e = node(AddrExpr::Op::kOr);
@@ -548,8 +553,9 @@ ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl
     tiers.push_back({order, t.name, t.default_action});
   }
   if (!has_default) tiers.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny});
-  std::sort(tiers.begin(), tiers.end(),
-            [](const T& a, const T& b) { return std::tie(a.order, a.name) < std::tie(b.order, b.name); });
+  std::sort(tiers.begin(), tiers.end(), [](const T& a, const T& b) {
+    return std::tie(a.order, a.name) < std::tie(b.order, b.name);
+  });
   for (const T& t : tiers) {
     TierInfo info;
     info.uid = impl_->nextUid();

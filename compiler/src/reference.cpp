@@ -63,8 +63,9 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
         continue;
       }
       if (peer_pod == nullptr) continue;
-      bool ns_ok = p.namespace_selector ? p.namespace_selector->matches(store_.namespaceLabels(peer_pod->ns))
-                                        : peer_pod->ns == pol.ns;
+      bool ns_ok = p.namespace_selector
+                       ? p.namespace_selector->matches(store_.namespaceLabels(peer_pod->ns))
+                       : peer_pod->ns == pol.ns;
       bool pod_ok = !p.pod_selector || p.pod_selector->matches(peer_pod->labels);
       peer_ok = peer_ok || (ns_ok && pod_ok);
     }
@@ -96,8 +97,8 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
     };
     if (pod != nullptr && podInView(*pod) && sel.matches(calicoPodLabels(*pod))) return true;
     for (const NetworkSet& set : store_.network_sets) {
-      bool in_view = global_only ? set.global
-                     : ns_sel    ? (!set.global && ns_sel->matches(calicoNsLabels(store_, set.ns)))
+      bool in_view = global_only  ? set.global
+                     : ns_sel     ? (!set.global && ns_sel->matches(calicoNsLabels(store_, set.ns)))
                      : pol.global ? set.global
                                   : (!set.global && set.ns == pol.ns);
       if (!in_view) continue;
@@ -110,16 +111,18 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
   auto entityMatches = [&](const CalicoPolicy& pol, const EntityRule& e, Addr addr,
                            const Pod* pod_at_addr, bool is_destination) {
     if (e.selector && !endpointMatches(pol, e.namespace_selector, *e.selector, addr)) return false;
-    if (e.not_selector && endpointMatches(pol, e.namespace_selector, *e.not_selector, addr)) return false;
+    if (e.not_selector && endpointMatches(pol, e.namespace_selector, *e.not_selector, addr))
+      return false;
     if (e.namespace_selector && !e.selector && !e.not_selector &&
         !endpointMatches(pol, e.namespace_selector, Selector::all(), addr)) {
       return false;
     }
-    if (!e.nets.empty() &&
-        std::none_of(e.nets.begin(), e.nets.end(), [&](const Cidr& c) { return c.contains(addr); })) {
+    if (!e.nets.empty() && std::none_of(e.nets.begin(), e.nets.end(),
+                                        [&](const Cidr& c) { return c.contains(addr); })) {
       return false;
     }
-    if (std::any_of(e.not_nets.begin(), e.not_nets.end(), [&](const Cidr& c) { return c.contains(addr); })) {
+    if (std::any_of(e.not_nets.begin(), e.not_nets.end(),
+                    [&](const Cidr& c) { return c.contains(addr); })) {
       return false;
     }
     if (!is_destination) return true;
@@ -147,7 +150,8 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
   auto calicoApplies = [&](const CalicoPolicy& pol) {
     if (!(ingress ? pol.ingress : pol.egress)) return false;
     if (pol.global) {
-      if (pol.namespace_selector && !pol.namespace_selector->matches(calicoNsLabels(store_, local.ns))) {
+      if (pol.namespace_selector &&
+          !pol.namespace_selector->matches(calicoNsLabels(store_, local.ns))) {
         return false;
       }
     } else if (pol.ns != local.ns) {

@@ -32,7 +32,8 @@ const Outcome* NodeTable::decide(Direction d, Addr local, Addr remote, Protocol 
   const auto& entries = dir(d).entries;
   auto it = std::lower_bound(entries.begin(), entries.end(), std::make_pair(lc->id, rc),
                              [](const Entry& e, const std::pair<std::uint32_t, RemoteClassId>& k) {
-                               return std::tie(e.local_class, e.remote_class) < std::tie(k.first, k.second);
+                               return std::tie(e.local_class, e.remote_class) <
+                                      std::tie(k.first, k.second);
                              });
   for (; it != entries.end() && it->local_class == lc->id && it->remote_class == rc; ++it) {
     if (proto >= it->proto_lo && proto <= it->proto_hi && port >= it->port_lo &&

@@ -12,14 +12,16 @@
 //   rbtree interval map: a start element per range, an interval-end element at hi + 1
 //                  (none at the top of the space, which is flagged open); a leading end
 //                  element at 0 when the first range does not start there
+#include "zonewall/dataplane/netlink.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <libnftnl/common.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
-#include <libnftnl/common.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -37,7 +39,6 @@
 
 #include "c_handle.h"
 #include "zonewall/compiler/program.h"
-#include "zonewall/dataplane/netlink.h"
 
 namespace zonewall::dataplane {
 namespace {
@@ -70,11 +71,12 @@ constexpr std::uint32_t kTypeIfname = 41;
 constexpr size_t kIfnameLen = 16;  // IFNAMSIZ
 constexpr std::uint32_t kTypeBits = 6;
 const std::vector<unsigned char> kUdataAddrSet = {0x00, 0x04, 0x02, 0x00, 0x00, 0x00};
-const std::vector<unsigned char> kUdataAddrMap = {0x00, 0x04, 0x02, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00,
-                                                  0x00, 0x00, 0x00, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00};
-const std::vector<unsigned char> kUdataConcatMap = {0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00,
-                                                    0x00, 0x00, 0x03, 0x08, 0x00, 0x04, 0x0d, 0x00, 0x00, 0x00,
-                                                    0x01, 0x00, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00};
+const std::vector<unsigned char> kUdataAddrMap = {0x00, 0x04, 0x02, 0x00, 0x00, 0x00,
+                                                  0x01, 0x04, 0x00, 0x00, 0x00, 0x00,
+                                                  0x06, 0x04, 0x00, 0x00, 0x00, 0x00};
+const std::vector<unsigned char> kUdataConcatMap = {
+    0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08,
+    0x00, 0x04, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00};
 const std::vector<unsigned char> kUdataIfaceSet = {0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x08,
                                                    0x00, 0x04, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x00};
 // Element userdata on the start of an interval that runs to the top of the space (open).
@@ -116,8 +118,8 @@ void putProto(std::vector<unsigned char>& out, std::uint8_t proto) {
   out.push_back(0);
 }
 
-std::vector<unsigned char> concatKey(Addr a, std::uint32_t mark, std::uint8_t proto, std::uint16_t port,
-                                     bool big_endian_mark) {
+std::vector<unsigned char> concatKey(Addr a, std::uint32_t mark, std::uint8_t proto,
+                                     std::uint16_t port, bool big_endian_mark) {
   std::vector<unsigned char> k;
   putAddr(k, a, a.family());
   big_endian_mark ? putU32Be(k, mark) : putU32Host(k, mark);
@@ -250,9 +252,11 @@ class RuleBuilder {
   nftnl_rule* r_;
 };
 
-void encodeRuleBody(RuleBuilder& b, const Rule& rule, const std::map<std::string, std::uint32_t>& set_ids);
+void encodeRuleBody(RuleBuilder& b, const Rule& rule,
+                    const std::map<std::string, std::uint32_t>& set_ids);
 
-void encodeRule(nftnl_rule* r, const Rule& rule, const std::map<std::string, std::uint32_t>& set_ids) {
+void encodeRule(nftnl_rule* r, const Rule& rule,
+                const std::map<std::string, std::uint32_t>& set_ids) {
   RuleBuilder b(r);
   encodeRuleBody(b, rule, set_ids);
   if (rule.count) b.counter();
@@ -262,7 +266,8 @@ void encodeRule(nftnl_rule* r, const Rule& rule, const std::map<std::string, std
   }
 }
 
-void encodeRuleBody(RuleBuilder& b, const Rule& rule, const std::map<std::string, std::uint32_t>& set_ids) {
+void encodeRuleBody(RuleBuilder& b, const Rule& rule,
+                    const std::map<std::string, std::uint32_t>& set_ids) {
   auto setId = [&](const std::string& name) {
     auto it = set_ids.find(name);
     return it == set_ids.end() ? 0u : it->second;
@@ -282,7 +287,9 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule, const std::map<std::string
       b.ctState();
       b.bitwise(kReg1, bits, 0);
       b.cmp(NFT_CMP_NEQ, kReg1, &zero, 4);
-      b.verdict({rule.kind == Rule::Kind::kCtEstablished ? Verdict::Kind::kAccept : Verdict::Kind::kDrop, {}});
+      b.verdict(
+          {rule.kind == Rule::Kind::kCtEstablished ? Verdict::Kind::kAccept : Verdict::Kind::kDrop,
+           {}});
       return;
     }
     case Rule::Kind::kNdpAccept:
@@ -312,7 +319,8 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule, const std::map<std::string
       std::uint32_t mark_reg = v4 ? kReg32_00 + 1 : std::uint32_t{NFT_REG_2};
       std::uint32_t proto_reg = kReg32_00 + (v4 ? 2 : 5);
       b.meta(NFT_META_L4PROTO, kReg1);
-      b.cmpU8(rule.icmp ? NFT_CMP_EQ : NFT_CMP_NEQ, static_cast<std::uint8_t>(v4 ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6}));
+      b.cmpU8(rule.icmp ? NFT_CMP_EQ : NFT_CMP_NEQ,
+              static_cast<std::uint8_t>(v4 ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6}));
       b.nfproto(rule.family);
       b.addr(rule.family, rule.source, kReg1);
       b.meta(NFT_META_MARK, mark_reg);
@@ -336,7 +344,8 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule, const std::map<std::string
       b.verdict(rule.verdict);
       return;
     case Rule::Kind::kAnyMap: {
-      std::uint32_t mark_reg = rule.family == Family::kV4 ? kReg32_00 + 1 : std::uint32_t{NFT_REG_2};
+      std::uint32_t mark_reg =
+          rule.family == Family::kV4 ? kReg32_00 + 1 : std::uint32_t{NFT_REG_2};
       b.nfproto(rule.family);
       b.addr(rule.family, rule.source, kReg1);
       b.meta(NFT_META_MARK, mark_reg);
@@ -394,7 +403,9 @@ NftnlSetPtr makeSet(const std::string& table, const SetDef& s, std::uint32_t id)
       break;
     case SetKind::kConcatVmap:
     case SetKind::kConcatIntervalVmap:
-      key_type = (((addr_type << kTypeBits | kTypeMark) << kTypeBits | kTypeInetProto) << kTypeBits) | kTypeInetService;
+      key_type =
+          (((addr_type << kTypeBits | kTypeMark) << kTypeBits | kTypeInetProto) << kTypeBits) |
+          kTypeInetService;
       key_len = alen + 12;
       udata = &kUdataConcatMap;
       if (s.kind == SetKind::kConcatIntervalVmap) {
@@ -411,7 +422,8 @@ NftnlSetPtr makeSet(const std::string& table, const SetDef& s, std::uint32_t id)
     nftnl_set_set_u32(set.get(), NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
     nftnl_set_set_u32(set.get(), NFTNL_SET_DATA_LEN, 16);
   }
-  nftnl_set_set_data(set.get(), NFTNL_SET_USERDATA, udata->data(), static_cast<std::uint32_t>(udata->size()));
+  nftnl_set_set_data(set.get(), NFTNL_SET_USERDATA, udata->data(),
+                     static_cast<std::uint32_t>(udata->size()));
   return set;
 }
 
@@ -426,10 +438,12 @@ struct SetShape {
 SetShape shapeOf(const nftnl_set* s) {
   SetShape out;
   if (nftnl_set_is_set(s, NFTNL_SET_FLAGS)) {
-    out.flags = nftnl_set_get_u32(s, NFTNL_SET_FLAGS) & (NFT_SET_MAP | NFT_SET_INTERVAL | NFT_SET_CONCAT);
+    out.flags =
+        nftnl_set_get_u32(s, NFTNL_SET_FLAGS) & (NFT_SET_MAP | NFT_SET_INTERVAL | NFT_SET_CONCAT);
   }
   if (nftnl_set_is_set(s, NFTNL_SET_KEY_LEN)) out.key_len = nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN);
-  if (nftnl_set_is_set(s, NFTNL_SET_DATA_TYPE)) out.data_type = nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE);
+  if (nftnl_set_is_set(s, NFTNL_SET_DATA_TYPE))
+    out.data_type = nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE);
   return out;
 }
 
@@ -458,7 +472,8 @@ std::vector<RawElement> netlinkElements(const SetDef& s, const Element& el, bool
       break;
     case SetKind::kAddrIntervalVmap: {
       putAddr(key, el.addr, s.family);
-      bool top = el.addr_hi.v == (s.family == Family::kV4 ? policy::kV4MappedLast : policy::kU128Max);
+      bool top =
+          el.addr_hi.v == (s.family == Family::kV4 ? policy::kV4MappedLast : policy::kU128Max);
       if (top) {
         first.open_interval = true;
       } else {
@@ -505,19 +520,23 @@ void putElement(nlmsghdr* nlh, const RawElement& e) {
   if (e.verdict != nullptr) {
     nlattr* data = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_DATA);
     nlattr* verdict = mnl_attr_nest_start(nlh, NFTA_DATA_VERDICT);
-    mnl_attr_put_u32(nlh, NFTA_VERDICT_CODE, htonl(static_cast<std::uint32_t>(verdictCode(*e.verdict))));
-    if (!e.verdict->chain.empty()) mnl_attr_put_strz(nlh, NFTA_VERDICT_CHAIN, e.verdict->chain.c_str());
+    mnl_attr_put_u32(nlh, NFTA_VERDICT_CODE,
+                     htonl(static_cast<std::uint32_t>(verdictCode(*e.verdict))));
+    if (!e.verdict->chain.empty())
+      mnl_attr_put_strz(nlh, NFTA_VERDICT_CHAIN, e.verdict->chain.c_str());
     mnl_attr_nest_end(nlh, verdict);
     mnl_attr_nest_end(nlh, data);
   }
-  if (e.open_interval) mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, kUdataOpenInterval.size(), kUdataOpenInterval.data());
+  if (e.open_interval)
+    mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, kUdataOpenInterval.size(), kUdataOpenInterval.data());
   mnl_attr_nest_end(nlh, nest);
 }
 
 std::string describe(const SetDef& s, const Element& e) {
   return fmt::format("element {}{} of set {}", policy::formatAddr(e.addr),
                      s.kind == SetKind::kConcatVmap || s.kind == SetKind::kConcatIntervalVmap
-                         ? fmt::format(" . 0x{:08x} . {}-{} . {}-{}", e.mark, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi)
+                         ? fmt::format(" . 0x{:08x} . {}-{} . {}-{}", e.mark, e.proto_lo,
+                                       e.proto_hi, e.port_lo, e.port_hi)
                          : "",
                      s.name);
 }
@@ -541,7 +560,8 @@ void forEachNested(nlattr* nest, F f) {
 
 // The element at `offset` of message `index` of `b` (the attribute a kernel's extended ack
 // names) as "element … of set …, decided by <policy rule>"; nothing when it cannot be told.
-std::optional<std::string> explainElement(const Batch& b, std::uint32_t index, std::uint32_t offset) {
+std::optional<std::string> explainElement(const Batch& b, std::uint32_t index,
+                                          std::uint32_t offset) {
   if (b.source == nullptr) return std::nullopt;
   nlmsghdr* msg = nullptr;
   int left = static_cast<int>(b.bytes.size());
@@ -556,13 +576,16 @@ std::optional<std::string> explainElement(const Batch& b, std::uint32_t index, s
   if (type != NFT_MSG_NEWSETELEM && type != NFT_MSG_DELSETELEM) return std::nullopt;
   std::string set_name;
   nlattr* bad = nullptr;
-  forEachAttr(mnl_nlmsg_get_payload_offset(msg, sizeof(nfgenmsg)), mnl_nlmsg_get_payload_tail(msg), [&](nlattr* a) {
-    if (mnl_attr_get_type(a) == NFTA_SET_ELEM_LIST_SET) set_name = mnl_attr_get_str(a);
-    if (mnl_attr_get_type(a) != NFTA_SET_ELEM_LIST_ELEMENTS) return;
-    forEachNested(a, [&](nlattr* el) {
-      if (reinterpret_cast<char*>(el) - reinterpret_cast<char*>(msg) == static_cast<std::ptrdiff_t>(offset)) bad = el;
-    });
-  });
+  forEachAttr(mnl_nlmsg_get_payload_offset(msg, sizeof(nfgenmsg)), mnl_nlmsg_get_payload_tail(msg),
+              [&](nlattr* a) {
+                if (mnl_attr_get_type(a) == NFTA_SET_ELEM_LIST_SET) set_name = mnl_attr_get_str(a);
+                if (mnl_attr_get_type(a) != NFTA_SET_ELEM_LIST_ELEMENTS) return;
+                forEachNested(a, [&](nlattr* el) {
+                  if (reinterpret_cast<char*>(el) - reinterpret_cast<char*>(msg) ==
+                      static_cast<std::ptrdiff_t>(offset))
+                    bad = el;
+                });
+              });
   if (bad == nullptr) return std::nullopt;
   std::string_view key;
   forEachNested(bad, [&](nlattr* k) {
@@ -579,9 +602,11 @@ std::optional<std::string> explainElement(const Batch& b, std::uint32_t index, s
   if (def == nullptr) return std::nullopt;
   for (const Element& e : def->elements) {
     for (const RawElement& ne : netlinkElements(*def, e, false)) {
-      if (std::string_view(reinterpret_cast<const char*>(ne.key.data()), ne.key.size()) != key) continue;
+      if (std::string_view(reinterpret_cast<const char*>(ne.key.data()), ne.key.size()) != key)
+        continue;
       std::string out = describe(*def, e);
-      if (e.origin != 0 && e.origin <= b.source->origins.size()) out += ", decided by " + b.source->origins[e.origin - 1];
+      if (e.origin != 0 && e.origin <= b.source->origins.size())
+        out += ", decided by " + b.source->origins[e.origin - 1];
       return out;
     }
   }
@@ -591,7 +616,9 @@ std::optional<std::string> explainElement(const Batch& b, std::uint32_t index, s
 class Encoder {
  public:
   // A batch of ruleset `rs`, whose failures are explained from it.
-  Encoder(const Ruleset& rs, std::uint32_t first_seq) : Encoder(rs.table, first_seq) { batch_.source = &rs; }
+  Encoder(const Ruleset& rs, std::uint32_t first_seq) : Encoder(rs.table, first_seq) {
+    batch_.source = &rs;
+  }
   Encoder(std::string table, std::uint32_t first_seq) : table_(std::move(table)), seq_(first_seq) {
     batch_.first_seq = first_seq;
     nb_.reset(nftnl_batch_alloc(kBatchPage, kBatchOverrun));
@@ -602,8 +629,8 @@ class Encoder {
 
   nlmsghdr* header(std::uint16_t type, std::uint16_t flags, std::string what) {
     batch_.what.push_back(std::move(what));
-    return nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(nb_.get())), type, NFPROTO_INET,
-                                 flags | NLM_F_ACK, seq_++);
+    return nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(nb_.get())), type,
+                                 NFPROTO_INET, flags | NLM_F_ACK, seq_++);
   }
   void done() { nftnl_batch_update(nb_.get()); }
 
@@ -627,7 +654,8 @@ class Encoder {
     NftnlTablePtr t(nftnl_table_alloc());
     nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name.c_str());
     nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
-    nftnl_table_nlmsg_build_payload(header(NFT_MSG_NEWTABLE, NLM_F_CREATE, "table " + name), t.get());
+    nftnl_table_nlmsg_build_payload(header(NFT_MSG_NEWTABLE, NLM_F_CREATE, "table " + name),
+                                    t.get());
     done();
   }
 
@@ -673,7 +701,8 @@ class Encoder {
       nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TYPE, "filter");
       nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_POLICY, NF_ACCEPT);
     }
-    nftnl_chain_nlmsg_build_payload(header(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "chain " + c.name), ch.get());
+    nftnl_chain_nlmsg_build_payload(header(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "chain " + c.name),
+                                    ch.get());
     done();
   }
 
@@ -694,8 +723,8 @@ class Encoder {
       size_t end = std::min(els.size(), i + kElementsPerMessage);
       std::string what = i < els.size() ? describe(s, els[i]) : "elements of set " + s.name;
       if (end - i > 1) what += fmt::format(" (and {} more)", end - i - 1);
-      nlmsghdr* nlh = header(remove ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM, remove ? 0 : NLM_F_CREATE,
-                             (remove ? "delete " : "add ") + what);
+      nlmsghdr* nlh = header(remove ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM,
+                             remove ? 0 : NLM_F_CREATE, (remove ? "delete " : "add ") + what);
       mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, table_.c_str());
       mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, s.name.c_str());
       if (auto it = set_ids_.find(s.name); it != set_ids_.end()) {
@@ -722,9 +751,9 @@ class Encoder {
     nftnl_rule_set_str(rule.get(), NFTNL_RULE_CHAIN, c.name.c_str());
     nftnl_rule_set_u32(rule.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
     encodeRule(rule.get(), r, set_ids_);
-    nftnl_rule_nlmsg_build_payload(
-        header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, fmt::format("rule {} of chain {}", index, c.name)),
-        rule.get());
+    nftnl_rule_nlmsg_build_payload(header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND,
+                                          fmt::format("rule {} of chain {}", index, c.name)),
+                                   rule.get());
     done();
   }
 
@@ -790,8 +819,8 @@ bool gatedByLocalSets(const SetDef& s) {
 namespace {
 // encodeCreate's two transactions; the first deletes `drop_before` (if it exists) before it
 // creates anything, the second deletes `drop_after` once the table is complete.
-std::vector<Batch> createInTwo(const Ruleset& rs, std::uint32_t first_seq, const std::string& drop_before,
-                               const std::string& drop_after) {
+std::vector<Batch> createInTwo(const Ruleset& rs, std::uint32_t first_seq,
+                               const std::string& drop_before, const std::string& drop_after) {
   // First: the whole skeleton, every set, and the elements of the range maps, of the
   // anti-spoofing set and of any set whose elements jump (the remote class maps); the local
   // address sets are left empty, so no packet enters a direction chain yet: until the second
@@ -839,7 +868,9 @@ std::vector<Batch> createInTwo(const Ruleset& rs, std::uint32_t first_seq, const
 }
 }  // namespace
 
-std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) { return createInTwo(rs, first_seq, "", ""); }
+std::vector<Batch> encodeCreate(const Ruleset& rs, std::uint32_t first_seq) {
+  return createInTwo(rs, first_seq, "", "");
+}
 
 std::string asideTable(const std::string& table) { return table + "_aside"; }
 
@@ -852,7 +883,8 @@ std::vector<Batch> encodeReplace(const Ruleset& rs, std::uint32_t first_seq) {
   std::vector<Batch> out = createInTwo(aside, first_seq, aside.table, "");
   for (Batch& b : out) b.source = &rs;  // `aside` is gone when they are committed; same elements
   std::vector<Batch> in_place =
-      createInTwo(rs, out.back().first_seq + static_cast<std::uint32_t>(out.back().messages()), rs.table, aside.table);
+      createInTwo(rs, out.back().first_seq + static_cast<std::uint32_t>(out.back().messages()),
+                  rs.table, aside.table);
   for (Batch& b : in_place) out.push_back(std::move(b));
   return out;
 }
@@ -870,10 +902,13 @@ namespace {
 // Maps whose entries may be added before and removed after the rest of an update: looked up
 // after the remote class is known, their keys carry it. (The class maps, local sets and the
 // anti-spoofing set are selectors: changed at the switch, whole.)
-bool growsAndPrunes(const SetDef& s) { return s.kind == SetKind::kConcatVmap || s.kind == SetKind::kAddrMarkVmap; }
+bool growsAndPrunes(const SetDef& s) {
+  return s.kind == SetKind::kConcatVmap || s.kind == SetKind::kAddrMarkVmap;
+}
 
 auto elementKey(const Element& e) {
-  return std::make_tuple(e.iface, e.addr, e.addr_hi, e.mark, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi);
+  return std::make_tuple(e.iface, e.addr, e.addr_hi, e.mark, e.proto_lo, e.proto_hi, e.port_lo,
+                         e.port_hi);
 }
 
 // A set's changes split by when they are made: entries under keys only one side has, and
@@ -886,14 +921,18 @@ Split split(const SetChange& c) {
   for (const Element& e : c.remove) removed.insert(elementKey(e));
   for (const Element& e : c.add) added.insert(elementKey(e));
   Split out;
-  for (const Element& e : c.add) (removed.contains(elementKey(e)) ? out.replaced_new : out.add_only).push_back(e);
-  for (const Element& e : c.remove) (added.contains(elementKey(e)) ? out.replaced_old : out.remove_only).push_back(e);
+  for (const Element& e : c.add)
+    (removed.contains(elementKey(e)) ? out.replaced_new : out.add_only).push_back(e);
+  for (const Element& e : c.remove)
+    (added.contains(elementKey(e)) ? out.replaced_old : out.remove_only).push_back(e);
   return out;
 }
 }  // namespace
 
-std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>& changes, const ChainChanges& chains,
-                                const std::vector<std::string>& stale_sets, std::uint32_t first_seq) {
+std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>& changes,
+                                const ChainChanges& chains,
+                                const std::vector<std::string>& stale_sets,
+                                std::uint32_t first_seq) {
   std::vector<Batch> out;
   auto keep = [&](Batch b, bool additive) {
     first_seq = b.first_seq + static_cast<std::uint32_t>(b.messages());
@@ -962,7 +1001,8 @@ void alignSwappedSets(const Ruleset& have, Ruleset& want) {
   for (const SetDef& h : have.sets) {
     if (!isSwappedSetName(h.name)) continue;
     std::string alt = alternateSet(h.name);
-    if (want.findSet(alt) != nullptr && want.findSet(h.name) == nullptr) renameSwappedSet(want, alt, h.name);
+    if (want.findSet(alt) != nullptr && want.findSet(h.name) == nullptr)
+      renameSwappedSet(want, alt, h.name);
   }
 }
 
@@ -985,7 +1025,8 @@ std::optional<std::string> skeletonDifference(const Ruleset& a, const Ruleset& b
   auto cb = fixedChains(b);
   if (a.table != b.table || a.class_mask != b.class_mask) return "another table or class mark mask";
   if (ca.size() != cb.size()) return fmt::format("{} chains instead of {}", cb.size(), ca.size());
-  if (a.sets.size() != b.sets.size()) return fmt::format("{} sets instead of {}", b.sets.size(), a.sets.size());
+  if (a.sets.size() != b.sets.size())
+    return fmt::format("{} sets instead of {}", b.sets.size(), a.sets.size());
   for (size_t i = 0; i < ca.size(); ++i) {
     const ChainDef& x = *ca[i];
     const ChainDef& y = *cb[i];
@@ -995,20 +1036,21 @@ std::optional<std::string> skeletonDifference(const Ruleset& a, const Ruleset& b
     for (size_t r = 0; r < x.rules.size(); ++r) {
       const Rule& p = x.rules[r];
       const Rule& q = y.rules[r];
-      if (p.kind != q.kind || p.family != q.family || p.source != q.source || p.icmp != q.icmp || p.a != q.a ||
-          p.b != q.b || p.set != q.set || p.text != q.text || !(p.verdict == q.verdict)) {
+      if (p.kind != q.kind || p.family != q.family || p.source != q.source || p.icmp != q.icmp ||
+          p.a != q.a || p.b != q.b || p.set != q.set || p.text != q.text ||
+          !(p.verdict == q.verdict)) {
         return fmt::format("rule {} of chain {} differs", r, x.name);
       }
     }
   }
   for (size_t i = 0; i < a.sets.size(); ++i) {
-    if (a.sets[i].name != b.sets[i].name || a.sets[i].kind != b.sets[i].kind || a.sets[i].family != b.sets[i].family) {
+    if (a.sets[i].name != b.sets[i].name || a.sets[i].kind != b.sets[i].kind ||
+        a.sets[i].family != b.sets[i].family) {
       return fmt::format("set {} instead of {}", b.sets[i].name, a.sets[i].name);
     }
   }
   return std::nullopt;
 }
-
 
 // The (protocol, port) boxes that `taken` (disjoint boxes) leaves free: the protocol axis cut
 // where a taken box starts or ends, then in each band the ports its boxes leave out.
@@ -1030,7 +1072,8 @@ std::vector<Element> complementBoxes(std::vector<Element> taken) {
       if (e.proto_lo <= hi && e.proto_hi >= lo) used.push_back({e.port_lo, e.port_hi});
     }
     for (compiler::PortRange free : compiler::complementPorts(used)) {
-      out.push_back(Element{.proto_lo = lo, .proto_hi = hi, .port_lo = free.lo, .port_hi = free.hi});
+      out.push_back(
+          Element{.proto_lo = lo, .proto_hi = hi, .port_lo = free.lo, .port_hi = free.hi});
     }
   }
   return out;
@@ -1040,7 +1083,8 @@ std::vector<Element> complementBoxes(std::vector<Element> taken) {
 std::uint32_t classMarkOf(const ChainDef& rc) { return rc.rules.empty() ? 0 : rc.rules.front().b; }
 
 // Fills sw.bridges (see MapSwap::bridges) for a swap of a lookup chain's maps.
-void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<ChainDef>& new_chains, MapSwap& sw) {
+void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<ChainDef>& new_chains,
+                   MapSwap& sw) {
   const SetDef* ranges_old = nullptr;
   const SetDef* ranges_new = nullptr;
   const SetDef* default_old = nullptr;
@@ -1049,12 +1093,16 @@ void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<Cha
     (isRangeSetName(name) ? ranges_old : default_old) = from.findSet(name);
     (isRangeSetName(name) ? ranges_new : default_new) = to.findSet(name);
   }
-  if (ranges_old == nullptr || ranges_new == nullptr || default_old == nullptr || default_new == nullptr) return;
+  if (ranges_old == nullptr || ranges_new == nullptr || default_old == nullptr ||
+      default_new == nullptr)
+    return;
   std::set<std::uint32_t> marks;  // the new classes this family's class maps give
   if (std::ranges::any_of(new_chains, [](const ChainDef& c) { return !isLogChain(c.name); })) {
     std::set<std::string> classes;  // the class chains this family's class maps jump to
     for (const SetDef& s : to.sets) {
-      if (s.family != ranges_new->family || (s.kind != SetKind::kAddrIntervalVmap && s.kind != SetKind::kAddrVmap)) continue;
+      if (s.family != ranges_new->family ||
+          (s.kind != SetKind::kAddrIntervalVmap && s.kind != SetKind::kAddrVmap))
+        continue;
       for (const Element& e : s.elements) {
         if (e.verdict.kind == Verdict::Kind::kJump) classes.insert(e.verdict.chain);
       }
@@ -1100,8 +1148,8 @@ void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<Cha
 }
 }  // namespace
 
-bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes, ChainChanges* chains,
-                  std::string* why) {
+bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>& changes,
+                  ChainChanges* chains, std::string* why) {
   changes.clear();
   if (auto difference = skeletonDifference(from, to)) {
     if (why != nullptr) *why = std::move(*difference);
@@ -1158,7 +1206,10 @@ bool diffRulesets(const Ruleset& from, const Ruleset& to, std::vector<SetChange>
       if (why != nullptr) *why = "no lookup chain " + name;
       return false;
     }
-    MapSwap sw{.old_sets = {}, .replacements = {}, .chain = withAlternateSets(*chain), .edits = std::move(edits)};
+    MapSwap sw{.old_sets = {},
+               .replacements = {},
+               .chain = withAlternateSets(*chain),
+               .edits = std::move(edits)};
     for (const Rule& r : chain->rules) {
       const SetDef* s = isSwappedSetName(r.set) ? to.findSet(r.set) : nullptr;
       if (s == nullptr || std::ranges::find(sw.old_sets, s->name) != sw.old_sets.end()) continue;
@@ -1201,7 +1252,8 @@ std::string exprText(const nftnl_expr* e) {
 std::vector<std::string> exprsOf(const nftnl_rule* r) {
   std::vector<std::string> out;
   nftnl_expr_iter* it = nftnl_expr_iter_create(r);
-  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) out.push_back(exprText(e));
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it))
+    out.push_back(exprText(e));
   nftnl_expr_iter_destroy(it);
   return out;
 }
@@ -1254,7 +1306,8 @@ Verdict verdictFrom(nftnl_set_elem* e) {
     default:
       break;
   }
-  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) v.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
+  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN))
+    v.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
   return v;
 }
 
@@ -1273,13 +1326,16 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
       [](nftnl_set_elem* e, void* data) -> int {
         Raw r;
         std::uint32_t len = 0;
-        const auto* k = static_cast<const unsigned char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
+        const auto* k =
+            static_cast<const unsigned char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
         if (k != nullptr) r.key.assign(k, k + len);
         if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_KEY_END)) {
-          const auto* ke = static_cast<const unsigned char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY_END, &len));
+          const auto* ke = static_cast<const unsigned char*>(
+              nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY_END, &len));
           r.key_end.assign(ke, ke + len);
         }
-        if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS)) r.flags = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS);
+        if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS))
+          r.flags = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS);
         r.verdict = verdictFrom(e);
         static_cast<std::vector<Raw>*>(data)->push_back(std::move(r));
         return 0;
@@ -1291,7 +1347,8 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
     // Starts and interval ends, in key order: each start runs to the next end (or the top).
     std::sort(raws.begin(), raws.end(), [&](const Raw& a, const Raw& b) {
       if (a.key != b.key) return a.key < b.key;
-      return (a.flags & NFT_SET_ELEM_INTERVAL_END) > (b.flags & NFT_SET_ELEM_INTERVAL_END);  // end before start
+      return (a.flags & NFT_SET_ELEM_INTERVAL_END) >
+             (b.flags & NFT_SET_ELEM_INTERVAL_END);  // end before start
     });
     policy::U128 top = s.family == Family::kV4 ? policy::kV4MappedLast : policy::kU128Max;
     for (size_t i = 0; i < raws.size(); ++i) {
@@ -1328,7 +1385,8 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
         break;
       case SetKind::kIfaceAddrSet:
         if (r.key.size() != kIfnameLen + alen) continue;
-        el.iface.assign(reinterpret_cast<const char*>(r.key.data()), strnlen(reinterpret_cast<const char*>(r.key.data()), kIfnameLen));
+        el.iface.assign(reinterpret_cast<const char*>(r.key.data()),
+                        strnlen(reinterpret_cast<const char*>(r.key.data()), kIfnameLen));
         el.addr = addrFrom(r.key.data() + kIfnameLen, s.family);
         break;
       case SetKind::kConcatVmap:
@@ -1353,7 +1411,8 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
     out.push_back(el);
   }
   std::sort(out.begin(), out.end(), [](const Element& a, const Element& b) {
-    return std::tie(a.iface, a.addr, a.mark, a.proto_lo, a.port_lo) < std::tie(b.iface, b.addr, b.mark, b.proto_lo, b.port_lo);
+    return std::tie(a.iface, a.addr, a.mark, a.proto_lo, a.port_lo) <
+           std::tie(b.iface, b.addr, b.mark, b.proto_lo, b.port_lo);
   });
   return out;
 }
@@ -1371,19 +1430,22 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
     switch (nlh->nlmsg_type & 0xff) {
       case NFT_MSG_NEWTABLE: {
         NftnlTablePtr t(nftnl_table_alloc());
-        if (nftnl_table_nlmsg_parse(nlh, t.get()) < 0) return std::unexpected(Error{Error::Code::kInternal, "table message", {}, errno});
+        if (nftnl_table_nlmsg_parse(nlh, t.get()) < 0)
+          return std::unexpected(Error{Error::Code::kInternal, "table message", {}, errno});
         out.tables.push_back(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME));
         break;
       }
       case NFT_MSG_NEWCHAIN: {
         NftnlChainPtr c(nftnl_chain_alloc());
-        if (nftnl_chain_nlmsg_parse(nlh, c.get()) < 0) return std::unexpected(Error{Error::Code::kInternal, "chain message", {}, errno});
+        if (nftnl_chain_nlmsg_parse(nlh, c.get()) < 0)
+          return std::unexpected(Error{Error::Code::kInternal, "chain message", {}, errno});
         out.chains.push_back(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME));
         break;
       }
       case NFT_MSG_NEWSET: {
         NftnlSetPtr set(nftnl_set_alloc());
-        if (nftnl_set_nlmsg_parse(nlh, set.get()) < 0) return std::unexpected(Error{Error::Code::kInternal, "set message", {}, errno});
+        if (nftnl_set_nlmsg_parse(nlh, set.get()) < 0)
+          return std::unexpected(Error{Error::Code::kInternal, "set message", {}, errno});
         std::string name = nftnl_set_get_str(set.get(), NFTNL_SET_NAME);
         set_order.push_back(name);
         holders[name].reset(nftnl_set_alloc());
@@ -1396,14 +1458,16 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
         }
         std::string name = nftnl_set_get_str(tmp.get(), NFTNL_SET_NAME);
         auto& holder = holders[name];
-        if (std::ranges::find(set_order, name) == set_order.end()) set_order.push_back(name);  // an existing set's
+        if (std::ranges::find(set_order, name) == set_order.end())
+          set_order.push_back(name);  // an existing set's
         if (!holder) holder.reset(nftnl_set_alloc());
         nftnl_set_elems_nlmsg_parse(nlh, holder.get());
         break;
       }
       case NFT_MSG_NEWRULE: {
         NftnlRulePtr r(nftnl_rule_alloc());
-        if (nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) return std::unexpected(Error{Error::Code::kInternal, "rule message", {}, errno});
+        if (nftnl_rule_nlmsg_parse(nlh, r.get()) < 0)
+          return std::unexpected(Error{Error::Code::kInternal, "rule message", {}, errno});
         out.rules[nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)].push_back(exprsOf(r.get()));
         break;
       }
@@ -1439,7 +1503,8 @@ std::vector<std::string> describeChanges(const Ruleset& rs, const std::vector<Se
         std::string text = renderNft(Ruleset{"", 0, {}, {one}});
         auto open = text.find("elements = { ");
         auto close = text.rfind(" }");
-        std::string el = open == std::string::npos ? "?" : text.substr(open + 13, close - open - 13);
+        std::string el =
+            open == std::string::npos ? "?" : text.substr(open + 13, close - open - 13);
         out.push_back(fmt::format("{} {} {}", list == &c.add ? "+" : "-", c.set, el));
       }
     }
@@ -1476,38 +1541,48 @@ class NetlinkTransport final : public Transport {
     while (acks < expected && !first_error) {
       pollfd p{fd, POLLIN, 0};
       if (poll(&p, 1, 5000) <= 0) {
-        return std::unexpected(Error{Error::Code::kKernel,
-                                     fmt::format("no answer from the kernel after {} of {} acks", acks, expected), {},
-                                     ETIMEDOUT});
+        return std::unexpected(
+            Error{Error::Code::kKernel,
+                  fmt::format("no answer from the kernel after {} of {} acks", acks, expected),
+                  {},
+                  ETIMEDOUT});
       }
       ssize_t n = mnl_socket_recvfrom(sock_.get(), buf.data(), buf.size());
       if (n < 0) {
         int err = errno;
         return std::unexpected(Error{Error::Code::kKernel, "reading netlink acks", {}, err});
       }
-      for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, static_cast<int>(n));
+      for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data());
+           mnl_nlmsg_ok(nlh, static_cast<int>(n));
            nlh = mnl_nlmsg_next(nlh, reinterpret_cast<int*>(&n))) {
         if (nlh->nlmsg_pid != port || nlh->nlmsg_type != NLMSG_ERROR) continue;
         auto* e = static_cast<nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
         ++acks;
         if (e->error != 0 && !first_error) {
-          std::uint32_t idx = nlh->nlmsg_seq - batch.first_seq;  // seq → the message's description
-          std::string what = idx < batch.what.size() ? batch.what[idx] : fmt::format("message {}", nlh->nlmsg_seq);
+          // seq → the message's description
+          std::uint32_t idx = nlh->nlmsg_seq - batch.first_seq;
+          std::string what =
+              idx < batch.what.size() ? batch.what[idx] : fmt::format("message {}", nlh->nlmsg_seq);
           // The extended ack: the kernel's own words, and which attribute (element) it refused.
           std::string said;
           if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
-            size_t tlvs = sizeof(nlmsgerr) + ((nlh->nlmsg_flags & NLM_F_CAPPED) ? 0 : e->msg.nlmsg_len - sizeof(nlmsghdr));
-            forEachAttr(mnl_nlmsg_get_payload_offset(nlh, tlvs), mnl_nlmsg_get_payload_tail(nlh), [&](nlattr* a) {
-              if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG) said = mnl_attr_get_str(a);
-              if (mnl_attr_get_type(a) == NLMSGERR_ATTR_OFFS) {
-                if (auto el = explainElement(batch, idx, mnl_attr_get_u32(a))) what = *el;
-              }
-            });
+            size_t tlvs =
+                sizeof(nlmsgerr) +
+                ((nlh->nlmsg_flags & NLM_F_CAPPED) ? 0 : e->msg.nlmsg_len - sizeof(nlmsghdr));
+            forEachAttr(mnl_nlmsg_get_payload_offset(nlh, tlvs), mnl_nlmsg_get_payload_tail(nlh),
+                        [&](nlattr* a) {
+                          if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG) said = mnl_attr_get_str(a);
+                          if (mnl_attr_get_type(a) == NLMSGERR_ATTR_OFFS) {
+                            if (auto el = explainElement(batch, idx, mnl_attr_get_u32(a)))
+                              what = *el;
+                          }
+                        });
           }
           first_error = Error{Error::Code::kKernel,
-                              "the kernel rejected " + what + (said.empty() ? "" : " (" + said + ")") +
-                                  "; nothing was changed",
-                              {}, -e->error};
+                              "the kernel rejected " + what +
+                                  (said.empty() ? "" : " (" + said + ")") + "; nothing was changed",
+                              {},
+                              -e->error};
         }
       }
     }
@@ -1528,20 +1603,24 @@ class NetlinkTransport final : public Transport {
     // A left-over aside table of an interrupted replace judges packets too.
     auto table_dump = dump(NFT_MSG_GETTABLE, "", "", [&](const nlmsghdr* nlh) {
       NftnlTablePtr t(nftnl_table_alloc());
-      if (nftnl_table_nlmsg_parse(nlh, t.get()) == 0 && nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) == NFPROTO_INET &&
+      if (nftnl_table_nlmsg_parse(nlh, t.get()) == 0 &&
+          nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) == NFPROTO_INET &&
           asideTable(expected.table) == nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)) {
         st.aside_exists = true;
       }
     });
     if (!table_dump) return std::unexpected(table_dump.error());
-    if (st.aside_exists) st.drift.push_back("table inet " + asideTable(expected.table) + " is left from an interrupted replace");
+    if (st.aside_exists)
+      st.drift.push_back("table inet " + asideTable(expected.table) +
+                         " is left from an interrupted replace");
     // Chains and their rules.
     std::map<std::string, std::vector<std::vector<std::string>>> rules;
     std::set<std::string> chains;
     bool table_missing = false;
     auto chain_dump = dump(NFT_MSG_GETCHAIN, expected.table, "", [&](const nlmsghdr* nlh) {
       NftnlChainPtr c(nftnl_chain_alloc());
-      if (nftnl_chain_nlmsg_parse(nlh, c.get()) == 0 && expected.table == nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) {
+      if (nftnl_chain_nlmsg_parse(nlh, c.get()) == 0 &&
+          expected.table == nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) {
         chains.insert(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME));
       }
     });
@@ -1553,7 +1632,8 @@ class NetlinkTransport final : public Transport {
     st.exists = true;
     auto rule_dump = dump(NFT_MSG_GETRULE, expected.table, "", [&](const nlmsghdr* nlh) {
       NftnlRulePtr r(nftnl_rule_alloc());
-      if (nftnl_rule_nlmsg_parse(nlh, r.get()) == 0 && expected.table == nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) {
+      if (nftnl_rule_nlmsg_parse(nlh, r.get()) == 0 &&
+          expected.table == nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) {
         rules[nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)].push_back(exprsOf(r.get()));
       }
     });
@@ -1568,7 +1648,8 @@ class NetlinkTransport final : public Transport {
     std::map<std::string, SetShape> sets;
     auto set_dump = dump(NFT_MSG_GETSET, expected.table, "", [&](const nlmsghdr* nlh) {
       NftnlSetPtr set(nftnl_set_alloc());
-      if (nftnl_set_nlmsg_parse(nlh, set.get()) == 0) sets[nftnl_set_get_str(set.get(), NFTNL_SET_NAME)] = shapeOf(set.get());
+      if (nftnl_set_nlmsg_parse(nlh, set.get()) == 0)
+        sets[nftnl_set_get_str(set.get(), NFTNL_SET_NAME)] = shapeOf(set.get());
     });
     if (!set_dump) {
       if (set_dump.error().sys_errno == ENOENT) {
@@ -1582,18 +1663,21 @@ class NetlinkTransport final : public Transport {
     // came) so that the next swap can clear it.
     Ruleset aligned_expected = expected;
     for (const ChainDef& c : expected.chains) {
-      if (std::ranges::none_of(c.rules, [](const Rule& r) { return isSwappedSetName(r.set); })) continue;
+      if (std::ranges::none_of(c.rules, [](const Rule& r) { return isSwappedSetName(r.set); }))
+        continue;
       ChainDef alt = withAlternateSets(c);
       const auto& have = rules[c.name];
-      bool alt_referenced = have.size() == alt.rules.size() &&
-                            std::equal(alt.rules.begin(), alt.rules.end(), have.begin(),
-                                       [](const Rule& r, const auto& h) { return ruleExpressions(r) == h; });
+      bool alt_referenced =
+          have.size() == alt.rules.size() &&
+          std::equal(alt.rules.begin(), alt.rules.end(), have.begin(),
+                     [](const Rule& r, const auto& h) { return ruleExpressions(r) == h; });
       for (size_t i = 0; i < c.rules.size(); ++i) {
         const std::string& first = c.rules[i].set;
         if (first == alt.rules[i].set) continue;
         const std::string& second = alt.rules[i].set;
         const std::string& unused = alt_referenced ? first : second;
-        if (sets.contains(unused) && std::ranges::find(st.stale_sets, unused) == st.stale_sets.end()) {
+        if (sets.contains(unused) &&
+            std::ranges::find(st.stale_sets, unused) == st.stale_sets.end()) {
           st.stale_sets.push_back(unused);
         }
         if (alt_referenced) renameSwappedSet(aligned_expected, first, second);
@@ -1611,7 +1695,8 @@ class NetlinkTransport final : public Transport {
       }
       const auto& have = rules[c.name];
       if (have.size() != c.rules.size()) {
-        st.drift.push_back(fmt::format("chain {} has {} rules, expected {}", c.name, have.size(), c.rules.size()));
+        st.drift.push_back(
+            fmt::format("chain {} has {} rules, expected {}", c.name, have.size(), c.rules.size()));
         st.skeleton_matches = false;
         continue;
       }
@@ -1624,7 +1709,8 @@ class NetlinkTransport final : public Transport {
     }
     for (const std::string& c : chains) {
       if (isDynamicChain(c)) continue;  // an update removes it
-      if (std::none_of(want.chains.begin(), want.chains.end(), [&](const ChainDef& d) { return d.name == c; })) {
+      if (std::none_of(want.chains.begin(), want.chains.end(),
+                       [&](const ChainDef& d) { return d.name == c; })) {
         st.drift.push_back("unexpected chain " + c);
         st.skeleton_matches = false;
       }
@@ -1639,10 +1725,12 @@ class NetlinkTransport final : public Transport {
       }
       // Same name, another kind of set (someone's, an older zonewall's): its elements would not
       // decode, and element changes would be refused.
-      if (SetShape want_shape = shapeOf(makeSet(want.table, s, 0).get()); sets.at(s.name) != want_shape) {
+      if (SetShape want_shape = shapeOf(makeSet(want.table, s, 0).get());
+          sets.at(s.name) != want_shape) {
         const SetShape& have_shape = sets.at(s.name);
-        st.drift.push_back(fmt::format("set {} is defined differently (flags {:#x}, key {} bytes; expected {:#x}, {} bytes)",
-                                       s.name, have_shape.flags, have_shape.key_len, want_shape.flags, want_shape.key_len));
+        st.drift.push_back(fmt::format(
+            "set {} is defined differently (flags {:#x}, key {} bytes; expected {:#x}, {} bytes)",
+            s.name, have_shape.flags, have_shape.key_len, want_shape.flags, want_shape.key_len));
         st.skeleton_matches = false;
         st.ruleset.sets.push_back(std::move(got));
         continue;
@@ -1670,7 +1758,8 @@ class NetlinkTransport final : public Transport {
  private:
   // One dump request (table-scoped; for set elements, the set too), every answer to `each`.
   template <class F>
-  std::expected<void, Error> dump(std::uint16_t type, const std::string& table, const std::string& set, F&& each) {
+  std::expected<void, Error> dump(std::uint16_t type, const std::string& table,
+                                  const std::string& set, F&& each) {
     std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 8);
     std::uint32_t seq = ++dump_seq_;
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_INET,
@@ -1737,7 +1826,8 @@ std::expected<std::unique_ptr<Transport>, Error> openNetlink(const std::string& 
       int err = errno;
       if (self >= 0) close(self);
       if (target >= 0) close(target);
-      return std::unexpected(Error{Error::Code::kIo, "entering network namespace " + netns_path, {}, err});
+      return std::unexpected(
+          Error{Error::Code::kIo, "entering network namespace " + netns_path, {}, err});
     }
   }
   MnlSocketPtr sock(mnl_socket_open(NETLINK_NETFILTER));
@@ -1749,8 +1839,12 @@ std::expected<std::unique_ptr<Transport>, Error> openNetlink(const std::string& 
     close(self);
     close(target);
   }
-  if (!sock) return std::unexpected(Error{Error::Code::kIo, "opening the netfilter netlink socket", {}, open_err});
-  if (!bound) return std::unexpected(Error{Error::Code::kIo, "binding the netfilter netlink socket", {}, bind_err});
+  if (!sock)
+    return std::unexpected(
+        Error{Error::Code::kIo, "opening the netfilter netlink socket", {}, open_err});
+  if (!bound)
+    return std::unexpected(
+        Error{Error::Code::kIo, "binding the netfilter netlink socket", {}, bind_err});
   // Extended acks name the attribute (the set element) the kernel refused; capped acks do not
   // echo the refused message back.
   int on = 1;

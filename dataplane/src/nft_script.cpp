@@ -29,7 +29,9 @@ std::string verdictText(const Verdict& v) {
   return "accept";
 }
 
-std::string range(unsigned lo, unsigned hi) { return lo == hi ? fmt::format("{}", lo) : fmt::format("{}-{}", lo, hi); }
+std::string range(unsigned lo, unsigned hi) {
+  return lo == hi ? fmt::format("{}", lo) : fmt::format("{}-{}", lo, hi);
+}
 
 std::string elementText(const SetDef& s, const Element& e) {
   switch (s.kind) {
@@ -38,7 +40,8 @@ std::string elementText(const SetDef& s, const Element& e) {
     case SetKind::kAddrVmap:
       return fmt::format("{} : {}", addrText(e.addr), verdictText(e.verdict));
     case SetKind::kAddrIntervalVmap: {
-      std::string key = e.addr == e.addr_hi ? addrText(e.addr) : addrText(e.addr) + "-" + addrText(e.addr_hi);
+      std::string key =
+          e.addr == e.addr_hi ? addrText(e.addr) : addrText(e.addr) + "-" + addrText(e.addr_hi);
       return fmt::format("{} : {}", key, verdictText(e.verdict));
     }
     case SetKind::kIfaceAddrSet:
@@ -47,8 +50,9 @@ std::string elementText(const SetDef& s, const Element& e) {
       return fmt::format("{} . 0x{:08x} : {}", addrText(e.addr), e.mark, verdictText(e.verdict));
     case SetKind::kConcatVmap:
     case SetKind::kConcatIntervalVmap:
-      return fmt::format("{} . 0x{:08x} . {} . {} : {}", addrText(e.addr), e.mark, range(e.proto_lo, e.proto_hi),
-                         range(e.port_lo, e.port_hi), verdictText(e.verdict));
+      return fmt::format("{} . 0x{:08x} . {} . {} : {}", addrText(e.addr), e.mark,
+                         range(e.proto_lo, e.proto_hi), range(e.port_lo, e.port_hi),
+                         verdictText(e.verdict));
   }
   return "";
 }
@@ -131,8 +135,9 @@ std::string ruleBody(const Rule& r) {
     case Rule::Kind::kVerdictMap: {
       // ICMP has no ports: its first 16 header bits are type << 8 | code ("th sport").
       const char* icmp = r.family == Family::kV4 ? "icmp" : "ipv6-icmp";
-      return fmt::format("meta l4proto {}{} {} {} . meta mark & 0x{:08x} . meta l4proto . th {} vmap @{}",
-                         r.icmp ? "" : "!= ", icmp, proto, field, r.a, r.icmp ? "sport" : "dport", r.set);
+      return fmt::format(
+          "meta l4proto {}{} {} {} . meta mark & 0x{:08x} . meta l4proto . th {} vmap @{}",
+          r.icmp ? "" : "!= ", icmp, proto, field, r.a, r.icmp ? "sport" : "dport", r.set);
     }
     case Rule::Kind::kLog:
       return fmt::format("log prefix \"{}\" group {}", r.text, r.a);
@@ -154,7 +159,8 @@ std::string renderNft(const Ruleset& rs, const std::string& header) {
   for (const SetDef& s : rs.sets) out += setText(s);
   for (const ChainDef& c : rs.chains) {
     out += fmt::format("\tchain {} {{\n", c.name);
-    if (!c.hook.empty()) out += fmt::format("\t\ttype filter hook {} priority filter; policy accept;\n", c.hook);
+    if (!c.hook.empty())
+      out += fmt::format("\t\ttype filter hook {} priority filter; policy accept;\n", c.hook);
     for (const Rule& r : c.rules) out += "\t\t" + ruleText(r) + "\n";
     out += "\t}\n";
   }
@@ -162,9 +168,10 @@ std::string renderNft(const Ruleset& rs, const std::string& header) {
 }
 
 std::string renderNft(const compiler::NodeTable& table, const NftOptions& options) {
-  return renderNft(buildRuleset(table, options),
-                   fmt::format("# zonewall node table for node '{}': {} entries, {} remote classes\n", table.node,
-                               table.entryCount(), table.remote_classes.size()));
+  return renderNft(
+      buildRuleset(table, options),
+      fmt::format("# zonewall node table for node '{}': {} entries, {} remote classes\n",
+                  table.node, table.entryCount(), table.remote_classes.size()));
 }
 
 }  // namespace zonewall::dataplane

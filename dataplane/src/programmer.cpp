@@ -40,7 +40,8 @@ std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
   alignSwappedSets(have.ruleset, want);
   if (!have.exists) {
     p.kind = Plan::Kind::kCreate;
-  } else if (std::string why; !have.skeleton_matches || !diffRulesets(have.ruleset, want, p.changes, &p.chains, &why)) {
+  } else if (std::string why; !have.skeleton_matches ||
+                              !diffRulesets(have.ruleset, want, p.changes, &p.chains, &why)) {
     if (!why.empty()) p.drift.push_back("the new table's skeleton differs: " + why);
     p.kind = Plan::Kind::kReplace;
     p.changes.clear();
@@ -50,7 +51,8 @@ std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
     // Range maps left by an unfinished swap go, unless this update's swap reuses the name.
     for (const std::string& stale : p.stale_sets) {
       bool reused = std::ranges::any_of(p.chains.swaps, [&](const MapSwap& sw) {
-        return std::ranges::any_of(sw.replacements, [&](const SetDef& r) { return r.name == stale; });
+        return std::ranges::any_of(sw.replacements,
+                                   [&](const SetDef& r) { return r.name == stale; });
       });
       if (!reused) p.chains.drop_sets.push_back(stale);
     }
@@ -104,7 +106,8 @@ std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) 
   now.ruleset = std::move(plan.want);
   // Swapped maps now live under their other names.
   for (const MapSwap& sw : plan.chains.swaps) {
-    for (size_t i = 0; i < sw.old_sets.size(); ++i) renameSwappedSet(now.ruleset, sw.old_sets[i], sw.replacements[i].name);
+    for (size_t i = 0; i < sw.old_sets.size(); ++i)
+      renameSwappedSet(now.ruleset, sw.old_sets[i], sw.replacements[i].name);
   }
   known_ = std::move(now);
   return messages;

@@ -1,11 +1,10 @@
 #include "zonewall/dataplane/ruleset.h"
 
-#include <optional>
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <bit>
+#include <optional>
 #include <set>
 
 namespace zonewall::dataplane {
@@ -28,7 +27,9 @@ Verdict jumpTo(std::string chain) { return {Verdict::Kind::kJump, std::move(chai
 Verdict gotoTo(std::string chain) { return {Verdict::Kind::kGoto, std::move(chain)}; }
 // A verdict map's answer. Allowed: back to the base chain (which goes on to the other
 // direction); denied: on to the rest of the lookup rule, "counter drop".
-Verdict mapVerdict(bool allow) { return {allow ? Verdict::Kind::kReturn : Verdict::Kind::kContinue, {}}; }
+Verdict mapVerdict(bool allow) {
+  return {allow ? Verdict::Kind::kReturn : Verdict::Kind::kContinue, {}};
+}
 
 class Builder {
  public:
@@ -74,7 +75,8 @@ class Builder {
       ChainDef c{outcomeChain(i), {}, {}};
       for (std::uint32_t l : o.logs) {
         const compiler::Attribution& la = t_.attributions[l];
-        std::string prefix = fmt::format("zw {} {}", la.policy.substr(la.policy.find(' ') + 1), la.rule_index);
+        std::string prefix =
+            fmt::format("zw {} {}", la.policy.substr(la.policy.find(' ') + 1), la.rule_index);
         if (prefix.size() > 60) prefix.resize(60);  // nflog prefixes are capped at 64 bytes
         c.rules.push_back({.kind = Rule::Kind::kLog, .a = 0, .text = prefix + ": "});
       }
@@ -111,12 +113,16 @@ class Builder {
     for (const auto& [a, id] : t_.remote_exact) ids.insert(id);
     for (const auto& [r, id] : t_.remote_ranges) ids.insert(id);
     for (compiler::RemoteClassId id : ids) {
-      Rule r{.kind = Rule::Kind::kMarkAndOr, .a = ~o_.class_mask, .b = static_cast<std::uint32_t>(id) << shift_};
+      Rule r{.kind = Rule::Kind::kMarkAndOr,
+             .a = ~o_.class_mask,
+             .b = static_cast<std::uint32_t>(id) << shift_};
       rs_.chains.push_back({classChain(id), {}, {r}});
     }
   }
 
-  static std::string classChain(compiler::RemoteClassId id) { return fmt::format("{}{:04x}", kClassChainPrefix, id); }
+  static std::string classChain(compiler::RemoteClassId id) {
+    return fmt::format("{}{:04x}", kClassChainPrefix, id);
+  }
 
   // Ranges, then the exact map (pod addresses), which overrides: a pod's class never depends
   // on an interval lookup.
@@ -124,12 +130,14 @@ class Builder {
     SetDef ranges{fmt::format("remote{}_ranges", suffix(f)), SetKind::kAddrIntervalVmap, f, {}};
     for (const auto& [r, id] : t_.remote_ranges) {
       if (Addr{r.lo}.family() == f && id != compiler::kNoRemoteClass) {
-        ranges.elements.push_back(Element{.addr = Addr{r.lo}, .addr_hi = Addr{r.hi}, .verdict = jumpTo(classChain(id))});
+        ranges.elements.push_back(
+            Element{.addr = Addr{r.lo}, .addr_hi = Addr{r.hi}, .verdict = jumpTo(classChain(id))});
       }
     }
     SetDef exact{fmt::format("remote{}_exact", suffix(f)), SetKind::kAddrVmap, f, {}};
     for (const auto& [a, id] : t_.remote_exact) {
-      if (a.family() == f) exact.elements.push_back(Element{.addr = a, .verdict = jumpTo(classChain(id))});
+      if (a.family() == f)
+        exact.elements.push_back(Element{.addr = a, .verdict = jumpTo(classChain(id))});
     }
     rs_.sets.push_back(std::move(ranges));
     rs_.sets.push_back(std::move(exact));
@@ -152,7 +160,10 @@ class Builder {
         addrs.insert(addrs.end(), lc.addrs.begin(), lc.addrs.end());
       }
       std::sort(addrs.begin(), addrs.end());
-      SetDef s{fmt::format("{}_local{}", compiler::directionName(d), suffix(f)), SetKind::kAddrSet, f, {}};
+      SetDef s{fmt::format("{}_local{}", compiler::directionName(d), suffix(f)),
+               SetKind::kAddrSet,
+               f,
+               {}};
       for (Addr a : addrs) s.elements.push_back(Element{.addr = a});
       rs_.sets.push_back(std::move(s));
     }
@@ -168,7 +179,9 @@ class Builder {
     rs_.sets.push_back(std::move(s));
   }
 
-  std::uint32_t originOf(std::uint32_t outcome) const { return t_.outcomes[outcome].attribution + 1; }
+  std::uint32_t originOf(std::uint32_t outcome) const {
+    return t_.outcomes[outcome].attribution + 1;
+  }
 
   Verdict verdictOf(std::uint32_t outcome) const {
     const Outcome& o = t_.outcomes[outcome];
@@ -186,11 +199,13 @@ class Builder {
     for (const auto& lc : dt.classes) {
       if (lc.family != f) continue;
       for (Addr a : lc.addrs) {
-        defaults.elements.push_back(
-            Element{.addr = a, .verdict = verdictOf(lc.default_outcome), .origin = originOf(lc.default_outcome)});
+        defaults.elements.push_back(Element{.addr = a,
+                                            .verdict = verdictOf(lc.default_outcome),
+                                            .origin = originOf(lc.default_outcome)});
       }
-      auto it = std::lower_bound(dt.entries.begin(), dt.entries.end(), lc.id,
-                                 [](const Entry& e, std::uint32_t id) { return e.local_class < id; });
+      auto it =
+          std::lower_bound(dt.entries.begin(), dt.entries.end(), lc.id,
+                           [](const Entry& e, std::uint32_t id) { return e.local_class < id; });
       for (; it != dt.entries.end() && it->local_class == lc.id; ++it) {
         const Entry& e = *it;
         // Exact keys (one protocol, one port) go to the hash map, whose deletes are cheap.
@@ -204,7 +219,8 @@ class Builder {
                      .port_hi = e.port_hi,
                      .verdict = verdictOf(e.outcome),
                      .origin = originOf(e.outcome)};
-          bool everything = e.proto_lo == 0 && e.proto_hi == 255 && e.port_lo == 0 && e.port_hi == 65535;
+          bool everything =
+              e.proto_lo == 0 && e.proto_hi == 255 && e.port_lo == 0 && e.port_hi == 65535;
           (single ? exact : everything ? any : ranges).elements.push_back(el);
         }
       }
@@ -268,18 +284,27 @@ class Builder {
     c.rules.push_back({.kind = Rule::Kind::kCtEstablished});
     c.rules.push_back({.kind = Rule::Kind::kCtInvalid});
     // Neighbour discovery is never blocked: without it no IPv6 traffic flows at all.
-    for (std::uint32_t type = 133; type <= 136; ++type) c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .a = type});
+    for (std::uint32_t type = 133; type <= 136; ++type)
+      c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .a = type});
     // Anti-spoofing: what comes in from a pod's host veth carries that pod's address.
     for (Family f : kFamilies) {
-      c.rules.push_back({.kind = Rule::Kind::kAntiSpoof, .family = f, .set = fmt::format("pod_src{}", suffix(f)),
+      c.rules.push_back({.kind = Rule::Kind::kAntiSpoof,
+                         .family = f,
+                         .set = fmt::format("pod_src{}", suffix(f)),
                          .text = policy::kHostVethPrefix});
     }
     if (policy) {
       for (Family f : kFamilies) {
-        c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = true,
-                           .set = fmt::format("egress_local{}", suffix(f)), .verdict = jumpTo(fmt::format("egress{}", suffix(f)))});
-        c.rules.push_back({.kind = Rule::Kind::kLocalJump, .family = f, .source = false,
-                           .set = fmt::format("ingress_local{}", suffix(f)), .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
+        c.rules.push_back({.kind = Rule::Kind::kLocalJump,
+                           .family = f,
+                           .source = true,
+                           .set = fmt::format("egress_local{}", suffix(f)),
+                           .verdict = jumpTo(fmt::format("egress{}", suffix(f)))});
+        c.rules.push_back({.kind = Rule::Kind::kLocalJump,
+                           .family = f,
+                           .source = false,
+                           .set = fmt::format("ingress_local{}", suffix(f)),
+                           .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
       }
       c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});
     }
@@ -308,7 +333,9 @@ const ChainDef* Ruleset::findChain(const std::string& name) const {
   return nullptr;
 }
 
-Ruleset buildRuleset(const NodeTable& table, const NftOptions& options) { return Builder(table, options).run(); }
+Ruleset buildRuleset(const NodeTable& table, const NftOptions& options) {
+  return Builder(table, options).run();
+}
 
 }  // namespace zonewall::dataplane
 
@@ -328,19 +355,24 @@ std::string_view firstName(std::string_view name) {
 bool isRangeSet(const SetDef& s) { return s.kind == SetKind::kConcatIntervalVmap; }
 
 bool needsNoSet(const ChainDef& c) {
-  return c.hook.empty() && std::ranges::all_of(c.rules, [](const Rule& r) { return r.set.empty(); });
+  return c.hook.empty() &&
+         std::ranges::all_of(c.rules, [](const Rule& r) { return r.set.empty(); });
 }
 
-bool isRangeSetName(const std::string& name) { return isSwappedSetName(name) && firstName(name).ends_with(kRangesSuffix); }
+bool isRangeSetName(const std::string& name) {
+  return isSwappedSetName(name) && firstName(name).ends_with(kRangesSuffix);
+}
 
 bool isSwappedSetName(const std::string& name) {
   std::string_view first = firstName(name);
-  bool verdicts = first.starts_with("ingress") || first.starts_with("egress");  // not the remote class maps
+  bool verdicts =
+      first.starts_with("ingress") || first.starts_with("egress");  // not the remote class maps
   return verdicts && (first.ends_with(kRangesSuffix) || first.ends_with(kDefaultSuffix));
 }
 
 std::string alternateSet(const std::string& name) {
-  if (name.ends_with(kAlternateSuffix)) return name.substr(0, name.size() - kAlternateSuffix.size());
+  if (name.ends_with(kAlternateSuffix))
+    return name.substr(0, name.size() - kAlternateSuffix.size());
   return name + std::string(kAlternateSuffix);
 }
 

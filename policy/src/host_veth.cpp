@@ -1,8 +1,8 @@
 #include "zonewall/policy/host_veth.h"
 
-#include <cstdint>
-
 #include <fmt/format.h>
+
+#include <cstdint>
 
 namespace zonewall::policy {
 

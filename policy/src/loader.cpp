@@ -103,8 +103,8 @@ class Reader {
     if (!isMap(n, what)) return out;
     for (const auto& kv : n) {
       if (!kv.second.IsScalar()) {
-        error(kv.second, fmt::format("{} value for '{}' must be a string", what,
-                                     kv.first.Scalar()));
+        error(kv.second,
+              fmt::format("{} value for '{}' must be a string", what, kv.first.Scalar()));
         continue;
       }
       out[kv.first.Scalar()] = kv.second.Scalar();
@@ -121,8 +121,7 @@ class Reader {
       return std::nullopt;
     }
     if (c->host_bits_set) {
-      warning(n,
-              fmt::format("{}: '{}' has host bits set; it means {}", what, *s, c->cidr.str()),
+      warning(n, fmt::format("{}: '{}' has host bits set; it means {}", what, *s, c->cidr.str()),
               "cidr-host-bits");
     }
     return c->cidr;
@@ -204,9 +203,8 @@ class Reader {
       }
     }
     if (!ok) return std::nullopt;
-    std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) {
-      return Selector(a).str() < Selector(b).str();
-    });
+    std::sort(parts.begin(), parts.end(),
+              [](const auto& a, const auto& b) { return Selector(a).str() < Selector(b).str(); });
     return Selector::conjunction(std::move(parts));
   }
 
@@ -307,9 +305,10 @@ void readPod(Reader& r, const YAML::Node& doc, Store& store) {
           if (YAML::Node nm = p["name"]; nm && nm.IsScalar()) {
             np.name = nm.Scalar();
             if (!validPortName(np.name)) {
-              r.error(nm, fmt::format("invalid port name '{}' (IANA service name: 1-15 "
-                                      "lower-case letters, digits, '-')",
-                                      np.name),
+              r.error(nm,
+                      fmt::format("invalid port name '{}' (IANA service name: 1-15 "
+                                  "lower-case letters, digits, '-')",
+                                  np.name),
                       "invalid-port-name");
               continue;
             }
@@ -377,8 +376,9 @@ std::vector<K8sPort> readK8sPorts(Reader& r, const YAML::Node& ports) {
       } else if (pt.IsScalar() && validPortName(pt.Scalar())) {
         kp.name = pt.Scalar();
       } else {
-        r.error(pt, fmt::format("port must be a number 1-65535 or a port name, not '{}'",
-                                pt.IsScalar() ? pt.Scalar() : "?"),
+        r.error(pt,
+                fmt::format("port must be a number 1-65535 or a port name, not '{}'",
+                            pt.IsScalar() ? pt.Scalar() : "?"),
                 "invalid-port");
         ok = false;
       }
@@ -396,8 +396,7 @@ std::vector<K8sPort> readK8sPorts(Reader& r, const YAML::Node& ports) {
           ok = false;
         }
       } else if (*n < *kp.port) {
-        r.error(ep, fmt::format("endPort {} is less than port {}", *n, *kp.port),
-                "invalid-port");
+        r.error(ep, fmt::format("endPort {} is less than port {}", *n, *kp.port), "invalid-port");
         ok = false;
       } else {
         kp.end_port = static_cast<std::uint16_t>(*n);
@@ -427,7 +426,8 @@ std::vector<K8sRule> readK8sRules(Reader& r, const YAML::Node& rules, const char
         r.checkKeys(p, {"podSelector", "namespaceSelector", "ipBlock"}, "NetworkPolicyPeer");
         K8sPeer peer;
         peer.loc = r.loc(p);
-        if (YAML::Node ps = p["podSelector"]) peer.pod_selector = r.labelSelector(ps, "podSelector");
+        if (YAML::Node ps = p["podSelector"])
+          peer.pod_selector = r.labelSelector(ps, "podSelector");
         if (YAML::Node ns = p["namespaceSelector"]) {
           peer.namespace_selector = r.labelSelector(ns, "namespaceSelector");
         }
@@ -456,8 +456,9 @@ std::vector<K8sRule> readK8sRules(Reader& r, const YAML::Node& rules, const char
                 continue;
               }
               if (ec->family != c->family || ec->prefix <= c->prefix || !c->contains(ec->base)) {
-                r.error(e, fmt::format("except '{}' must be a strict subnet of cidr '{}'",
-                                       ec->str(), c->str()),
+                r.error(e,
+                        fmt::format("except '{}' must be a strict subnet of cidr '{}'", ec->str(),
+                                    c->str()),
                         "invalid-cidr");
                 ok = false;
                 continue;
@@ -583,8 +584,9 @@ EntityRule readEntity(Reader& r, const YAML::Node& n, const std::string& what, b
     *ok = false;
     return e;
   }
-  r.checkKeys(n, {"selector", "notSelector", "namespaceSelector", "nets", "notNets", "ports",
-                  "notPorts", "serviceAccounts", "services"},
+  r.checkKeys(n,
+              {"selector", "notSelector", "namespaceSelector", "nets", "notNets", "ports",
+               "notPorts", "serviceAccounts", "services"},
               what);
   auto sel = [&](const char* key, std::optional<Selector>& out) {
     if (YAML::Node s = n[key]) {
@@ -624,8 +626,8 @@ EntityRule readEntity(Reader& r, const YAML::Node& n, const std::string& what, b
   for (const char* unsupported : {"serviceAccounts", "services"}) {
     if (n[unsupported]) {
       r.error(n[unsupported],
-              fmt::format("{}.{} is not supported by zonewall; refusing to guess its meaning",
-                          what, unsupported),
+              fmt::format("{}.{} is not supported by zonewall; refusing to guess its meaning", what,
+                          unsupported),
               "unsupported-field");
       *ok = false;
     }
@@ -661,8 +663,9 @@ std::vector<CalicoRule> readCalicoRules(Reader& r, const YAML::Node& rules, cons
       *ok = false;
       continue;
     }
-    r.checkKeys(n, {"action", "protocol", "notProtocol", "icmp", "notICMP", "ipVersion",
-                    "source", "destination", "http", "metadata"},
+    r.checkKeys(n,
+                {"action", "protocol", "notProtocol", "icmp", "notICMP", "ipVersion", "source",
+                 "destination", "http", "metadata"},
                 what + " rule");
     CalicoRule rule;
     rule.loc = r.loc(n);
@@ -739,14 +742,15 @@ std::vector<CalicoRule> readCalicoRules(Reader& r, const YAML::Node& rules, cons
     }
     bool has_ports = !rule.destination.ports.empty() || !rule.destination.not_ports.empty();
     if (has_ports && !(rule.protocol && hasPorts(*rule.protocol))) {
-      r.error(r.locIn(n["destination"], "ports"),
-              "ports need protocol TCP, UDP, SCTP or UDPLite", "invalid-rule");
+      r.error(r.locIn(n["destination"], "ports"), "ports need protocol TCP, UDP, SCTP or UDPLite",
+              "invalid-rule");
       rule_ok = false;
     }
     for (const Cidr& c : rule.source.nets) {
       if (rule.ip_version && c.family != *rule.ip_version) {
-        r.warning(n, fmt::format("net {} never matches ipVersion {}", c.str(),
-                                 *rule.ip_version == Family::kV4 ? 4 : 6),
+        r.warning(n,
+                  fmt::format("net {} never matches ipVersion {}", c.str(),
+                              *rule.ip_version == Family::kV4 ? 4 : 6),
                   "never-matches");
       }
     }
@@ -780,10 +784,11 @@ void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool globa
     return;
   }
   if (m.name.empty()) return;
-  r.checkKeys(spec, {"tier", "order", "selector", "namespaceSelector", "types", "ingress",
-                     "egress", "serviceAccountSelector", "doNotTrack", "preDNAT",
-                     "applyOnForward", "performanceHints"},
-              std::string(kind) + " spec");
+  r.checkKeys(
+      spec,
+      {"tier", "order", "selector", "namespaceSelector", "types", "ingress", "egress",
+       "serviceAccountSelector", "doNotTrack", "preDNAT", "applyOnForward", "performanceHints"},
+      std::string(kind) + " spec");
   CalicoPolicy pol;
   pol.global = global;
   pol.ns = global ? "" : m.ns;
@@ -817,9 +822,9 @@ void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool globa
   }
   for (const char* host_only : {"doNotTrack", "preDNAT", "applyOnForward"}) {
     if (YAML::Node f = spec[host_only]; f && f.IsScalar() && f.Scalar() == "true") {
-      r.error(f, fmt::format("{} applies to host endpoints, which zonewall does not manage",
-                             host_only),
-              "unsupported-field");
+      r.error(
+          f, fmt::format("{} applies to host endpoints, which zonewall does not manage", host_only),
+          "unsupported-field");
       ok = false;
     }
   }
@@ -970,7 +975,8 @@ std::vector<SourceText> splitDocuments(const SourceText& source) {
     size_t eol = t.find('\n', pos);
     size_t end = eol == std::string::npos ? t.size() : eol;
     std::string_view l(t.data() + pos, end - pos);
-    bool marker = l.starts_with("---") && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    bool marker =
+        l.starts_with("---") && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
     if (marker && pos > start) {
       out.push_back({source.name, t.substr(start, pos - start), source.line_offset + start_line});
       start = pos;
@@ -1002,9 +1008,9 @@ void validateStore(const Store& store, Diagnostics& diags) {
                  std::map<std::string, SourceLoc>& seen) {
     auto [it, fresh] = seen.emplace(key, loc);
     if (!fresh) {
-      diags.error(loc, fmt::format("duplicate {} '{}' (first defined at {})", kind, key,
-                                   it->second.str()),
-                  "duplicate-name");
+      diags.error(
+          loc, fmt::format("duplicate {} '{}' (first defined at {})", kind, key, it->second.str()),
+          "duplicate-name");
     }
   };
   std::map<std::string, SourceLoc> ns_seen;
@@ -1027,8 +1033,8 @@ void validateStore(const Store& store, Diagnostics& diags) {
   for (const auto& t : store.tiers) dup("Tier", t.name, t.loc, tier_seen);
   for (const auto& p : store.calico_policies) {
     if (p.tier != kDefaultTier && !tier_seen.contains(p.tier)) {
-      diags.error(p.loc, fmt::format("policy '{}' names tier '{}', which is not defined", p.key(),
-                                     p.tier),
+      diags.error(p.loc,
+                  fmt::format("policy '{}' names tier '{}', which is not defined", p.key(), p.tier),
                   "unknown-tier");
     }
   }
@@ -1037,8 +1043,9 @@ void validateStore(const Store& store, Diagnostics& diags) {
     for (Addr a : p.ips) {
       auto [it, fresh] = ip_owner.emplace(a, &p);
       if (!fresh) {
-        diags.error(p.loc, fmt::format("pod IP {} of {} is also the IP of {}", formatAddr(a),
-                                       p.key(), it->second->key()),
+        diags.error(p.loc,
+                    fmt::format("pod IP {} of {} is also the IP of {}", formatAddr(a), p.key(),
+                                it->second->key()),
                     "duplicate-ip");
       }
     }

@@ -1,10 +1,10 @@
+#include "zonewall/policy/model.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-
-#include "zonewall/policy/model.h"
 
 namespace zonewall::policy {
 

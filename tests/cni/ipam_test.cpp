@@ -1,5 +1,8 @@
 // IPAM and endpoint records on a scratch directory (no root): subnet.env, ranges, round-robin,
 // exhaustion, crash leftovers, and many processes allocating at once.
+#include "zonewall/cni/ipam.h"
+
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -7,10 +10,7 @@
 #include <fstream>
 #include <set>
 
-#include <gtest/gtest.h>
-
 #include "zonewall/cni/endpoint.h"
-#include "zonewall/cni/ipam.h"
 
 namespace zonewall::cni {
 namespace {
@@ -25,8 +25,9 @@ Addr addr(const char* text) { return *policy::parseAddr(text); }
 class ScratchDir : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("zwipam-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("zwipam-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -35,7 +36,9 @@ class ScratchDir : public ::testing::Test {
   fs::path dir_;
 };
 
-Reservation owner(const std::string& cid) { return {.container_id = cid, .ifname = "eth0", .pod_name = cid}; }
+Reservation owner(const std::string& cid) {
+  return {.container_id = cid, .ifname = "eth0", .pod_name = cid};
+}
 
 struct SubnetEnvCase {
   const char* name;
@@ -49,19 +52,29 @@ struct SubnetEnvCase {
 TEST(SubnetEnv, ParsesFlannelsFormat) {
   const SubnetEnvCase cases[] = {
       {.name = "flannel v4",
-       .text = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+       .text = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/"
+               "24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
        .subnets = {"10.244.1.0/24"},
        .mtu = 1450},
       {.name = "dual stack",
-       .text = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_IPV6_NETWORK=fd00::/56\n"
+       .text = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/"
+               "24\nFLANNEL_IPV6_NETWORK=fd00::/56\n"
                "FLANNEL_IPV6_SUBNET=fd00:0:0:1::1/64\nFLANNEL_MTU=1450\n",
        .subnets = {"10.244.1.0/24", "fd00:0:0:1::/64"},
        .mtu = 1450},
-      {.name = "comments and blanks", .text = "# leased\n\nFLANNEL_SUBNET = 10.9.0.1/26 \r\n", .subnets = {"10.9.0.0/26"}},
-      {.name = "no subnet", .text = "FLANNEL_NETWORK=10.244.0.0/16\n", .error_part = "FLANNEL_SUBNET"},
-      {.name = "bad subnet", .text = "FLANNEL_MTU=1450\nFLANNEL_SUBNET=10.244.1.1/99\n", .error_part = "subnet.env:2"},
+      {.name = "comments and blanks",
+       .text = "# leased\n\nFLANNEL_SUBNET = 10.9.0.1/26 \r\n",
+       .subnets = {"10.9.0.0/26"}},
+      {.name = "no subnet",
+       .text = "FLANNEL_NETWORK=10.244.0.0/16\n",
+       .error_part = "FLANNEL_SUBNET"},
+      {.name = "bad subnet",
+       .text = "FLANNEL_MTU=1450\nFLANNEL_SUBNET=10.244.1.1/99\n",
+       .error_part = "subnet.env:2"},
       {.name = "v6 in the v4 key", .text = "FLANNEL_SUBNET=fd00::1/64\n", .error_part = "IPv4"},
-      {.name = "bad mtu", .text = "FLANNEL_SUBNET=10.0.0.1/24\nFLANNEL_MTU=big\n", .error_part = "subnet.env:2"},
+      {.name = "bad mtu",
+       .text = "FLANNEL_SUBNET=10.0.0.1/24\nFLANNEL_MTU=big\n",
+       .error_part = "subnet.env:2"},
       {.name = "not KEY=VALUE", .text = "FLANNEL_SUBNET\n", .error_part = "subnet.env:1"},
   };
   for (const SubnetEnvCase& c : cases) {
@@ -171,7 +184,8 @@ TEST_F(ScratchDir, ParallelProcessesGetDistinctAddresses) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       auto pool = AddressPool::open(dir(), "net");
-      bool ok = pool && pool->allocate({cidr("10.1.0.0/26")}, owner("c" + std::to_string(i))).has_value();
+      bool ok =
+          pool && pool->allocate({cidr("10.1.0.0/26")}, owner("c" + std::to_string(i))).has_value();
       _exit(ok ? 0 : 1);
     }
     kids.push_back(pid);

@@ -38,8 +38,9 @@ TEST(Differential, CompiledTablesAgreeWithReference) {
         const Outcome* o = c.side(d, local, remote, proto, port);
         ASSERT_NE(o, nullptr);
         bool want = ref.allows(d, *p, local, remote, proto, port);
-        ASSERT_EQ(o->allow, want) << "seed " << seed << " " << directionName(d) << " " << policy::formatAddr(src) << " -> "
-                                  << policy::formatAddr(dst) << " proto " << int(proto) << " port " << port << "\n"
+        ASSERT_EQ(o->allow, want) << "seed " << seed << " " << directionName(d) << " "
+                                  << policy::formatAddr(src) << " -> " << policy::formatAddr(dst)
+                                  << " proto " << int(proto) << " port " << port << "\n"
                                   << yaml;
         ++sides;
       }

@@ -35,16 +35,20 @@ class Generator {
       pod_ips_.push_back(ips.substr(0, ips.find(',')));
     }
     if (coin(0.3)) {
-      y << "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: gs, labels: {app: "
-        << oneOf({"a", "ext"}) << "}}\nspec: {nets: [" << oneOf({"10.0.0.0/28", "192.0.2.0/24", "\"fd00::/120\""}) << "]}\n";
+      y << "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: gs, "
+           "labels: {app: "
+        << oneOf({"a", "ext"}) << "}}\nspec: {nets: ["
+        << oneOf({"10.0.0.0/28", "192.0.2.0/24", "\"fd00::/120\""}) << "]}\n";
     }
     if (coin(0.3)) {
-      y << "---\napiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata: {name: ns, namespace: " << nsName(0)
-        << ", labels: {app: ext}}\nspec: {nets: [192.0.2.128/25, 10.0.1.0/28]}\n";
+      y << "---\napiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata: {name: ns, "
+           "namespace: "
+        << nsName(0) << ", labels: {app: ext}}\nspec: {nets: [192.0.2.128/25, 10.0.1.0/28]}\n";
     }
     bool tiers = coin(0.4);
     if (tiers) {
-      y << "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t1}\nspec: {order: 10, defaultAction: "
+      y << "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t1}\nspec: {order: "
+           "10, defaultAction: "
         << oneOf({"Deny", "Pass"}) << "}\n";
     }
     int policies = pick(1, 4);
@@ -60,8 +64,10 @@ class Generator {
 
   // Addresses to probe: pods' and some outside the cluster.
   std::string address() {
-    if (coin(0.7) && !pod_ips_.empty()) return pod_ips_[pick(0, static_cast<int>(pod_ips_.size()) - 1)];
-    return oneOf({"10.0.0.3", "10.0.1.200", "192.0.2.1", "192.0.2.200", "203.0.113.5", "fd00::99", "2001:db8::1"});
+    if (coin(0.7) && !pod_ips_.empty())
+      return pod_ips_[pick(0, static_cast<int>(pod_ips_.size()) - 1)];
+    return oneOf({"10.0.0.3", "10.0.1.200", "192.0.2.1", "192.0.2.200", "203.0.113.5", "fd00::99",
+                  "2001:db8::1"});
   }
   /// One random policy as a YAML document (Kubernetes or Calico), named `name`.
   std::string policyYaml(int i, int namespaces, bool tiers) {
@@ -78,7 +84,9 @@ class Generator {
     if (p < 4) return {policy::kTcp, portValue()};
     if (p < 6) return {policy::kUdp, portValue()};
     if (p < 7) return {policy::kSctp, portValue()};
-    if (p < 8) return {policy::kIcmp, static_cast<std::uint16_t>(oneOfInt({0, 8, 3}) << 8 | oneOfInt({0, 1}))};
+    if (p < 8)
+      return {policy::kIcmp,
+              static_cast<std::uint16_t>(oneOfInt({0, 8, 3}) << 8 | oneOfInt({0, 1}))};
     if (p < 9) return {policy::kIcmpV6, static_cast<std::uint16_t>(oneOfInt({128, 129}) << 8)};
     return {47, 0};
   }
@@ -86,10 +94,17 @@ class Generator {
  private:
   int pick(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
   bool coin(double p = 0.5) { return std::bernoulli_distribution(p)(rng_); }
-  std::string oneOf(std::initializer_list<const char*> xs) { return *(xs.begin() + pick(0, static_cast<int>(xs.size()) - 1)); }
-  int oneOfInt(std::initializer_list<int> xs) { return *(xs.begin() + pick(0, static_cast<int>(xs.size()) - 1)); }
+  std::string oneOf(std::initializer_list<const char*> xs) {
+    return *(xs.begin() + pick(0, static_cast<int>(xs.size()) - 1));
+  }
+  int oneOfInt(std::initializer_list<int> xs) {
+    return *(xs.begin() + pick(0, static_cast<int>(xs.size()) - 1));
+  }
   static std::string nsName(int i) { return std::string(1, static_cast<char>('x' + i)); }
-  std::uint16_t portValue() { return static_cast<std::uint16_t>(oneOfInt({53, 79, 80, 81, 443, 999, 1000, 1500, 2000, 2001, 8080})); }
+  std::uint16_t portValue() {
+    return static_cast<std::uint16_t>(
+        oneOfInt({53, 79, 80, 81, 443, 999, 1000, 1500, 2000, 2001, 8080}));
+  }
 
   std::string labelSelector() {
     switch (pick(0, 4)) {
@@ -98,11 +113,14 @@ class Generator {
       case 1:
         return "{matchLabels: {app: " + oneOf({"a", "b", "c"}) + "}}";
       case 2:
-        return "{matchExpressions: [{key: zone, operator: " + oneOf({"In", "NotIn"}) + ", values: [" + oneOf({"pub", "sec"}) + "]}]}";
+        return "{matchExpressions: [{key: zone, operator: " + oneOf({"In", "NotIn"}) +
+               ", values: [" + oneOf({"pub", "sec"}) + "]}]}";
       case 3:
-        return "{matchExpressions: [{key: " + oneOf({"app", "missing"}) + ", operator: " + oneOf({"Exists", "DoesNotExist"}) + "}]}";
+        return "{matchExpressions: [{key: " + oneOf({"app", "missing"}) +
+               ", operator: " + oneOf({"Exists", "DoesNotExist"}) + "}]}";
       default:
-        return "{matchLabels: {zone: " + oneOf({"pub", "sec"}) + "}, matchExpressions: [{key: app, operator: NotIn, values: [a]}]}";
+        return "{matchLabels: {zone: " + oneOf({"pub", "sec"}) +
+               "}, matchExpressions: [{key: app, operator: NotIn, values: [a]}]}";
     }
   }
 
@@ -116,8 +134,10 @@ class Generator {
         return "{namespaceSelector: {}, podSelector: " + labelSelector() + "}";
       case 3:
         return "{ipBlock: " +
-               oneOf({"{cidr: 10.0.0.0/16, except: [10.0.0.8/29]}", "{cidr: 10.0.0.0/24, except: [10.0.0.0/25, 10.0.0.12/30]}",
-                      "{cidr: 0.0.0.0/0, except: [10.0.1.0/24]}", "{cidr: 192.0.2.0/24, except: [192.0.2.0/26]}",
+               oneOf({"{cidr: 10.0.0.0/16, except: [10.0.0.8/29]}",
+                      "{cidr: 10.0.0.0/24, except: [10.0.0.0/25, 10.0.0.12/30]}",
+                      "{cidr: 0.0.0.0/0, except: [10.0.1.0/24]}",
+                      "{cidr: 192.0.2.0/24, except: [192.0.2.0/26]}",
                       "{cidr: \"fd00::/64\", except: [\"fd00::10/126\"]}"}) +
                "}";
       default:
@@ -128,7 +148,8 @@ class Generator {
   std::string k8sPort() {
     switch (pick(0, 4)) {
       case 0:
-        return "{port: " + oneOf({"80", "443", "53"}) + ", protocol: " + oneOf({"TCP", "UDP", "SCTP"}) + "}";
+        return "{port: " + oneOf({"80", "443", "53"}) +
+               ", protocol: " + oneOf({"TCP", "UDP", "SCTP"}) + "}";
       case 1:
         return "{port: 1000, endPort: " + oneOf({"1000", "1500", "2000"}) + "}";
       case 2:
@@ -150,7 +171,9 @@ class Generator {
         if (coin(0.3)) out += ", " + k8sPeer();
         out += "]";
       }
-      if (coin(0.6)) out += std::string(coin(0.7) ? ", " : ", ") + "ports: [" + k8sPort() + (coin(0.3) ? ", " + k8sPort() : "") + "]";
+      if (coin(0.6))
+        out += std::string(coin(0.7) ? ", " : ", ") + "ports: [" + k8sPort() +
+               (coin(0.3) ? ", " + k8sPort() : "") + "]";
       out += "},";
     }
     if (out.back() == ',') out.pop_back();
@@ -174,9 +197,10 @@ class Generator {
       default:
         break;  // defaulted
     }
-    return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: k" + std::to_string(i) +
-           ", namespace: " + nsName(pick(0, namespaces - 1)) + "}\nspec:\n  podSelector: " + labelSelector() + "\n" +
-           types + "  ingress: " + k8sRules("from") + "\n  egress: " + k8sRules("to") + "\n";
+    return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: k" +
+           std::to_string(i) + ", namespace: " + nsName(pick(0, namespaces - 1)) +
+           "}\nspec:\n  podSelector: " + labelSelector() + "\n" + types +
+           "  ingress: " + k8sRules("from") + "\n  egress: " + k8sRules("to") + "\n";
   }
 
   std::string calicoSelector() {
@@ -203,11 +227,17 @@ class Generator {
     auto add = [&](const std::string& s) { out += (out.size() > 1 ? ", " : "") + s; };
     if (coin(0.4)) add("selector: \"" + calicoSelector() + "\"");
     if (coin(0.15)) add("notSelector: \"" + calicoSelector() + "\"");
-    if (coin(0.2)) add("namespaceSelector: \"" + oneOf({"team == 'red'", "all()", "global()", "env == 'prod'"}) + "\"");
-    if (coin(0.2)) add("nets: [" + oneOf({"10.0.0.0/24", "192.0.2.0/24", "\"fd00::/64\"", "10.0.1.8/29"}) + "]");
-    if (coin(0.15)) add("notNets: [" + oneOf({"10.0.0.0/28", "192.0.2.0/25", "\"fd00::/124\""}) + "]");
+    if (coin(0.2))
+      add("namespaceSelector: \"" + oneOf({"team == 'red'", "all()", "global()", "env == 'prod'"}) +
+          "\"");
+    if (coin(0.2))
+      add("nets: [" + oneOf({"10.0.0.0/24", "192.0.2.0/24", "\"fd00::/64\"", "10.0.1.8/29"}) + "]");
+    if (coin(0.15))
+      add("notNets: [" + oneOf({"10.0.0.0/28", "192.0.2.0/25", "\"fd00::/124\""}) + "]");
     if (with_ports && (proto == "TCP" || proto == "UDP" || proto == "SCTP")) {
-      if (coin(0.5)) add("ports: [" + oneOf({"80", "'1000:2000'", "web", "dns", "53"}) + (coin(0.3) ? ", 443" : "") + "]");
+      if (coin(0.5))
+        add("ports: [" + oneOf({"80", "'1000:2000'", "web", "dns", "53"}) +
+            (coin(0.3) ? ", 443" : "") + "]");
       if (coin(0.2)) add("notPorts: [" + oneOf({"443", "'1500:1600'", "web"}) + "]");
     }
     return out + "}";
@@ -223,7 +253,8 @@ class Generator {
       if (coin(0.6)) {
         proto = oneOf({"TCP", "UDP", "SCTP", "ICMP", "ICMPv6", "47"});
         rule += ", protocol: " + proto;
-        if (proto == "ICMP" && coin()) rule += ", icmp: {type: 8" + std::string(coin() ? ", code: 0" : "") + "}";
+        if (proto == "ICMP" && coin())
+          rule += ", icmp: {type: 8" + std::string(coin() ? ", code: 0" : "") + "}";
         if (proto == "ICMPv6" && coin(0.3)) rule += ", notICMP: {type: 129}";
       } else if (coin(0.2)) {
         rule += ", notProtocol: " + oneOf({"TCP", "UDP"});
@@ -240,15 +271,19 @@ class Generator {
   std::string calicoPolicy(int i, int namespaces, bool tiers) {
     bool global = coin();
     std::string tier = tiers && coin() ? "t1" : "default";
-    std::string head = global ? "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: c" +
-                                    std::to_string(i) + "}\nspec:\n"
-                              : "---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: c" +
-                                    std::to_string(i) + ", namespace: " + nsName(pick(0, namespaces - 1)) + "}\nspec:\n";
+    std::string head =
+        global ? "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: "
+                 "{name: c" +
+                     std::to_string(i) + "}\nspec:\n"
+               : "---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: c" +
+                     std::to_string(i) + ", namespace: " + nsName(pick(0, namespaces - 1)) +
+                     "}\nspec:\n";
     std::string body = "  tier: " + tier + "\n";
     if (coin(0.8)) body += "  order: " + oneOf({"1", "10", "1000", "1000", "2000"}) + "\n";
     body += "  selector: \"" + calicoSelector() + "\"\n";
     if (global && coin(0.2)) body += "  namespaceSelector: \"team == 'red'\"\n";
-    if (coin(0.5)) body += "  types: " + oneOf({"[Ingress]", "[Egress]", "[Ingress, Egress]"}) + "\n";
+    if (coin(0.5))
+      body += "  types: " + oneOf({"[Ingress]", "[Egress]", "[Ingress, Egress]"}) + "\n";
     body += "  ingress: " + calicoRules() + "\n  egress: " + calicoRules() + "\n";
     return head + body;
   }

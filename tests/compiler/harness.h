@@ -43,14 +43,16 @@ class Cluster {
   }
 
   /// One side's outcome from the compiled table (nullptr if `local` is not a pod).
-  const Outcome* side(Direction d, policy::Addr local, policy::Addr remote, Protocol proto, std::uint16_t port) const {
+  const Outcome* side(Direction d, policy::Addr local, policy::Addr remote, Protocol proto,
+                      std::uint16_t port) const {
     const policy::Pod* pod = inv_->podAt(local);
     if (pod == nullptr) return nullptr;
     return tables_.at(pod->node).decide(d, local, remote, proto, port);
   }
 
   /// Whether `from` may connect to `to`: compiled tables and reference must agree.
-  bool allowed(const std::string& from, const std::string& to, std::uint16_t port, Protocol proto = policy::kTcp) const {
+  bool allowed(const std::string& from, const std::string& to, std::uint16_t port,
+               Protocol proto = policy::kTcp) const {
     policy::Addr src = addrOf(from);
     policy::Addr dst = addrOf(to);
     const Outcome* e = side(Direction::kEgress, src, dst, proto, port);
@@ -63,8 +65,8 @@ class Cluster {
   }
 
   /// The attribution that decided one side.
-  std::string decidedBy(Direction d, const std::string& local, const std::string& remote, std::uint16_t port,
-                        Protocol proto = policy::kTcp) const {
+  std::string decidedBy(Direction d, const std::string& local, const std::string& remote,
+                        std::uint16_t port, Protocol proto = policy::kTcp) const {
     policy::Addr l = addrOf(local);
     const Outcome* o = side(d, l, addrOf(remote), proto, port);
     if (o == nullptr) return "-";
@@ -95,13 +97,15 @@ inline std::string pod(const std::string& key, const std::string& labels, const 
     ip_list += "{ip: \"" + ips.substr(start, comma - start) + "\"},";
     start = comma + 1;
   }
-  return "---\napiVersion: v1\nkind: Pod\nmetadata: {name: " + key.substr(slash + 1) + ", namespace: " +
-         key.substr(0, slash) + ", labels: {" + labels + "}}\nspec: {nodeName: " + node +
-         ", containers: [{name: c, ports: [" + ports + "]}]}\nstatus: {podIPs: [" + ip_list + "]}\n";
+  return "---\napiVersion: v1\nkind: Pod\nmetadata: {name: " + key.substr(slash + 1) +
+         ", namespace: " + key.substr(0, slash) + ", labels: {" + labels +
+         "}}\nspec: {nodeName: " + node + ", containers: [{name: c, ports: [" + ports +
+         "]}]}\nstatus: {podIPs: [" + ip_list + "]}\n";
 }
 
 inline std::string ns(const std::string& name, const std::string& labels = "") {
-  return "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + ", labels: {" + labels + "}}\n";
+  return "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + ", labels: {" + labels +
+         "}}\n";
 }
 
 }  // namespace zonewall::compiler

@@ -29,7 +29,8 @@ struct Probe {
 
 // Every local address of the node against the probes, both directions.
 void expectSameDecisions(const NodeTable& inc, const NodeTable& fresh, const policy::Store& store,
-                         const Inventory& inv, const std::vector<Probe>& probes, const std::string& context) {
+                         const Inventory& inv, const std::vector<Probe>& probes,
+                         const std::string& context) {
   ReferenceEvaluator ref(store);
   for (const auto& pa : inv.addrs()) {
     const policy::Pod& pod = store.pods[pa.pod];
@@ -43,9 +44,9 @@ void expectSameDecisions(const NodeTable& inc, const NodeTable& fresh, const pol
         ASSERT_NE(b, nullptr);
         bool want = ref.allows(d, pod, pa.addr, pr.remote, pr.proto, pr.port);
         ASSERT_EQ(b->allow, want) << context << ": fresh compile vs reference";
-        ASSERT_EQ(a->allow, b->allow) << context << " " << directionName(d) << " " << policy::formatAddr(pa.addr)
-                                      << " <-> " << policy::formatAddr(pr.remote) << " " << int(pr.proto) << "/"
-                                      << pr.port;
+        ASSERT_EQ(a->allow, b->allow)
+            << context << " " << directionName(d) << " " << policy::formatAddr(pa.addr) << " <-> "
+            << policy::formatAddr(pr.remote) << " " << int(pr.proto) << "/" << pr.port;
         ASSERT_EQ(inc.attributions[a->attribution], fresh.attributions[b->attribution]) << context;
       }
     }
@@ -79,7 +80,8 @@ TEST(Incremental, EqualsFreshCompileAfterEveryChange) {
       std::string what;
       int kind = g.pickInt(0, 3);
       if (kind == 0 && !store.pods.empty()) {
-        auto pod = static_cast<std::uint32_t>(g.pickInt(0, static_cast<int>(store.pods.size()) - 1));
+        auto pod =
+            static_cast<std::uint32_t>(g.pickInt(0, static_cast<int>(store.pods.size()) - 1));
         policy::Labels old = store.pods[pod].labels;
         store.pods[pod].labels = g.podLabels();
         inv.relabel(pod, old);
@@ -96,14 +98,16 @@ TEST(Incremental, EqualsFreshCompileAfterEveryChange) {
           what = "upsert " + p.key();
         }
         for (auto& p : one.calico_policies) {
-          std::erase_if(store.calico_policies, [&](const auto& q) { return q.key() == p.key() && q.global == p.global; });
+          std::erase_if(store.calico_policies,
+                        [&](const auto& q) { return q.key() == p.key() && q.global == p.global; });
           builder.upsert(p);
           store.calico_policies.push_back(p);
           what = "upsert " + p.key();
         }
         ASSERT_TRUE(nc.programChanged(builder.program()).has_value());
       } else if (!store.k8s_policies.empty() || !store.calico_policies.empty()) {
-        if (!store.k8s_policies.empty() && (store.calico_policies.empty() || g.pickInt(0, 1) == 0)) {
+        if (!store.k8s_policies.empty() &&
+            (store.calico_policies.empty() || g.pickInt(0, 1) == 0)) {
           builder.erase(ProgramBuilder::keyOf(store.k8s_policies.back()));
           what = "erase " + store.k8s_policies.back().key();
           store.k8s_policies.pop_back();
@@ -116,7 +120,8 @@ TEST(Incremental, EqualsFreshCompileAfterEveryChange) {
       }
       auto fresh = compileNode(lower(store), inv, "n1");
       ASSERT_TRUE(fresh.has_value());
-      std::string context = "seed " + std::to_string(seed) + " step " + std::to_string(step) + " (" + what + ")";
+      std::string context =
+          "seed " + std::to_string(seed) + " step " + std::to_string(step) + " (" + what + ")";
       expectSameDecisions(nc.table(), *fresh, store, inv, probes, context);
       if (::testing::Test::HasFatalFailure()) {
         FAIL() << context << "\n" << yaml;

@@ -20,8 +20,9 @@ std::vector<policy::Diagnostic> lintText(const std::string& yaml) {
 }
 
 bool has(const std::vector<policy::Diagnostic>& ds, const std::string& rule, int line) {
-  return std::any_of(ds.begin(), ds.end(),
-                     [&](const policy::Diagnostic& d) { return d.rule_id == rule && d.loc.line == line; });
+  return std::any_of(ds.begin(), ds.end(), [&](const policy::Diagnostic& d) {
+    return d.rule_id == rule && d.loc.line == line;
+  });
 }
 
 std::string dump(const std::vector<policy::Diagnostic>& ds) {

@@ -62,10 +62,13 @@ inline std::vector<Scenario> loadScenarios(const YAML::Node& root) {
       acc.name = id + "/step" + std::to_string(++step);
       acc.policies.reset(s["policies"]);  // rebind: operator= would write through to earlier steps
       for (const char* key : {"extra_namespace_labels", "extra_pod_labels"}) {
-        auto& target = std::string(key) == "extra_pod_labels" ? acc.extra_pod_labels : acc.extra_ns_labels;
+        auto& target =
+            std::string(key) == "extra_pod_labels" ? acc.extra_pod_labels : acc.extra_ns_labels;
         if (!s[key]) continue;
         for (const auto& kv : s[key]) {
-          for (const auto& l : kv.second) target[kv.first.as<std::string>()][l.first.as<std::string>()] = l.second.as<std::string>();
+          for (const auto& l : kv.second)
+            target[kv.first.as<std::string>()][l.first.as<std::string>()] =
+                l.second.as<std::string>();
         }
       }
       acc.probes = probes(s["probes"]);
@@ -85,9 +88,10 @@ inline std::string inventoryYaml(const YAML::Node& model, const Scenario& sc) {
   YAML::Emitter e;
   for (const auto& ns : model["namespaces"]) {
     std::string n = ns.as<std::string>();
-    e << YAML::BeginDoc << YAML::BeginMap << YAML::Key << "apiVersion" << YAML::Value << "v1" << YAML::Key << "kind"
-      << YAML::Value << "Namespace" << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap << YAML::Key << "name"
-      << YAML::Value << n << YAML::Key << "labels" << YAML::Value << YAML::BeginMap;
+    e << YAML::BeginDoc << YAML::BeginMap << YAML::Key << "apiVersion" << YAML::Value << "v1"
+      << YAML::Key << "kind" << YAML::Value << "Namespace" << YAML::Key << "metadata" << YAML::Value
+      << YAML::BeginMap << YAML::Key << "name" << YAML::Value << n << YAML::Key << "labels"
+      << YAML::Value << YAML::BeginMap;
     e << YAML::Key << "kubernetes.io/metadata.name" << YAML::Value << n;
     if (auto it = sc.extra_ns_labels.find(n); it != sc.extra_ns_labels.end()) {
       for (const auto& [k, v] : it->second) e << YAML::Key << k << YAML::Value << v;
@@ -97,29 +101,31 @@ inline std::string inventoryYaml(const YAML::Node& model, const Scenario& sc) {
   for (const auto& ns : model["namespaces"]) {
     for (const auto& pod : model["pods"]) {
       std::string key = ns.as<std::string>() + "/" + pod.as<std::string>();
-      e << YAML::BeginDoc << YAML::BeginMap << YAML::Key << "apiVersion" << YAML::Value << "v1" << YAML::Key << "kind"
-        << YAML::Value << "Pod" << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap << YAML::Key << "name"
-        << YAML::Value << pod.as<std::string>() << YAML::Key << "namespace" << YAML::Value << ns.as<std::string>()
-        << YAML::Key << "labels" << YAML::Value << YAML::BeginMap << YAML::Key << "pod" << YAML::Value
+      e << YAML::BeginDoc << YAML::BeginMap << YAML::Key << "apiVersion" << YAML::Value << "v1"
+        << YAML::Key << "kind" << YAML::Value << "Pod" << YAML::Key << "metadata" << YAML::Value
+        << YAML::BeginMap << YAML::Key << "name" << YAML::Value << pod.as<std::string>()
+        << YAML::Key << "namespace" << YAML::Value << ns.as<std::string>() << YAML::Key << "labels"
+        << YAML::Value << YAML::BeginMap << YAML::Key << "pod" << YAML::Value
         << pod.as<std::string>();
       if (auto it = sc.extra_pod_labels.find(key); it != sc.extra_pod_labels.end()) {
         for (const auto& [k, v] : it->second) e << YAML::Key << k << YAML::Value << v;
       }
       e << YAML::EndMap << YAML::EndMap;
-      e << YAML::Key << "spec" << YAML::Value << YAML::BeginMap << YAML::Key << "containers" << YAML::Value
-        << YAML::BeginSeq << YAML::BeginMap << YAML::Key << "name" << YAML::Value << "server" << YAML::Key << "ports"
-        << YAML::Value << YAML::BeginSeq;
+      e << YAML::Key << "spec" << YAML::Value << YAML::BeginMap << YAML::Key << "containers"
+        << YAML::Value << YAML::BeginSeq << YAML::BeginMap << YAML::Key << "name" << YAML::Value
+        << "server" << YAML::Key << "ports" << YAML::Value << YAML::BeginSeq;
       for (const auto& port : model["ports"]) {
         for (const auto& proto : model["protocols"]) {
           std::string pr = proto.as<std::string>();
           e << YAML::BeginMap << YAML::Key << "name" << YAML::Value
-            << "serve-" + port.as<std::string>() + "-" + lower(pr) << YAML::Key << "containerPort" << YAML::Value
-            << port.as<int>() << YAML::Key << "protocol" << YAML::Value << pr << YAML::EndMap;
+            << "serve-" + port.as<std::string>() + "-" + lower(pr) << YAML::Key << "containerPort"
+            << YAML::Value << port.as<int>() << YAML::Key << "protocol" << YAML::Value << pr
+            << YAML::EndMap;
         }
       }
       e << YAML::EndSeq << YAML::EndMap << YAML::EndSeq << YAML::EndMap;
-      e << YAML::Key << "status" << YAML::Value << YAML::BeginMap << YAML::Key << "podIP" << YAML::Value
-        << model["pod_ips"][key].as<std::string>() << YAML::EndMap << YAML::EndMap;
+      e << YAML::Key << "status" << YAML::Value << YAML::BeginMap << YAML::Key << "podIP"
+        << YAML::Value << model["pod_ips"][key].as<std::string>() << YAML::EndMap << YAML::EndMap;
     }
   }
   return e.c_str();

@@ -5,7 +5,6 @@
 
 #include <fstream>
 #include <iterator>
-
 #include <nlohmann/json.hpp>
 
 #include "conformance/conformance_cases.h"
@@ -22,7 +21,8 @@ TEST_F(Conformance, EveryCaseMatchesUpstreamTruthTable) {
   const YAML::Node model = root_["model"];
   std::vector<std::string> pods;
   for (const auto& ns : model["namespaces"]) {
-    for (const auto& p : model["pods"]) pods.push_back(ns.as<std::string>() + "/" + p.as<std::string>());
+    for (const auto& p : model["pods"])
+      pods.push_back(ns.as<std::string>() + "/" + p.as<std::string>());
   }
   size_t probes = 0;
   for (const Scenario& sc : scenarios) {
@@ -31,14 +31,16 @@ TEST_F(Conformance, EveryCaseMatchesUpstreamTruthTable) {
     dir.write("inventory.yaml", inventoryYaml(model, sc));
     dir.write("policies.yaml", policiesYaml(model, sc.policies));
     for (const Probe& probe : sc.probes) {
-      RunResult r = run(zonewallBinary() + " matrix " + dir.path().string() + " --port " + std::to_string(probe.port) +
-                        " --protocol " + probe.protocol + " --format json");
+      RunResult r =
+          run(zonewallBinary() + " matrix " + dir.path().string() + " --port " +
+              std::to_string(probe.port) + " --protocol " + probe.protocol + " --format json");
       ASSERT_EQ(r.exit_code, 0) << r.out;
       auto j = nlohmann::json::parse(r.out);
       ASSERT_EQ(j["results"].size(), 81u);
       std::set<std::string> denied;
       for (const auto& row : j["results"]) {
-        if (!row["allowed"].get<bool>()) denied.insert(row["from"].get<std::string>() + " -> " + row["to"].get<std::string>());
+        if (!row["allowed"].get<bool>())
+          denied.insert(row["from"].get<std::string>() + " -> " + row["to"].get<std::string>());
       }
       EXPECT_EQ(denied, probe.denied) << "probe " << probe.port << "/" << probe.protocol;
       ++probes;
@@ -52,7 +54,8 @@ TEST_F(Conformance, EveryCaseMatchesUpstreamTruthTable) {
 // a refreshed upstream transcription is noticed rather than silently not run.
 TEST(ConformanceData, CopiesMatchTheSharedOnesWhenPresent) {
   const fs::path shared = fs::path(sourceDir()) / ".." / "shared" / "conformance";
-  if (!fs::exists(shared)) GTEST_SKIP() << "no " << shared << " beside the checkout: nothing to compare";
+  if (!fs::exists(shared))
+    GTEST_SKIP() << "no " << shared << " beside the checkout: nothing to compare";
   auto slurp = [](const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -60,7 +63,8 @@ TEST(ConformanceData, CopiesMatchTheSharedOnesWhenPresent) {
   size_t compared = 0;
   for (const auto& entry : fs::directory_iterator(shared)) {
     if (entry.path().extension() != ".yaml") continue;
-    const fs::path ours = fs::path(sourceDir()) / "tests" / "conformance" / "data" / entry.path().filename();
+    const fs::path ours =
+        fs::path(sourceDir()) / "tests" / "conformance" / "data" / entry.path().filename();
     ASSERT_TRUE(fs::exists(ours)) << entry.path() << " has no copy in tests/conformance/data/";
     EXPECT_EQ(slurp(ours), slurp(entry.path())) << ours << " differs from " << entry.path();
     ++compared;

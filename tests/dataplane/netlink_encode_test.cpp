@@ -1,10 +1,9 @@
 // Encode/decode round trips without a kernel, as libnftnl's own tests do: the batch is built,
 // parsed back with libnftnl, and must describe exactly the ruleset it came from.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
-#include <fmt/format.h>
 
 #include "compiler/harness.h"
 #include "zonewall/dataplane/netlink.h"
@@ -30,15 +29,19 @@ std::vector<Element> sorted(std::vector<Element> v) {
 }
 
 const std::string kCluster =
-    ns("x") + ns("y") + pod("x/a", "app: a", "10.0.0.1,fd00::1", "n1") + pod("x/b", "app: b", "10.0.0.2", "n1") +
-    pod("y/c", "app: c", "10.0.1.1,fd00::11", "n2") +
-    "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n"
+    ns("x") + ns("y") + pod("x/a", "app: a", "10.0.0.1,fd00::1", "n1") +
+    pod("x/b", "app: b", "10.0.0.2", "n1") + pod("y/c", "app: c", "10.0.1.1,fd00::11", "n2") +
+    "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+    "x}\nspec:\n"
     "  podSelector: {matchLabels: {app: a}}\n  policyTypes: [Ingress, Egress]\n"
-    "  ingress: [{from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 192.0.2.0/24, except: [192.0.2.128/25]}}],"
+    "  ingress: [{from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 192.0.2.0/24, "
+    "except: [192.0.2.128/25]}}],"
     " ports: [{port: 80}, {port: 1000, endPort: 2000, protocol: UDP}]}]\n"
     "  egress: [{to: [{ipBlock: {cidr: \"fd00::/64\"}}]}]\n"
-    "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: log-icmp}\nspec:\n"
-    "  order: 1\n  selector: app == 'b'\n  ingress: [{action: Log, protocol: ICMP}, {action: Deny, protocol: ICMP, icmp: {type: 8}}]\n";
+    "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: "
+    "log-icmp}\nspec:\n"
+    "  order: 1\n  selector: app == 'b'\n  ingress: [{action: Log, protocol: ICMP}, {action: Deny, "
+    "protocol: ICMP, icmp: {type: 8}}]\n";
 
 // Every set's elements, every chain and every rule come back from the bytes as they went in.
 TEST(NetlinkEncode, BatchDecodesToTheRuleset) {
@@ -88,7 +91,9 @@ TEST(NetlinkEncode, ReplaceBuildsAsideFirst) {
   Ruleset rs = rulesetOf(kCluster, "n1");
   std::vector<Batch> b = encodeReplace(rs, 1);
   ASSERT_EQ(b.size(), 4u);
-  auto has = [](const Batch& x, const std::string& what) { return std::ranges::find(x.what, what) != x.what.end(); };
+  auto has = [](const Batch& x, const std::string& what) {
+    return std::ranges::find(x.what, what) != x.what.end();
+  };
   EXPECT_EQ(b[0].what[1], "table zonewall_aside");
   EXPECT_EQ(b[0].what[2], "delete table zonewall_aside");
   EXPECT_TRUE(has(b[0], "chain forward"));
@@ -98,7 +103,8 @@ TEST(NetlinkEncode, ReplaceBuildsAsideFirst) {
   EXPECT_EQ(b[2].what[2], "delete table zonewall");
   EXPECT_TRUE(has(b[2], "chain forward"));
   EXPECT_EQ(b[3].what[b[3].what.size() - 2], "delete table zonewall_aside");
-  for (size_t i = 1; i < b.size(); ++i) EXPECT_EQ(b[i].first_seq, b[i - 1].first_seq + b[i - 1].messages());
+  for (size_t i = 1; i < b.size(); ++i)
+    EXPECT_EQ(b[i].first_seq, b[i - 1].first_seq + b[i - 1].messages());
   // The aside copy is the same table under the other name: its batches decode to the ruleset.
   auto aside = decodeBatch(b[0], rs);
   ASSERT_TRUE(aside.has_value());
@@ -149,7 +155,8 @@ TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   exact->elements.erase(exact->elements.begin());  // a key that goes
   Element flipped = exact->elements[0];
   bool was_allow = flipped.verdict.kind == Verdict::Kind::kReturn;
-  exact->elements[0].verdict = {was_allow ? Verdict::Kind::kContinue : Verdict::Kind::kReturn, {}};  // a changed verdict
+  exact->elements[0].verdict = {was_allow ? Verdict::Kind::kContinue : Verdict::Kind::kReturn,
+                                {}};  // a changed verdict
   Element added = flipped;
   added.port_lo = added.port_hi = 65000;
   exact->elements.push_back(added);  // a new key
@@ -172,25 +179,29 @@ TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   auto messages = [](const Batch& b, const std::string& verb, const std::string& set) {
     std::vector<std::string> out;
     for (const std::string& w : b.what) {
-      if (w.starts_with(verb + " element ") && w.ends_with(" of set " + set)) out.push_back(w.substr(verb.size() + 1));
+      if (w.starts_with(verb + " element ") && w.ends_with(" of set " + set))
+        out.push_back(w.substr(verb.size() + 1));
     }
     return out;
   };
   auto key = [](const Element& e) {
-    return fmt::format("element {} . 0x{:08x} . {}-{} . {}-{} of set ingress4_exact", policy::formatAddr(e.addr), e.mark,
-                       e.proto_lo, e.proto_hi, e.port_lo, e.port_hi);
+    return fmt::format("element {} . 0x{:08x} . {}-{} . {}-{} of set ingress4_exact",
+                       policy::formatAddr(e.addr), e.mark, e.proto_lo, e.proto_hi, e.port_lo,
+                       e.port_hi);
   };
   // grow: the new key only, added.
   EXPECT_EQ(messages(batches[0], "add", "ingress4_exact"), std::vector<std::string>{key(added)});
   EXPECT_TRUE(messages(batches[0], "delete", "ingress4_exact").empty());
   EXPECT_TRUE(messages(batches[0], "delete", "ingress_local4").empty());
   // switch: the changed verdict (removed and added under its key), the local set's removal.
-  EXPECT_EQ(messages(batches[1], "delete", "ingress4_exact"), std::vector<std::string>{key(flipped)});
+  EXPECT_EQ(messages(batches[1], "delete", "ingress4_exact"),
+            std::vector<std::string>{key(flipped)});
   EXPECT_EQ(messages(batches[1], "add", "ingress4_exact"), std::vector<std::string>{key(flipped)});
   EXPECT_EQ(messages(batches[1], "delete", "ingress_local4").size(), 1U);
   // prune: the key that goes, removed, and nothing added.
   EXPECT_EQ(messages(batches[2], "delete", "ingress4_exact"), std::vector<std::string>{key(gone)});
-  EXPECT_TRUE(std::ranges::none_of(batches[2].what, [](const std::string& w) { return w.starts_with("add"); }));
+  EXPECT_TRUE(std::ranges::none_of(batches[2].what,
+                                   [](const std::string& w) { return w.starts_with("add"); }));
 }
 
 // New chains (a Log outcome's, a new remote class's) are made a transaction before anything
@@ -201,15 +212,19 @@ TEST(NetlinkEncode, NewChainsComeATransactionBeforeTheirEntries) {
   const std::string gnp = "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy";
   std::string without = kCluster.substr(0, kCluster.find(gnp));
   Ruleset from = rulesetOf(without, "n1");
-  Ruleset to = rulesetOf(kCluster + gnp +
-                             "\nmetadata: {name: log-web}\nspec:\n  order: 2\n  selector: app == 'a'\n"
-                             "  ingress: [{action: Log, source: {nets: [198.51.100.0/24]}}, {action: Allow, source: {nets: [198.51.100.0/24]}}]\n",
-                         "n1");
+  Ruleset to =
+      rulesetOf(kCluster + gnp +
+                    "\nmetadata: {name: log-web}\nspec:\n  order: 2\n  selector: app == 'a'\n"
+                    "  ingress: [{action: Log, source: {nets: [198.51.100.0/24]}}, {action: Allow, "
+                    "source: {nets: [198.51.100.0/24]}}]\n",
+                "n1");
   std::vector<SetChange> changes;
   ChainChanges chains;
   ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
-  ASSERT_TRUE(std::ranges::any_of(chains.add, [](const ChainDef& c) { return isLogChain(c.name); }));
-  ASSERT_TRUE(std::ranges::any_of(chains.add, [](const ChainDef& c) { return c.name.starts_with("rc_"); }));
+  ASSERT_TRUE(
+      std::ranges::any_of(chains.add, [](const ChainDef& c) { return isLogChain(c.name); }));
+  ASSERT_TRUE(
+      std::ranges::any_of(chains.add, [](const ChainDef& c) { return c.name.starts_with("rc_"); }));
   std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
   ASSERT_GE(batches.size(), 3U);
   // The first transaction makes the chains and fills them, and nothing else.
@@ -218,7 +233,8 @@ TEST(NetlinkEncode, NewChainsComeATransactionBeforeTheirEntries) {
     EXPECT_TRUE(w.starts_with("batch ") || w.starts_with("chain ") || w.starts_with("rule ")) << w;
   }
   for (const ChainDef& c : chains.add) {
-    EXPECT_NE(std::ranges::find(batches[0].what, "chain " + c.name), batches[0].what.end()) << c.name;
+    EXPECT_NE(std::ranges::find(batches[0].what, "chain " + c.name), batches[0].what.end())
+        << c.name;
   }
   // No later one makes a chain, and the later ones do name the new chains.
   bool named = false;
@@ -230,7 +246,8 @@ TEST(NetlinkEncode, NewChainsComeATransactionBeforeTheirEntries) {
     ASSERT_TRUE(d.has_value()) << d.error().str();
     for (const SetDef& s : d->sets) {
       for (const Element& e : s.elements) {
-        named |= std::ranges::any_of(chains.add, [&](const ChainDef& c) { return e.verdict.chain == c.name; });
+        named |= std::ranges::any_of(chains.add,
+                                     [&](const ChainDef& c) { return e.verdict.chain == c.name; });
       }
     }
   }
@@ -251,12 +268,14 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   std::vector<SetChange> changes;
   ChainChanges chains;
   ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
-  auto sw = std::ranges::find_if(chains.swaps, [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
+  auto sw = std::ranges::find_if(chains.swaps,
+                                 [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
   ASSERT_NE(sw, chains.swaps.end());
   ASSERT_EQ(sw->bridges.size(), 1U);  // no new local address: the default map needs none
   const SetDef& bridge = sw->bridges.front();
   EXPECT_EQ(bridge.name, "ingress4_ranges");  // the old map, named as the kernel has it
-  std::set<std::uint32_t> new_marks;  // of IPv4 classes: kCluster's IPv6 peers have classes before and after
+  std::set<std::uint32_t>
+      new_marks;  // of IPv4 classes: kCluster's IPv6 peers have classes before and after
   for (const ChainDef& c : chains.add) {
     if (c.name.starts_with("rc_")) new_marks.insert(c.rules.front().b);
   }
@@ -276,7 +295,8 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
     EXPECT_TRUE(new_marks.contains(e.mark));
     bool is_entry = std::ranges::find(ranges_new->elements, e) != ranges_new->elements.end();
     EXPECT_TRUE(is_entry || e.verdict == now[e.addr]);
-    volume[{e.addr, e.mark}] += std::uint64_t{e.proto_hi - e.proto_lo + 1U} * (e.port_hi - e.port_lo + 1U);
+    volume[{e.addr, e.mark}] +=
+        std::uint64_t{e.proto_hi - e.proto_lo + 1U} * (e.port_hi - e.port_lo + 1U);
     for (const Element& o : bridge.elements) {
       bool overlap = &o != &e && o.addr == e.addr && o.mark == e.mark && o.proto_lo <= e.proto_hi &&
                      e.proto_lo <= o.proto_hi && o.port_lo <= e.port_hi && e.port_lo <= o.port_hi;
@@ -319,7 +339,8 @@ TEST(NetlinkEncode, NewLocalAddressesAreBridgedIntoTheOldMaps) {
   std::vector<SetChange> changes;
   ChainChanges chains;
   ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
-  auto sw = std::ranges::find_if(chains.swaps, [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
+  auto sw = std::ranges::find_if(chains.swaps,
+                                 [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
   ASSERT_NE(sw, chains.swaps.end());
   std::vector<Element> want_ranges, want_defaults;
   for (const Element& e : to.findSet("ingress4_ranges")->elements) {
@@ -376,14 +397,17 @@ TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
   ChainChanges chains;
   ASSERT_TRUE(diffRulesets(big, small, changes, &chains));
   ASSERT_EQ(chains.swaps.size(), 1U);
-  EXPECT_TRUE(std::ranges::none_of(changes, [](const SetChange& c) { return isSwappedSetName(c.set); }));
+  EXPECT_TRUE(
+      std::ranges::none_of(changes, [](const SetChange& c) { return isSwappedSetName(c.set); }));
   const MapSwap& sw = chains.swaps.front();
   EXPECT_EQ(sw.old_sets, (std::vector<std::string>{"ingress4_ranges", "ingress4_default"}));
   ASSERT_EQ(sw.replacements.size(), 2U);
   EXPECT_EQ(sw.replacements[0].name, "ingress4_ranges_b");
-  EXPECT_EQ(sorted(sw.replacements[0].elements), sorted(small.findSet("ingress4_ranges")->elements));
+  EXPECT_EQ(sorted(sw.replacements[0].elements),
+            sorted(small.findSet("ingress4_ranges")->elements));
   EXPECT_EQ(sw.replacements[1].name, "ingress4_default_b");
-  EXPECT_EQ(sorted(sw.replacements[1].elements), sorted(small.findSet("ingress4_default")->elements));
+  EXPECT_EQ(sorted(sw.replacements[1].elements),
+            sorted(small.findSet("ingress4_default")->elements));
   EXPECT_EQ(sw.chain.name, "ingress4_rng");
   ASSERT_EQ(sw.chain.rules.size(), 3U);  // the two range lookups, then the default
   EXPECT_EQ(sw.chain.rules[0].set, "ingress4_ranges_b");
@@ -394,10 +418,13 @@ TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
 
   std::vector<Batch> batches = encodeUpdate(small, changes, chains, {"ingress4_ranges_b"}, 1);
   ASSERT_GE(batches.size(), 2U);
-  auto has = [](const Batch& b, const std::string& what) { return std::ranges::find(b.what, what) != b.what.end(); };
+  auto has = [](const Batch& b, const std::string& what) {
+    return std::ranges::find(b.what, what) != b.what.end();
+  };
   const Batch& grow = batches.front();
   const Batch& prune = batches.back();
-  EXPECT_TRUE(has(grow, "delete set ingress4_ranges_b"));  // a left-over of the same name goes first
+  EXPECT_TRUE(
+      has(grow, "delete set ingress4_ranges_b"));  // a left-over of the same name goes first
   EXPECT_TRUE(has(grow, "set ingress4_ranges_b"));
   EXPECT_TRUE(has(grow, "set ingress4_default_b"));
   EXPECT_FALSE(has(grow, "flush chain ingress4_rng"));
@@ -413,7 +440,8 @@ TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
   Ruleset other_default = big;
   auto* def = const_cast<SetDef*>(other_default.findSet("ingress4_default"));
   bool was_allow = def->elements.front().verdict.kind == Verdict::Kind::kReturn;
-  def->elements.front().verdict = {was_allow ? Verdict::Kind::kContinue : Verdict::Kind::kReturn, {}};
+  def->elements.front().verdict = {was_allow ? Verdict::Kind::kContinue : Verdict::Kind::kReturn,
+                                   {}};
   ASSERT_TRUE(diffRulesets(big, other_default, changes, &chains));
   EXPECT_EQ(chains.swaps.size(), 1U);
   EXPECT_TRUE(changes.empty());
@@ -426,14 +454,18 @@ TEST(NetlinkEncode, CreateFillsLocalSetsAndVerdictMapsLast) {
   Ruleset rs = rulesetOf(kCluster, "n1");
   std::vector<Batch> batches = encodeCreate(rs, 1);
   ASSERT_EQ(batches.size(), 2U);
-  auto has = [](const Batch& b, const std::string& what) { return std::ranges::find(b.what, what) != b.what.end(); };
+  auto has = [](const Batch& b, const std::string& what) {
+    return std::ranges::find(b.what, what) != b.what.end();
+  };
   // Element messages are described "add element <first> of set <name>[ (and N more)]".
   auto setOf = [](const std::string& w) {
     std::string rest = w.substr(w.find(" of set ") + 8);
     return rest.substr(0, rest.find(' '));
   };
   auto fills = [&](const Batch& b, const std::string& set) {
-    return std::ranges::any_of(b.what, [&](const std::string& w) { return w.starts_with("add element") && setOf(w) == set; });
+    return std::ranges::any_of(b.what, [&](const std::string& w) {
+      return w.starts_with("add element") && setOf(w) == set;
+    });
   };
   EXPECT_TRUE(has(batches[0], "chain forward"));
   EXPECT_TRUE(has(batches[0], "set ingress4_exact"));
@@ -476,12 +508,15 @@ TEST(NetlinkEncode, CreateFillsLocalSetsAndVerdictMapsLast) {
 // Many elements split into many messages, each named for error reports.
 TEST(NetlinkEncode, LargeSetsSpanMessages) {
   std::string yaml = ns("x");
-  for (int i = 0; i < 600; ++i) yaml += pod("x/p" + std::to_string(i), "app: a", "10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1), "n1");
+  for (int i = 0; i < 600; ++i)
+    yaml += pod("x/p" + std::to_string(i), "app: a",
+                "10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1), "n1");
   Ruleset rs = rulesetOf(yaml, "n1");
   Batch b = encodeRuleset(rs, TableMode::kCreate, 1);
-  size_t element_messages = static_cast<size_t>(std::count_if(b.what.begin(), b.what.end(), [](const std::string& w) {
-    return w.starts_with("add element") && w.find("of set pod_src4") != std::string::npos;
-  }));
+  size_t element_messages =
+      static_cast<size_t>(std::count_if(b.what.begin(), b.what.end(), [](const std::string& w) {
+        return w.starts_with("add element") && w.find("of set pod_src4") != std::string::npos;
+      }));
   EXPECT_GE(element_messages, 5u);  // 600 addresses, 128 per message
   auto d = decodeBatch(b, rs);
   ASSERT_TRUE(d.has_value());

@@ -8,8 +8,8 @@
 // range map, rebuilt and swapped in on every other apply, and a hash map.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <random>
 
@@ -27,7 +27,8 @@ std::string inventory() {
   }
   const char* pods[][2] = {{"a", "10.244.0.10"}, {"b", "10.244.0.11"}, {"c", "10.244.0.12"}};
   for (const auto& p : pods) {
-    y += std::string("---\napiVersion: v1\nkind: Pod\nmetadata: {name: ") + p[0] + ", namespace: x, labels: {pod: " + p[0] +
+    y += std::string("---\napiVersion: v1\nkind: Pod\nmetadata: {name: ") + p[0] +
+         ", namespace: x, labels: {pod: " + p[0] +
          "}}\nspec: {nodeName: n1}\nstatus: {podIP: " + p[1] + "}\n";
   }
   return y;
@@ -47,25 +48,33 @@ std::string ownPolicy(int variant) {
       from = "[{podSelector: {matchLabels: {pod: b}}}, {ipBlock: {cidr: 192.0.2.0/24}}]";
       break;
     default:
-      from = "[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: x}}, podSelector: {matchLabels: {pod: b}}}]";
+      from =
+          "[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: x}}, podSelector: "
+          "{matchLabels: {pod: b}}}]";
       break;
   }
-  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c-only-from-b, namespace: x}\n"
-         "spec:\n  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Ingress]\n  ingress: [{from: " + from + "}]\n";
+  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: "
+         "c-only-from-b, namespace: x}\n"
+         "spec:\n  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Ingress]\n  ingress: "
+         "[{from: " +
+         from + "}]\n";
 }
 
 std::string unrelated(int i) {
-  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: other-" + std::to_string(i) +
-         ", namespace: y}\nspec:\n  podSelector: {matchLabels: {app: app-" + std::to_string(i % 7) +
-         "}}\n  ingress: [{ports: [{port: " + std::to_string(1000 + i) + "}]}]\n";
+  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: other-" +
+         std::to_string(i) + ", namespace: y}\nspec:\n  podSelector: {matchLabels: {app: app-" +
+         std::to_string(i % 7) + "}}\n  ingress: [{ports: [{port: " + std::to_string(1000 + i) +
+         "}]}]\n";
 }
 
 // x/b accepts x/a on ports 80-81: a port range, so the allowed pair's verdict lives in the range
 // map (pipapo), which the swaps below rebuild again and again.
 std::string bRangePolicy() {
-  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-from-a, namespace: x}\n"
+  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-from-a, "
+         "namespace: x}\n"
          "spec:\n  podSelector: {matchLabels: {pod: b}}\n  policyTypes: [Ingress]\n"
-         "  ingress: [{from: [{podSelector: {matchLabels: {pod: a}}}], ports: [{port: 80, endPort: 81}]}]\n";
+         "  ingress: [{from: [{podSelector: {matchLabels: {pod: a}}}], ports: [{port: 80, endPort: "
+         "81}]}]\n";
 }
 
 // More port ranges on x/b, one per outside address; going from 12 to 2 of them deletes enough
@@ -73,10 +82,12 @@ std::string bRangePolicy() {
 std::string bExtras(int count) {
   std::string rules;
   for (int k = 0; k < count; ++k) {
-    rules += "{from: [{ipBlock: {cidr: 192.0.2." + std::to_string(k + 1) + "/32}}], ports: [{port: " +
-             std::to_string(2000 + 10 * k) + ", endPort: " + std::to_string(2005 + 10 * k) + "}]}, ";
+    rules += "{from: [{ipBlock: {cidr: 192.0.2." + std::to_string(k + 1) +
+             "/32}}], ports: [{port: " + std::to_string(2000 + 10 * k) +
+             ", endPort: " + std::to_string(2005 + 10 * k) + "}]}, ";
   }
-  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-extras, namespace: x}\n"
+  return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-extras, "
+         "namespace: x}\n"
          "spec:\n  podSelector: {matchLabels: {pod: b}}\n  policyTypes: [Ingress]\n  ingress: [" +
          rules.substr(0, rules.size() - 2) + "]\n";
 }
@@ -84,7 +95,8 @@ std::string bExtras(int count) {
 // A Log rule on x/b's ingress (then allowing everything): a log chain, and a remote class for
 // "every source" whose x/b entries live in the hash map, in place of x/b's range entries.
 std::string logPolicy() {
-  return "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: log-b}\nspec:\n"
+  return "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: "
+         "log-b}\nspec:\n"
          "  order: 1\n  selector: pod == 'b'\n  ingress: [{action: Log}, {action: Allow}]\n";
 }
 
@@ -102,7 +114,8 @@ class PairProbers {
   PairProbers(const NodeHarness& node, const fs::path& dir) : node_(node), dir_(dir) {
     denied_ = std::thread([this] { run(watch("10.244.0.12:80/TCP", 300, dir_ / "counts")); });
     allowed_ = std::thread([this] {
-      run(watch("10.244.0.11:80/TCP", 1000, dir_ / "counts2") + " 2> " + (dir_ / "failures").string());
+      run(watch("10.244.0.11:80/TCP", 1000, dir_ / "counts2") + " 2> " +
+          (dir_ / "failures").string());
     });
   }
   ~PairProbers() { stop(); }
@@ -125,7 +138,8 @@ class PairProbers {
     r.allowed_ok = std::stol(ok.substr(3));
     r.allowed_lost = std::stol(fail.substr(5));
     // Count the server's own accept-queue drops apart, from its namespace's TCP counters.
-    std::string drops = run("ip netns exec " + node_.podNs(1) + " nstat -az TcpExtListenDrops 2>/dev/null").out;
+    std::string drops =
+        run("ip netns exec " + node_.podNs(1) + " nstat -az TcpExtListenDrops 2>/dev/null").out;
     if (auto pos = drops.find("TcpExtListenDrops"); pos != std::string::npos) {
       r.listen_drops = std::atol(drops.c_str() + pos + std::strlen("TcpExtListenDrops"));
     }
@@ -140,8 +154,9 @@ class PairProbers {
 
  private:
   std::string watch(const std::string& target, int timeout_ms, const fs::path& out) const {
-    return "ip netns exec " + node_.podNs(0) + " " + probeBinary() + " watch " + (dir_ / "stop").string() + " " +
-           std::to_string(timeout_ms) + " " + target + " > " + out.string();
+    return "ip netns exec " + node_.podNs(0) + " " + probeBinary() + " watch " +
+           (dir_ / "stop").string() + " " + std::to_string(timeout_ms) + " " + target + " > " +
+           out.string();
   }
 
   const NodeHarness& node_;
@@ -151,12 +166,14 @@ class PairProbers {
 };
 
 long long nowUs() {
-  return static_cast<long long>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  return static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch())
+                                    .count());
 }
 
 // Prints, for each lost attempt, the last event of `timeline` before it began and the next.
-void explainLosses(const PairProbers::Result& r, const std::vector<std::pair<long long, std::string>>& timeline) {
+void explainLosses(const PairProbers::Result& r,
+                   const std::vector<std::pair<long long, std::string>>& timeline) {
   for (long long t : r.lost_at) {
     std::string before = "before the first apply";
     std::string after = "nothing";
@@ -185,7 +202,8 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
     if ((step / 2) % 2 == 1) y += logPolicy();  // on for two applies, off for two
     dir.write("policies.yaml", y);
   };
-  std::string apply = zonewallBinary() + " apply " + dir.path().string() + " --node n1 --netns " + node.nodeNs() + " 2>&1";
+  std::string apply = zonewallBinary() + " apply " + dir.path().string() + " --node n1 --netns " +
+                      node.nodeNs() + " 2>&1";
   writePolicies(0);
   RunResult first = run(apply);
   ASSERT_EQ(first.exit_code, 0) << first.out;
@@ -206,7 +224,8 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
     writePolicies(step);
     timeline.push_back({nowUs(), "apply " + std::to_string(step) + " starts"});
     RunResult r = run(apply);
-    timeline.push_back({nowUs(), "apply " + std::to_string(step) + " done: " + r.out.substr(0, r.out.find('\n'))});
+    timeline.push_back(
+        {nowUs(), "apply " + std::to_string(step) + " done: " + r.out.substr(0, r.out.find('\n'))});
     ASSERT_EQ(r.exit_code, 0) << "step " << step << ": " << r.out;
     replaced += r.out.find("table replaced") != std::string::npos;
     rebuilt += r.out.find("rebuilt as") != std::string::npos;
@@ -215,16 +234,20 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
   PairProbers::Result res = probers.stop();
   EXPECT_EQ(res.denied_ok, 0) << "the denied pair connected";
   explainLosses(res, timeline);
-  EXPECT_EQ(res.allowed_lost, res.listen_drops) << "the allowed pair lost " << res.allowed_lost << " connection(s), "
-                                                << res.listen_drops << " of them dropped by the test server's full accept queue";
+  EXPECT_EQ(res.allowed_lost, res.listen_drops)
+      << "the allowed pair lost " << res.allowed_lost << " connection(s), " << res.listen_drops
+      << " of them dropped by the test server's full accept queue";
   EXPECT_GT(res.allowed_ok, 1000);
   EXPECT_GT(res.denied_attempts, 10);
-  EXPECT_EQ(replaced, 0);         // log chains come and go without replacing the table
+  EXPECT_EQ(replaced, 0);        // log chains come and go without replacing the table
   EXPECT_EQ(incremental, 1000);  // every run sent element (and log chain) changes only
-  EXPECT_GE(rebuilt, 40);         // x/b's range map was rebuilt and swapped in, under traffic
-  std::printf("churn: %d applies (%d incremental, %d replacing, %d range map swaps); allowed pair %ld ok, %ld lost (%ld server accept "
-              "queue drops); denied pair 0/%ld\n",
-              1000, incremental, replaced, rebuilt, res.allowed_ok, res.allowed_lost, res.listen_drops, res.denied_attempts);
+  EXPECT_GE(rebuilt, 40);        // x/b's range map was rebuilt and swapped in, under traffic
+  std::printf(
+      "churn: %d applies (%d incremental, %d replacing, %d range map swaps); allowed pair %ld ok, "
+      "%ld lost (%ld server accept "
+      "queue drops); denied pair 0/%ld\n",
+      1000, incremental, replaced, rebuilt, res.allowed_ok, res.allowed_lost, res.listen_drops,
+      res.denied_attempts);
 }
 
 // Replacing a table whose skeleton is not ours (someone's edits, an older zonewall) builds the
@@ -263,7 +286,8 @@ TEST(Churn, ReplacesLeaveNoWindow) {
   PairProbers::Result res = probers.stop();
   EXPECT_EQ(res.denied_ok, 0) << "the denied pair connected";
   explainLosses(res, timeline);
-  EXPECT_EQ(res.allowed_lost, res.listen_drops) << "the allowed pair lost " << res.allowed_lost << " connection(s)";
+  EXPECT_EQ(res.allowed_lost, res.listen_drops)
+      << "the allowed pair lost " << res.allowed_lost << " connection(s)";
   EXPECT_GT(res.allowed_ok, 100);
   EXPECT_GT(res.denied_attempts, 3);
   std::string tables = run("ip netns exec " + node.nodeNs() + " nft list tables").out;
@@ -274,12 +298,16 @@ TEST(Churn, ReplacesLeaveNoWindow) {
   ASSERT_TRUE(node.inNode("nft add table inet zonewall_aside"));
   RunResult drift = run(zonewallBinary() + " verify" + args);
   EXPECT_EQ(drift.exit_code, 1);
-  EXPECT_NE(drift.out.find("zonewall_aside is left from an interrupted replace"), std::string::npos) << drift.out;
+  EXPECT_NE(drift.out.find("zonewall_aside is left from an interrupted replace"), std::string::npos)
+      << drift.out;
   RunResult cleaned = run(apply);
   EXPECT_EQ(cleaned.exit_code, 0) << cleaned.out;
-  EXPECT_EQ(run("ip netns exec " + node.nodeNs() + " nft list tables").out, "table inet zonewall\n");
-  std::printf("replace: 40 replaces; allowed pair %ld ok, %ld lost (%ld server accept queue drops); denied pair 0/%ld\n",
-              res.allowed_ok, res.allowed_lost, res.listen_drops, res.denied_attempts);
+  EXPECT_EQ(run("ip netns exec " + node.nodeNs() + " nft list tables").out,
+            "table inet zonewall\n");
+  std::printf(
+      "replace: 40 replaces; allowed pair %ld ok, %ld lost (%ld server accept queue drops); denied "
+      "pair 0/%ld\n",
+      res.allowed_ok, res.allowed_lost, res.listen_drops, res.denied_attempts);
 }
 
 }  // namespace

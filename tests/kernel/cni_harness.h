@@ -52,7 +52,8 @@ class CniNode {
     created_.push_back(node_);
     ok_ = sh("ip -n " + node_ + " link set lo up") &&
           sh("ip -n " + node_ + " link add zwup type veth peer name zwup2") &&
-          sh("ip -n " + node_ + " link set zwup up") && sh("ip -n " + node_ + " link set zwup2 up") &&
+          sh("ip -n " + node_ + " link set zwup up") &&
+          sh("ip -n " + node_ + " link set zwup2 up") &&
           sh("ip -n " + node_ + " route add default dev zwup") &&
           sh("ip -n " + node_ + " -6 route add default dev zwup");
     node_fd_ = ::open(("/run/netns/" + node_).c_str(), O_RDONLY | O_CLOEXEC);
@@ -77,7 +78,8 @@ class CniNode {
   std::string poolDir() const { return dataDir() + "/zwtest"; }
 
   /// The network config, with `extra` merged over the defaults.
-  std::string conf(const std::string& version = "1.0.0", const nlohmann::json& extra = nlohmann::json::object()) const {
+  std::string conf(const std::string& version = "1.0.0",
+                   const nlohmann::json& extra = nlohmann::json::object()) const {
     nlohmann::json c = {{"cniVersion", version},
                         {"name", "zwtest"},
                         {"type", "zonewall"},
@@ -103,7 +105,8 @@ class CniNode {
 
   /// The environment a runtime passes for `command` on container `cid`.
   static std::map<std::string, std::string> env(const std::string& command, const std::string& cid,
-                                                const std::string& netns, const std::string& ifname = "eth0",
+                                                const std::string& netns,
+                                                const std::string& ifname = "eth0",
                                                 const std::string& args = "") {
     std::map<std::string, std::string> e{{"CNI_COMMAND", command}, {"CNI_PATH", "/usr/lib/cni"}};
     if (!cid.empty()) e["CNI_CONTAINERID"] = cid;
@@ -113,7 +116,8 @@ class CniNode {
     return e;
   }
 
-  PluginProcess start(const std::map<std::string, std::string>& env, const std::string& stdin_text) {
+  PluginProcess start(const std::map<std::string, std::string>& env,
+                      const std::string& stdin_text) {
     int in[2];
     int out[2];
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) return {};
@@ -165,13 +169,16 @@ class CniNode {
     std::string args;
     if (!pod.empty()) {
       auto slash = pod.find('/');
-      args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=" + pod.substr(0, slash) + ";K8S_POD_NAME=" + pod.substr(slash + 1);
+      args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=" + pod.substr(0, slash) +
+             ";K8S_POD_NAME=" + pod.substr(slash + 1);
     }
     return exec(env("ADD", cid, netns, "eth0", args), conf(version));
   }
 
   bool inNode(const std::string& cmd) const { return sh("ip netns exec " + node_ + " " + cmd); }
-  std::string nodeOut(const std::string& cmd) const { return run("ip netns exec " + node_ + " " + cmd + " 2>&1").out; }
+  std::string nodeOut(const std::string& cmd) const {
+    return run("ip netns exec " + node_ + " " + cmd + " 2>&1").out;
+  }
   static bool inNs(const std::string& netns_path, const std::string& cmd) {
     return sh("nsenter --net=" + netns_path + " " + cmd);
   }
@@ -182,7 +189,8 @@ class CniNode {
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(poolDir(), ec)) {
       std::string n = e.path().filename();
-      if (n != "lock" && !n.starts_with("last_reserved_ip") && !n.starts_with(".")) out.push_back(n);
+      if (n != "lock" && !n.starts_with("last_reserved_ip") && !n.starts_with("."))
+        out.push_back(n);
     }
     std::sort(out.begin(), out.end());
     return out;
@@ -210,12 +218,14 @@ class CniNode {
                          const std::string& target) {
     pid_t server = ::fork();
     if (server == 0) {
-      ::execlp("nsenter", "nsenter", ("--net=" + server_netns).c_str(), probeBinary().c_str(), "serve",
-               std::to_string(port).c_str(), nullptr);
+      ::execlp("nsenter", "nsenter", ("--net=" + server_netns).c_str(), probeBinary().c_str(),
+               "serve", std::to_string(port).c_str(), nullptr);
       _exit(127);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server binds in ~1 ms
-    std::string out = run("nsenter --net=" + client_netns + " " + probeBinary() + " probe 1000 " + target + "/TCP").out;
+    std::string out = run("nsenter --net=" + client_netns + " " + probeBinary() + " probe 1000 " +
+                          target + "/TCP")
+                          .out;
     ::kill(server, SIGKILL);
     ::waitpid(server, nullptr, 0);
     return out.find(" ok") != std::string::npos;

@@ -1,11 +1,11 @@
 // zonewall-cni exec'd directly in a node netns, against the real kernel: every command, the
 // DEL edge cases, CHECK, GC, STATUS, real packets between pods (IPv4 and IPv6), parallel
 // ADDs, kills at random points, and two nodes with routes between their subnets.
+#include <gtest/gtest.h>
+
 #include <random>
 #include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "cni_harness.h"
 #include "zonewall/policy/model.h"
@@ -40,9 +40,9 @@ json withPrev(const std::string& conf, const json& prev) {
   return c;
 }
 
-#define NEW_NODE(var, ...)              \
-  ZONEWALL_REQUIRE_ROOT();              \
-  CniNode var(__VA_ARGS__);             \
+#define NEW_NODE(var, ...)  \
+  ZONEWALL_REQUIRE_ROOT();  \
+  CniNode var(__VA_ARGS__); \
   ASSERT_TRUE(var.ok()) << "node netns"
 
 // ADD wires two dual-stack pods that reach each other; CHECK passes on them and fails once a
@@ -70,9 +70,12 @@ TEST(CniKernel, AddCheckDelWithRealPackets) {
   EXPECT_TRUE(ping(p1, ipOf(r2, 6)));
   EXPECT_TRUE(ping(p2, ipOf(r1, 6)));
   std::string host_routes = node.nodeOut("ip route show 10.244.1.1");
-  EXPECT_NE(host_routes.find("dev " + policy::hostVethName("bank", "web-0") + " scope link"), std::string::npos)
+  EXPECT_NE(host_routes.find("dev " + policy::hostVethName("bank", "web-0") + " scope link"),
+            std::string::npos)
       << host_routes;
-  EXPECT_EQ(node.nodeOut("cat /proc/sys/net/ipv4/conf/" + policy::hostVethName("bank", "web-0") + "/proxy_arp"), "1\n");
+  EXPECT_EQ(node.nodeOut("cat /proc/sys/net/ipv4/conf/" + policy::hostVethName("bank", "web-0") +
+                         "/proxy_arp"),
+            "1\n");
 
   // The endpoint record for the agent.
   json rj = json::parse(slurp(node.endpointsDir() + "/zwtest:c1:eth0.json"), nullptr, false);
@@ -81,28 +84,37 @@ TEST(CniKernel, AddCheckDelWithRealPackets) {
   EXPECT_EQ(rj["ips"], json::parse(R"(["10.244.1.1","fd00:1::1"])"));
 
   std::string args1 = "K8S_POD_NAMESPACE=bank;K8S_POD_NAME=web-0";
-  PluginRun check = node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump());
+  PluginRun check =
+      node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump());
   EXPECT_EQ(check.exit_code, 0) << check.out;
   EXPECT_EQ(check.out, "");
   // A later plugin in the chain may change things CHECK must tolerate (here: the MTU).
   ASSERT_TRUE(CniNode::inNs(p1, "ip link set eth0 mtu 1400"));
-  EXPECT_EQ(node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump()).exit_code, 0);
+  EXPECT_EQ(
+      node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump())
+          .exit_code,
+      0);
 
   ASSERT_TRUE(CniNode::inNs(p1, "ip route del default"));
-  PluginRun broken = node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump());
+  PluginRun broken =
+      node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump());
   EXPECT_EQ(broken.exit_code, 1);
   EXPECT_EQ(broken.json()["code"], 100) << broken.out;
-  EXPECT_NE(broken.json()["msg"].get<std::string>().find("0.0.0.0/0"), std::string::npos) << broken.out;
+  EXPECT_NE(broken.json()["msg"].get<std::string>().find("0.0.0.0/0"), std::string::npos)
+      << broken.out;
   // CHECK of an address someone else holds fails too.
   json wrong = r1;
   wrong["ips"][0]["address"] = "10.244.1.2/32";
   ASSERT_TRUE(CniNode::inNs(p1, "ip route add default via 169.254.1.1 dev eth0 onlink"));
-  PluginRun stolen = node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), withPrev(node.conf(), wrong).dump());
+  PluginRun stolen = node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1),
+                               withPrev(node.conf(), wrong).dump());
   EXPECT_EQ(stolen.json()["code"], 100) << stolen.out;
   // CHECK without prevResult is a config error.
-  EXPECT_EQ(node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), node.conf()).json()["code"], 7);
+  EXPECT_EQ(node.exec(CniNode::env("CHECK", "c1", p1, "eth0", args1), node.conf()).json()["code"],
+            7);
 
-  PluginRun del = node.exec(CniNode::env("DEL", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump());
+  PluginRun del =
+      node.exec(CniNode::env("DEL", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump());
   EXPECT_EQ(del.exit_code, 0) << del.out;
   EXPECT_EQ(node.reservations(), (std::vector<std::string>{"10.244.1.2", "fd00:1::2"}));
   EXPECT_EQ(node.hostVeths(), (std::vector<std::string>{policy::hostVethName("bank", "db-0")}));
@@ -145,8 +157,11 @@ TEST(CniKernel, RecreatedPodTakesOverItsHostVeth) {
   ASSERT_EQ(node.add("old", old_ns, "bank/web-0").exit_code, 0);
   PluginRun again = node.add("new", new_ns, "bank/web-0");
   ASSERT_EQ(again.exit_code, 0) << again.out;
-  EXPECT_EQ(node.exec(CniNode::env("DEL", "old", old_ns, "eth0", "K8S_POD_NAMESPACE=bank;K8S_POD_NAME=web-0"),
-                      node.conf()).exit_code, 0);
+  EXPECT_EQ(node.exec(CniNode::env("DEL", "old", old_ns, "eth0",
+                                   "K8S_POD_NAMESPACE=bank;K8S_POD_NAME=web-0"),
+                      node.conf())
+                .exit_code,
+            0);
   EXPECT_EQ(node.hostVeths(), (std::vector<std::string>{policy::hostVethName("bank", "web-0")}));
   EXPECT_TRUE(CniNode::inNs(new_ns, "ip link show eth0"));
   EXPECT_EQ(node.reservations(), (std::vector<std::string>{"10.244.3.2"}));
@@ -177,7 +192,8 @@ TEST(CniKernel, GcReleasesWhatIsNotListed) {
 // subnet and MTU from Flannel's subnet.env when the config has no subnet.
 TEST(CniKernel, StatusAndTheSubnetFile) {
   NEW_NODE(node, "e", {"10.244.5.0/30"});
-  std::map<std::string, std::string> status{{"CNI_COMMAND", "STATUS"}, {"CNI_PATH", "/usr/lib/cni"}};
+  std::map<std::string, std::string> status{{"CNI_COMMAND", "STATUS"},
+                                            {"CNI_PATH", "/usr/lib/cni"}};
   EXPECT_EQ(node.exec(status, node.conf("1.1.0")).exit_code, 0);
   std::string p1 = node.newPod();
   std::string p2 = node.newPod();
@@ -199,27 +215,31 @@ TEST(CniKernel, StatusAndTheSubnetFile) {
   PluginRun unknown = node.exec(status, node.conf("1.1.0", from_file));
   EXPECT_EQ(unknown.json()["code"], 50) << unknown.out;
   EXPECT_EQ(node.add("c4", p3, "", "1.1.0").exit_code, 0);  // the config's subnet still works
-  lease.write("subnet.env", "FLANNEL_NETWORK=10.250.0.0/16\nFLANNEL_SUBNET=10.250.9.1/24\nFLANNEL_MTU=1450\n");
+  lease.write("subnet.env",
+              "FLANNEL_NETWORK=10.250.0.0/16\nFLANNEL_SUBNET=10.250.9.1/24\nFLANNEL_MTU=1450\n");
   EXPECT_EQ(node.exec(status, node.conf("1.1.0", from_file)).exit_code, 0);
   std::string p5 = node.newPod();
   PluginRun leased = node.exec(CniNode::env("ADD", "c5", p5), node.conf("1.1.0", from_file));
   ASSERT_EQ(leased.exit_code, 0) << leased.out;
   EXPECT_EQ(leased.json()["ips"][0]["address"], "10.250.9.1/32");
   EXPECT_EQ(leased.json()["interfaces"][1]["mtu"], 1450);
-  EXPECT_NE(node.nodeOut("nsenter --net=" + p5 + " ip link show eth0").find("mtu 1450"), std::string::npos);
+  EXPECT_NE(node.nodeOut("nsenter --net=" + p5 + " ip link show eth0").find("mtu 1450"),
+            std::string::npos);
 }
 
 // 100 ADDs at once on a /24: 100 distinct addresses, each pod wired. On a /27 the 30 usable
 // addresses go to 30 pods and the other 70 get a clean "no address left" (code 11).
 TEST(CniKernel, ParallelAddsShareNoAddress) {
-  for (auto [subnet, want_ok] : {std::pair<const char*, int>{"10.244.6.0/24", 100}, {"10.244.7.0/27", 30}}) {
+  for (auto [subnet, want_ok] :
+       {std::pair<const char*, int>{"10.244.6.0/24", 100}, {"10.244.7.0/27", 30}}) {
     SCOPED_TRACE(subnet);
     NEW_NODE(node, want_ok == 100 ? "f" : "g", {subnet});
     std::vector<std::string> pods;
     for (int i = 0; i < 100; ++i) pods.push_back(node.newPod());
     std::vector<PluginProcess> procs;
     for (int i = 0; i < 100; ++i) {
-      procs.push_back(node.start(CniNode::env("ADD", "c" + std::to_string(i), pods[i]), node.conf()));
+      procs.push_back(
+          node.start(CniNode::env("ADD", "c" + std::to_string(i), pods[i]), node.conf()));
     }
     std::set<std::string> ips;
     int ok = 0;
@@ -230,7 +250,8 @@ TEST(CniKernel, ParallelAddsShareNoAddress) {
         ips.insert(ipOf(r.json(), 4));
       } else {
         EXPECT_EQ(r.json()["code"], 11) << r.out;
-        EXPECT_NE(r.json()["msg"].get<std::string>().find("no address left"), std::string::npos) << r.out;
+        EXPECT_NE(r.json()["msg"].get<std::string>().find("no address left"), std::string::npos)
+            << r.out;
       }
     }
     EXPECT_EQ(ok, want_ok);
@@ -252,7 +273,9 @@ TEST(CniKernel, KilledAtRandomPointsThenGcLeavesNoLeak) {
   auto t0 = std::chrono::steady_clock::now();
   std::string timing_pod = node.newPod();
   ASSERT_EQ(node.add("timing", timing_pod).exit_code, 0);
-  auto add_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto add_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   ASSERT_EQ(node.exec(CniNode::env("DEL", "timing", timing_pod), node.conf()).exit_code, 0);
   std::uniform_int_distribution<int> add_window(0, static_cast<int>(add_us * 3 / 2));
   std::uniform_int_distribution<int> del_window(0, static_cast<int>(add_us));
@@ -275,7 +298,8 @@ TEST(CniKernel, KilledAtRandomPointsThenGcLeavesNoLeak) {
   }
   json gc = json::parse(node.conf("1.1.0"));
   gc["cni.dev/attachments"] = json::array();
-  for (const auto& [cid, ip] : ip_of) gc["cni.dev/attachments"].push_back({{"containerID", cid}, {"ifname", "eth0"}});
+  for (const auto& [cid, ip] : ip_of)
+    gc["cni.dev/attachments"].push_back({{"containerID", cid}, {"ifname", "eth0"}});
   PluginRun r = node.exec({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/usr/lib/cni"}}, gc.dump());
   ASSERT_EQ(r.exit_code, 0) << r.out;
 
@@ -286,7 +310,8 @@ TEST(CniKernel, KilledAtRandomPointsThenGcLeavesNoLeak) {
   std::set<std::string> distinct(want.begin(), want.end());
   EXPECT_EQ(distinct.size(), want.size());  // and none twice
   EXPECT_EQ(node.hostVeths().size(), ip_of.size());
-  EXPECT_GT(ip_of.size(), 0U) << "no ADD ever completed: the kill window is too short to test anything";
+  EXPECT_GT(ip_of.size(), 0U)
+      << "no ADD ever completed: the kill window is too short to test anything";
   EXPECT_LT(ip_of.size(), 40U) << "hardly any kill landed inside ADD/DEL";
   // Fresh ADDs now get addresses nobody holds, and the survivors still answer.
   for (int i = 0; i < 5; ++i) {
@@ -303,9 +328,12 @@ TEST(CniKernel, TwoNodesRouteBetweenTheirSubnets) {
   NEW_NODE(a, "x", {"10.244.11.0/24"});
   CniNode b("y", {"10.244.12.0/24"});
   ASSERT_TRUE(b.ok());
-  ASSERT_TRUE(CniNode::sh("ip -n " + a.ns() + " link add zwund type veth peer name zwund netns " + b.ns()));
-  ASSERT_TRUE(a.inNode("ip addr add 192.168.250.1/30 dev zwund") && a.inNode("ip link set zwund up"));
-  ASSERT_TRUE(b.inNode("ip addr add 192.168.250.2/30 dev zwund") && b.inNode("ip link set zwund up"));
+  ASSERT_TRUE(
+      CniNode::sh("ip -n " + a.ns() + " link add zwund type veth peer name zwund netns " + b.ns()));
+  ASSERT_TRUE(a.inNode("ip addr add 192.168.250.1/30 dev zwund") &&
+              a.inNode("ip link set zwund up"));
+  ASSERT_TRUE(b.inNode("ip addr add 192.168.250.2/30 dev zwund") &&
+              b.inNode("ip link set zwund up"));
   // What the agent will later do with VXLAN: the peer node's subnet via the peer.
   ASSERT_TRUE(a.inNode("ip route add 10.244.12.0/24 via 192.168.250.2"));
   ASSERT_TRUE(b.inNode("ip route add 10.244.11.0/24 via 192.168.250.1"));

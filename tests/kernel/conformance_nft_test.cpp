@@ -22,8 +22,8 @@ TEST_F(Conformance, NftAcceptsEveryCompiledCase) {
     dir.write("inventory.yaml", inventoryYaml(model, sc));
     dir.write("policies.yaml", policiesYaml(model, sc.policies));
     fs::path nft = dir.path() / "out.nft";
-    RunResult r = run(zonewallBinary() + " compile " + dir.path().string() + "/inventory.yaml " + dir.path().string() +
-                      "/policies.yaml --node '' > " + nft.string());
+    RunResult r = run(zonewallBinary() + " compile " + dir.path().string() + "/inventory.yaml " +
+                      dir.path().string() + "/policies.yaml --node '' > " + nft.string());
     ASSERT_EQ(r.exit_code, 0);
     RunResult c = run("nft -c -f " + nft.string() + " 2>&1");
     EXPECT_EQ(c.exit_code, 0) << c.out;

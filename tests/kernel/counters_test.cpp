@@ -12,7 +12,8 @@ namespace {
 // The packet counts of a chain's counted rules, by the rule's text up to "counter".
 std::map<std::string, long> counters(const NodeHarness& node, const std::string& chain) {
   std::map<std::string, long> out;
-  std::string listing = run("ip netns exec " + node.nodeNs() + " nft list chain inet zonewall " + chain).out;
+  std::string listing =
+      run("ip netns exec " + node.nodeNs() + " nft list chain inet zonewall " + chain).out;
   static const std::regex kCounted(R"(\t\t(.*) counter packets (\d+) bytes \d+.*)");
   std::istringstream lines(listing);
   for (std::string line; std::getline(lines, line);) {
@@ -24,7 +25,8 @@ std::map<std::string, long> counters(const NodeHarness& node, const std::string&
 
 long sum(const std::map<std::string, long>& m, const std::string& containing) {
   long n = 0;
-  for (const auto& [rule, packets] : m) n += rule.find(containing) != std::string::npos ? packets : 0;
+  for (const auto& [rule, packets] : m)
+    n += rule.find(containing) != std::string::npos ? packets : 0;
   return n;
 }
 
@@ -34,14 +36,18 @@ TEST(Counters, CountWhatEntersAndWhatIsDenied) {
   ASSERT_TRUE(node.ok()) << node.error();
   TempDir dir;
   dir.write("cluster.yaml",
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {nodeName: n1}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: "
+            "{nodeName: n1}\n"
             "status: {podIP: 10.244.0.10}\n"
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x, labels: {app: b}}\nspec: {nodeName: n1}\n"
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x, labels: {app: "
+            "b}}\nspec: {nodeName: n1}\n"
             "status: {podIP: 10.244.0.11}\n"
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-from-a, namespace: x}\n"
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: "
+            "b-from-a, namespace: x}\n"
             "spec:\n  podSelector: {matchLabels: {app: b}}\n  ingress:\n"
             "  - from: [{podSelector: {matchLabels: {app: a}}}]\n    ports: [{port: 80}]\n");
-  RunResult applied = run(zonewallBinary() + " apply " + dir.path().string() + " --node n1 --netns " + node.nodeNs() + " 2>&1");
+  RunResult applied = run(zonewallBinary() + " apply " + dir.path().string() +
+                          " --node n1 --netns " + node.nodeNs() + " 2>&1");
   ASSERT_EQ(applied.exit_code, 0) << applied.out;
 
   auto before = counters(node, "ingress4");

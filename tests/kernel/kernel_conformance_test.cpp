@@ -28,15 +28,17 @@ TEST_F(KernelConformance, RealPacketsMatchUpstream) {
   NodeHarness node(pods, {80, 81});
   ASSERT_TRUE(node.ok()) << node.error();
   bool sctp = NodeHarness::sctpAvailable();
-  if (!sctp) std::printf("note: this kernel has no SCTP (socket: protocol not supported); SCTP probes skipped\n");
+  if (!sctp)
+    std::printf(
+        "note: this kernel has no SCTP (socket: protocol not supported); SCTP probes skipped\n");
   size_t compared = 0;
   for (const Scenario& sc : loadScenarios(root_)) {
     SCOPED_TRACE(sc.name);
     TempDir dir;
     dir.write("inventory.yaml", inventoryYaml(model, sc));
     dir.write("policies.yaml", policiesYaml(model, sc.policies));
-    RunResult applied = run(zonewallBinary() + " apply " + dir.path().string() + " --node '' --netns " +
-                            node.nodeNs() + " 2>&1");
+    RunResult applied = run(zonewallBinary() + " apply " + dir.path().string() +
+                            " --node '' --netns " + node.nodeNs() + " 2>&1");
     ASSERT_EQ(applied.exit_code, 0) << applied.out;
     for (const Probe& probe : sc.probes) {
       if (probe.protocol == "SCTP" && !sctp) continue;

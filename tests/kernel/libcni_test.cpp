@@ -2,9 +2,9 @@
 // Debian's Go toolchain, offline) runs a conflist chaining zonewall with Debian's portmap and
 // tuning plugins. Two pods reach each other through the node; CHECK passes, then fails once
 // the pod's route is gone; DEL (from libcni's cached result) releases everything.
-#include <thread>
-
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "cni_harness.h"
 #include "zonewall/policy/model.h"
@@ -20,8 +20,9 @@ class Libcni : public ::testing::Test {
     if (!isRoot()) return;
     // GO111MODULE=off: libcni comes from /usr/share/gocode (golang-github-appc-cni-dev),
     // nothing is fetched.
-    std::string go = "GO111MODULE=off GOFLAGS= GOPATH=" + tools_->path().string() + ":/usr/share/gocode GOCACHE=" +
-                     tools_->path().string() + "/.cache go build -o " + driver() + " " + sourceDir() +
+    std::string go = "GO111MODULE=off GOFLAGS= GOPATH=" + tools_->path().string() +
+                     ":/usr/share/gocode GOCACHE=" + tools_->path().string() +
+                     "/.cache go build -o " + driver() + " " + sourceDir() +
                      "/tests/cni/libcni_driver/main.go 2>&1";
     RunResult built = run(go);
     build_log_ = built.out;
@@ -33,7 +34,8 @@ class Libcni : public ::testing::Test {
 
   void SetUp() override {
     ZONEWALL_REQUIRE_ROOT();
-    ASSERT_TRUE(std::filesystem::exists(driver())) << "building the libcni driver failed:\n" << build_log_;
+    ASSERT_TRUE(std::filesystem::exists(driver())) << "building the libcni driver failed:\n"
+                                                   << build_log_;
   }
 
   // CNI_PATH as a runtime sets it: our plugin first, then Debian's.
@@ -43,8 +45,9 @@ class Libcni : public ::testing::Test {
                          const std::string& cid, const std::string& netns, const std::string& cache,
                          const std::string& pod = "", int hostport = 0) {
     std::string mapping = hostport > 0 ? " ZW_HOSTPORT=" + std::to_string(hostport) : "";
-    return run("ip netns exec " + node.ns() + " env CNI_PATH=" + cniPath() + mapping + " " + driver() + " " + op +
-               " " + conflist + " " + cid + " " + netns + " eth0 " + cache + " " + pod + " 2>&1");
+    return run("ip netns exec " + node.ns() + " env CNI_PATH=" + cniPath() + mapping + " " +
+               driver() + " " + op + " " + conflist + " " + cid + " " + netns + " eth0 " + cache +
+               " " + pod + " 2>&1");
   }
 
   static inline std::unique_ptr<TempDir> tools_ = std::make_unique<TempDir>();
@@ -93,7 +96,8 @@ TEST_F(Libcni, ChainsWithPortmapAndTuning) {
   EXPECT_TRUE(CniNode::inNs(p1, "ping -6 -c1 -W2 fd00:21::2"));
   // tuning ran after zonewall, in the pod, on the interface zonewall made; the MTU is ours.
   EXPECT_EQ(run("nsenter --net=" + p1 + " cat /proc/sys/net/ipv4/conf/eth0/arp_notify").out, "1\n");
-  EXPECT_NE(run("nsenter --net=" + p1 + " ip link show eth0").out.find("mtu 1400"), std::string::npos);
+  EXPECT_NE(run("nsenter --net=" + p1 + " ip link show eth0").out.find("mtu 1400"),
+            std::string::npos);
   // portmap ran too: pod2 reaches pod1's port 8080 through the node's host port 18080.
   std::string nat = node.nodeOut("iptables-save -t nat");
   EXPECT_NE(nat.find("10.244.21.1:8080"), std::string::npos) << nat;
@@ -110,7 +114,8 @@ TEST_F(Libcni, ChainsWithPortmapAndTuning) {
   ASSERT_TRUE(CniNode::inNs(p2, "ip route del default"));
   RunResult broken = drive(node, "check", file, "pod2", p2, cache, "bank/db-0");
   EXPECT_NE(broken.exit_code, 0);
-  EXPECT_NE(broken.out.find("route 0.0.0.0/0 via 169.254.1.1 is missing"), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find("route 0.0.0.0/0 via 169.254.1.1 is missing"), std::string::npos)
+      << broken.out;
 
   EXPECT_EQ(drive(node, "del", file, "pod1", p1, cache, "bank/web-0", 18080).exit_code, 0);
   EXPECT_EQ(drive(node, "del", file, "pod2", p2, cache, "bank/db-0").exit_code, 0);

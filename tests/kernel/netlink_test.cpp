@@ -1,13 +1,14 @@
 // The netlink path against the kernel: what it installs lists exactly like `nft -f` of the
 // compiled script; a batch the kernel rejects changes nothing; errors name the element.
+#include "zonewall/dataplane/netlink.h"
+
 #include <gtest/gtest.h>
 
-#include "zonewall/compiler/compile.h"
-#include "zonewall/policy/loader.h"
 #include "conformance/conformance_cases.h"
 #include "kernel/node_harness.h"
-#include "zonewall/dataplane/netlink.h"
+#include "zonewall/compiler/compile.h"
 #include "zonewall/dataplane/programmer.h"
+#include "zonewall/policy/loader.h"
 
 namespace zonewall::testing {
 namespace {
@@ -22,7 +23,9 @@ class Netns {
   const std::string& name() const { return name_; }
   std::string path() const { return "/run/netns/" + name_; }
   bool ok() const { return ok_; }
-  std::string list() const { return run("ip netns exec " + name_ + " nft list table inet zonewall 2>&1").out; }
+  std::string list() const {
+    return run("ip netns exec " + name_ + " nft list table inet zonewall 2>&1").out;
+  }
 
  private:
   std::string name_;
@@ -36,7 +39,8 @@ std::string bankDir() { return sourceDir() + "/examples/bank"; }
 // last and may carry its alternate name, "…_ranges_b", "…_default_b").
 std::string canonicalListing(std::string listing) {
   for (std::string alt : {"_ranges_b", "_default_b"}) {
-    for (size_t at = 0; (at = listing.find(alt, at)) != std::string::npos;) listing.erase(at + alt.size() - 2, 2);
+    for (size_t at = 0; (at = listing.find(alt, at)) != std::string::npos;)
+      listing.erase(at + alt.size() - 2, 2);
   }
   auto open = listing.find('\n');
   auto close = listing.rfind('}');
@@ -83,11 +87,15 @@ TEST(Netlink, ListsIdenticallyToNftScript) {
   }
   for (const auto& [dir, node] : inputs) {
     SCOPED_TRACE(dir + " node " + node);
-    RunResult applied = run(zonewallBinary() + " apply " + dir + " --node '" + node + "' --netns " + a.name() + " 2>&1");
+    RunResult applied = run(zonewallBinary() + " apply " + dir + " --node '" + node + "' --netns " +
+                            a.name() + " 2>&1");
     ASSERT_EQ(applied.exit_code, 0) << applied.out;
     TempDir tmp;
     fs::path script = tmp.path() / "t.nft";
-    ASSERT_EQ(run(zonewallBinary() + " compile " + dir + " --node '" + node + "' > " + script.string()).exit_code, 0);
+    ASSERT_EQ(
+        run(zonewallBinary() + " compile " + dir + " --node '" + node + "' > " + script.string())
+            .exit_code,
+        0);
     run("ip netns exec " + b.name() + " nft delete table inet zonewall 2>/dev/null");
     RunResult loaded = run("ip netns exec " + b.name() + " nft -f " + script.string() + " 2>&1");
     ASSERT_EQ(loaded.exit_code, 0) << loaded.out;
@@ -113,7 +121,8 @@ dataplane::Ruleset bankRuleset(const std::string& node) {
       sources.push_back({e.path().string(), ss.str()});
     }
   }
-  std::sort(sources.begin(), sources.end(), [](const auto& x, const auto& y) { return x.name < y.name; });
+  std::sort(sources.begin(), sources.end(),
+            [](const auto& x, const auto& y) { return x.name < y.name; });
   policy::loadSources(sources, store, d);
   compiler::Inventory inv(store);
   auto table = compiler::compileNode(compiler::lower(store), inv, node);
@@ -130,7 +139,9 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   auto transport = dataplane::openNetlink(ns.path());
   ASSERT_TRUE(transport.has_value()) << transport.error().str();
   dataplane::Ruleset good = bankRuleset("node-a");
-  ASSERT_TRUE((*transport)->commit(dataplane::encodeRuleset(good, dataplane::TableMode::kReplace, 100)).has_value());
+  ASSERT_TRUE((*transport)
+                  ->commit(dataplane::encodeRuleset(good, dataplane::TableMode::kReplace, 100))
+                  .has_value());
   std::string before = ns.list();
   ASSERT_NE(before.find("table inet zonewall"), std::string::npos);
 
@@ -138,13 +149,15 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   auto* set = const_cast<dataplane::SetDef*>(bad.findSet("ingress4_default"));
   ASSERT_NE(set, nullptr);
   ASSERT_FALSE(set->elements.empty());
-  ASSERT_GE(set->elements.size(), 3U) << "the refused element should not be the first of its message";
+  ASSERT_GE(set->elements.size(), 3U)
+      << "the refused element should not be the first of its message";
   set->elements.back().verdict = {dataplane::Verdict::Kind::kGoto, "no_such_chain"};
   const dataplane::Element& refused = set->elements.back();
   ASSERT_NE(refused.origin, 0U);
   std::string element = "element " + policy::formatAddr(refused.addr) + " of set ingress4_default";
   std::string rule = "decided by " + bad.origins[refused.origin - 1];
-  auto r = (*transport)->commit(dataplane::encodeRuleset(bad, dataplane::TableMode::kReplace, 5000));
+  auto r =
+      (*transport)->commit(dataplane::encodeRuleset(bad, dataplane::TableMode::kReplace, 5000));
   ASSERT_FALSE(r.has_value());
   EXPECT_NE(r.error().message.find(element + ", " + rule), std::string::npos) << r.error().str();
   std::printf("the refused batch: %s\n", r.error().str().c_str());
@@ -164,7 +177,8 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   auto r2 = (*transport)->commit(updates.front());  // the grow transaction fills the rebuilt map
   ASSERT_FALSE(r2.has_value());
   const dataplane::Element& refused2 = upd->elements.back();
-  EXPECT_NE(r2.error().message.find("element " + policy::formatAddr(refused2.addr) + " of set ingress4_default, decided by " +
+  EXPECT_NE(r2.error().message.find("element " + policy::formatAddr(refused2.addr) +
+                                    " of set ingress4_default, decided by " +
                                     bad_update.origins[refused2.origin - 1]),
             std::string::npos)
       << r2.error().str();
@@ -182,7 +196,8 @@ TEST(Netlink, ElementChangesReachTheTargetTable) {
   ASSERT_TRUE(t.has_value() && tr.has_value());
   dataplane::Ruleset from = bankRuleset("node-a");
   dataplane::Ruleset to = bankRuleset("node-b");
-  ASSERT_TRUE((*t)->commit(dataplane::encodeRuleset(from, dataplane::TableMode::kReplace, 1)).has_value());
+  ASSERT_TRUE(
+      (*t)->commit(dataplane::encodeRuleset(from, dataplane::TableMode::kReplace, 1)).has_value());
   std::vector<dataplane::SetChange> changes;
   dataplane::ChainChanges chains;
   ASSERT_TRUE(dataplane::diffRulesets(from, to, changes, &chains));
@@ -191,7 +206,8 @@ TEST(Netlink, ElementChangesReachTheTargetTable) {
     auto r = (*t)->commit(b);
     ASSERT_TRUE(r.has_value()) << r.error().str();
   }
-  ASSERT_TRUE((*tr)->commit(dataplane::encodeRuleset(to, dataplane::TableMode::kReplace, 1)).has_value());
+  ASSERT_TRUE(
+      (*tr)->commit(dataplane::encodeRuleset(to, dataplane::TableMode::kReplace, 1)).has_value());
   EXPECT_EQ(canonicalListing(ns.list()), canonicalListing(ref.list()));
 }
 
@@ -219,7 +235,8 @@ TEST(Netlink, RangeMapChangesRebuildTheMap) {
                                 .port_hi = static_cast<std::uint16_t>(20000 + i * 10 + 5),
                                 .verdict = {dataplane::Verdict::Kind::kReturn, {}}});
   }
-  ASSERT_TRUE((*t)->commit(dataplane::encodeRuleset(big, dataplane::TableMode::kReplace, 1)).has_value());
+  ASSERT_TRUE(
+      (*t)->commit(dataplane::encodeRuleset(big, dataplane::TableMode::kReplace, 1)).has_value());
 
   auto step = [&](dataplane::Ruleset want, size_t expect_swaps) {
     auto have = (*t)->read(want);
@@ -264,7 +281,8 @@ TEST(Netlink, RangeMapChangesRebuildTheMap) {
     ASSERT_TRUE(dataplane::diffRulesets(have->ruleset, want, changes, &chains));
     ASSERT_EQ(chains.swaps.size(), 1U);
     auto batches = dataplane::encodeUpdate(want, changes, chains, {}, 100);
-    ASSERT_TRUE((*t)->commit(batches.front()).has_value());  // grow only: the maps rebuilt, never switched to
+    ASSERT_TRUE((*t)->commit(batches.front())
+                    .has_value());  // grow only: the maps rebuilt, never switched to
     auto half = (*t)->read(big);
     ASSERT_TRUE(half.has_value());
     EXPECT_EQ(half->stale_sets, (std::vector<std::string>{"ingress4_ranges", "ingress4_default"}));
@@ -290,7 +308,8 @@ TEST(Netlink, ReadBackDecodesEveryElement) {
   ASSERT_TRUE(t.has_value());
   for (const char* node : {"node-a", "node-b"}) {
     dataplane::Ruleset want = bankRuleset(node);
-    ASSERT_TRUE((*t)->commit(dataplane::encodeRuleset(want, dataplane::TableMode::kReplace, 1)).has_value());
+    ASSERT_TRUE((*t)->commit(dataplane::encodeRuleset(want, dataplane::TableMode::kReplace, 1))
+                    .has_value());
     auto have = (*t)->read(want);
     ASSERT_TRUE(have.has_value()) << have.error().str();
     EXPECT_TRUE(have->exists);
@@ -319,17 +338,20 @@ TEST(Netlink, VerifyReportsAndRepairsDrift) {
   EXPECT_EQ(ok.exit_code, 0) << ok.out;
   std::string clean = ns.list();
 
-  run("ip netns exec " + ns.name() + " nft delete element inet zonewall ingress4_default { 10.244.0.10 }");
+  run("ip netns exec " + ns.name() +
+      " nft delete element inet zonewall ingress4_default { 10.244.0.10 }");
   run("ip netns exec " + ns.name() + " nft flush map inet zonewall egress4_exact");
   RunResult drift = run(zw + " verify" + args);
   EXPECT_EQ(drift.exit_code, 1);
-  EXPECT_NE(drift.out.find("drift: + ingress4_default 10.244.0.10 : continue"), std::string::npos) << drift.out;
+  EXPECT_NE(drift.out.find("drift: + ingress4_default 10.244.0.10 : continue"), std::string::npos)
+      << drift.out;
   EXPECT_NE(drift.out.find("drift: + egress4_exact"), std::string::npos) << drift.out;
   RunResult fixed = run(zw + " verify" + args + " --repair");
   EXPECT_EQ(fixed.exit_code, 0) << fixed.out;
   EXPECT_NE(fixed.out.find("element changes"), std::string::npos) << fixed.out;
   EXPECT_EQ(run(zw + " verify" + args).exit_code, 0);
-  EXPECT_EQ(canonicalListing(ns.list()), canonicalListing(clean));  // the default map rebuilt: another name
+  EXPECT_EQ(canonicalListing(ns.list()),
+            canonicalListing(clean));  // the default map rebuilt: another name
 
   run("ip netns exec " + ns.name() + " nft add rule inet zonewall forward accept");
   RunResult extra = run(zw + " verify" + args);
@@ -372,7 +394,9 @@ namespace {
 class CountingTransport : public dataplane::Transport {
  public:
   explicit CountingTransport(std::unique_ptr<dataplane::Transport> t) : t_(std::move(t)) {}
-  std::expected<void, policy::Error> commit(const dataplane::Batch& b) override { return t_->commit(b); }
+  std::expected<void, policy::Error> commit(const dataplane::Batch& b) override {
+    return t_->commit(b);
+  }
   std::expected<dataplane::KernelState, policy::Error> read(const dataplane::Ruleset& r) override {
     ++reads;
     return t_->read(r);
@@ -395,7 +419,8 @@ void expectKernelHolds(const std::string& netns_path, dataplane::Ruleset want) {
   std::vector<dataplane::SetChange> changes;
   dataplane::ChainChanges chains;
   ASSERT_TRUE(dataplane::diffRulesets(have->ruleset, want, changes, &chains));
-  EXPECT_TRUE(changes.empty() && chains.empty()) << dataplane::describeChanges(want, changes).size() << " differences";
+  EXPECT_TRUE(changes.empty() && chains.empty())
+      << dataplane::describeChanges(want, changes).size() << " differences";
 }
 
 // The agent's update path: after one read, every update is planned against the committed
@@ -424,13 +449,14 @@ TEST(Programmer, UpdatesWithoutReadingTheKernel) {
   }
   dataplane::Ruleset flipped = more_ranges;  // element-level
   auto* def = const_cast<dataplane::SetDef*>(flipped.findSet("ingress4_default"));
-  def->elements.front().verdict.kind = def->elements.front().verdict.kind == dataplane::Verdict::Kind::kReturn
-                                           ? dataplane::Verdict::Kind::kContinue
-                                           : dataplane::Verdict::Kind::kReturn;
+  def->elements.front().verdict.kind =
+      def->elements.front().verdict.kind == dataplane::Verdict::Kind::kReturn
+          ? dataplane::Verdict::Kind::kContinue
+          : dataplane::Verdict::Kind::kReturn;
   using Kind = dataplane::Programmer::Plan::Kind;
-  std::pair<const dataplane::Ruleset*, Kind> steps[] = {{&a, Kind::kCreate},          {&more_ranges, Kind::kUpdate},
-                                                        {&flipped, Kind::kUpdate},    {&a, Kind::kUpdate},
-                                                        {&more_ranges, Kind::kUpdate}, {&more_ranges, Kind::kNothing}};
+  std::pair<const dataplane::Ruleset*, Kind> steps[] = {
+      {&a, Kind::kCreate}, {&more_ranges, Kind::kUpdate}, {&flipped, Kind::kUpdate},
+      {&a, Kind::kUpdate}, {&more_ranges, Kind::kUpdate}, {&more_ranges, Kind::kNothing}};
   for (const auto& [want, kind] : steps) {
     auto plan = programmer.plan(*want);
     ASSERT_TRUE(plan.has_value()) << plan.error().str();
@@ -471,7 +497,8 @@ TEST(Netlink, ReadBackSeesASetOfAnotherKind) {
   auto t = dataplane::openNetlink(ns.path());
   ASSERT_TRUE(t.has_value());
   dataplane::Ruleset a = bankRuleset("node-a");
-  for (const auto& batch : dataplane::encodeCreate(a, 1)) ASSERT_TRUE((*t)->commit(batch).has_value());
+  for (const auto& batch : dataplane::encodeCreate(a, 1))
+    ASSERT_TRUE((*t)->commit(batch).has_value());
   auto same = (*t)->read(a);
   ASSERT_TRUE(same.has_value());
   EXPECT_TRUE(same->skeleton_matches) << (same->drift.empty() ? "" : same->drift.front());

@@ -1,8 +1,8 @@
 // A node in network namespaces, wired as DESIGN.md's CNI section says, for kernel tests:
 //
-//   node netns ── zwh<i> (no address, proxy ARP, route IP/32) ══ veth ══ eth0 in pod netns <i>
-//                                                              (IP/32, default via 169.254.1.1
-//                                                               onlink)
+//   node netns ── zwh<i> ══ veth ══ eth0 in pod netns <i>
+//                 (no address, proxy ARP,   (IP/32, default via 169.254.1.1 onlink)
+//                  route IP/32)
 //
 // Every pod runs zw_probe servers (TCP, UDP, SCTP when the kernel has it) on the given ports;
 // probe() measures the reachability matrix with real packets, all sources in parallel.
@@ -54,8 +54,10 @@ class NodeHarness {
     sh("ip netns exec " + node_ + " sysctl -qw net.ipv6.conf.all.forwarding=1");
     // A node has a default route (to the underlay): proxy ARP answers only for addresses it
     // can route, 169.254.1.1 among them. The peer end just absorbs what is sent there.
-    if (!sh("ip -n " + node_ + " link add zwup type veth peer name zwup2") || !sh("ip -n " + node_ + " link set zwup up") ||
-        !sh("ip -n " + node_ + " link set zwup2 up") || !sh("ip -n " + node_ + " route add default dev zwup")) {
+    if (!sh("ip -n " + node_ + " link add zwup type veth peer name zwup2") ||
+        !sh("ip -n " + node_ + " link set zwup up") ||
+        !sh("ip -n " + node_ + " link set zwup2 up") ||
+        !sh("ip -n " + node_ + " route add default dev zwup")) {
       fail("node default route");
       return;
     }
@@ -64,7 +66,8 @@ class NodeHarness {
       // The host veth is named as the CNI plugin names it: the dataplane's anti-spoofing set
       // knows the pod by that name.
       auto slash = pods_[i].key.find('/');
-      std::string host = policy::hostVethName(pods_[i].key.substr(0, slash), pods_[i].key.substr(slash + 1));
+      std::string host =
+          policy::hostVethName(pods_[i].key.substr(0, slash), pods_[i].key.substr(slash + 1));
       const std::string& ip = pods_[i].ip;
       bool v6 = ip.find(':') != std::string::npos;
       std::string plen = v6 ? "/128" : "/32";
@@ -73,14 +76,15 @@ class NodeHarness {
         return;
       }
       created_.push_back(ns);
-      bool ok = sh("ip -n " + node_ + " link add " + host + " type veth peer name eth0 netns " + ns) &&
-                sh("ip -n " + ns + " link set lo up") && sh("ip -n " + ns + " link set eth0 up") &&
-                sh("ip -n " + ns + " addr add " + ip + plen + " dev eth0") &&
-                sh("ip -n " + node_ + " link set " + host + " up") &&
-                sh("ip netns exec " + node_ + " sysctl -qw net.ipv4.conf." + host + ".proxy_arp=1") &&
-                // Answer proxy ARP at once (the default delays up to 0.8 s), as Calico does.
-                sh("ip netns exec " + node_ + " sysctl -qw net.ipv4.neigh." + host + ".proxy_delay=0") &&
-                sh("ip -n " + node_ + " route add " + ip + plen + " dev " + host);
+      bool ok =
+          sh("ip -n " + node_ + " link add " + host + " type veth peer name eth0 netns " + ns) &&
+          sh("ip -n " + ns + " link set lo up") && sh("ip -n " + ns + " link set eth0 up") &&
+          sh("ip -n " + ns + " addr add " + ip + plen + " dev eth0") &&
+          sh("ip -n " + node_ + " link set " + host + " up") &&
+          sh("ip netns exec " + node_ + " sysctl -qw net.ipv4.conf." + host + ".proxy_arp=1") &&
+          // Answer proxy ARP at once (the default delays up to 0.8 s), as Calico does.
+          sh("ip netns exec " + node_ + " sysctl -qw net.ipv4.neigh." + host + ".proxy_delay=0") &&
+          sh("ip -n " + node_ + " route add " + ip + plen + " dev " + host);
       if (!v6) {
         ok = ok && sh("ip -n " + ns + " route add 169.254.1.1 dev eth0 scope link") &&
              sh("ip -n " + ns + " route add default via 169.254.1.1 dev eth0 onlink");
@@ -119,7 +123,9 @@ class NodeHarness {
   const std::string& nodeNs() const { return node_; }
   std::string podNs(size_t i) const { return prefix_ + "p" + std::to_string(i); }
   /// Runs a shell command in pod i's namespace; true on success.
-  bool inPod(size_t i, const std::string& cmd) const { return sh("ip netns exec " + podNs(i) + " " + cmd); }
+  bool inPod(size_t i, const std::string& cmd) const {
+    return sh("ip netns exec " + podNs(i) + " " + cmd);
+  }
   bool inNode(const std::string& cmd) const { return sh("ip netns exec " + node_ + " " + cmd); }
   /// Servers in the node namespace itself (stopped with the pods' servers).
   bool serveInNode(const std::vector<int>& ports) {
@@ -132,14 +138,17 @@ class NodeHarness {
 
   /// "from -> to" → allowed, for every ordered pair of distinct pods (a pod's traffic to itself
   /// stays inside its own namespace and never meets the node: upstream ignores it too).
-  std::map<std::string, bool> probe(int port, const std::string& proto, int timeout_ms = 400) const {
+  std::map<std::string, bool> probe(int port, const std::string& proto,
+                                    int timeout_ms = 400) const {
     std::vector<std::future<std::string>> outs;
     for (size_t i = 0; i < pods_.size(); ++i) {
-      std::string cmd = "ip netns exec " + podNs(i) + " " + probeBinary() + " probe " + std::to_string(timeout_ms);
+      std::string cmd = "ip netns exec " + podNs(i) + " " + probeBinary() + " probe " +
+                        std::to_string(timeout_ms);
       for (size_t j = 0; j < pods_.size(); ++j) {
         if (i == j) continue;
         bool v6 = pods_[j].ip.find(':') != std::string::npos;
-        cmd += " " + (v6 ? "[" + pods_[j].ip + "]" : pods_[j].ip) + ":" + std::to_string(port) + "/" + proto;
+        cmd += " " + (v6 ? "[" + pods_[j].ip + "]" : pods_[j].ip) + ":" + std::to_string(port) +
+               "/" + proto;
       }
       outs.push_back(std::async(std::launch::async, [cmd] { return run(cmd + " 2>&1").out; }));
     }
@@ -206,12 +215,12 @@ class NodeHarness {
 };
 
 /// Skips outside CI when unprivileged; fails under CI (kernel tests must run there).
-#define ZONEWALL_REQUIRE_ROOT()                                                             \
-  do {                                                                                      \
-    if (!::zonewall::testing::isRoot()) {                                                   \
-      if (::zonewall::testing::inCi()) FAIL() << "kernel test needs root under CI";         \
+#define ZONEWALL_REQUIRE_ROOT()                                                              \
+  do {                                                                                       \
+    if (!::zonewall::testing::isRoot()) {                                                    \
+      if (::zonewall::testing::inCi()) FAIL() << "kernel test needs root under CI";          \
       GTEST_SKIP() << "kernel test: needs root (network namespaces, nftables); run as root"; \
-    }                                                                                       \
+    }                                                                                        \
   } while (0)
 
 }  // namespace zonewall::testing

@@ -7,7 +7,8 @@ namespace {
 
 // Addresses round-trip through text, and IPv4-mapped IPv6 text is refused.
 TEST(Ip, ParsesAndFormatsBothFamilies) {
-  for (const char* s : {"10.0.0.1", "0.0.0.0", "255.255.255.255", "fd00::1", "::", "2001:db8::ff"}) {
+  for (const char* s :
+       {"10.0.0.1", "0.0.0.0", "255.255.255.255", "fd00::1", "::", "2001:db8::ff"}) {
     auto a = parseAddr(s);
     ASSERT_TRUE(a) << s;
     EXPECT_EQ(formatAddr(*a), s);

@@ -261,10 +261,11 @@ namespace {
 
 // Split documents keep file-relative lines, and an error in one costs only that document.
 TEST(Loader, SplitDocumentsKeepLocations) {
-  SourceText src{"multi.yaml",
-                 "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\n"
-                 "metadata: {name: b, labels: {x: [}\n--- # trailing comment\napiVersion: v1\nkind: Nope\n",
-                 0};
+  SourceText src{
+      "multi.yaml",
+      "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\n"
+      "metadata: {name: b, labels: {x: [}\n--- # trailing comment\napiVersion: v1\nkind: Nope\n",
+      0};
   std::vector<SourceText> docs = splitDocuments(src);
   ASSERT_EQ(docs.size(), 3u);
   EXPECT_EQ(docs[1].line_offset, 3);

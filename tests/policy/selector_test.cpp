@@ -64,7 +64,8 @@ TEST(Selector, LabelKeysAndKeywords) {
 TEST(Selector, CanonicalText) {
   EXPECT_EQ(parse("app   ==  \"web\"").str(), "app == 'web'");
   EXPECT_EQ(parse("x in {'b','a','b'}").str(), "x in {'a', 'b'}");
-  EXPECT_EQ(parse("a == 'x' && (b == 'y' || c == 'z')").str(), "a == 'x' && (b == 'y' || c == 'z')");
+  EXPECT_EQ(parse("a == 'x' && (b == 'y' || c == 'z')").str(),
+            "a == 'x' && (b == 'y' || c == 'z')");
   EXPECT_EQ(parse("").str(), "all()");
 }
 

@@ -122,7 +122,8 @@ int serve(const std::vector<int>& ports) {
         sockaddr_storage from{};
         socklen_t fl = sizeof from;
         ssize_t n = recvfrom(ls[i].fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
-        if (n > 0) sendto(ls[i].fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), fl);
+        if (n > 0)
+          sendto(ls[i].fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), fl);
       }
     }
   }
@@ -217,7 +218,8 @@ void attempt(int timeout_ms, std::vector<Target>& ts) {
       }
       last_resend = now;
     }
-    int wait = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
+    int wait = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
     if (poll(pfds.data(), pfds.size(), std::min(wait, 50)) < 0 && errno != EINTR) break;
     for (size_t i = 0; i < pfds.size(); ++i) {
       if (!pfds[i].revents) continue;
@@ -274,7 +276,8 @@ int watch(const std::string& stop_file, int timeout_ms, std::vector<Target>& ts)
     // A short pause between rounds: steady pressure, without exhausting ports or the server.
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  for (size_t i = 0; i < ts.size(); ++i) std::printf("%s ok=%ld fail=%ld\n", ts[i].text.c_str(), ok[i], fail[i]);
+  for (size_t i = 0; i < ts.size(); ++i)
+    std::printf("%s ok=%ld fail=%ld\n", ts[i].text.c_str(), ok[i], fail[i]);
   return 0;
 }
 
@@ -329,7 +332,8 @@ int main(int argc, char** argv) {
   if (argc == 4 && (std::strcmp(argv[1], "rate") == 0 || std::strcmp(argv[1], "stream") == 0)) {
     Target t;
     if (!parseTarget(argv[3], t)) return 2;
-    return std::strcmp(argv[1], "rate") == 0 ? rate(std::atof(argv[2]), t) : stream(std::atof(argv[2]), t);
+    return std::strcmp(argv[1], "rate") == 0 ? rate(std::atof(argv[2]), t)
+                                             : stream(std::atof(argv[2]), t);
   }
   if (argc >= 2 && std::strcmp(argv[1], "sctp") == 0) return haveSctp() ? 0 : 1;
   if (argc >= 3 && std::strcmp(argv[1], "serve") == 0) {
@@ -359,7 +363,8 @@ int main(int argc, char** argv) {
     return watch(argv[2], std::atoi(argv[3]), ts);
   }
   std::fprintf(stderr,
-               "usage: zw_probe serve PORT... | probe TIMEOUT_MS TARGET... | watch STOPFILE TIMEOUT_MS TARGET... | "
+               "usage: zw_probe serve PORT... | probe TIMEOUT_MS TARGET... | watch STOPFILE "
+               "TIMEOUT_MS TARGET... | "
                "sctp\n");
   return 2;
 }

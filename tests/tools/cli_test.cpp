@@ -23,13 +23,16 @@ std::string readFile(const std::string& path) {
 // Golden files are byte-stable; ZONEWALL_UPDATE_GOLDEN=1 rewrites them.
 void expectGolden(const std::string& name, const std::string& actual) {
   std::string path = sourceDir() + "/tests/golden/" + name;
-  if (const char* u = std::getenv("ZONEWALL_UPDATE_GOLDEN"); u != nullptr && std::string(u) == "1") {
+  if (const char* u = std::getenv("ZONEWALL_UPDATE_GOLDEN");
+      u != nullptr && std::string(u) == "1") {
     std::ofstream(path) << actual;
     return;
   }
   std::string want = readFile(path);
-  ASSERT_FALSE(want.empty()) << "missing golden file " << path << " (regenerate with ZONEWALL_UPDATE_GOLDEN=1)";
-  EXPECT_EQ(actual, want) << "golden " << name << " differs; if intended: ZONEWALL_UPDATE_GOLDEN=1 ctest -R Cli";
+  ASSERT_FALSE(want.empty()) << "missing golden file " << path
+                             << " (regenerate with ZONEWALL_UPDATE_GOLDEN=1)";
+  EXPECT_EQ(actual, want) << "golden " << name
+                          << " differs; if intended: ZONEWALL_UPDATE_GOLDEN=1 ctest -R Cli";
 }
 
 // Every subcommand answers --help with exit 0; unknown commands and flags exit 2.
@@ -56,7 +59,9 @@ TEST(Cli, LintExitCodesAndText) {
   std::string bad = sourceDir() + "/tests/golden/bad/bad-cidr.yaml";
   RunResult r = run(zw("lint " + bad + " 2>/dev/null"));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find(bad + ":12:15: error: ipBlock.cidr: invalid CIDR '10.0.0.0/33' [invalid-cidr]"), std::string::npos)
+  EXPECT_NE(
+      r.out.find(bad + ":12:15: error: ipBlock.cidr: invalid CIDR '10.0.0.0/33' [invalid-cidr]"),
+      std::string::npos)
       << r.out;
 }
 
@@ -88,7 +93,8 @@ TEST(Cli, LintJsonAndSarif) {
   for (const auto& rule : run0["tool"]["driver"]["rules"]) rule_ids.insert(rule["id"]);
   ASSERT_EQ(run0["results"].size(), 3u);
   for (const auto& res : run0["results"]) {
-    EXPECT_TRUE(rule_ids.contains(res["ruleId"])) << res["ruleId"];  // every result's rule is declared
+    EXPECT_TRUE(rule_ids.contains(res["ruleId"]))
+        << res["ruleId"];  // every result's rule is declared
     EXPECT_TRUE(res["level"] == "error" || res["level"] == "warning" || res["level"] == "note");
     EXPECT_FALSE(res["message"]["text"].get<std::string>().empty());
     const auto& loc = res["locations"][0]["physicalLocation"];
@@ -115,7 +121,8 @@ TEST(Cli, CompileGolden) {
 
 // Bad input to compile: errors on stderr, exit 1, nothing on stdout.
 TEST(Cli, CompileRefusesBadInput) {
-  RunResult r = run(zw("compile " + sourceDir() + "/tests/golden/bad/bad-selector.yaml --node n 2>/dev/null"));
+  RunResult r = run(
+      zw("compile " + sourceDir() + "/tests/golden/bad/bad-selector.yaml --node n 2>/dev/null"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(r.out.empty());
 }
@@ -129,7 +136,8 @@ TEST(Cli, MatrixJson) {
   EXPECT_EQ(doc["protocol"], "TCP");
   ASSERT_EQ(doc["results"].size(), 49u);
   std::map<std::string, bool> m;
-  for (const auto& row : doc["results"]) m[row["from"].get<std::string>() + ">" + row["to"].get<std::string>()] = row["allowed"];
+  for (const auto& row : doc["results"])
+    m[row["from"].get<std::string>() + ">" + row["to"].get<std::string>()] = row["allowed"];
   EXPECT_TRUE(m.at("internal/api-1>secure/ledger"));
   EXPECT_FALSE(m.at("internal/batch>secure/ledger"));
   EXPECT_FALSE(m.at("public/web-1>secure/ledger"));
@@ -137,16 +145,23 @@ TEST(Cli, MatrixJson) {
 
 // explain names the deciding policy, rule and file:line of each side.
 TEST(Cli, Explain) {
-  RunResult r = run(zw("explain " + bank() + " --from internal/batch --to secure/ledger --port 5432/TCP"));
+  RunResult r =
+      run(zw("explain " + bank() + " --from internal/batch --to secure/ledger --port 5432/TCP"));
   ASSERT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.out.find("ingress  secure/ledger (10.244.0.30) (node 'node-a'): DENY by GlobalNetworkPolicy "
-                       "security.secure-zone-isolation ingress rule 2 (Deny) at " + bank() + "/calico/tiers.yaml:"),
+  EXPECT_NE(r.out.find(
+                "ingress  secure/ledger (10.244.0.30) (node 'node-a'): DENY by GlobalNetworkPolicy "
+                "security.secure-zone-isolation ingress rule 2 (Deny) at " +
+                bank() + "/calico/tiers.yaml:"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("verdict: DENIED"), std::string::npos);
-  RunResult ok = run(zw("explain " + bank() + " --from 192.0.2.9 --to public/web-1 --port 8080/TCP"));
+  RunResult ok =
+      run(zw("explain " + bank() + " --from 192.0.2.9 --to public/web-1 --port 8080/TCP"));
   EXPECT_NE(ok.out.find("verdict: ALLOWED"), std::string::npos) << ok.out;
-  EXPECT_EQ(run(zw("explain " + bank() + " --from nope/x --to public/web-1 --port 80/TCP 2>/dev/null")).exit_code, 2);
+  EXPECT_EQ(
+      run(zw("explain " + bank() + " --from nope/x --to public/web-1 --port 80/TCP 2>/dev/null"))
+          .exit_code,
+      2);
 }
 
 }  // namespace

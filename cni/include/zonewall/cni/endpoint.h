@@ -8,10 +8,9 @@
 //    "netns":"/run/netns/…","hostVeth":"zw1a2b3c4d5e6","ips":["10.244.1.7","fd00:1::7"]}
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "zonewall/cni/protocol.h"
 #include "zonewall/policy/ip.h"
@@ -31,15 +30,16 @@ struct EndpointRecord {
   friend bool operator==(const EndpointRecord&, const EndpointRecord&) = default;
 };
 
-std::string endpointFileName(std::string_view network, std::string_view cid, std::string_view ifname);
+std::string endpointFileName(std::string_view network, std::string_view cid,
+                             std::string_view ifname);
 nlohmann::json endpointToJson(const EndpointRecord& r);
 /// Fails (naming the field) on a record that is not one.
 Expected<EndpointRecord> endpointFromJson(const nlohmann::json& j);
 
 Expected<void> writeEndpoint(const std::string& dir, const EndpointRecord& r);
 /// Removing a record that does not exist is not an error.
-Expected<void> removeEndpoint(const std::string& dir, std::string_view network, std::string_view cid,
-                              std::string_view ifname);
+Expected<void> removeEndpoint(const std::string& dir, std::string_view network,
+                              std::string_view cid, std::string_view ifname);
 /// Every readable record in `dir` (unreadable files are skipped: a writer may be mid-rename).
 std::vector<EndpointRecord> readEndpoints(const std::string& dir);
 

@@ -1,8 +1,10 @@
 // The plugin's commands, wired: env + stdin in, exit code + stdout out. The binary's main
 // only gathers the environment and stdin and prints what this returns.
 //
-//   ADD    parse → resolve subnet → reserve (locked) → veth (libnl) → endpoint record → result
-//   DEL    reservations of the attachment → remove host veth (alias-checked) → release → record
+//   ADD    parse → resolve subnet → reserve (locked) → veth (libnl) → endpoint record
+//          → result
+//   DEL    reservations of the attachment → remove host veth (alias-checked) → release
+//          → record
 //   CHECK  prevResult → reservation, pod interface, addresses, routes, host veth and routes
 //   GC     release what cni.dev/attachments does not list; its veths and records too
 //   STATUS subnet known and an address left in each family, else 50

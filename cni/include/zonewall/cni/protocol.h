@@ -11,12 +11,11 @@
 #include <cstdint>
 #include <expected>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "zonewall/policy/ip.h"
 
@@ -98,8 +97,8 @@ struct NetConf {
   std::string subnet_file = "/run/zonewall/subnet.env";
   std::string data_dir = "/var/lib/cni/zonewall";
   std::string endpoints_dir = "/run/zonewall/endpoints";
-  nlohmann::json dns;                          ///< passed into the result as given
-  std::optional<nlohmann::json> prev_result;   ///< chained ADD/DEL/CHECK
+  nlohmann::json dns;                         ///< passed into the result as given
+  std::optional<nlohmann::json> prev_result;  ///< chained ADD/DEL/CHECK
   bool disable_check = false;
   std::optional<std::vector<Attachment>> attachments;  ///< GC: cni.dev/attachments
 };

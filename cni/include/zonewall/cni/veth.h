@@ -1,14 +1,16 @@
 // The routed veth of a pod, through libnl-3 (route), as Calico wires it:
 //
-//   host netns                                   pod netns (CNI_NETNS)
-//   ┌────────────────────────────────┐           ┌─────────────────────────────────────┐
-//   │ zw<hash>  (no address)          │ ══veth══ │ eth0 (CNI_IFNAME)  IP/32, IP6/128     │
-//   │   mac ee:ee:ee:ee:ee:ee         │           │   default via 169.254.1.1 onlink     │
-//   │   proxy_arp=1, proxy_delay=0    │           │   ::/0 via fe80::ecee:eeff:feee:eeee │
-//   │   forwarding=1, accept_ra=0     │           └─────────────────────────────────────┘
-//   │   fe80::ecee:eeff:feee:eeee/64  │
-//   │ route IP/32 dev zw<hash> scope link, IP6/128 dev zw<hash>
-//   └────────────────────────────────┘
+//   host netns                                pod netns (CNI_NETNS)
+//   +--------------------------------+          +--------------------------------------+
+//   | zw<hash>  (no address)         |==veth==  | eth0 (CNI_IFNAME)  IP/32, IP6/128    |
+//   |   mac ee:ee:ee:ee:ee:ee        |          |   default via 169.254.1.1 onlink     |
+//   |   proxy_arp=1, proxy_delay=0   |          |   ::/0 via fe80::ecee:eeff:feee:eeee |
+//   |   forwarding=1, accept_ra=0    |          +--------------------------------------+
+//   |   fe80::ecee:eeff:feee:eeee/64 |
+//   | route IP/32 dev zw<hash>       |
+//   |   scope link,                  |
+//   |   IP6/128 dev zw<hash>         |
+//   +--------------------------------+
 //
 // The pod end is created directly inside the pod netns (IFLA_NET_NS_FD on the peer), so no
 // half-moved interface can be left behind in the host netns. The host end carries an alias

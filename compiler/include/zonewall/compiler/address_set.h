@@ -50,8 +50,8 @@ class Bitset {
 };
 
 struct AddrSet {
-  Bitset pods;                   ///< over Inventory::addrs()
-  policy::IntervalSet ranges;    ///< for addresses that are not pod addresses
+  Bitset pods;                 ///< over Inventory::addrs()
+  policy::IntervalSet ranges;  ///< for addresses that are not pod addresses
 
   AddrSet& operator&=(const AddrSet& o) {
     pods &= o.pods;

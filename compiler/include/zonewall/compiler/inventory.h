@@ -62,8 +62,7 @@ class Inventory {
   Bitset scopePods(const Scope& s, bool calico) const;
   bool netsetInScope(const policy::NetworkSet& set, const Scope& s, bool calico) const;
   bool podInScope(const policy::Pod& pod, const Scope& s, bool calico) const;
-  const Postings* postings(
-      const std::string& key, bool calico) const;
+  const Postings* postings(const std::string& key, bool calico) const;
 
   const policy::Store& store_;
   std::vector<PodAddr> addrs_;

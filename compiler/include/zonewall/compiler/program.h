@@ -34,10 +34,10 @@ const char* directionName(Direction d);
 /// Where a selector looks for endpoints.
 struct Scope {
   enum class Kind : std::uint8_t {
-    kNamespace,        ///< pods (and, for Calico, NetworkSets) of one namespace
-    kNamespaces,       ///< of the namespaces a namespace selector picks
-    kAllAndGlobalSets, ///< pods of every namespace and GlobalNetworkSets
-    kGlobalSets,       ///< GlobalNetworkSets only (namespaceSelector: global())
+    kNamespace,         ///< pods (and, for Calico, NetworkSets) of one namespace
+    kNamespaces,        ///< of the namespaces a namespace selector picks
+    kAllAndGlobalSets,  ///< pods of every namespace and GlobalNetworkSets
+    kGlobalSets,        ///< GlobalNetworkSets only (namespaceSelector: global())
   };
   Kind kind = Kind::kNamespace;
   std::string ns;
@@ -142,8 +142,8 @@ struct LoweredPolicy {
   std::string display;    ///< "NetworkPolicy x/allow-web"
   std::string tier;
   double order = 0;
-  std::string sort_name;  ///< Calico's internal name, the tie-breaker
-  AddrExprPtr applies;    ///< the endpoints the policy selects
+  std::string sort_name;                ///< Calico's internal name, the tie-breaker
+  AddrExprPtr applies;                  ///< the endpoints the policy selects
   bool applies_to[2] = {false, false};  ///< by Direction
   std::vector<LoweredRule> rules[2];    ///< by Direction
   std::vector<Attribution> attributions;
@@ -160,10 +160,10 @@ struct TierInfo {
 };
 
 struct Program {
-  std::vector<TierInfo> tiers;                        ///< in evaluation order
+  std::vector<TierInfo> tiers;                          ///< in evaluation order
   std::vector<std::vector<LoweredPolicyPtr>> policies;  ///< per tier, in evaluation order
-  Attribution no_policy[2];   ///< handle (kDefaultsUid, direction)
-  Attribution passed_all[2];  ///< handle (kDefaultsUid, 2 + direction)
+  Attribution no_policy[2];                             ///< handle (kDefaultsUid, direction)
+  Attribution passed_all[2];                            ///< handle (kDefaultsUid, 2 + direction)
   static constexpr std::uint32_t kDefaultsUid = 1;
 
   /// The attribution behind a handle, or nullptr if nothing in this program owns it.

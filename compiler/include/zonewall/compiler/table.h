@@ -75,8 +75,8 @@ struct NodeTable {
   /// Every pod address with a class (or whose class differs from its interval's), sorted.
   std::vector<std::pair<policy::Addr, RemoteClassId>> remote_exact;
   std::vector<std::pair<policy::Range, RemoteClassId>> remote_ranges;  ///< sorted, disjoint
-  DirectionTable directions[2];  ///< by Direction
-  std::vector<LocalEndpoint> endpoints;  ///< sorted by pod
+  DirectionTable directions[2];                                        ///< by Direction
+  std::vector<LocalEndpoint> endpoints;                                ///< sorted by pod
 
   const DirectionTable& dir(Direction d) const { return directions[static_cast<int>(d)]; }
   RemoteClassId remoteClassOf(policy::Addr a) const;
@@ -87,9 +87,7 @@ struct NodeTable {
   const Outcome* decide(Direction d, policy::Addr local, policy::Addr remote, Protocol proto,
                         std::uint16_t port) const;
 
-  size_t entryCount() const {
-    return directions[0].entries.size() + directions[1].entries.size();
-  }
+  size_t entryCount() const { return directions[0].entries.size() + directions[1].entries.size(); }
 };
 
 }  // namespace zonewall::compiler

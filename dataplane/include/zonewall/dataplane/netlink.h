@@ -7,8 +7,8 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <expected>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,9 +19,9 @@
 namespace zonewall::dataplane {
 
 struct Batch {
-  std::vector<char> bytes;             ///< begin .. messages .. end
-  std::uint32_t first_seq = 0;         ///< sequence number of the batch-begin message
-  std::vector<std::string> what;       ///< by seq - first_seq: a human description
+  std::vector<char> bytes;        ///< begin .. messages .. end
+  std::uint32_t first_seq = 0;    ///< sequence number of the batch-begin message
+  std::vector<std::string> what;  ///< by seq - first_seq: a human description
   /// The ruleset it was encoded from (not owned; commit it while that lives): when the kernel
   /// names the element it refused (its extended ack), the error names that element and the
   /// policy rule behind it, rather than only the message.
@@ -116,7 +116,8 @@ bool isLogChain(const std::string& name);
 ///  1. chains (additive): new chains, with their rules. A chain made in a transaction runs no
 ///     rule for a packet of the generation before it, so nothing may lead to it in the same
 ///     one; the next commit copies its rules into that generation's slot too.
-///  2. grow (additive): the rebuilt swapped maps, filled (a left-over map of the same name, listed in
+///  2. grow (additive): the rebuilt swapped maps, filled (a left-over map of the same name, listed
+///  in
 ///     `stale_sets`, deleted first); verdict map entries under keys the old table does not
 ///     have, and the old maps' bridges (MapSwap::bridges). Nothing reaches them yet, or
 ///     they decide what the new table decides.
@@ -124,8 +125,10 @@ bool isLogChain(const std::string& name);
 ///     sets and anti-spoofing set, whole; the lookup chains of swapped maps rewritten.
 ///  4. prune: entries the new table no longer has; the old swapped maps and left-over ones;
 ///     chains nothing jumps to any more.
-std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>& changes, const ChainChanges& chains,
-                                const std::vector<std::string>& stale_sets, std::uint32_t first_seq);
+std::vector<Batch> encodeUpdate(const Ruleset& rs, const std::vector<SetChange>& changes,
+                                const ChainChanges& chains,
+                                const std::vector<std::string>& stale_sets,
+                                std::uint32_t first_seq);
 
 /// What the kernel holds of our table, read back (for a one-shot apply's first diff and for
 /// drift detection; never on the agent's update path).
@@ -136,7 +139,7 @@ struct KernelState {
   /// them exactly, otherwise empty.
   Ruleset ruleset;
   bool skeleton_matches = false;
-  std::vector<std::string> drift;  ///< human-readable differences of the skeleton
+  std::vector<std::string> drift;       ///< human-readable differences of the skeleton
   std::vector<std::string> stale_sets;  ///< range maps no lookup references (an unfinished swap)
   bool aside_exists = false;  ///< asideTable() exists: a replace was interrupted (it judges too)
 };
@@ -154,7 +157,7 @@ class Transport {
 /// A batch parsed back with libnftnl (no kernel): the objects it would create.
 struct DecodedBatch {
   std::vector<std::string> tables;
-  std::vector<std::string> chains;  ///< in message order
+  std::vector<std::string> chains;                                     ///< in message order
   std::map<std::string, std::vector<std::vector<std::string>>> rules;  ///< chain → expressions
   std::vector<SetDef> sets;  ///< `like`'s sets, in message order, with the elements the batch adds
 };
@@ -165,7 +168,8 @@ std::expected<DecodedBatch, policy::Error> decodeBatch(const Batch& batch, const
 std::vector<std::string> ruleExpressions(const Rule& rule);
 
 /// The real kernel, in the network namespace at `netns_path` (empty: the current one).
-std::expected<std::unique_ptr<Transport>, policy::Error> openNetlink(const std::string& netns_path = "");
+std::expected<std::unique_ptr<Transport>, policy::Error> openNetlink(
+    const std::string& netns_path = "");
 
 /// Human-readable lines for a set of changes ("+ ingress4_exact 10.0.0.1 . 0x... : goto ...").
 std::vector<std::string> describeChanges(const Ruleset& rs, const std::vector<SetChange>& changes);

@@ -67,13 +67,13 @@ struct Verdict {
 };
 
 enum class SetKind : std::uint8_t {
-  kAddrSet,            ///< local addresses
-  kAddrVmap,           ///< exact address → verdict (hash)
-  kAddrIntervalVmap,   ///< address range → verdict (rbtree)
-  kConcatVmap,         ///< addr . mark . proto . port → verdict (hash)
-  kConcatIntervalVmap, ///< addr . mark . proto range . port range → verdict (pipapo)
-  kIfaceAddrSet,       ///< host veth . pod address: who may send what (anti-spoofing)
-  kAddrMarkVmap,       ///< addr . mark → verdict (hash): entries for every protocol and port
+  kAddrSet,             ///< local addresses
+  kAddrVmap,            ///< exact address → verdict (hash)
+  kAddrIntervalVmap,    ///< address range → verdict (rbtree)
+  kConcatVmap,          ///< addr . mark . proto . port → verdict (hash)
+  kConcatIntervalVmap,  ///< addr . mark . proto range . port range → verdict (pipapo)
+  kIfaceAddrSet,        ///< host veth . pod address: who may send what (anti-spoofing)
+  kAddrMarkVmap,        ///< addr . mark → verdict (hash): entries for every protocol and port
 };
 
 struct Element {
@@ -91,8 +91,8 @@ struct Element {
   std::uint32_t origin = 0;
   friend bool operator==(const Element& a, const Element& b) {
     return a.iface == b.iface && a.addr == b.addr && a.addr_hi == b.addr_hi && a.mark == b.mark &&
-           a.proto_lo == b.proto_lo && a.proto_hi == b.proto_hi && a.port_lo == b.port_lo && a.port_hi == b.port_hi &&
-           a.verdict == b.verdict;
+           a.proto_lo == b.proto_lo && a.proto_hi == b.proto_hi && a.port_lo == b.port_lo &&
+           a.port_hi == b.port_hi && a.verdict == b.verdict;
   }
 };
 
@@ -106,24 +106,26 @@ struct SetDef {
 /// The closed set of rule shapes zonewall uses.
 struct Rule {
   enum class Kind : std::uint8_t {
-    kMarkAnd,          ///< meta mark set meta mark & a
-    kMarkAndOr,        ///< meta mark set meta mark & a | b
-    kCtEstablished,    ///< ct state established,related accept
-    kCounterVerdict,   ///< counter <verdict>
-    kCtInvalid,        ///< ct state invalid drop
-    kNdpAccept,        ///< icmpv6 type <a> accept
-    kLocalJump,        ///< <fam> <saddr|daddr> @set jump chain
-    kAddrVmap,         ///< <fam> <saddr|daddr> vmap @set
-    kVerdictMap,       ///< meta l4proto [!=] icmp <fam> <local> . mark & m . l4proto . th <d|s>port vmap @set
-    kLog,              ///< log prefix "<text>" group <a>
-    kGoto,             ///< a bare verdict: goto chain, jump chain
-    kAntiSpoof,        ///< iifname "zw*" iifname . <fam> saddr != @set drop
-    kAnyMap,           ///< <fam> <local> . meta mark & m vmap @set
+    kMarkAnd,         ///< meta mark set meta mark & a
+    kMarkAndOr,       ///< meta mark set meta mark & a | b
+    kCtEstablished,   ///< ct state established,related accept
+    kCounterVerdict,  ///< counter <verdict>
+    kCtInvalid,       ///< ct state invalid drop
+    kNdpAccept,       ///< icmpv6 type <a> accept
+    kLocalJump,       ///< <fam> <saddr|daddr> @set jump chain
+    kAddrVmap,        ///< <fam> <saddr|daddr> vmap @set
+    kVerdictMap,  ///< meta l4proto [!=] icmp <fam> <local> . mark & m . l4proto . th <d|s>port vmap
+                  ///< @set
+    kLog,         ///< log prefix "<text>" group <a>
+    kGoto,        ///< a bare verdict: goto chain, jump chain
+    kAntiSpoof,   ///< iifname "zw*" iifname . <fam> saddr != @set drop
+    kAnyMap,      ///< <fam> <local> . meta mark & m vmap @set
   };
   Kind kind = Kind::kMarkAnd;
   policy::Family family = policy::Family::kV4;
   bool source = false;  ///< saddr (true) or daddr (false)
-  bool icmp = false;    ///< kVerdictMap: the ICMP rule (== icmp, th sport) or the other (!=, th dport)
+  bool icmp =
+      false;  ///< kVerdictMap: the ICMP rule (== icmp, th sport) or the other (!=, th dport)
   /// A verdict map rule whose `continue` elements go on to "counter drop" (the denies).
   bool counted_drop = false;
   /// kMarkAnd: "counter" after it (the packets that enter a direction's chain).

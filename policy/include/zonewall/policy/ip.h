@@ -77,7 +77,9 @@ class IntervalSet {
   IntervalSet minus(const IntervalSet& o) const { return intersect(o.complement()); }
   bool contains(U128 v) const;
   bool empty() const { return ranges_.empty(); }
-  bool isAll() const { return ranges_.size() == 1 && ranges_[0].lo == 0 && ranges_[0].hi == kU128Max; }
+  bool isAll() const {
+    return ranges_.size() == 1 && ranges_[0].lo == 0 && ranges_[0].hi == kU128Max;
+  }
   const std::vector<Range>& ranges() const { return ranges_; }
   friend bool operator==(const IntervalSet&, const IntervalSet&) = default;
 

@@ -187,7 +187,7 @@ struct NetworkSet {
 
 struct Tier {
   std::string name;
-  std::optional<double> order;  ///< empty = after every ordered tier
+  std::optional<double> order;            ///< empty = after every ordered tier
   Action default_action = Action::kDeny;  ///< Deny or Pass
   SourceLoc loc;
 };
