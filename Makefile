@@ -7,7 +7,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DZONEWALL_WERROR=ON
 endif
 
-.PHONY: all deps build build-asan test test-asan demo bench clean format
+.PHONY: all deps build build-asan test test-asan style demo bench clean format
 
 all: build
 
@@ -18,8 +18,8 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Every test, then every test again under AddressSanitizer + UBSan.
-test: build build-asan
+# The house style, then every test, then every test again under AddressSanitizer + UBSan.
+test: style build build-asan
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 
@@ -37,11 +37,16 @@ demo: build
 
 bench: build
 	./$(BUILD_DIR)/bench/compile_bench
-	@if [ "$$(id -u)" -eq 0 ]; then ./$(BUILD_DIR)/bench/dataplane_bench; else echo "dataplane_bench: needs root"; fi
-	@if [ "$$(id -u)" -eq 0 ]; then ./$(BUILD_DIR)/bench/cni_bench; else echo "cni_bench: needs root"; fi
+	@for b in dataplane_bench cni_bench; do \
+	  if [ "$$(id -u)" -eq 0 ]; then ./$(BUILD_DIR)/bench/$$b; else echo "$$b: needs root"; fi; \
+	done
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan
 
-format:
+# clang-format on every tracked C++ file, and lines within 100 columns (scripts/check-style.sh).
+style: deps
+	./scripts/check-style.sh
+
+format: deps
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libboost-graph-dev
   libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev clang-format
   nftables iproute2 jq iptables
   # CNI: reference plugins (ptp, host-local, portmap, tuning), libcni for the Go test driver,
   # podman + runc + a static busybox as a real container runtime.
