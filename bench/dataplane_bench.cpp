@@ -92,14 +92,14 @@ class TimedTransport : public dataplane::Transport {
     bool additive;
     size_t messages;
   };
-  std::expected<void, policy::Error> commit(const dataplane::Batch& batch) override {
+  std::expected<void, zonewall::Error> commit(const dataplane::Batch& batch) override {
     auto start = Clock::now();
     auto ok = kernel_.commit(batch);
     commits.push_back({start, Clock::now(), batch.additive, batch.messages()});
     if (!ok) std::printf("  netlink failed: %s\n", ok.error().str().c_str());
     return ok;
   }
-  std::expected<dataplane::KernelState, policy::Error> read(
+  std::expected<dataplane::KernelState, zonewall::Error> read(
       const dataplane::Ruleset& expected) override {
     return kernel_.read(expected);
   }
@@ -248,9 +248,9 @@ void addPods(policy::Store& st) {
   for (const char* ns : {"x"})
     st.namespaces.push_back({ns, {{policy::kNamespaceNameLabel, ns}}, {}});
   policy::Pod client{
-      "x", "client", {{"app", "app-1"}}, "node-0", {policy::Addr::fromV4(0x0af4000a)}, {}, {}};
+      "x", "client", {{"app", "app-1"}}, "node-0", {zonewall::Addr::fromV4(0x0af4000a)}, {}, {}};
   policy::Pod server{
-      "x", "server", {{"app", "app-0"}}, "node-0", {policy::Addr::fromV4(0x0af4000b)}, {}, {}};
+      "x", "server", {{"app", "app-0"}}, "node-0", {zonewall::Addr::fromV4(0x0af4000b)}, {}, {}};
   st.pods.push_back(client);
   st.pods.push_back(server);
   policy::K8sPolicy allow;
@@ -436,7 +436,7 @@ void forwardingDuringLoads() {
   st.namespaces.push_back({"x", {{policy::kNamespaceNameLabel, "x"}}, {}});
   for (auto [name, ip] : {std::pair{"client", 0x0af4000aU}, std::pair{"server", 0x0af4000bU}}) {
     st.pods.push_back(
-        {"x", name, {{"bench", "probe"}}, "node-0", {policy::Addr::fromV4(ip)}, {}, {}});
+        {"x", name, {{"bench", "probe"}}, "node-0", {zonewall::Addr::fromV4(ip)}, {}, {}});
   }
   compiler::Inventory inv(st);
   auto table = compiler::compileNode(compiler::lower(st), inv, "node-0");

@@ -32,9 +32,9 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 using compiler::Direction;
-using policy::Addr;
-using policy::Diagnostics;
 using policy::Store;
+using zonewall::Addr;
+using zonewall::Diagnostics;
 
 constexpr int kExitOk = 0;
 constexpr int kExitFindings = 1;
@@ -224,13 +224,13 @@ bool reportLoadErrors(const Diagnostics& diags, std::ostream& err) {
   Diagnostics sorted = diags;
   sorted.sort();
   for (const auto& d : sorted.all()) {
-    if (d.severity == policy::Severity::kError) err << d.str() << "\n";
+    if (d.severity == zonewall::Severity::kError) err << d.str() << "\n";
   }
   err << "zonewall: the input has errors; nothing was compiled\n";
   return true;
 }
 
-std::string familyName(policy::Family f) { return f == policy::Family::kV4 ? "ipv4" : "ipv6"; }
+std::string familyName(zonewall::Family f) { return f == zonewall::Family::kV4 ? "ipv4" : "ipv6"; }
 
 // ---- lint ----
 
@@ -271,9 +271,9 @@ json sarif(const Diagnostics& diags) {
     }
     json phys = {{"artifactLocation", {{"uri", sarifUri(d.loc.file)}}}};
     if (!region.empty()) phys["region"] = region;
-    const char* level = d.severity == policy::Severity::kError     ? "error"
-                        : d.severity == policy::Severity::kWarning ? "warning"
-                                                                   : "note";
+    const char* level = d.severity == zonewall::Severity::kError     ? "error"
+                        : d.severity == zonewall::Severity::kWarning ? "warning"
+                                                                     : "note";
     results.push_back({{"ruleId", d.rule_id},
                        {"level", level},
                        {"message", {{"text", d.message}}},
@@ -308,8 +308,8 @@ int cmdLint(const Args& a, std::istream& in, std::ostream& out, std::ostream& er
   size_t errors = 0;
   size_t warnings = 0;
   for (const auto& d : l.diags.all()) {
-    errors += d.severity == policy::Severity::kError;
-    warnings += d.severity == policy::Severity::kWarning;
+    errors += d.severity == zonewall::Severity::kError;
+    warnings += d.severity == zonewall::Severity::kWarning;
   }
   if (format == "sarif") {
     out << sarif(l.diags).dump(2) << "\n";
@@ -319,7 +319,7 @@ int cmdLint(const Args& a, std::istream& in, std::ostream& out, std::ostream& er
       findings.push_back({{"file", d.loc.file},
                           {"line", d.loc.line},
                           {"column", d.loc.col},
-                          {"severity", policy::severityName(d.severity)},
+                          {"severity", zonewall::severityName(d.severity)},
                           {"message", d.message},
                           {"rule", d.rule_id}});
     }
@@ -370,11 +370,11 @@ json tableJson(const compiler::NodeTable& t) {
   }
   json exact = json::array();
   for (const auto& [a, id] : t.remote_exact)
-    exact.push_back({{"addr", policy::formatAddr(a)}, {"class", id}});
+    exact.push_back({{"addr", zonewall::formatAddr(a)}, {"class", id}});
   json ranges = json::array();
   for (const auto& [r, id] : t.remote_ranges) {
-    ranges.push_back({{"from", policy::formatAddr(Addr{r.lo})},
-                      {"to", policy::formatAddr(Addr{r.hi})},
+    ranges.push_back({{"from", zonewall::formatAddr(Addr{r.lo})},
+                      {"to", zonewall::formatAddr(Addr{r.hi})},
                       {"class", id}});
   }
   json dirs = json::object();
@@ -384,7 +384,7 @@ json tableJson(const compiler::NodeTable& t) {
     json classes = json::array();
     for (const auto& lc : dt.classes) {
       json addrs = json::array();
-      for (Addr a : lc.addrs) addrs.push_back(policy::formatAddr(a));
+      for (Addr a : lc.addrs) addrs.push_back(zonewall::formatAddr(a));
       classes.push_back({{"id", lc.id},
                          {"family", familyName(lc.family)},
                          {"default", lc.default_outcome},
@@ -630,8 +630,8 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
   if (reportLoadErrors(l.diags, err)) return kExitFindings;
   compiler::Inventory inv(l.store);
   auto resolve = [&](const std::string& s,
-                     std::optional<policy::Family> fam) -> std::optional<Addr> {
-    if (auto ip = policy::parseAddr(s)) return ip;
+                     std::optional<zonewall::Family> fam) -> std::optional<Addr> {
+    if (auto ip = zonewall::parseAddr(s)) return ip;
     auto slash_pos = s.find('/');
     if (slash_pos == std::string::npos) return std::nullopt;
     const policy::Pod* p = l.store.findPod(s.substr(0, slash_pos), s.substr(slash_pos + 1));
@@ -660,7 +660,7 @@ int cmdExplain(const Args& a, std::istream& in, std::ostream& out, std::ostream&
   }
   auto name = [&](Addr x) {
     const policy::Pod* p = inv.podAt(x);
-    return p ? fmt::format("{} ({})", p->key(), policy::formatAddr(x)) : policy::formatAddr(x);
+    return p ? fmt::format("{} ({})", p->key(), zonewall::formatAddr(x)) : zonewall::formatAddr(x);
   };
   std::string port_shown = policy::isIcmp(*proto)
                                ? fmt::format("type {} code {}", *port >> 8, *port & 0xff)
@@ -915,7 +915,7 @@ int cmdInventory(const Args& a, std::istream& in, std::ostream& out, std::ostrea
   json list = json::array();
   for (const policy::Pod* p : pods) {
     json ips = json::array();
-    for (Addr x : p->ips) ips.push_back(policy::formatAddr(x));
+    for (Addr x : p->ips) ips.push_back(zonewall::formatAddr(x));
     json ports = json::object();
     for (const auto& np : p->ports) {
       if (!np.name.empty())

@@ -20,7 +20,7 @@ std::string endpointFileName(std::string_view network, std::string_view cid,
 
 json endpointToJson(const EndpointRecord& r) {
   json ips = json::array();
-  for (policy::Addr a : r.ips) ips.push_back(policy::formatAddr(a));
+  for (zonewall::Addr a : r.ips) ips.push_back(zonewall::formatAddr(a));
   return {{"network", r.network},    {"containerID", r.container_id},
           {"ifname", r.ifname},      {"namespace", r.pod_namespace},
           {"pod", r.pod_name},       {"netns", r.netns},
@@ -46,7 +46,7 @@ Expected<EndpointRecord> endpointFromJson(const json& j) {
   if (ips == j.end() || !ips->is_array())
     return fail(ErrorCode::kDecode, "endpoint record: ips must be a list");
   for (const json& ip : *ips) {
-    auto a = ip.is_string() ? policy::parseAddr(ip.get_ref<const std::string&>()) : std::nullopt;
+    auto a = ip.is_string() ? zonewall::parseAddr(ip.get_ref<const std::string&>()) : std::nullopt;
     if (!a)
       return fail(ErrorCode::kDecode,
                   fmt::format("endpoint record: {} is not an address", ip.dump()));

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "zonewall/base/fd.h"
+
 namespace zonewall::cni {
 
 namespace {
@@ -31,23 +33,27 @@ Error ioError(std::string_view what, const std::string& path, int err) {
 
 Expected<std::string> writeTemp(const std::string& dir, std::string_view content) {
   std::string path = dir + "/" + tempName();
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return std::unexpected(ioError("create", path, errno));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd) {
+    return std::unexpected(ioError("create", path, errno));
+  }
   const char* p = content.data();
   size_t left = content.size();
   while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
+    ssize_t n = ::write(fd.get(), p, left);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        continue;
+      }
       int err = errno;
-      ::close(fd);
       ::unlink(path.c_str());
       return std::unexpected(ioError("write", path, err));
     }
     p += n;
     left -= static_cast<size_t>(n);
   }
-  if (::close(fd) != 0) {
+  // The one close whose result matters (a deferred write error): checked, not left to ~UniqueFd.
+  if (::close(fd.release()) != 0) {
     int err = errno;
     ::unlink(path.c_str());
     return std::unexpected(ioError("close", path, err));

@@ -18,10 +18,10 @@
 namespace zonewall::cni {
 
 using nlohmann::json;
-using policy::Addr;
-using policy::Cidr;
-using policy::Family;
-using policy::U128;
+using zonewall::Addr;
+using zonewall::Cidr;
+using zonewall::Family;
+using zonewall::U128;
 
 namespace {
 
@@ -71,7 +71,7 @@ Expected<NodeSubnets> parseSubnetEnv(std::string_view text, std::string_view pat
     std::string_view value = trim(line.substr(eq + 1));
     if (key == "FLANNEL_SUBNET" || key == "FLANNEL_IPV6_SUBNET") {
       // Flannel writes the lease with its first usable address ("10.244.1.1/24"): mask it.
-      auto parsed = policy::parseCidr(value);
+      auto parsed = zonewall::parseCidr(value);
       Family want = key == "FLANNEL_SUBNET" ? Family::kV4 : Family::kV6;
       if (!parsed || parsed->cidr.family != want) {
         return fail(ErrorCode::kInvalidConfig,
@@ -90,7 +90,7 @@ Expected<NodeSubnets> parseSubnetEnv(std::string_view text, std::string_view pat
       }
       out.mtu = mtu;
     } else if (key == "FLANNEL_NETWORK" || key == "FLANNEL_IPV6_NETWORK") {
-      if (!policy::parseCidr(value)) {
+      if (!zonewall::parseCidr(value)) {
         return fail(ErrorCode::kInvalidConfig,
                     fmt::format("{}:{}: {}=\"{}\" is not a CIDR", path, line_no, key, value));
       }
@@ -135,42 +135,25 @@ Expected<AddressPool> AddressPool::open(const std::string& data_dir, const std::
   std::string dir = fmt::format("{}/{}", data_dir, network);
   if (auto ok = makeDirs(dir); !ok) return std::unexpected(ok.error());
   std::string lock_path = fmt::format("{}/{}", dir, kLockFile);
-  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0)
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) {
     return fail(ErrorCode::kIo, fmt::format("open {}: {}", lock_path, std::strerror(errno)));
-  while (::flock(fd, LOCK_EX) != 0) {
+  }
+  while (::flock(lock.get(), LOCK_EX) != 0) {
     if (errno != EINTR) {
-      int err = errno;
-      ::close(fd);
-      return fail(ErrorCode::kIo, fmt::format("flock {}: {}", lock_path, std::strerror(err)));
+      return fail(ErrorCode::kIo, fmt::format("flock {}: {}", lock_path, std::strerror(errno)));
     }
   }
   // Any temporary file here belongs to a writer that died holding the lock.
   removeStaleTemporaries(dir);
-  return AddressPool(std::move(dir), fd);
-}
-
-AddressPool::AddressPool(AddressPool&& o) noexcept
-    : dir_(std::move(o.dir_)), lock_fd_(std::exchange(o.lock_fd_, -1)) {}
-
-AddressPool& AddressPool::operator=(AddressPool&& o) noexcept {
-  if (this != &o) {
-    if (lock_fd_ >= 0) ::close(lock_fd_);
-    dir_ = std::move(o.dir_);
-    lock_fd_ = std::exchange(o.lock_fd_, -1);
-  }
-  return *this;
-}
-
-AddressPool::~AddressPool() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  return AddressPool(std::move(dir), std::move(lock));
 }
 
 std::vector<Addr> AddressPool::addresses() const {
   std::vector<Addr> out;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-    if (auto addr = policy::parseAddr(entry.path().filename().string())) out.push_back(*addr);
+    if (auto addr = zonewall::parseAddr(entry.path().filename().string())) out.push_back(*addr);
   }
   std::ranges::sort(out);
   return out;  // lock, cursors and temporaries do not parse as addresses
@@ -180,7 +163,7 @@ std::vector<Reservation> AddressPool::list() const {
   std::vector<Reservation> out;
   for (Addr addr : addresses()) {
     Reservation r{.address = addr};
-    if (auto text = readFile(fmt::format("{}/{}", dir_, policy::formatAddr(addr)))) {
+    if (auto text = readFile(fmt::format("{}/{}", dir_, zonewall::formatAddr(addr)))) {
       json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
       if (j.is_object()) {
         r.container_id = j.value("containerID", "");
@@ -202,7 +185,7 @@ std::vector<Reservation> AddressPool::ownedBy(std::string_view cid, std::string_
 }
 
 Expected<void> AddressPool::release(Addr address) {
-  std::string path = fmt::format("{}/{}", dir_, policy::formatAddr(address));
+  std::string path = fmt::format("{}/{}", dir_, zonewall::formatAddr(address));
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return fail(ErrorCode::kIo, fmt::format("unlink {}: {}", path, std::strerror(errno)));
   }
@@ -238,7 +221,7 @@ Expected<Reservation> AddressPool::allocateOne(const Cidr& subnet, const Reserva
   U128 start = first.v;
   std::string cursor_name = cursorName(subnet.family);
   if (auto text = readFile(fmt::format("{}/{}", dir_, cursor_name))) {
-    auto last_addr = policy::parseAddr(trim(*text));
+    auto last_addr = zonewall::parseAddr(trim(*text));
     if (last_addr && *last_addr >= first && *last_addr < last) start = last_addr->v + 1;
   }
   // Among used.size() + 1 consecutive candidates at least one is free.
@@ -247,7 +230,7 @@ Expected<Reservation> AddressPool::allocateOne(const Cidr& subnet, const Reserva
     if (!used.contains(candidate)) {
       Reservation r = owner;
       r.address = Addr{candidate};
-      std::string name = policy::formatAddr(r.address);
+      std::string name = zonewall::formatAddr(r.address);
       auto created = createFileExclusive(dir_, name, encodeReservation(r));
       if (!created) return std::unexpected(created.error());
       if (*created) {

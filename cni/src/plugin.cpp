@@ -6,15 +6,15 @@
 #include <set>
 
 #include "files.h"
+#include "zonewall/base/host_veth.h"
 #include "zonewall/cni/endpoint.h"
 #include "zonewall/cni/ipam.h"
 #include "zonewall/cni/veth.h"
-#include "zonewall/policy/host_veth.h"
 
 namespace zonewall::cni {
 
 using nlohmann::json;
-using policy::Addr;
+using zonewall::Addr;
 
 namespace {
 
@@ -83,7 +83,7 @@ Expected<json> cmdAdd(const Environment& env, const NetConf& conf) {
   result.interfaces.push_back(
       {.name = env.ifname, .mac = veth->pod_mac, .sandbox = env.netns, .mtu = mtu});
   for (Addr a : spec.addresses) {
-    bool v4 = a.family() == policy::Family::kV4;
+    bool v4 = a.family() == zonewall::Family::kV4;
     result.ips.push_back({.interface = 1, .address = a, .prefix = v4 ? 32 : 128});
     if (std::ranges::find(veth->default_routes, a.family()) != veth->default_routes.end()) {
       result.routes.push_back(
@@ -158,7 +158,7 @@ Expected<void> cmdCheck(const Environment& env, const NetConf& conf) {
     for (Addr a : spec.addresses) {
       if (std::ranges::find(owned, a, &Reservation::address) == owned.end()) {
         return fail(ErrorCode::kCheckFailed,
-                    fmt::format("{} is not reserved for container {} {}", policy::formatAddr(a),
+                    fmt::format("{} is not reserved for container {} {}", zonewall::formatAddr(a),
                                 env.container_id, env.ifname));
       }
     }
@@ -201,7 +201,7 @@ Expected<void> cmdStatus(const NetConf& conf) {
   if (!node) return fail(ErrorCode::kNotAvailable, node.error().msg, node.error().details);
   auto pool = AddressPool::open(conf.data_dir, conf.name);
   if (!pool) return fail(ErrorCode::kNotAvailable, pool.error().msg);
-  for (const policy::Cidr& subnet : node->subnets) {
+  for (const zonewall::Cidr& subnet : node->subnets) {
     if (pool->freeCount(subnet) == 0) {
       return fail(ErrorCode::kNotAvailable, fmt::format("no address left in {}", subnet.str()));
     }
@@ -219,10 +219,10 @@ std::string hostVethFor(const Environment& env) {
   const CniArgs& a = env.args;
   if (!a.pod_namespace.empty() && !a.pod_name.empty()) {
     return env.ifname == "eth0"
-               ? policy::hostVethName(a.pod_namespace, a.pod_name)
-               : policy::hostVethName(a.pod_namespace, a.pod_name + "/" + env.ifname);
+               ? zonewall::hostVethName(a.pod_namespace, a.pod_name)
+               : zonewall::hostVethName(a.pod_namespace, a.pod_name + "/" + env.ifname);
   }
-  return policy::hostVethName(env.container_id, env.ifname);
+  return zonewall::hostVethName(env.container_id, env.ifname);
 }
 
 Outcome runPlugin(const std::map<std::string, std::string>& env_vars,

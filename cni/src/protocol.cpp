@@ -116,7 +116,7 @@ Expected<std::string> stringField(const json& obj, const char* key, std::string_
   return it->get<std::string>();
 }
 
-Expected<std::vector<policy::Cidr>> parseSubnets(const json& j) {
+Expected<std::vector<zonewall::Cidr>> parseSubnets(const json& j) {
   std::vector<json> items;
   if (j.is_string()) {
     items.push_back(j);
@@ -125,13 +125,13 @@ Expected<std::vector<policy::Cidr>> parseSubnets(const json& j) {
   } else {
     return fail(ErrorCode::kInvalidConfig, "ipam.subnet: a CIDR or a list of CIDRs is required");
   }
-  std::vector<policy::Cidr> out;
+  std::vector<zonewall::Cidr> out;
   for (const json& item : items) {
     if (!item.is_string()) {
       return fail(ErrorCode::kInvalidConfig, "ipam.subnet: each entry must be a CIDR string");
     }
     const auto& text = item.get_ref<const std::string&>();
-    auto parsed = policy::parseCidr(text);
+    auto parsed = zonewall::parseCidr(text);
     if (!parsed) {
       return fail(ErrorCode::kInvalidConfig,
                   fmt::format("ipam.subnet: \"{}\" is not a CIDR", text));
@@ -423,8 +423,8 @@ json resultToJson(const Result& r, std::string_view version) {
   }
   json ips = json::array();
   for (const IpConfig& ip : r.ips) {
-    json o = {{"address", fmt::format("{}/{}", policy::formatAddr(ip.address), ip.prefix)}};
-    if (v04) o["version"] = ip.address.family() == policy::Family::kV4 ? "4" : "6";
+    json o = {{"address", fmt::format("{}/{}", zonewall::formatAddr(ip.address), ip.prefix)}};
+    if (v04) o["version"] = ip.address.family() == zonewall::Family::kV4 ? "4" : "6";
     if (ip.interface >= 0) o["interface"] = ip.interface;
     ips.push_back(std::move(o));
   }
@@ -467,8 +467,8 @@ Expected<Result> resultFromJson(const json& j) {
                       : fail(ErrorCode::kInvalidConfig, "prevResult.ips: objects are required");
       if (!text) return std::unexpected(text.error());
       size_t slash = text->find('/');
-      auto addr = policy::parseAddr(std::string_view(*text).substr(0, slash));
-      auto cidr = policy::parseCidr(*text);
+      auto addr = zonewall::parseAddr(std::string_view(*text).substr(0, slash));
+      auto cidr = zonewall::parseCidr(*text);
       if (!addr || !cidr || slash == std::string::npos) {
         return fail(ErrorCode::kInvalidConfig,
                     fmt::format("{}address \"{}\" is not an address/prefix", where, *text));

@@ -23,12 +23,13 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "zonewall/policy/c_handle.h"
+#include "zonewall/base/c_handle.h"
+#include "zonewall/base/netns.h"
 
 namespace zonewall::cni {
 
-using policy::Addr;
-using policy::Family;
+using zonewall::Addr;
+using zonewall::Family;
 
 namespace {
 
@@ -49,25 +50,17 @@ std::unexpected<Error> kernelError(std::string what, int nl_err) {
 // A rtnetlink socket bound to `netns_fd`'s namespace (-1: the current one). A socket stays in
 // the namespace it was created in, so only its creation needs the thread inside the pod.
 Expected<NlSockPtr> routeSocket(int netns_fd) {
-  int self = -1;
+  std::optional<NetnsGuard> inside;  // leaves the pod's namespace (or aborts) when it goes
   if (netns_fd >= 0) {
-    self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (self < 0)
-      return fail(ErrorCode::kIo,
-                  fmt::format("open /proc/thread-self/ns/net: {}", std::strerror(errno)));
-    if (::setns(netns_fd, CLONE_NEWNET) != 0) {
-      int err = errno;
-      ::close(self);
-      return fail(ErrorCode::kIo, fmt::format("setns into the pod netns: {}", std::strerror(err)));
+    auto entered = NetnsGuard::enter(netns_fd);
+    if (!entered) {
+      return fail(ErrorCode::kIo, "the pod netns: " + entered.error().str());
     }
+    inside.emplace(std::move(*entered));
   }
   NlSockPtr sock(nl_socket_alloc());
   int rc = sock ? nl_connect(sock.get(), NETLINK_ROUTE) : -NLE_NOMEM;
-  if (self >= 0) {
-    // Staying in the pod's namespace would misdirect every later host-side call.
-    if (::setns(self, CLONE_NEWNET) != 0) std::abort();
-    ::close(self);
-  }
+  inside.reset();
   if (rc < 0) return kernelError("netlink socket", rc);
   return sock;
 }
@@ -133,11 +126,12 @@ Expected<void> deleteLink(nl_sock* sock, const std::string& name) {
 }
 
 Expected<void> writeSysctl(const std::string& path, std::string_view value) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return fail(ErrorCode::kIo, fmt::format("open {}: {}", path, std::strerror(errno)));
-  ssize_t n = ::write(fd, value.data(), value.size());
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) {
+    return fail(ErrorCode::kIo, fmt::format("open {}: {}", path, std::strerror(errno)));
+  }
+  ssize_t n = ::write(fd.get(), value.data(), value.size());
   int err = errno;
-  ::close(fd);
   if (n != static_cast<ssize_t>(value.size())) {
     return fail(ErrorCode::kIo, fmt::format("write {} to {}: {}", value, path, std::strerror(err)));
   }
@@ -147,11 +141,11 @@ Expected<void> writeSysctl(const std::string& path, std::string_view value) {
 // Global switches are read first: rewriting ip_forward resets every interface's forwarding.
 Expected<void> enableSysctl(const std::string& path) {
   std::array<char, 8> buf{};
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ssize_t n = ::read(fd, buf.data(), buf.size() - 1);
-    ::close(fd);
-    if (n > 0 && buf[0] == '1') return {};
+  if (UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); fd) {
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size() - 1);
+    if (n > 0 && buf[0] == '1') {
+      return {};
+    }
   }
   return writeSysctl(path, "1");
 }
@@ -178,7 +172,7 @@ Expected<void> addAddress(nl_sock* sock, int ifindex, Addr a, int prefix, std::s
   int rc = rtnl_addr_add(sock, addr.get(), 0);
   if (rc < 0 && !(rc == -NLE_EXIST && a.family() == Family::kV6 && prefix == 64)) {
     return kernelError(
-        fmt::format("RTM_NEWADDR {}/{} dev {}", policy::formatAddr(a), prefix, ifname), rc);
+        fmt::format("RTM_NEWADDR {}/{} dev {}", zonewall::formatAddr(a), prefix, ifname), rc);
   }
   return {};
 }
@@ -207,14 +201,16 @@ Expected<void> addRoute(nl_sock* sock, int ifindex, Addr dst, int prefix, std::o
   int rc = rtnl_route_add(sock, route.get(), NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL));
   if (exists != nullptr) *exists = rc == -NLE_EXIST;
   if (rc < 0 && !(exists != nullptr && *exists)) {
-    return kernelError(fmt::format("RTM_NEWROUTE {}/{}{} dev {}", policy::formatAddr(dst), prefix,
-                                   gw ? " via " + policy::formatAddr(*gw) : "", ifname),
+    return kernelError(fmt::format("RTM_NEWROUTE {}/{}{} dev {}", zonewall::formatAddr(dst), prefix,
+                                   gw ? " via " + zonewall::formatAddr(*gw) : "", ifname),
                        rc);
   }
   return {};
 }
 
-Addr gatewayFor(Family f) { return *policy::parseAddr(f == Family::kV4 ? kGatewayV4 : kGatewayV6); }
+Addr gatewayFor(Family f) {
+  return *zonewall::parseAddr(f == Family::kV4 ? kGatewayV4 : kGatewayV6);
+}
 
 Expected<void> configureHost(nl_sock* host, int ifindex, const VethSpec& spec) {
   const std::string& h = spec.host_veth;
@@ -284,24 +280,18 @@ void forEachObject(nl_cache* cache, Fn fn) {
 
 }  // namespace
 
-Netns::~Netns() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Expected<Netns> Netns::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
     int err = errno;
     return fail(err == ENOENT ? ErrorCode::kUnknownContainer : ErrorCode::kInvalidEnvironment,
                 fmt::format("CNI_NETNS={}: {}", path, std::strerror(err)));
   }
-  int type = ::ioctl(fd, NS_GET_NSTYPE);
-  if (type != CLONE_NEWNET) {
-    ::close(fd);
+  if (::ioctl(fd.get(), NS_GET_NSTYPE) != CLONE_NEWNET) {
     return fail(ErrorCode::kInvalidEnvironment,
                 fmt::format("CNI_NETNS={} is not a network namespace", path));
   }
-  return Netns(fd, path);
+  return Netns(std::move(fd), path);
 }
 
 std::string hostVethAlias(std::string_view network, std::string_view cid, std::string_view ifname) {
@@ -439,7 +429,7 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
     });
     if (!found) {
       return checkFailed(
-          fmt::format("{} does not carry {}", spec.ifname, policy::formatAddr(want)));
+          fmt::format("{} does not carry {}", spec.ifname, zonewall::formatAddr(want)));
     }
   }
 
@@ -447,8 +437,8 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
     return kernelError("RTM_GETROUTE dump", rc);
   NlCachePtr pod_routes(raw);
   for (const Route& want : prev.routes) {
-    auto dst = policy::parseCidr(want.dst);
-    auto gw = want.gw.empty() ? std::nullopt : policy::parseAddr(want.gw);
+    auto dst = zonewall::parseCidr(want.dst);
+    auto gw = want.gw.empty() ? std::nullopt : zonewall::parseAddr(want.gw);
     if (!dst || (!want.gw.empty() && !gw))
       return checkFailed(fmt::format("prevResult route {} is malformed", want.dst));
     bool found = false;
@@ -503,7 +493,7 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
     });
     if (!found) {
       return checkFailed(fmt::format("route {}/{} dev {} is missing from the host",
-                                     policy::formatAddr(want), bits(want), spec.host_veth));
+                                     zonewall::formatAddr(want), bits(want), spec.host_veth));
     }
   }
   return {};

@@ -21,19 +21,12 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "zonewall/base/hash.h"
+
 namespace zonewall::compiler {
 namespace {
 
 using namespace policy;  // NOLINT
-
-std::uint64_t fnv1a(std::string_view s, std::uint64_t seed = 1469598103934665603ULL) {
-  std::uint64_t h = seed;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 std::uint64_t mix(std::uint64_t x) {  // splitmix64 finalizer
   x ^= x >> 30;
@@ -435,11 +428,9 @@ class NodeCompiler::State {
       for (std::uint32_t tries = 0; used_ids_.contains({fam, static_cast<RemoteClassId>(id)});
            ++tries) {
         if (tries >= 65535) {
-          return std::unexpected(
-              Error{Error::Code::kUnsupported,
-                    fmt::format("node {}: more than 65535 remote address classes", table_.node),
-                    {},
-                    0});
+          return fail(Error::Code::kUnsupported,
+                      fmt::format("node {}: more than 65535 remote address classes", table_.node),
+                      0);
         }
         id = id % 65535 + 1;
       }

@@ -5,14 +5,12 @@
 
 namespace zonewall::compiler {
 
-using policy::Addr;
-
 RemoteClassId NodeTable::remoteClassOf(Addr a) const {
   auto e = std::lower_bound(remote_exact.begin(), remote_exact.end(), a,
                             [](const auto& p, Addr x) { return p.first < x; });
   if (e != remote_exact.end() && e->first == a) return e->second;
   auto r = std::upper_bound(remote_ranges.begin(), remote_ranges.end(), a.v,
-                            [](policy::U128 v, const auto& p) { return v < p.first.lo; });
+                            [](U128 v, const auto& p) { return v < p.first.lo; });
   if (r != remote_ranges.begin() && std::prev(r)->first.hi >= a.v) return std::prev(r)->second;
   return kNoRemoteClass;
 }

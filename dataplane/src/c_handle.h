@@ -9,7 +9,7 @@
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
 
-#include "zonewall/policy/c_handle.h"
+#include "zonewall/base/c_handle.h"
 
 namespace zonewall::dataplane {
 

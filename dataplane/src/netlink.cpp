@@ -38,14 +38,11 @@
 #include <tuple>
 
 #include "c_handle.h"
+#include "zonewall/base/netns.h"
 #include "zonewall/compiler/program.h"
 
 namespace zonewall::dataplane {
 namespace {
-
-using policy::Addr;
-using policy::Error;
-using policy::Family;
 
 // Element messages carry this many elements each: ~100 bytes per concatenated element keeps a
 // message well under a page pair, so that a huge load is many small messages, not one giant.
@@ -472,8 +469,7 @@ std::vector<RawElement> netlinkElements(const SetDef& s, const Element& el, bool
       break;
     case SetKind::kAddrIntervalVmap: {
       putAddr(key, el.addr, s.family);
-      bool top =
-          el.addr_hi.v == (s.family == Family::kV4 ? policy::kV4MappedLast : policy::kU128Max);
+      bool top = el.addr_hi.v == (s.family == Family::kV4 ? kV4MappedLast : kU128Max);
       if (top) {
         first.open_interval = true;
       } else {
@@ -533,7 +529,7 @@ void putElement(nlmsghdr* nlh, const RawElement& e) {
 }
 
 std::string describe(const SetDef& s, const Element& e) {
-  return fmt::format("element {}{} of set {}", policy::formatAddr(e.addr),
+  return fmt::format("element {}{} of set {}", formatAddr(e.addr),
                      s.kind == SetKind::kConcatVmap || s.kind == SetKind::kConcatIntervalVmap
                          ? fmt::format(" . 0x{:08x} . {}-{} . {}-{}", e.mark, e.proto_lo,
                                        e.proto_hi, e.port_lo, e.port_hi)
@@ -718,7 +714,7 @@ class Encoder {
     // An rbtree interval set gets a leading interval end at 0 when its first range starts
     // above it, as nft sends it.
     bool leading_end = !remove && s.kind == SetKind::kAddrIntervalVmap && !els.empty() &&
-                       els.front().addr.v != (s.family == Family::kV4 ? policy::kV4MappedBase : 0);
+                       els.front().addr.v != (s.family == Family::kV4 ? kV4MappedBase : 0);
     for (size_t i = 0; i < els.size() || leading_end; i += kElementsPerMessage) {
       size_t end = std::min(els.size(), i + kElementsPerMessage);
       std::string what = i < els.size() ? describe(s, els[i]) : "elements of set " + s.name;
@@ -733,7 +729,7 @@ class Encoder {
       nlattr* list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
       if (leading_end) {
         RawElement zero{.flags = NFT_SET_ELEM_INTERVAL_END};
-        putAddr(zero.key, Addr{s.family == Family::kV4 ? policy::kV4MappedBase : 0}, s.family);
+        putAddr(zero.key, Addr{s.family == Family::kV4 ? kV4MappedBase : 0}, s.family);
         putElement(nlh, zero);
         leading_end = false;
       }
@@ -1111,13 +1107,13 @@ void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<Cha
       if (classes.contains(c.name)) marks.insert(classMarkOf(c));
     }
   }
-  std::map<policy::Addr, const Verdict*> was;  // the old defaults: every old local address
+  std::map<Addr, const Verdict*> was;  // the old defaults: every old local address
   for (const Element& e : default_old->elements) was[e.addr] = &e.verdict;
 
   SetDef ranges{ranges_old->name, ranges_old->kind, ranges_old->family, {}};
   SetDef defaults{default_old->name, default_old->kind, default_old->family, {}};
   // Entries of a new class or of a new local address: keys the old maps do not have.
-  std::map<std::pair<policy::Addr, std::uint32_t>, std::vector<Element>> taken;
+  std::map<std::pair<Addr, std::uint32_t>, std::vector<Element>> taken;
   for (const Element& e : ranges_new->elements) {
     if (!marks.contains(e.mark) && was.contains(e.addr)) continue;
     ranges.elements.push_back(e);
@@ -1269,7 +1265,7 @@ Addr addrFrom(const unsigned char* p, Family f) {
     std::uint32_t be = u32Host(p);
     return Addr::fromV4(ntohl(be));
   }
-  policy::U128 v = 0;
+  U128 v = 0;
   for (int i = 0; i < 16; ++i) v = (v << 8) | p[i];
   return Addr{v};
 }
@@ -1350,7 +1346,7 @@ std::vector<Element> decodeElements(const SetDef& s, nftnl_set* set) {
       return (a.flags & NFT_SET_ELEM_INTERVAL_END) >
              (b.flags & NFT_SET_ELEM_INTERVAL_END);  // end before start
     });
-    policy::U128 top = s.family == Family::kV4 ? policy::kV4MappedLast : policy::kU128Max;
+    U128 top = s.family == Family::kV4 ? kV4MappedLast : kU128Max;
     for (size_t i = 0; i < raws.size(); ++i) {
       if (raws[i].key.size() != alen || (raws[i].flags & NFT_SET_ELEM_INTERVAL_END)) continue;
       Element el;
@@ -1431,21 +1427,21 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
       case NFT_MSG_NEWTABLE: {
         NftnlTablePtr t(nftnl_table_alloc());
         if (nftnl_table_nlmsg_parse(nlh, t.get()) < 0)
-          return std::unexpected(Error{Error::Code::kInternal, "table message", {}, errno});
+          return fail(Error::Code::kInternal, "table message", errno);
         out.tables.push_back(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME));
         break;
       }
       case NFT_MSG_NEWCHAIN: {
         NftnlChainPtr c(nftnl_chain_alloc());
         if (nftnl_chain_nlmsg_parse(nlh, c.get()) < 0)
-          return std::unexpected(Error{Error::Code::kInternal, "chain message", {}, errno});
+          return fail(Error::Code::kInternal, "chain message", errno);
         out.chains.push_back(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME));
         break;
       }
       case NFT_MSG_NEWSET: {
         NftnlSetPtr set(nftnl_set_alloc());
         if (nftnl_set_nlmsg_parse(nlh, set.get()) < 0)
-          return std::unexpected(Error{Error::Code::kInternal, "set message", {}, errno});
+          return fail(Error::Code::kInternal, "set message", errno);
         std::string name = nftnl_set_get_str(set.get(), NFTNL_SET_NAME);
         set_order.push_back(name);
         holders[name].reset(nftnl_set_alloc());
@@ -1454,7 +1450,7 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
       case NFT_MSG_NEWSETELEM: {
         NftnlSetPtr tmp(nftnl_set_alloc());
         if (nftnl_set_elems_nlmsg_parse(nlh, tmp.get()) < 0) {
-          return std::unexpected(Error{Error::Code::kInternal, "set element message", {}, errno});
+          return fail(Error::Code::kInternal, "set element message", errno);
         }
         std::string name = nftnl_set_get_str(tmp.get(), NFTNL_SET_NAME);
         auto& holder = holders[name];
@@ -1467,7 +1463,7 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
       case NFT_MSG_NEWRULE: {
         NftnlRulePtr r(nftnl_rule_alloc());
         if (nftnl_rule_nlmsg_parse(nlh, r.get()) < 0)
-          return std::unexpected(Error{Error::Code::kInternal, "rule message", {}, errno});
+          return fail(Error::Code::kInternal, "rule message", errno);
         out.rules[nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)].push_back(exprsOf(r.get()));
         break;
       }
@@ -1530,7 +1526,7 @@ class NetlinkTransport final : public Transport {
     ssize_t sent = mnl_socket_sendto(sock_.get(), batch.bytes.data(), batch.bytes.size());
     if (sent < 0) {
       int err = errno;
-      return std::unexpected(Error{Error::Code::kKernel, "sending the netlink batch", {}, err});
+      return fail(Error::Code::kKernel, "sending the netlink batch", err);
     }
     // The kernel processes the batch within sendmsg: every ack is queued when it returns.
     std::vector<char> buf(1 << 20);
@@ -1541,16 +1537,14 @@ class NetlinkTransport final : public Transport {
     while (acks < expected && !first_error) {
       pollfd p{fd, POLLIN, 0};
       if (poll(&p, 1, 5000) <= 0) {
-        return std::unexpected(
-            Error{Error::Code::kKernel,
-                  fmt::format("no answer from the kernel after {} of {} acks", acks, expected),
-                  {},
-                  ETIMEDOUT});
+        return fail(Error::Code::kKernel,
+                    fmt::format("no answer from the kernel after {} of {} acks", acks, expected),
+                    ETIMEDOUT);
       }
       ssize_t n = mnl_socket_recvfrom(sock_.get(), buf.data(), buf.size());
       if (n < 0) {
         int err = errno;
-        return std::unexpected(Error{Error::Code::kKernel, "reading netlink acks", {}, err});
+        return fail(Error::Code::kKernel, "reading netlink acks", err);
       }
       for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data());
            mnl_nlmsg_ok(nlh, static_cast<int>(n));
@@ -1784,7 +1778,7 @@ class NetlinkTransport final : public Transport {
     }
     if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) {
       int err = errno;
-      return std::unexpected(Error{Error::Code::kKernel, "sending a dump request", {}, err});
+      return fail(Error::Code::kKernel, "sending a dump request", err);
     }
     struct Ctx {
       F* each;
@@ -1798,13 +1792,13 @@ class NetlinkTransport final : public Transport {
       ssize_t n = mnl_socket_recvfrom(sock_.get(), buf.data(), buf.size());
       if (n < 0) {
         int err = errno;
-        return std::unexpected(Error{Error::Code::kKernel, "reading a dump", {}, err});
+        return fail(Error::Code::kKernel, "reading a dump", err);
       }
       int rc = mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, port, cb, &ctx);
       if (rc == MNL_CB_STOP) return {};
       if (rc < 0) {
         int err = errno;
-        return std::unexpected(Error{Error::Code::kKernel, "dumping table " + table, {}, err});
+        return fail(Error::Code::kKernel, "dumping table " + table, err);
       }
     }
   }
@@ -1817,34 +1811,25 @@ class NetlinkTransport final : public Transport {
 
 std::expected<std::unique_ptr<Transport>, Error> openNetlink(const std::string& netns_path) {
   // A socket belongs to the namespace it was created in: enter the target, open, come back.
-  int self = -1;
-  int target = -1;
+  std::optional<NetnsGuard> inside;
   if (!netns_path.empty()) {
-    self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    target = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) != 0) {
-      int err = errno;
-      if (self >= 0) close(self);
-      if (target >= 0) close(target);
-      return std::unexpected(
-          Error{Error::Code::kIo, "entering network namespace " + netns_path, {}, err});
+    auto entered = NetnsGuard::enter(netns_path);
+    if (!entered) {
+      return std::unexpected(entered.error());
     }
+    inside.emplace(std::move(*entered));
   }
   MnlSocketPtr sock(mnl_socket_open(NETLINK_NETFILTER));
   int open_err = errno;
   bool bound = sock && mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) == 0;
   int bind_err = errno;
-  if (!netns_path.empty()) {
-    setns(self, CLONE_NEWNET);
-    close(self);
-    close(target);
+  inside.reset();
+  if (!sock) {
+    return fail(Error::Code::kIo, "opening the netfilter netlink socket", open_err);
   }
-  if (!sock)
-    return std::unexpected(
-        Error{Error::Code::kIo, "opening the netfilter netlink socket", {}, open_err});
-  if (!bound)
-    return std::unexpected(
-        Error{Error::Code::kIo, "binding the netfilter netlink socket", {}, bind_err});
+  if (!bound) {
+    return fail(Error::Code::kIo, "binding the netfilter netlink socket", bind_err);
+  }
   // Extended acks name the attribute (the set element) the kernel refused; capped acks do not
   // echo the refused message back.
   int on = 1;

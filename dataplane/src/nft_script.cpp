@@ -6,10 +6,7 @@
 namespace zonewall::dataplane {
 namespace {
 
-using policy::Addr;
-using policy::Family;
-
-std::string addrText(Addr a) { return policy::formatAddr(a); }
+std::string addrText(Addr a) { return formatAddr(a); }
 
 std::string verdictText(const Verdict& v) {
   switch (v.kind) {

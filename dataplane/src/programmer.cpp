@@ -25,7 +25,7 @@ Programmer::~Programmer() {
   if (grace_.valid()) grace_.wait();
 }
 
-std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
+std::expected<Programmer::Plan, Error> Programmer::plan(Ruleset want) {
   Plan p;
   if (!known_) {
     auto have = transport_.read(want);
@@ -62,7 +62,7 @@ std::expected<Programmer::Plan, policy::Error> Programmer::plan(Ruleset want) {
   return p;
 }
 
-std::expected<std::vector<size_t>, policy::Error> Programmer::commit(Plan plan) {
+std::expected<std::vector<size_t>, Error> Programmer::commit(Plan plan) {
   // Nothing is ever judged by a half-built table: a new one is created in two transactions
   // (skeleton, then the local sets and verdict maps), a replaced one is built aside first, an
   // update makes its chains, grows, switches and prunes (encodeUpdate).

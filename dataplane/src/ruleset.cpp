@@ -7,6 +7,8 @@
 #include <optional>
 #include <set>
 
+#include "zonewall/base/hash.h"
+
 namespace zonewall::dataplane {
 namespace {
 
@@ -14,8 +16,6 @@ using compiler::Direction;
 using compiler::Entry;
 using compiler::NodeTable;
 using compiler::Outcome;
-using policy::Addr;
-using policy::Family;
 
 constexpr const char* kLogChainPrefix = "log_";
 constexpr const char* kClassChainPrefix = "rc_";
@@ -99,9 +99,7 @@ class Builder {
       const compiler::Attribution& a = t_.attributions[l];
       what += fmt::format("|{}#{}", a.policy, a.rule_index);
     }
-    std::uint64_t h = 1469598103934665603ULL;
-    for (unsigned char c : what) h = (h ^ c) * 1099511628211ULL;
-    return fmt::format("{}{:016x}", kLogChainPrefix, h);
+    return fmt::format("{}{:016x}", kLogChainPrefix, fnv1a(what));
   }
 
   // One chain per remote class in use, named by its id (a hash of its membership, so it keeps
@@ -291,7 +289,7 @@ class Builder {
       c.rules.push_back({.kind = Rule::Kind::kAntiSpoof,
                          .family = f,
                          .set = fmt::format("pod_src{}", suffix(f)),
-                         .text = policy::kHostVethPrefix});
+                         .text = kHostVethPrefix});
     }
     if (policy) {
       for (Family f : kFamilies) {

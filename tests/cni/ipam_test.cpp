@@ -16,11 +16,11 @@ namespace zonewall::cni {
 namespace {
 
 namespace fs = std::filesystem;
-using policy::Addr;
-using policy::Cidr;
+using zonewall::Addr;
+using zonewall::Cidr;
 
-Cidr cidr(const char* text) { return policy::parseCidr(text)->cidr; }
-Addr addr(const char* text) { return *policy::parseAddr(text); }
+Cidr cidr(const char* text) { return zonewall::parseCidr(text)->cidr; }
+Addr addr(const char* text) { return *zonewall::parseAddr(text); }
 
 class ScratchDir : public ::testing::Test {
  protected:
@@ -112,7 +112,7 @@ TEST_F(ScratchDir, MissingSubnetFileIsTryAgainLater) {
 TEST(AllocatableRange, SkipsReservedAddresses) {
   auto range = [](const char* c) {
     auto [lo, hi] = allocatableRange(cidr(c));
-    return policy::formatAddr(lo) + "-" + policy::formatAddr(hi);
+    return zonewall::formatAddr(lo) + "-" + zonewall::formatAddr(hi);
   };
   EXPECT_EQ(range("10.244.1.0/24"), "10.244.1.1-10.244.1.254");
   EXPECT_EQ(range("10.244.1.0/30"), "10.244.1.1-10.244.1.2");

@@ -3,8 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "zonewall/base/host_veth.h"
 #include "zonewall/cni/plugin.h"
-#include "zonewall/policy/host_veth.h"
 
 namespace zonewall::cni {
 namespace {
@@ -134,13 +134,13 @@ TEST(Environment, ReadsKubernetesArgsAndNamesTheHostVeth) {
   EXPECT_EQ(env->args.pod_namespace, "bank");
   EXPECT_EQ(env->args.pod_name, "web-0");
   EXPECT_EQ(env->args.pod_uid, "u1");
-  EXPECT_EQ(hostVethFor(*env), policy::hostVethName("bank", "web-0"));
+  EXPECT_EQ(hostVethFor(*env), zonewall::hostVethName("bank", "web-0"));
   Environment second = *env;
   second.ifname = "net1";
   EXPECT_NE(hostVethFor(second), hostVethFor(*env));
   Environment plain = *env;
   plain.args = {};
-  EXPECT_EQ(hostVethFor(plain), policy::hostVethName("abc123", "eth0"));
+  EXPECT_EQ(hostVethFor(plain), zonewall::hostVethName("abc123", "eth0"));
   EXPECT_LE(hostVethFor(*env).size(), 15U);
 }
 
@@ -280,8 +280,8 @@ TEST(Result, RendersPerVersion) {
   r.interfaces = {
       {.name = "zwabc", .mac = "ee:ee:ee:ee:ee:ee", .mtu = 1500},
       {.name = "eth0", .mac = "02:00:00:00:00:01", .sandbox = "/run/netns/p", .mtu = 1500}};
-  r.ips = {{.interface = 1, .address = *policy::parseAddr("10.244.1.7"), .prefix = 32},
-           {.interface = 1, .address = *policy::parseAddr("fd00::7"), .prefix = 128}};
+  r.ips = {{.interface = 1, .address = *zonewall::parseAddr("10.244.1.7"), .prefix = 32},
+           {.interface = 1, .address = *zonewall::parseAddr("fd00::7"), .prefix = 128}};
   r.routes = {{"0.0.0.0/0", "169.254.1.1"}};
   json v04 = resultToJson(r, "0.4.0");
   EXPECT_EQ(v04["ips"][0]["version"], "4");
@@ -299,7 +299,7 @@ TEST(Result, RendersPerVersion) {
   auto back = resultFromJson(v10);
   ASSERT_TRUE(back.has_value()) << back.error().msg;
   EXPECT_EQ(back->ips.size(), 2U);
-  EXPECT_EQ(back->ips[1].address, *policy::parseAddr("fd00::7"));
+  EXPECT_EQ(back->ips[1].address, *zonewall::parseAddr("fd00::7"));
   EXPECT_EQ(back->ips[1].interface, 1);
   EXPECT_EQ(back->routes[0].gw, "169.254.1.1");
 }
@@ -311,7 +311,7 @@ TEST(Result, MergesIntoAPrevResult) {
       "dns":{"search":["x"]}})");
   Result ours;
   ours.interfaces = {{.name = "zw1"}, {.name = "eth1", .sandbox = "/n"}};
-  ours.ips = {{.interface = 1, .address = *policy::parseAddr("10.0.0.1"), .prefix = 32}};
+  ours.ips = {{.interface = 1, .address = *zonewall::parseAddr("10.0.0.1"), .prefix = 32}};
   json merged = mergeResultJson(prev, resultToJson(ours, "1.0.0"));
   ASSERT_EQ(merged["interfaces"].size(), 3U);
   EXPECT_EQ(merged["interfaces"][0]["custom"], 1);

@@ -108,7 +108,7 @@ TEST(CalicoSemantics, LogContinues) {
                         "TCP}, {action: Allow, source: {selector: app == 'api'}}]\n"));
   EXPECT_TRUE(c.allowed("b/api", "s/db", 80));
   EXPECT_FALSE(c.allowed("a/web", "s/db", 80));
-  policy::Addr db = c.addrOf("s/db");
+  zonewall::Addr db = c.addrOf("s/db");
   const Outcome* o = c.side(Direction::kIngress, db, c.addrOf("b/api"), kTcp, 80);
   ASSERT_NE(o, nullptr);
   ASSERT_EQ(o->logs.size(), 1u);

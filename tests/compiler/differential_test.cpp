@@ -26,21 +26,22 @@ TEST(Differential, CompiledTablesAgreeWithReference) {
     }
     ReferenceEvaluator ref(c.store());
     for (int f = 0; f < kFlows; ++f) {
-      policy::Addr src = c.addrOf(g.address());
-      policy::Addr dst = c.addrOf(g.address());
+      zonewall::Addr src = c.addrOf(g.address());
+      zonewall::Addr dst = c.addrOf(g.address());
       auto [proto, port] = g.l4();
       if (src.family() != dst.family()) continue;
       for (Direction d : {Direction::kEgress, Direction::kIngress}) {
-        policy::Addr local = d == Direction::kEgress ? src : dst;
-        policy::Addr remote = d == Direction::kEgress ? dst : src;
+        zonewall::Addr local = d == Direction::kEgress ? src : dst;
+        zonewall::Addr remote = d == Direction::kEgress ? dst : src;
         const policy::Pod* p = ref.podAt(local);
         if (p == nullptr) continue;
         const Outcome* o = c.side(d, local, remote, proto, port);
         ASSERT_NE(o, nullptr);
         bool want = ref.allows(d, *p, local, remote, proto, port);
         ASSERT_EQ(o->allow, want) << "seed " << seed << " " << directionName(d) << " "
-                                  << policy::formatAddr(src) << " -> " << policy::formatAddr(dst)
-                                  << " proto " << int(proto) << " port " << port << "\n"
+                                  << zonewall::formatAddr(src) << " -> "
+                                  << zonewall::formatAddr(dst) << " proto " << int(proto)
+                                  << " port " << port << "\n"
                                   << yaml;
         ++sides;
       }

@@ -22,7 +22,7 @@ class Cluster {
     policy::loadSources({{"cluster.yaml", yaml}}, store_, diags_);
     policy::validateStore(store_, diags_);
     for (const auto& d : diags_.all()) {
-      if (d.severity == policy::Severity::kError) ADD_FAILURE() << d.str();
+      if (d.severity == zonewall::Severity::kError) ADD_FAILURE() << d.str();
     }
     inv_ = std::make_unique<Inventory>(store_);
     prog_ = lower(store_);
@@ -34,8 +34,8 @@ class Cluster {
     }
   }
 
-  policy::Addr addrOf(const std::string& who) const {
-    if (auto a = policy::parseAddr(who)) return *a;
+  zonewall::Addr addrOf(const std::string& who) const {
+    if (auto a = zonewall::parseAddr(who)) return *a;
     auto slash = who.find('/');
     const policy::Pod* p = store_.findPod(who.substr(0, slash), who.substr(slash + 1));
     EXPECT_NE(p, nullptr) << who;
@@ -43,7 +43,7 @@ class Cluster {
   }
 
   /// One side's outcome from the compiled table (nullptr if `local` is not a pod).
-  const Outcome* side(Direction d, policy::Addr local, policy::Addr remote, Protocol proto,
+  const Outcome* side(Direction d, zonewall::Addr local, zonewall::Addr remote, Protocol proto,
                       std::uint16_t port) const {
     const policy::Pod* pod = inv_->podAt(local);
     if (pod == nullptr) return nullptr;
@@ -53,8 +53,8 @@ class Cluster {
   /// Whether `from` may connect to `to`: compiled tables and reference must agree.
   bool allowed(const std::string& from, const std::string& to, std::uint16_t port,
                Protocol proto = policy::kTcp) const {
-    policy::Addr src = addrOf(from);
-    policy::Addr dst = addrOf(to);
+    zonewall::Addr src = addrOf(from);
+    zonewall::Addr dst = addrOf(to);
     const Outcome* e = side(Direction::kEgress, src, dst, proto, port);
     const Outcome* i = side(Direction::kIngress, dst, src, proto, port);
     bool table = (e == nullptr || e->allow) && (i == nullptr || i->allow);
@@ -67,7 +67,7 @@ class Cluster {
   /// The attribution that decided one side.
   std::string decidedBy(Direction d, const std::string& local, const std::string& remote,
                         std::uint16_t port, Protocol proto = policy::kTcp) const {
-    policy::Addr l = addrOf(local);
+    zonewall::Addr l = addrOf(local);
     const Outcome* o = side(d, l, addrOf(remote), proto, port);
     if (o == nullptr) return "-";
     return tables_.at(inv_->podAt(l)->node).attributions[o->attribution].str();
@@ -75,11 +75,11 @@ class Cluster {
 
   const NodeTable& table(const std::string& node) const { return tables_.at(node); }
   const policy::Store& store() const { return store_; }
-  const policy::Diagnostics& diags() const { return diags_; }
+  const zonewall::Diagnostics& diags() const { return diags_; }
 
  private:
   policy::Store store_;
-  policy::Diagnostics diags_;
+  zonewall::Diagnostics diags_;
   std::unique_ptr<Inventory> inv_;
   Program prog_;
   std::map<std::string, NodeTable> tables_;

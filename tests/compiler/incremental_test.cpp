@@ -13,16 +13,16 @@ namespace {
 // Loads one policy document into a scratch store and returns it there.
 policy::Store loadOne(const std::string& yaml) {
   policy::Store s;
-  policy::Diagnostics d;
+  zonewall::Diagnostics d;
   policy::loadSources({{"change.yaml", yaml}}, s, d);
   for (const auto& x : d.all()) {
-    if (x.severity == policy::Severity::kError) ADD_FAILURE() << x.str() << "\n" << yaml;
+    if (x.severity == zonewall::Severity::kError) ADD_FAILURE() << x.str() << "\n" << yaml;
   }
   return s;
 }
 
 struct Probe {
-  policy::Addr remote;
+  zonewall::Addr remote;
   Protocol proto;
   std::uint16_t port;
 };
@@ -45,8 +45,8 @@ void expectSameDecisions(const NodeTable& inc, const NodeTable& fresh, const pol
         bool want = ref.allows(d, pod, pa.addr, pr.remote, pr.proto, pr.port);
         ASSERT_EQ(b->allow, want) << context << ": fresh compile vs reference";
         ASSERT_EQ(a->allow, b->allow)
-            << context << " " << directionName(d) << " " << policy::formatAddr(pa.addr) << " <-> "
-            << policy::formatAddr(pr.remote) << " " << int(pr.proto) << "/" << pr.port;
+            << context << " " << directionName(d) << " " << zonewall::formatAddr(pa.addr) << " <-> "
+            << zonewall::formatAddr(pr.remote) << " " << int(pr.proto) << "/" << pr.port;
         ASSERT_EQ(inc.attributions[a->attribution], fresh.attributions[b->attribution]) << context;
       }
     }
@@ -61,7 +61,7 @@ TEST(Incremental, EqualsFreshCompileAfterEveryChange) {
     Generator g(seed * 7919);
     std::string yaml = g.cluster();
     policy::Store store;
-    policy::Diagnostics diags;
+    zonewall::Diagnostics diags;
     policy::loadSources({{"cluster.yaml", yaml}}, store, diags);
     policy::validateStore(store, diags);
     ASSERT_FALSE(diags.hasErrors()) << yaml;
@@ -72,7 +72,7 @@ TEST(Incremental, EqualsFreshCompileAfterEveryChange) {
     std::vector<Probe> probes;
     for (int i = 0; i < 24; ++i) {
       auto [proto, port] = g.l4();
-      probes.push_back({*policy::parseAddr(g.address()), proto, port});
+      probes.push_back({*zonewall::parseAddr(g.address()), proto, port});
     }
     int namespaces = static_cast<int>(store.namespaces.size());
     bool tiers = !store.tiers.empty();

@@ -8,9 +8,9 @@
 namespace zonewall::compiler {
 namespace {
 
-std::vector<policy::Diagnostic> lintText(const std::string& yaml) {
+std::vector<zonewall::Diagnostic> lintText(const std::string& yaml) {
   policy::Store s;
-  policy::Diagnostics d;
+  zonewall::Diagnostics d;
   policy::loadSources({{"p.yaml", yaml}}, s, d);
   policy::validateStore(s, d);
   Inventory inv(s);
@@ -19,13 +19,13 @@ std::vector<policy::Diagnostic> lintText(const std::string& yaml) {
   return d.all();
 }
 
-bool has(const std::vector<policy::Diagnostic>& ds, const std::string& rule, int line) {
-  return std::any_of(ds.begin(), ds.end(), [&](const policy::Diagnostic& d) {
+bool has(const std::vector<zonewall::Diagnostic>& ds, const std::string& rule, int line) {
+  return std::any_of(ds.begin(), ds.end(), [&](const zonewall::Diagnostic& d) {
     return d.rule_id == rule && d.loc.line == line;
   });
 }
 
-std::string dump(const std::vector<policy::Diagnostic>& ds) {
+std::string dump(const std::vector<zonewall::Diagnostic>& ds) {
   std::string s;
   for (const auto& d : ds) s += d.str() + "\n";
   return s;

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "test_support.h"
-#include "zonewall/policy/ip.h"
+#include "zonewall/base/ip.h"
 
 namespace zonewall::testing {
 
@@ -134,7 +134,7 @@ inline std::string inventoryYaml(const YAML::Node& model, const Scenario& sc) {
 // cidr_of / except_of → real, masked CIDRs of the model's pod IPs.
 inline std::string cidrOf(const YAML::Node& model, const YAML::Node& ref) {
   std::string ip = model["pod_ips"][ref["pod"].as<std::string>()].as<std::string>();
-  auto c = policy::parseCidr(ip + "/" + ref["prefix"].as<std::string>());
+  auto c = zonewall::parseCidr(ip + "/" + ref["prefix"].as<std::string>());
   return c ? c->cidr.str() : "invalid";
 }
 

@@ -186,7 +186,7 @@ TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   };
   auto key = [](const Element& e) {
     return fmt::format("element {} . 0x{:08x} . {}-{} . {}-{} of set ingress4_exact",
-                       policy::formatAddr(e.addr), e.mark, e.proto_lo, e.proto_hi, e.port_lo,
+                       zonewall::formatAddr(e.addr), e.mark, e.proto_lo, e.proto_hi, e.port_lo,
                        e.port_hi);
   };
   // grow: the new key only, added.
@@ -279,10 +279,10 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   for (const ChainDef& c : chains.add) {
     if (c.name.starts_with("rc_")) new_marks.insert(c.rules.front().b);
   }
-  const policy::Addr kA = *policy::parseAddr("10.0.0.1");
+  const zonewall::Addr kA = *zonewall::parseAddr("10.0.0.1");
   ASSERT_FALSE(new_marks.empty());
   const SetDef* ranges_new = to.findSet("ingress4_ranges");
-  std::map<policy::Addr, Verdict> was, now;
+  std::map<zonewall::Addr, Verdict> was, now;
   for (const Element& e : from.findSet("ingress4_default")->elements) was[e.addr] = e.verdict;
   for (const Element& e : to.findSet("ingress4_default")->elements) now[e.addr] = e.verdict;
   ASSERT_TRUE(was.contains(kA) && now.contains(kA));
@@ -290,7 +290,7 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   // Every new range entry of a new class is in the bridge; every other bridge entry carries
   // its address's new default; per (changed address, new class) the bridge tiles the whole
   // (protocol, port) space.
-  std::map<std::pair<policy::Addr, std::uint32_t>, std::uint64_t> volume;
+  std::map<std::pair<zonewall::Addr, std::uint32_t>, std::uint64_t> volume;
   for (const Element& e : bridge.elements) {
     EXPECT_TRUE(new_marks.contains(e.mark));
     bool is_entry = std::ranges::find(ranges_new->elements, e) != ranges_new->elements.end();
@@ -335,7 +335,7 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
 TEST(NetlinkEncode, NewLocalAddressesAreBridgedIntoTheOldMaps) {
   Ruleset from = rulesetOf(kCluster, "n1");
   Ruleset to = rulesetOf(kCluster + pod("x/d", "app: a", "10.0.0.4", "n1"), "n1");
-  const policy::Addr kD = *policy::parseAddr("10.0.0.4");
+  const zonewall::Addr kD = *zonewall::parseAddr("10.0.0.4");
   std::vector<SetChange> changes;
   ChainChanges chains;
   ASSERT_TRUE(diffRulesets(from, to, changes, &chains));

@@ -58,7 +58,7 @@ TEST(CniKernel, AddCheckDelWithRealPackets) {
   json r1 = a1.json();
   json r2 = a2.json();
   EXPECT_EQ(r1["cniVersion"], "1.0.0");
-  EXPECT_EQ(r1["interfaces"][0]["name"], policy::hostVethName("bank", "web-0"));
+  EXPECT_EQ(r1["interfaces"][0]["name"], zonewall::hostVethName("bank", "web-0"));
   EXPECT_EQ(r1["interfaces"][0]["mac"], "ee:ee:ee:ee:ee:ee");
   EXPECT_EQ(r1["interfaces"][1]["sandbox"], p1);
   EXPECT_EQ(r1["ips"][0]["address"], "10.244.1.1/32");
@@ -70,10 +70,10 @@ TEST(CniKernel, AddCheckDelWithRealPackets) {
   EXPECT_TRUE(ping(p1, ipOf(r2, 6)));
   EXPECT_TRUE(ping(p2, ipOf(r1, 6)));
   std::string host_routes = node.nodeOut("ip route show 10.244.1.1");
-  EXPECT_NE(host_routes.find("dev " + policy::hostVethName("bank", "web-0") + " scope link"),
+  EXPECT_NE(host_routes.find("dev " + zonewall::hostVethName("bank", "web-0") + " scope link"),
             std::string::npos)
       << host_routes;
-  EXPECT_EQ(node.nodeOut("cat /proc/sys/net/ipv4/conf/" + policy::hostVethName("bank", "web-0") +
+  EXPECT_EQ(node.nodeOut("cat /proc/sys/net/ipv4/conf/" + zonewall::hostVethName("bank", "web-0") +
                          "/proxy_arp"),
             "1\n");
 
@@ -117,7 +117,7 @@ TEST(CniKernel, AddCheckDelWithRealPackets) {
       node.exec(CniNode::env("DEL", "c1", p1, "eth0", args1), withPrev(node.conf(), r1).dump());
   EXPECT_EQ(del.exit_code, 0) << del.out;
   EXPECT_EQ(node.reservations(), (std::vector<std::string>{"10.244.1.2", "fd00:1::2"}));
-  EXPECT_EQ(node.hostVeths(), (std::vector<std::string>{policy::hostVethName("bank", "db-0")}));
+  EXPECT_EQ(node.hostVeths(), (std::vector<std::string>{zonewall::hostVethName("bank", "db-0")}));
   EXPECT_FALSE(std::filesystem::exists(node.endpointsDir() + "/zwtest:c1:eth0.json"));
   EXPECT_FALSE(CniNode::inNs(p1, "ip link show eth0"));
   EXPECT_FALSE(ping(p2, ipOf(r1, 4)));
@@ -162,7 +162,7 @@ TEST(CniKernel, RecreatedPodTakesOverItsHostVeth) {
                       node.conf())
                 .exit_code,
             0);
-  EXPECT_EQ(node.hostVeths(), (std::vector<std::string>{policy::hostVethName("bank", "web-0")}));
+  EXPECT_EQ(node.hostVeths(), (std::vector<std::string>{zonewall::hostVethName("bank", "web-0")}));
   EXPECT_TRUE(CniNode::inNs(new_ns, "ip link show eth0"));
   EXPECT_EQ(node.reservations(), (std::vector<std::string>{"10.244.3.2"}));
 }
@@ -181,7 +181,7 @@ TEST(CniKernel, GcReleasesWhatIsNotListed) {
   PluginRun r = node.exec({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/usr/lib/cni"}}, gc.dump());
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(node.reservations(), (std::vector<std::string>{"10.244.4.2"}));
-  EXPECT_EQ(node.hostVeths(), (std::vector<std::string>{policy::hostVethName("c1", "eth0")}));
+  EXPECT_EQ(node.hostVeths(), (std::vector<std::string>{zonewall::hostVethName("c1", "eth0")}));
   auto records = std::distance(std::filesystem::directory_iterator(node.endpointsDir()), {});
   EXPECT_EQ(records, 1);
   EXPECT_TRUE(CniNode::inNs(pods[1], "ip link show eth0"));

@@ -88,7 +88,7 @@ TEST_F(Libcni, ChainsWithPortmapAndTuning) {
   json r2 = json::parse(a2.out);
   EXPECT_EQ(r1["ips"][0]["address"], "10.244.21.1/32");
   EXPECT_EQ(r2["ips"][0]["address"], "10.244.21.2/32");
-  EXPECT_EQ(r1["interfaces"][0]["name"], policy::hostVethName("bank", "web-0"));
+  EXPECT_EQ(r1["interfaces"][0]["name"], zonewall::hostVethName("bank", "web-0"));
 
   // Packets: ICMP and TCP both ways through the node.
   EXPECT_TRUE(CniNode::inNs(p1, "ping -c1 -W2 10.244.21.2"));

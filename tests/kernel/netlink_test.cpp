@@ -111,7 +111,7 @@ TEST(Netlink, ListsIdenticallyToNftScript) {
 
 dataplane::Ruleset bankRuleset(const std::string& node) {
   policy::Store store;
-  policy::Diagnostics d;
+  zonewall::Diagnostics d;
   std::vector<policy::SourceText> sources;
   for (const auto& e : fs::recursive_directory_iterator(bankDir())) {
     if (e.path().extension() == ".yaml") {
@@ -154,7 +154,8 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   set->elements.back().verdict = {dataplane::Verdict::Kind::kGoto, "no_such_chain"};
   const dataplane::Element& refused = set->elements.back();
   ASSERT_NE(refused.origin, 0U);
-  std::string element = "element " + policy::formatAddr(refused.addr) + " of set ingress4_default";
+  std::string element =
+      "element " + zonewall::formatAddr(refused.addr) + " of set ingress4_default";
   std::string rule = "decided by " + bad.origins[refused.origin - 1];
   auto r =
       (*transport)->commit(dataplane::encodeRuleset(bad, dataplane::TableMode::kReplace, 5000));
@@ -177,7 +178,7 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   auto r2 = (*transport)->commit(updates.front());  // the grow transaction fills the rebuilt map
   ASSERT_FALSE(r2.has_value());
   const dataplane::Element& refused2 = upd->elements.back();
-  EXPECT_NE(r2.error().message.find("element " + policy::formatAddr(refused2.addr) +
+  EXPECT_NE(r2.error().message.find("element " + zonewall::formatAddr(refused2.addr) +
                                     " of set ingress4_default, decided by " +
                                     bad_update.origins[refused2.origin - 1]),
             std::string::npos)
@@ -394,10 +395,11 @@ namespace {
 class CountingTransport : public dataplane::Transport {
  public:
   explicit CountingTransport(std::unique_ptr<dataplane::Transport> t) : t_(std::move(t)) {}
-  std::expected<void, policy::Error> commit(const dataplane::Batch& b) override {
+  std::expected<void, zonewall::Error> commit(const dataplane::Batch& b) override {
     return t_->commit(b);
   }
-  std::expected<dataplane::KernelState, policy::Error> read(const dataplane::Ruleset& r) override {
+  std::expected<dataplane::KernelState, zonewall::Error> read(
+      const dataplane::Ruleset& r) override {
     ++reads;
     return t_->read(r);
   }

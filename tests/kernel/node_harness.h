@@ -67,7 +67,7 @@ class NodeHarness {
       // knows the pod by that name.
       auto slash = pods_[i].key.find('/');
       std::string host =
-          policy::hostVethName(pods_[i].key.substr(0, slash), pods_[i].key.substr(slash + 1));
+          zonewall::hostVethName(pods_[i].key.substr(0, slash), pods_[i].key.substr(slash + 1));
       const std::string& ip = pods_[i].ip;
       bool v6 = ip.find(':') != std::string::npos;
       std::string plen = v6 ? "/128" : "/32";

@@ -20,7 +20,7 @@ TEST(AntiSpoof, ForeignSourceAddressIsDropped) {
   // Pod a also holds 10.244.0.99, and the node routes that address back to a: without
   // anti-spoofing, a connection from it would work.
   ASSERT_TRUE(node.inPod(0, "ip addr add 10.244.0.99/32 dev eth0"));
-  auto slash_host = policy::hostVethName("x", "a");
+  auto slash_host = zonewall::hostVethName("x", "a");
   ASSERT_TRUE(node.inNode("ip route add 10.244.0.99/32 dev " + slash_host));
   std::string spoofed = "ip netns exec " + node.podNs(0) + " " + probeBinary() +
                         " probe 400 10.244.0.11:80/TCP@10.244.0.99";

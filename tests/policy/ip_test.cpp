@@ -1,4 +1,4 @@
-#include "zonewall/policy/ip.h"
+#include "zonewall/base/ip.h"
 
 #include <gtest/gtest.h>
 

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "zonewall/base/ip.h"
 #include "zonewall/cni/protocol.h"
-#include "zonewall/policy/ip.h"
 
 namespace zonewall::cni {
 
@@ -25,7 +25,7 @@ struct EndpointRecord {
   std::string pod_name;
   std::string netns;
   std::string host_veth;
-  std::vector<policy::Addr> ips;
+  std::vector<zonewall::Addr> ips;
 
   friend bool operator==(const EndpointRecord&, const EndpointRecord&) = default;
 };

@@ -21,14 +21,15 @@
 #include <string_view>
 #include <vector>
 
+#include "zonewall/base/fd.h"
+#include "zonewall/base/ip.h"
 #include "zonewall/cni/protocol.h"
-#include "zonewall/policy/ip.h"
 
 namespace zonewall::cni {
 
 struct NodeSubnets {
-  std::vector<policy::Cidr> subnets;  ///< at most one per family
-  int mtu = 0;                        ///< FLANNEL_MTU, 0 when not given
+  std::vector<zonewall::Cidr> subnets;  ///< at most one per family
+  int mtu = 0;                          ///< FLANNEL_MTU, 0 when not given
 };
 
 /// Parses subnet.env text: FLANNEL_NETWORK, FLANNEL_SUBNET (e.g. 10.244.1.1/24: the lease
@@ -42,7 +43,7 @@ Expected<NodeSubnets> resolveSubnets(const NetConf& conf);
 
 /// Who holds an address.
 struct Reservation {
-  policy::Addr address;
+  zonewall::Addr address;
   std::string container_id;
   std::string ifname;
   std::string pod_namespace;
@@ -60,37 +61,37 @@ class AddressPool {
   /// Creates the directory if needed and takes its lock (blocking).
   static Expected<AddressPool> open(const std::string& data_dir, const std::string& network);
 
-  AddressPool(AddressPool&&) noexcept;
-  AddressPool& operator=(AddressPool&&) noexcept;
-  ~AddressPool();
+  AddressPool(AddressPool&&) noexcept = default;
+  AddressPool& operator=(AddressPool&&) noexcept = default;
+  ~AddressPool() = default;  ///< closing the lock descriptor releases the flock
 
   /// Reserves one address in each subnet for `owner` (its address field is ignored). All or
   /// nothing: if one subnet is full, nothing stays reserved. A full subnet is code 11.
-  Expected<std::vector<Reservation>> allocate(const std::vector<policy::Cidr>& subnets,
+  Expected<std::vector<Reservation>> allocate(const std::vector<zonewall::Cidr>& subnets,
                                               const Reservation& owner);
   /// Every reservation on disk; an unreadable file yields a reservation with no owner.
   std::vector<Reservation> list() const;
   /// The reserved addresses, from the directory listing alone (no file is read).
-  std::vector<policy::Addr> addresses() const;
+  std::vector<zonewall::Addr> addresses() const;
   std::vector<Reservation> ownedBy(std::string_view cid, std::string_view ifname) const;
   /// Removes the reservation of `address`; releasing a free address is not an error.
-  Expected<void> release(policy::Addr address);
+  Expected<void> release(zonewall::Addr address);
   /// Addresses of `subnet` still free (saturates at 2^64 - 1 for huge IPv6 subnets).
-  std::uint64_t freeCount(const policy::Cidr& subnet) const;
+  std::uint64_t freeCount(const zonewall::Cidr& subnet) const;
 
   const std::string& dir() const { return dir_; }
 
  private:
-  AddressPool(std::string dir, int lock_fd) : dir_(std::move(dir)), lock_fd_(lock_fd) {}
-  Expected<Reservation> allocateOne(const policy::Cidr& subnet, const Reservation& owner,
-                                    const std::vector<policy::Addr>& taken);
+  AddressPool(std::string dir, UniqueFd lock) : dir_(std::move(dir)), lock_(std::move(lock)) {}
+  Expected<Reservation> allocateOne(const zonewall::Cidr& subnet, const Reservation& owner,
+                                    const std::vector<zonewall::Addr>& taken);
 
   std::string dir_;
-  int lock_fd_ = -1;
+  UniqueFd lock_;  ///< holds the flock of the pool's directory while the pool lives
 };
 
 /// The first and last address a subnet hands out: IPv4 skips the network and broadcast
 /// addresses (below /31), IPv6 the subnet-router anycast address (below /127).
-std::pair<policy::Addr, policy::Addr> allocatableRange(const policy::Cidr& subnet);
+std::pair<zonewall::Addr, zonewall::Addr> allocatableRange(const zonewall::Cidr& subnet);
 
 }  // namespace zonewall::cni

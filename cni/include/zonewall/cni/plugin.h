@@ -25,7 +25,7 @@ struct Outcome {
 
 Outcome runPlugin(const std::map<std::string, std::string>& env, std::string_view stdin_bytes);
 
-/// The host veth name of an attachment: policy::hostVethName of the pod for its eth0 (the
+/// The host veth name of an attachment: zonewall::hostVethName of the pod for its eth0 (the
 /// name the dataplane's anti-spoofing expects), of pod + ifname for further interfaces, and
 /// of the container id + ifname outside Kubernetes.
 std::string hostVethFor(const Environment& env);

@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "zonewall/policy/ip.h"
+#include "zonewall/base/ip.h"
 
 namespace zonewall::cni {
 
@@ -93,7 +93,7 @@ struct NetConf {
   std::string name;
   int mtu = 0;  ///< 0: FLANNEL_MTU from the subnet file, else 1500
   /// `ipam.subnet` (a CIDR or a list of them, at most one per family); empty: the subnet file.
-  std::vector<policy::Cidr> subnets;
+  std::vector<zonewall::Cidr> subnets;
   std::string subnet_file = "/run/zonewall/subnet.env";
   std::string data_dir = "/var/lib/cni/zonewall";
   std::string endpoints_dir = "/run/zonewall/endpoints";
@@ -126,7 +126,7 @@ struct Interface {
 };
 struct IpConfig {
   int interface = -1;  ///< index into interfaces, -1 when absent
-  policy::Addr address;
+  zonewall::Addr address;
   int prefix = 0;  ///< as configured on the interface: 32 / 128 for routed pods
 };
 struct Route {

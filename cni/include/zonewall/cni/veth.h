@@ -21,8 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "zonewall/base/fd.h"
+#include "zonewall/base/ip.h"
 #include "zonewall/cni/protocol.h"
-#include "zonewall/policy/ip.h"
 
 namespace zonewall::cni {
 
@@ -37,15 +38,12 @@ class Netns {
   /// A path that does not exist is code 3 (unknown container); one that is not a network
   /// namespace is code 4 (bad CNI_NETNS).
   static Expected<Netns> open(const std::string& path);
-  Netns(Netns&& o) noexcept : fd_(std::exchange(o.fd_, -1)), path_(std::move(o.path_)) {}
-  Netns& operator=(Netns&&) = delete;
-  ~Netns();
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
   const std::string& path() const { return path_; }
 
  private:
-  Netns(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  int fd_ = -1;
+  Netns(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  UniqueFd fd_;
   std::string path_;
 };
 
@@ -55,7 +53,7 @@ struct VethSpec {
   std::string ifname;     ///< in the pod
   std::string host_veth;  ///< in the host netns
   int mtu = 1500;
-  std::vector<policy::Addr> addresses;  ///< at most one per family
+  std::vector<zonewall::Addr> addresses;  ///< at most one per family
 };
 
 /// What ADD reports.
@@ -63,7 +61,7 @@ struct VethInfo {
   std::string host_mac;
   std::string pod_mac;
   /// Families whose default route this interface got (not when another interface has it).
-  std::vector<policy::Family> default_routes;
+  std::vector<zonewall::Family> default_routes;
 };
 
 /// The alias a host veth of this attachment carries.

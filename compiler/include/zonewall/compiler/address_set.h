@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "zonewall/policy/ip.h"
+#include "zonewall/base/ip.h"
 
 namespace zonewall::compiler {
 
@@ -50,8 +50,8 @@ class Bitset {
 };
 
 struct AddrSet {
-  Bitset pods;                 ///< over Inventory::addrs()
-  policy::IntervalSet ranges;  ///< for addresses that are not pod addresses
+  Bitset pods;         ///< over Inventory::addrs()
+  IntervalSet ranges;  ///< for addresses that are not pod addresses
 
   AddrSet& operator&=(const AddrSet& o) {
     pods &= o.pods;

@@ -5,10 +5,10 @@
 #include <memory>
 #include <string>
 
+#include "zonewall/base/diagnostic.h"
 #include "zonewall/compiler/inventory.h"
 #include "zonewall/compiler/program.h"
 #include "zonewall/compiler/table.h"
-#include "zonewall/policy/diagnostic.h"
 
 namespace zonewall::compiler {
 
@@ -24,11 +24,11 @@ class NodeCompiler {
   NodeCompiler& operator=(const NodeCompiler&) = delete;
 
   /// Compiles from scratch. Deterministic: the same inputs give an identical table.
-  std::expected<void, policy::Error> build(const Program& program);
+  std::expected<void, Error> build(const Program& program);
   /// The program changed (policies added, replaced or removed; see ProgramBuilder).
-  std::expected<void, policy::Error> programChanged(const Program& program);
+  std::expected<void, Error> programChanged(const Program& program);
   /// Pod `pod` (index into the store) changed its labels; Inventory::relabel was called.
-  std::expected<void, policy::Error> podLabelsChanged(std::uint32_t pod);
+  std::expected<void, Error> podLabelsChanged(std::uint32_t pod);
 
   const NodeTable& table() const;
 
@@ -40,8 +40,7 @@ class NodeCompiler {
 /// Compiles the table of `node` (pods whose spec.nodeName is `node`). Deterministic: the same
 /// inputs give an identical table. Fails only past the table's fixed limits (65535 remote
 /// classes per family).
-std::expected<NodeTable, policy::Error> compileNode(const Program& program,
-                                                    const Inventory& inventory,
-                                                    const std::string& node);
+std::expected<NodeTable, Error> compileNode(const Program& program, const Inventory& inventory,
+                                            const std::string& node);
 
 }  // namespace zonewall::compiler

@@ -30,7 +30,7 @@ class Inventory {
   using Postings = std::unordered_map<std::string, std::vector<std::uint32_t>>;
 
   struct PodAddr {
-    policy::Addr addr;
+    Addr addr;
     std::uint32_t pod = 0;  ///< index into store().pods
   };
 
@@ -39,15 +39,15 @@ class Inventory {
   const policy::Store& store() const { return store_; }
   /// Every pod address, sorted by address (addresses are unique: validateStore).
   const std::vector<PodAddr>& addrs() const { return addrs_; }
-  std::optional<size_t> findAddr(policy::Addr a) const;
-  const policy::Pod* podAt(policy::Addr a) const;
+  std::optional<size_t> findAddr(Addr a) const;
+  const policy::Pod* podAt(Addr a) const;
   /// Every namespace the input knows of (Namespace objects and pods' namespaces), sorted.
   const std::vector<std::string>& namespaces() const { return namespaces_; }
 
   /// The set of addresses `e` matches (bulk: bitsets over the label index).
   AddrSet evaluate(const AddrExpr& e) const;
   /// Whether `e` matches address `a` (direct: labels of the one endpoint).
-  bool contains(const AddrExpr& e, policy::Addr a) const;
+  bool contains(const AddrExpr& e, Addr a) const;
 
   bool namespaceMatches(const policy::Selector& sel, const std::string& ns, bool calico) const;
 

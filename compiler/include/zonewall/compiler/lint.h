@@ -2,8 +2,8 @@
 // authors think. The same path as compile, printing instead of committing.
 #pragma once
 
+#include "zonewall/base/diagnostic.h"
 #include "zonewall/compiler/inventory.h"
-#include "zonewall/policy/diagnostic.h"
 #include "zonewall/policy/model.h"
 
 namespace zonewall::compiler {
@@ -17,6 +17,6 @@ const std::vector<LintRule>& lintRules();
 
 /// Appends findings to `diags`. Inventory checks run only when the store has pods or
 /// namespaces.
-void lint(const policy::Store& store, const Inventory& inventory, policy::Diagnostics& diags);
+void lint(const policy::Store& store, const Inventory& inventory, Diagnostics& diags);
 
 }  // namespace zonewall::compiler

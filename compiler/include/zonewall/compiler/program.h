@@ -19,14 +19,13 @@
 #include <unordered_map>
 #include <vector>
 
-#include "zonewall/policy/diagnostic.h"
+#include "zonewall/base/diagnostic.h"
 #include "zonewall/policy/model.h"
 
 namespace zonewall::compiler {
 
 using policy::Action;
 using policy::Protocol;
-using policy::SourceLoc;
 
 enum class Direction : std::uint8_t { kIngress = 0, kEgress = 1 };
 const char* directionName(Direction d);
@@ -60,11 +59,11 @@ struct AddrExpr {
   policy::Selector selector;
   Scope scope;
   bool calico = false;  ///< Calico semantics: NetworkSets are endpoints, Calico's labels apply
-  policy::IntervalSet cidrs;
+  IntervalSet cidrs;
   std::string name;
   Protocol protocol = 0;
   std::uint16_t port = 0;
-  policy::Family family = policy::Family::kV4;
+  Family family = Family::kV4;
   std::vector<std::shared_ptr<const AddrExpr>> kids;
   std::string key;  ///< canonical text; equal keys mean equal predicates
 };
@@ -72,9 +71,9 @@ using AddrExprPtr = std::shared_ptr<const AddrExpr>;
 
 AddrExprPtr exprAll();
 AddrExprPtr exprEndpoints(policy::Selector sel, Scope scope, bool calico);
-AddrExprPtr exprCidrs(const std::vector<policy::Cidr>& cidrs);
+AddrExprPtr exprCidrs(const std::vector<Cidr>& cidrs);
 AddrExprPtr exprNamedPort(std::string name, Protocol proto, std::uint16_t port);
-AddrExprPtr exprFamily(policy::Family f);
+AddrExprPtr exprFamily(Family f);
 AddrExprPtr exprAnd(std::vector<AddrExprPtr> kids);
 AddrExprPtr exprOr(std::vector<AddrExprPtr> kids);
 AddrExprPtr exprNot(AddrExprPtr kid);

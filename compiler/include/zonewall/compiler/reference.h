@@ -10,8 +10,8 @@
 namespace zonewall::compiler {
 
 struct Flow {
-  policy::Addr src;
-  policy::Addr dst;
+  Addr src;
+  Addr dst;
   Protocol protocol = policy::kTcp;
   std::uint16_t port = 0;  ///< destination port; ICMP: type << 8 | code
 };
@@ -22,14 +22,14 @@ class ReferenceEvaluator {
 
   /// Whether `local` (a pod at address `local_addr`) lets the flow through in direction `d`
   /// (ingress: the flow comes from `peer`; egress: it goes to `peer`).
-  bool allows(Direction d, const policy::Pod& local, policy::Addr local_addr, policy::Addr peer,
-              Protocol protocol, std::uint16_t port) const;
+  bool allows(Direction d, const policy::Pod& local, Addr local_addr, Addr peer, Protocol protocol,
+              std::uint16_t port) const;
 
   /// A connection is allowed iff the source's egress and the destination's ingress allow it
   /// (a side that is not a pod has no policy).
   bool connectionAllowed(const Flow& f) const;
 
-  const policy::Pod* podAt(policy::Addr a) const;
+  const policy::Pod* podAt(Addr a) const;
 
  private:
   const policy::Store& store_;

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "zonewall/base/ip.h"
 #include "zonewall/compiler/program.h"
-#include "zonewall/policy/ip.h"
 
 namespace zonewall::compiler {
 
@@ -43,14 +43,14 @@ struct Entry {
 
 struct LocalClass {
   std::uint32_t id = 0;
-  policy::Family family = policy::Family::kV4;
+  Family family = Family::kV4;
   std::uint32_t default_outcome = 0;
-  std::vector<policy::Addr> addrs;  ///< sorted
+  std::vector<Addr> addrs;  ///< sorted
 };
 
 struct RemoteClass {
   RemoteClassId id = 0;
-  policy::Family family = policy::Family::kV4;
+  Family family = Family::kV4;
   std::vector<std::string> predicates;  ///< the rule peers this class is in (canonical keys)
 };
 
@@ -59,7 +59,7 @@ struct RemoteClass {
 struct LocalEndpoint {
   std::string pod;    ///< "ns/name"
   std::string iface;  ///< host veth
-  std::vector<policy::Addr> addrs;
+  std::vector<Addr> addrs;
 };
 
 struct DirectionTable {
@@ -73,18 +73,18 @@ struct NodeTable {
   std::vector<Outcome> outcomes;
   std::vector<RemoteClass> remote_classes;  ///< sorted by (family, id); class 0 not listed
   /// Every pod address with a class (or whose class differs from its interval's), sorted.
-  std::vector<std::pair<policy::Addr, RemoteClassId>> remote_exact;
-  std::vector<std::pair<policy::Range, RemoteClassId>> remote_ranges;  ///< sorted, disjoint
-  DirectionTable directions[2];                                        ///< by Direction
-  std::vector<LocalEndpoint> endpoints;                                ///< sorted by pod
+  std::vector<std::pair<Addr, RemoteClassId>> remote_exact;
+  std::vector<std::pair<Range, RemoteClassId>> remote_ranges;  ///< sorted, disjoint
+  DirectionTable directions[2];                                ///< by Direction
+  std::vector<LocalEndpoint> endpoints;                        ///< sorted by pod
 
   const DirectionTable& dir(Direction d) const { return directions[static_cast<int>(d)]; }
-  RemoteClassId remoteClassOf(policy::Addr a) const;
-  const LocalClass* localClassOf(Direction d, policy::Addr a) const;
+  RemoteClassId remoteClassOf(Addr a) const;
+  const LocalClass* localClassOf(Direction d, Addr a) const;
 
   /// The outcome for a packet between `local` (on this node) and `remote`; nullptr when
   /// `local` is not one of this node's endpoints. `port` is type << 8 | code for ICMP.
-  const Outcome* decide(Direction d, policy::Addr local, policy::Addr remote, Protocol proto,
+  const Outcome* decide(Direction d, Addr local, Addr remote, Protocol proto,
                         std::uint16_t port) const;
 
   size_t entryCount() const { return directions[0].entries.size() + directions[1].entries.size(); }

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "zonewall/base/diagnostic.h"
 #include "zonewall/dataplane/ruleset.h"
-#include "zonewall/policy/diagnostic.h"
 
 namespace zonewall::dataplane {
 
@@ -149,9 +149,9 @@ class Transport {
  public:
   virtual ~Transport() = default;
   /// Sends the batch and waits for the kernel's verdict on every message.
-  virtual std::expected<void, policy::Error> commit(const Batch& batch) = 0;
+  virtual std::expected<void, Error> commit(const Batch& batch) = 0;
   /// Reads table `expected.table` back, decoding it as `expected` describes it.
-  virtual std::expected<KernelState, policy::Error> read(const Ruleset& expected) = 0;
+  virtual std::expected<KernelState, Error> read(const Ruleset& expected) = 0;
 };
 
 /// A batch parsed back with libnftnl (no kernel): the objects it would create.
@@ -161,15 +161,14 @@ struct DecodedBatch {
   std::map<std::string, std::vector<std::vector<std::string>>> rules;  ///< chain → expressions
   std::vector<SetDef> sets;  ///< `like`'s sets, in message order, with the elements the batch adds
 };
-std::expected<DecodedBatch, policy::Error> decodeBatch(const Batch& batch, const Ruleset& like);
+std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset& like);
 
 /// The expressions of a rule as libnftnl prints them, one string per expression: how the
 /// skeleton of two tables is compared.
 std::vector<std::string> ruleExpressions(const Rule& rule);
 
 /// The real kernel, in the network namespace at `netns_path` (empty: the current one).
-std::expected<std::unique_ptr<Transport>, policy::Error> openNetlink(
-    const std::string& netns_path = "");
+std::expected<std::unique_ptr<Transport>, Error> openNetlink(const std::string& netns_path = "");
 
 /// Human-readable lines for a set of changes ("+ ingress4_exact 10.0.0.1 . 0x... : goto ...").
 std::vector<std::string> describeChanges(const Ruleset& rs, const std::vector<SetChange>& changes);

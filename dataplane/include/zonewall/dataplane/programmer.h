@@ -54,13 +54,13 @@ class Programmer {
   };
 
   /// What bringing the kernel to `want` takes.
-  std::expected<Plan, policy::Error> plan(Ruleset want);
+  std::expected<Plan, Error> plan(Ruleset want);
 
   /// Commits `plan` (from this programmer's last plan()); returns the transactions' message
   /// counts. On success the committed state is plan.want; on failure it is unknown, and the
   /// next plan reads the kernel. Taken by value: an agent moves its plan in, and the committed
   /// state takes the table without copying it.
-  std::expected<std::vector<size_t>, policy::Error> commit(Plan plan);
+  std::expected<std::vector<size_t>, Error> commit(Plan plan);
 
   /// Forgets the committed state: the next plan reads the kernel.
   void reread() { known_.reset(); }

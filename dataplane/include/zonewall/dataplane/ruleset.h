@@ -78,8 +78,8 @@ enum class SetKind : std::uint8_t {
 
 struct Element {
   std::string iface;  ///< kIfaceAddrSet
-  policy::Addr addr;
-  policy::Addr addr_hi;  ///< kAddrIntervalVmap: last address of the range
+  Addr addr;
+  Addr addr_hi;  ///< kAddrIntervalVmap: last address of the range
   std::uint32_t mark = 0;
   std::uint8_t proto_lo = 0;
   std::uint8_t proto_hi = 0;
@@ -99,7 +99,7 @@ struct Element {
 struct SetDef {
   std::string name;
   SetKind kind = SetKind::kAddrSet;
-  policy::Family family = policy::Family::kV4;
+  Family family = Family::kV4;
   std::vector<Element> elements;
 };
 
@@ -122,7 +122,7 @@ struct Rule {
     kAnyMap,      ///< <fam> <local> . meta mark & m vmap @set
   };
   Kind kind = Kind::kMarkAnd;
-  policy::Family family = policy::Family::kV4;
+  Family family = Family::kV4;
   bool source = false;  ///< saddr (true) or daddr (false)
   bool icmp =
       false;  ///< kVerdictMap: the ICMP rule (== icmp, th sport) or the other (!=, th dport)

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "zonewall/policy/diagnostic.h"
+#include "zonewall/base/diagnostic.h"
 #include "zonewall/policy/model.h"
 
 namespace zonewall::policy {

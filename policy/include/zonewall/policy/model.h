@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "zonewall/policy/diagnostic.h"
-#include "zonewall/policy/host_veth.h"
-#include "zonewall/policy/ip.h"
+#include "zonewall/base/diagnostic.h"
+#include "zonewall/base/host_veth.h"
+#include "zonewall/base/ip.h"
 #include "zonewall/policy/selector.h"
 
 namespace zonewall::policy {

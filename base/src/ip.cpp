@@ -1,4 +1,4 @@
-#include "zonewall/policy/ip.h"
+#include "zonewall/base/ip.h"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -7,7 +7,7 @@
 #include <array>
 #include <charconv>
 
-namespace zonewall::policy {
+namespace zonewall {
 namespace {
 
 U128 fromBytes(const unsigned char* b) {
@@ -208,4 +208,4 @@ IntervalSet familySpace(Family f) {
   return s.unite(IntervalSet::all()).minus(familySpace(Family::kV4));
 }
 
-}  // namespace zonewall::policy
+}  // namespace zonewall

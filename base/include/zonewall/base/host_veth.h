@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-namespace zonewall::policy {
+namespace zonewall {
 
 /// Every pod's host veth starts with this.
 inline constexpr const char* kHostVethPrefix = "zw";
@@ -13,4 +13,4 @@ inline constexpr const char* kHostVethPrefix = "zw";
 /// "zw" + 11 hex digits of a hash of "ns/name" (13 characters, under IFNAMSIZ).
 std::string hostVethName(std::string_view ns, std::string_view name);
 
-}  // namespace zonewall::policy
+}  // namespace zonewall

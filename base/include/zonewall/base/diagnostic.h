@@ -1,23 +1,14 @@
-// Source locations, diagnostics and errors shared by every zonewall library.
+// Diagnostics: findings about the input (load errors, lint findings, compile errors), collected
+// rather than stopping at the first (nftables' error_record).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace zonewall::policy {
+#include "zonewall/base/error.h"
 
-/// A position in an input file; line and column are 1-based (0 means unknown).
-struct SourceLoc {
-  std::string file;
-  int line = 0;
-  int col = 0;
-
-  /// "file:line:col", or just "file" when the position is unknown.
-  std::string str() const;
-  bool known() const { return line > 0; }
-  friend bool operator==(const SourceLoc&, const SourceLoc&) = default;
-};
+namespace zonewall {
 
 enum class Severity : std::uint8_t { kError, kWarning, kInfo };
 
@@ -59,15 +50,4 @@ class Diagnostics {
   std::vector<Diagnostic> items_;
 };
 
-/// An error at a module boundary (std::expected<T, Error>).
-struct Error {
-  enum class Code : std::uint8_t { kInvalidInput, kIo, kUnsupported, kKernel, kInternal };
-  Code code = Code::kInvalidInput;
-  std::string message;
-  SourceLoc loc;
-  int sys_errno = 0;  ///< errno captured right after the failing call, 0 if none
-
-  std::string str() const;
-};
-
-}  // namespace zonewall::policy
+}  // namespace zonewall

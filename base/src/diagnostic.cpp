@@ -1,4 +1,4 @@
-#include "zonewall/policy/diagnostic.h"
+#include "zonewall/base/diagnostic.h"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <tuple>
 
-namespace zonewall::policy {
+namespace zonewall {
 
 std::string SourceLoc::str() const {
   if (line <= 0) {
@@ -65,4 +65,4 @@ std::string Error::str() const {
   return out;
 }
 
-}  // namespace zonewall::policy
+}  // namespace zonewall

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace zonewall::policy {
+namespace zonewall {
 
 __extension__ using U128 = unsigned __int128;
 
@@ -91,4 +91,4 @@ class IntervalSet {
 /// The whole IPv4 space / the whole IPv6 space (without the mapped block).
 IntervalSet familySpace(Family f);
 
-}  // namespace zonewall::policy
+}  // namespace zonewall
