@@ -273,7 +273,7 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule,
     case Rule::Kind::kMarkAnd:
     case Rule::Kind::kMarkAndOr:
       b.meta(NFT_META_MARK, kReg1);
-      b.bitwise(kReg1, rule.a, rule.kind == Rule::Kind::kMarkAndOr ? rule.b : 0);
+      b.bitwise(kReg1, rule.mark_mask, rule.kind == Rule::Kind::kMarkAndOr ? rule.mark_bits : 0);
       b.metaSet(NFT_META_MARK, kReg1);
       return;
     case Rule::Kind::kCtEstablished:
@@ -294,7 +294,7 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule,
       b.meta(NFT_META_L4PROTO, kReg1);
       b.cmpU8(NFT_CMP_EQ, IPPROTO_ICMPV6);
       b.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, kReg1);
-      b.cmpU8(NFT_CMP_EQ, static_cast<std::uint8_t>(rule.a));
+      b.cmpU8(NFT_CMP_EQ, rule.icmp_type);
       b.verdict({Verdict::Kind::kAccept, {}});
       return;
     case Rule::Kind::kLocalJump:
@@ -321,7 +321,7 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule,
       b.nfproto(rule.family);
       b.addr(rule.family, rule.source, kReg1);
       b.meta(NFT_META_MARK, mark_reg);
-      b.bitwise(mark_reg, rule.a, 0);
+      b.bitwise(mark_reg, rule.mark_mask, 0);
       // pipapo compares big-endian: convert the host-order fields first, as nft does.
       if (ranges) b.byteorderHton(mark_reg, /*len=*/4, /*size=*/4);
       b.meta(NFT_META_L4PROTO, proto_reg);
@@ -335,7 +335,7 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule,
       b.verdict(rule.verdict);
       return;
     case Rule::Kind::kLog:
-      b.log(rule.text, static_cast<std::uint16_t>(rule.a));
+      b.log(rule.text, rule.log_group);
       return;
     case Rule::Kind::kGoto:
       b.verdict(rule.verdict);
@@ -346,7 +346,7 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule,
       b.nfproto(rule.family);
       b.addr(rule.family, rule.source, kReg1);
       b.meta(NFT_META_MARK, mark_reg);
-      b.bitwise(mark_reg, rule.a, 0);
+      b.bitwise(mark_reg, rule.mark_mask, 0);
       b.lookup(rule.set, setId(rule.set), true);
       return;
     }
@@ -1033,7 +1033,8 @@ std::optional<std::string> skeletonDifference(const Ruleset& a, const Ruleset& b
       const Rule& p = x.rules[r];
       const Rule& q = y.rules[r];
       if (p.kind != q.kind || p.family != q.family || p.source != q.source || p.icmp != q.icmp ||
-          p.a != q.a || p.b != q.b || p.set != q.set || p.text != q.text ||
+          p.mark_mask != q.mark_mask || p.mark_bits != q.mark_bits || p.icmp_type != q.icmp_type ||
+          p.log_group != q.log_group || p.set != q.set || p.text != q.text ||
           !(p.verdict == q.verdict)) {
         return fmt::format("rule {} of chain {} differs", r, x.name);
       }
@@ -1076,7 +1077,9 @@ std::vector<Element> complementBoxes(std::vector<Element> taken) {
 }
 
 // The class mark a remote class chain sets.
-std::uint32_t classMarkOf(const ChainDef& rc) { return rc.rules.empty() ? 0 : rc.rules.front().b; }
+std::uint32_t classMarkOf(const ChainDef& rc) {
+  return rc.rules.empty() ? 0 : rc.rules.front().mark_bits;
+}
 
 // Fills sw.bridges (see MapSwap::bridges) for a swap of a lookup chain's maps.
 void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<ChainDef>& new_chains,

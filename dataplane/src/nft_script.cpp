@@ -114,9 +114,9 @@ std::string ruleBody(const Rule& r) {
   const char* field = r.source ? "saddr" : "daddr";
   switch (r.kind) {
     case Rule::Kind::kMarkAnd:
-      return fmt::format("meta mark set meta mark & 0x{:08x}", r.a);
+      return fmt::format("meta mark set meta mark & 0x{:08x}", r.mark_mask);
     case Rule::Kind::kMarkAndOr:
-      return fmt::format("meta mark set meta mark & 0x{:08x} | 0x{:08x}", r.a, r.b);
+      return fmt::format("meta mark set meta mark & 0x{:08x} | 0x{:08x}", r.mark_mask, r.mark_bits);
     case Rule::Kind::kCtEstablished:
       return "ct state established,related accept";
     case Rule::Kind::kCtInvalid:
@@ -124,7 +124,7 @@ std::string ruleBody(const Rule& r) {
     case Rule::Kind::kCounterVerdict:
       return "counter " + verdictText(r.verdict);
     case Rule::Kind::kNdpAccept:
-      return fmt::format("icmpv6 type {} accept", r.a);
+      return fmt::format("icmpv6 type {} accept", r.icmp_type);
     case Rule::Kind::kLocalJump:
       return fmt::format("{} {} @{} {}", proto, field, r.set, verdictText(r.verdict));
     case Rule::Kind::kAddrVmap:
@@ -134,14 +134,14 @@ std::string ruleBody(const Rule& r) {
       const char* icmp = r.family == Family::kV4 ? "icmp" : "ipv6-icmp";
       return fmt::format(
           "meta l4proto {}{} {} {} . meta mark & 0x{:08x} . meta l4proto . th {} vmap @{}",
-          r.icmp ? "" : "!= ", icmp, proto, field, r.a, r.icmp ? "sport" : "dport", r.set);
+          r.icmp ? "" : "!= ", icmp, proto, field, r.mark_mask, r.icmp ? "sport" : "dport", r.set);
     }
     case Rule::Kind::kLog:
-      return fmt::format("log prefix \"{}\" group {}", r.text, r.a);
+      return fmt::format("log prefix \"{}\" group {}", r.text, r.log_group);
     case Rule::Kind::kGoto:
       return verdictText(r.verdict);
     case Rule::Kind::kAnyMap:
-      return fmt::format("{} {} . meta mark & 0x{:08x} vmap @{}", proto, field, r.a, r.set);
+      return fmt::format("{} {} . meta mark & 0x{:08x} vmap @{}", proto, field, r.mark_mask, r.set);
     case Rule::Kind::kAntiSpoof:
       return fmt::format("iifname \"{}*\" iifname . {} saddr != @{} drop", r.text, proto, r.set);
   }

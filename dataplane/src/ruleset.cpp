@@ -78,7 +78,7 @@ class Builder {
         std::string prefix =
             fmt::format("zw {} {}", la.policy.substr(la.policy.find(' ') + 1), la.rule_index);
         if (prefix.size() > 60) prefix.resize(60);  // nflog prefixes are capped at 64 bytes
-        c.rules.push_back({.kind = Rule::Kind::kLog, .a = 0, .text = prefix + ": "});
+        c.rules.push_back({.kind = Rule::Kind::kLog, .log_group = 0, .text = prefix + ": "});
       }
       c.rules.push_back({.kind = Rule::Kind::kCounterVerdict,
                          .verdict = {o.allow ? Verdict::Kind::kReturn : Verdict::Kind::kDrop, {}}});
@@ -112,8 +112,8 @@ class Builder {
     for (const auto& [r, id] : t_.remote_ranges) ids.insert(id);
     for (compiler::RemoteClassId id : ids) {
       Rule r{.kind = Rule::Kind::kMarkAndOr,
-             .a = ~o_.class_mask,
-             .b = static_cast<std::uint32_t>(id) << shift_};
+             .mark_mask = ~o_.class_mask,
+             .mark_bits = static_cast<std::uint32_t>(id) << shift_};
       rs_.chains.push_back({classChain(id), {}, {r}});
     }
   }
@@ -236,7 +236,7 @@ class Builder {
     // Ingress: the local endpoint is the destination and the peer the source; egress: the reverse.
     bool local_is_source = d == Direction::kEgress;
     ChainDef c{fmt::format("{}{}", dn, suffix(f)), {}, {}};
-    c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .count = true, .a = ~o_.class_mask});
+    c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .count = true, .mark_mask = ~o_.class_mask});
     for (const char* kind : {"ranges", "exact"}) {
       c.rules.push_back({.kind = Rule::Kind::kAddrVmap,
                          .family = f,
@@ -250,7 +250,7 @@ class Builder {
                                .source = local_is_source,
                                .icmp = icmp,
                                .counted_drop = true,
-                               .a = o_.class_mask,
+                               .mark_mask = o_.class_mask,
                                .set = set});
       }
     };
@@ -259,7 +259,7 @@ class Builder {
                        .family = f,
                        .source = local_is_source,
                        .counted_drop = true,
-                       .a = o_.class_mask,
+                       .mark_mask = o_.class_mask,
                        .set = fmt::format("{}{}_any", dn, suffix(f))});
     // The range map's lookups (and the default after them) sit in a chain of their own, which
     // a rebuilt range map's swap rewrites, never this one. It is reached by goto, not jump: the
@@ -282,8 +282,11 @@ class Builder {
     c.rules.push_back({.kind = Rule::Kind::kCtEstablished});
     c.rules.push_back({.kind = Rule::Kind::kCtInvalid});
     // Neighbour discovery is never blocked: without it no IPv6 traffic flows at all.
-    for (std::uint32_t type = 133; type <= 136; ++type)
-      c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .a = type});
+    // ICMPv6 133..136: router solicitation and advertisement, neighbour solicitation and
+    // advertisement (RFC 4861).
+    for (std::uint8_t type = 133; type <= 136; ++type) {
+      c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .icmp_type = type});
+    }
     // Anti-spoofing: what comes in from a pod's host veth carries that pod's address.
     for (Family f : kFamilies) {
       c.rules.push_back({.kind = Rule::Kind::kAntiSpoof,
@@ -304,7 +307,7 @@ class Builder {
                            .set = fmt::format("ingress_local{}", suffix(f)),
                            .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
       }
-      c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .a = ~o_.class_mask});
+      c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .mark_mask = ~o_.class_mask});
     }
     rs_.chains.push_back(std::move(c));
   }

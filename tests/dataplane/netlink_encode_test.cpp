@@ -277,7 +277,7 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   std::set<std::uint32_t>
       new_marks;  // of IPv4 classes: kCluster's IPv6 peers have classes before and after
   for (const ChainDef& c : chains.add) {
-    if (c.name.starts_with("rc_")) new_marks.insert(c.rules.front().b);
+    if (c.name.starts_with("rc_")) new_marks.insert(c.rules.front().mark_bits);
   }
   const zonewall::Addr kA = *zonewall::parseAddr("10.0.0.1");
   ASSERT_FALSE(new_marks.empty());

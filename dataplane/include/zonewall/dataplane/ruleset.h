@@ -106,20 +106,21 @@ struct SetDef {
 /// The closed set of rule shapes zonewall uses.
 struct Rule {
   enum class Kind : std::uint8_t {
-    kMarkAnd,         ///< meta mark set meta mark & a
-    kMarkAndOr,       ///< meta mark set meta mark & a | b
+    kMarkAnd,         ///< meta mark set meta mark & mark_mask
+    kMarkAndOr,       ///< meta mark set meta mark & mark_mask | mark_bits
     kCtEstablished,   ///< ct state established,related accept
     kCounterVerdict,  ///< counter <verdict>
     kCtInvalid,       ///< ct state invalid drop
-    kNdpAccept,       ///< icmpv6 type <a> accept
+    kNdpAccept,       ///< icmpv6 type <icmp_type> accept
     kLocalJump,       ///< <fam> <saddr|daddr> @set jump chain
     kAddrVmap,        ///< <fam> <saddr|daddr> vmap @set
-    kVerdictMap,  ///< meta l4proto [!=] icmp <fam> <local> . mark & m . l4proto . th <d|s>port vmap
-                  ///< @set
-    kLog,         ///< log prefix "<text>" group <a>
-    kGoto,        ///< a bare verdict: goto chain, jump chain
-    kAntiSpoof,   ///< iifname "zw*" iifname . <fam> saddr != @set drop
-    kAnyMap,      ///< <fam> <local> . meta mark & m vmap @set
+    /// meta l4proto [!=] icmp <fam> <local> . mark & mark_mask . l4proto . th <d|s>port
+    /// vmap @set
+    kVerdictMap,
+    kLog,        ///< log prefix "<text>" group <log_group>
+    kGoto,       ///< a bare verdict: goto chain, jump chain
+    kAntiSpoof,  ///< iifname "zw*" iifname . <fam> saddr != @set drop
+    kAnyMap,     ///< <fam> <local> . meta mark & mark_mask vmap @set
   };
   Kind kind = Kind::kMarkAnd;
   Family family = Family::kV4;
@@ -130,8 +131,11 @@ struct Rule {
   bool counted_drop = false;
   /// kMarkAnd: "counter" after it (the packets that enter a direction's chain).
   bool count = false;
-  std::uint32_t a = 0;
-  std::uint32_t b = 0;
+  /// The mark bits a rule keeps (kMarkAnd, kMarkAndOr) or looks up (kVerdictMap, kAnyMap).
+  std::uint32_t mark_mask = 0;
+  std::uint32_t mark_bits = 0;  ///< kMarkAndOr: the bits it sets (a class chain's class)
+  std::uint8_t icmp_type = 0;   ///< kNdpAccept
+  std::uint16_t log_group = 0;  ///< kLog: the nflog group
   std::string set;
   std::string text;
   Verdict verdict;
