@@ -24,8 +24,11 @@
 #include "kernel/node_harness.h"
 #include "synthetic.h"
 #include "zonewall/compiler/compile.h"
-#include "zonewall/dataplane/netlink.h"
+#include "zonewall/dataplane/batch.h"
+#include "zonewall/dataplane/diff.h"
+#include "zonewall/dataplane/drift.h"
 #include "zonewall/dataplane/programmer.h"
+#include "zonewall/dataplane/transport.h"
 
 namespace {
 
@@ -99,9 +102,8 @@ class TimedTransport : public dataplane::Transport {
     if (!ok) std::printf("  netlink failed: %s\n", ok.error().str().c_str());
     return ok;
   }
-  std::expected<dataplane::KernelState, zonewall::Error> read(
-      const dataplane::Ruleset& expected) override {
-    return kernel_.read(expected);
+  std::expected<dataplane::TableSnapshot, zonewall::Error> read(const std::string& table) override {
+    return kernel_.read(table);
   }
   std::vector<Commit> commits;
 
@@ -141,7 +143,7 @@ void measureChanges(const char* label, Setup& s, dataplane::Programmer& prog, Ti
     // The same element changes as `nft` commands (made before the commit takes the plan).
     n = 0;
     std::string script;
-    for (const auto& c : plan->changes) {
+    for (const auto& c : plan->diff.sets) {
       n += c.add.size() + c.remove.size();
       for (const auto& line : dataplane::describeChanges(plan->want, {c})) {
         // "+ set elem" → "add element inet zonewall set { elem }"
@@ -152,7 +154,7 @@ void measureChanges(const char* label, Setup& s, dataplane::Programmer& prog, Ti
                   " { " + el + " }\n";
       }
     }
-    if (!plan->chains.empty())
+    if (!plan->diff.chains.empty())
       std::printf(
           "  (change %d also changes chains or rebuilds maps: not comparable to nft -f of its "
           "elements)\n",

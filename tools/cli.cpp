@@ -21,9 +21,12 @@
 #include "zonewall/compiler/lint.h"
 #include "zonewall/compiler/program.h"
 #include "zonewall/compiler/reference.h"
-#include "zonewall/dataplane/netlink.h"
+#include "zonewall/dataplane/batch.h"
+#include "zonewall/dataplane/diff.h"
+#include "zonewall/dataplane/drift.h"
 #include "zonewall/dataplane/programmer.h"
 #include "zonewall/dataplane/ruleset.h"
+#include "zonewall/dataplane/transport.h"
 #include "zonewall/policy/loader.h"
 
 namespace zonewall::tools {
@@ -782,8 +785,8 @@ std::optional<int> commit(Programmed& p, const char* cmd, std::ostream& out, std
     return std::nullopt;
   }
   size_t elements = 0;
-  for (const auto& c : p.plan.changes) elements += c.add.size() + c.remove.size();
-  const auto& cc = p.plan.chains;
+  for (const auto& c : p.plan.diff.sets) elements += c.add.size() + c.remove.size();
+  const auto& cc = p.plan.diff.chains;
   std::string chains = cc.add.empty() && cc.remove.empty()
                            ? ""
                            : fmt::format(" and {} chain changes", cc.add.size() + cc.remove.size());
@@ -825,9 +828,9 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
       out << "would replace table inet zonewall:\n";
       for (const auto& d : plan.drift) out << "  " << d << "\n";
     } else {
-      for (const auto& c : plan.chains.remove) out << "- chain " << c << "\n";
-      for (const auto& c : plan.chains.add) out << "+ chain " << c.name << "\n";
-      for (const auto& sw : plan.chains.swaps) {
+      for (const auto& c : plan.diff.chains.remove) out << "- chain " << c << "\n";
+      for (const auto& c : plan.diff.chains.add) out << "+ chain " << c.name << "\n";
+      for (const auto& sw : plan.diff.chains.swaps) {
         for (size_t i = 0; i < sw.old_sets.size(); ++i) {
           out << fmt::format("~ map {} rebuilt as {} ({} entries)\n", sw.old_sets[i],
                              sw.replacements[i].name, sw.replacements[i].elements.size());
@@ -838,10 +841,10 @@ int cmdApply(const Args& a, std::istream& in, std::ostream& out, std::ostream& e
               b.elements.size(), b.elements.size() == 1 ? "entry" : "entries");
         }
       }
-      for (const auto& s : plan.chains.drop_sets) out << "- set " << s << "\n";
+      for (const auto& s : plan.diff.chains.drop_sets) out << "- set " << s << "\n";
       if (plan.drop_aside) out << "- table inet " << dataplane::asideTable(plan.want.table) << "\n";
-      auto lines = dataplane::describeChanges(plan.want, plan.changes);
-      for (const auto& sw : plan.chains.swaps) {
+      auto lines = dataplane::describeChanges(plan.want, plan.diff.sets);
+      for (const auto& sw : plan.diff.chains.swaps) {
         for (auto& line : dataplane::describeChanges(plan.want, sw.edits))
           lines.push_back(std::move(line));
       }
@@ -869,11 +872,11 @@ int cmdVerify(const Args& a, std::istream& in, std::ostream& out, std::ostream& 
   if (plan.kind == PlanKind::kCreate) out << "drift: table inet zonewall does not exist\n";
   for (const auto& d : plan.drift) out << "drift: " << d << "\n";
   if (plan.kind == PlanKind::kUpdate) {
-    for (const auto& c : plan.chains.remove) out << "drift: - chain " << c << "\n";
-    for (const auto& c : plan.chains.add) out << "drift: + chain " << c.name << "\n";
-    for (const auto& line : dataplane::describeChanges(plan.want, plan.changes))
+    for (const auto& c : plan.diff.chains.remove) out << "drift: - chain " << c << "\n";
+    for (const auto& c : plan.diff.chains.add) out << "drift: + chain " << c.name << "\n";
+    for (const auto& line : dataplane::describeChanges(plan.want, plan.diff.sets))
       out << "drift: " << line << "\n";
-    for (const auto& sw : plan.chains.swaps) {
+    for (const auto& sw : plan.diff.chains.swaps) {
       for (const auto& line : dataplane::describeChanges(plan.want, sw.edits))
         out << "drift: " << line << "\n";
     }

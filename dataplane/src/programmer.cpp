@@ -28,7 +28,7 @@ Programmer::~Programmer() {
 std::expected<Programmer::Plan, Error> Programmer::plan(Ruleset want) {
   Plan p;
   if (!known_) {
-    auto have = transport_.read(want);
+    auto have = readKernelState(transport_, want);
     if (!have) return std::unexpected(have.error());
     known_ = std::move(*have);
     p.read_kernel = true;
@@ -40,23 +40,25 @@ std::expected<Programmer::Plan, Error> Programmer::plan(Ruleset want) {
   alignSwappedSets(have.ruleset, want);
   if (!have.exists) {
     p.kind = Plan::Kind::kCreate;
-  } else if (std::string why; !have.skeleton_matches ||
-                              !diffRulesets(have.ruleset, want, p.changes, &p.chains, &why)) {
-    if (!why.empty()) p.drift.push_back("the new table's skeleton differs: " + why);
+  } else if (auto diff = have.skeleton_matches ? diffRulesets(have.ruleset, want)
+                                               : std::unexpected(SkeletonMismatch{});
+             !diff) {
+    if (!diff.error().why.empty()) {
+      p.drift.push_back("the new table's skeleton differs: " + diff.error().why);
+    }
     p.kind = Plan::Kind::kReplace;
-    p.changes.clear();
-    p.chains = {};
     p.drop_aside = false;  // the replace deletes it itself
   } else {
+    p.diff = std::move(*diff);
     // Range maps left by an unfinished swap go, unless this update's swap reuses the name.
     for (const std::string& stale : p.stale_sets) {
-      bool reused = std::ranges::any_of(p.chains.swaps, [&](const MapSwap& sw) {
+      bool reused = std::ranges::any_of(p.diff.chains.swaps, [&](const MapSwap& sw) {
         return std::ranges::any_of(sw.replacements,
                                    [&](const SetDef& r) { return r.name == stale; });
       });
-      if (!reused) p.chains.drop_sets.push_back(stale);
+      if (!reused) p.diff.chains.drop_sets.push_back(stale);
     }
-    p.kind = p.changes.empty() && p.chains.empty() ? Plan::Kind::kNothing : Plan::Kind::kUpdate;
+    p.kind = p.diff.empty() ? Plan::Kind::kNothing : Plan::Kind::kUpdate;
   }
   p.want = std::move(want);
   return p;
@@ -77,7 +79,7 @@ std::expected<std::vector<size_t>, Error> Programmer::commit(Plan plan) {
       batches = encodeReplace(plan.want, 1);
       break;
     case Plan::Kind::kUpdate:
-      batches = encodeUpdate(plan.want, plan.changes, plan.chains, plan.stale_sets, 1);
+      batches = encodeUpdate(plan.want, plan.diff, plan.stale_sets, 1);
       break;
   }
   // An interrupted replace left its aside table judging: gone once ours is complete.
@@ -105,7 +107,7 @@ std::expected<std::vector<size_t>, Error> Programmer::commit(Plan plan) {
   now.skeleton_matches = true;
   now.ruleset = std::move(plan.want);
   // Swapped maps now live under their other names.
-  for (const MapSwap& sw : plan.chains.swaps) {
+  for (const MapSwap& sw : plan.diff.chains.swaps) {
     for (size_t i = 0; i < sw.old_sets.size(); ++i)
       renameSwappedSet(now.ruleset, sw.old_sets[i], sw.replacements[i].name);
   }

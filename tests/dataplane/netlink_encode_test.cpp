@@ -6,7 +6,10 @@
 #include <algorithm>
 
 #include "compiler/harness.h"
-#include "zonewall/dataplane/netlink.h"
+#include "zonewall/dataplane/batch.h"
+#include "zonewall/dataplane/diff.h"
+#include "zonewall/dataplane/drift.h"
+#include "zonewall/dataplane/transport.h"
 
 namespace zonewall::dataplane {
 namespace {
@@ -118,8 +121,9 @@ TEST(NetlinkEncode, DiffThenApplyReachesTarget) {
   std::string changed = kCluster;
   changed.replace(changed.find("{port: 80}"), 10, "{port: 8080}");
   Ruleset to = rulesetOf(changed, "n1");
-  std::vector<SetChange> changes;
-  ASSERT_TRUE(diffRulesets(from, to, changes));
+  auto diff = diffRulesets(from, to);
+  ASSERT_TRUE(diff.has_value() && diff->chains.empty());
+  std::vector<SetChange>& changes = diff->sets;
   ASSERT_FALSE(changes.empty());
   for (size_t i = 0; i < from.sets.size(); ++i) {
     std::vector<Element> now = from.sets[i].elements;
@@ -131,7 +135,7 @@ TEST(NetlinkEncode, DiffThenApplyReachesTarget) {
     EXPECT_EQ(sorted(now), sorted(to.sets[i].elements)) << from.sets[i].name;
   }
   // And the update's batches decode: no chain among them.
-  for (const Batch& b : encodeUpdate(to, changes, {}, {}, 1)) {
+  for (const Batch& b : encodeUpdate(to, *diff, {}, 1)) {
     auto d = decodeBatch(b, to);
     ASSERT_TRUE(d.has_value());
     EXPECT_TRUE(d->chains.empty());
@@ -144,13 +148,13 @@ TEST(NetlinkEncode, DiffThenApplyReachesTarget) {
 // the next) gets the old verdict or the new one.
 TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   Ruleset from = rulesetOf(kCluster, "n1");
-  auto* first = const_cast<SetDef*>(from.findSet("ingress4_exact"));
+  auto* first = from.findSet("ingress4_exact");
   ASSERT_FALSE(first->elements.empty());
   Element another = first->elements.front();
   another.port_lo = another.port_hi = 64000;
   first->elements.push_back(another);
   Ruleset to = from;
-  auto* exact = const_cast<SetDef*>(to.findSet("ingress4_exact"));
+  auto* exact = to.findSet("ingress4_exact");
   Element gone = exact->elements[0];
   exact->elements.erase(exact->elements.begin());  // a key that goes
   Element flipped = exact->elements[0];
@@ -160,14 +164,15 @@ TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   Element added = flipped;
   added.port_lo = added.port_hi = 65000;
   exact->elements.push_back(added);  // a new key
-  auto* local = const_cast<SetDef*>(to.findSet("ingress_local4"));
+  auto* local = to.findSet("ingress_local4");
   ASSERT_FALSE(local->elements.empty());
   local->elements.pop_back();  // a selector change
-  std::vector<SetChange> changes;
-  ChainChanges chains;
-  ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
+  auto diff = diffRulesets(from, to);
+  ASSERT_TRUE(diff.has_value()) << diff.error().why;
+  std::vector<SetChange>& changes = diff->sets;
+  ChainChanges& chains = diff->chains;
   EXPECT_TRUE(chains.empty());
-  std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
+  std::vector<Batch> batches = encodeUpdate(to, *diff, {}, 1);
   ASSERT_EQ(batches.size(), 3U);
   // Only the grow may be followed at once by the next commit (it adds, and nothing else).
   EXPECT_TRUE(batches[0].additive);
@@ -218,14 +223,15 @@ TEST(NetlinkEncode, NewChainsComeATransactionBeforeTheirEntries) {
                     "  ingress: [{action: Log, source: {nets: [198.51.100.0/24]}}, {action: Allow, "
                     "source: {nets: [198.51.100.0/24]}}]\n",
                 "n1");
-  std::vector<SetChange> changes;
-  ChainChanges chains;
-  ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
+  auto diff = diffRulesets(from, to);
+  ASSERT_TRUE(diff.has_value()) << diff.error().why;
+  std::vector<SetChange>& changes = diff->sets;
+  ChainChanges& chains = diff->chains;
   ASSERT_TRUE(
       std::ranges::any_of(chains.add, [](const ChainDef& c) { return isLogChain(c.name); }));
   ASSERT_TRUE(
       std::ranges::any_of(chains.add, [](const ChainDef& c) { return c.name.starts_with("rc_"); }));
-  std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
+  std::vector<Batch> batches = encodeUpdate(to, *diff, {}, 1);
   ASSERT_GE(batches.size(), 3U);
   // The first transaction makes the chains and fills them, and nothing else.
   EXPECT_TRUE(batches[0].additive);
@@ -265,9 +271,10 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   before.replace(before.find("policyTypes: [Ingress, Egress]"), 30, "policyTypes: [Egress]");
   Ruleset from = rulesetOf(before, "n1");
   Ruleset to = rulesetOf(kCluster, "n1");
-  std::vector<SetChange> changes;
-  ChainChanges chains;
-  ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
+  auto diff = diffRulesets(from, to);
+  ASSERT_TRUE(diff.has_value()) << diff.error().why;
+  std::vector<SetChange>& changes = diff->sets;
+  ChainChanges& chains = diff->chains;
   auto sw = std::ranges::find_if(chains.swaps,
                                  [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
   ASSERT_NE(sw, chains.swaps.end());
@@ -317,7 +324,7 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
     }
   }
   // The grow adds them to the old map; their keys carry new classes, so no old entry overlaps.
-  std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
+  std::vector<Batch> batches = encodeUpdate(to, *diff, {}, 1);
   bool grown = false;
   for (const Batch& b : batches) {
     auto d = decodeBatch(b, from);
@@ -336,9 +343,10 @@ TEST(NetlinkEncode, NewLocalAddressesAreBridgedIntoTheOldMaps) {
   Ruleset from = rulesetOf(kCluster, "n1");
   Ruleset to = rulesetOf(kCluster + pod("x/d", "app: a", "10.0.0.4", "n1"), "n1");
   const zonewall::Addr kD = *zonewall::parseAddr("10.0.0.4");
-  std::vector<SetChange> changes;
-  ChainChanges chains;
-  ASSERT_TRUE(diffRulesets(from, to, changes, &chains));
+  auto diff = diffRulesets(from, to);
+  ASSERT_TRUE(diff.has_value()) << diff.error().why;
+  std::vector<SetChange>& changes = diff->sets;
+  ChainChanges& chains = diff->chains;
   auto sw = std::ranges::find_if(chains.swaps,
                                  [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
   ASSERT_NE(sw, chains.swaps.end());
@@ -356,7 +364,7 @@ TEST(NetlinkEncode, NewLocalAddressesAreBridgedIntoTheOldMaps) {
   EXPECT_EQ(sorted(bridged["ingress4_ranges"]), sorted(want_ranges));
   EXPECT_EQ(bridged["ingress4_default"], want_defaults);
   // Both are additions to the old maps, at the grow.
-  std::vector<Batch> batches = encodeUpdate(to, changes, chains, {}, 1);
+  std::vector<Batch> batches = encodeUpdate(to, *diff, {}, 1);
   size_t grow = 0;
   for (size_t i = 0; i < batches.size(); ++i) {
     auto d = decodeBatch(batches[i], from);
@@ -381,7 +389,7 @@ TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
 
   Ruleset small = rulesetOf(kCluster, "n1");
   Ruleset big = small;
-  auto* ranges = const_cast<SetDef*>(big.findSet("ingress4_ranges"));
+  auto* ranges = big.findSet("ingress4_ranges");
   const SetDef* defaults = big.findSet("ingress4_default");
   ASSERT_TRUE(ranges != nullptr && defaults != nullptr && !defaults->elements.empty());
   for (std::uint16_t i = 0; i < 12; ++i) {
@@ -393,9 +401,10 @@ TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
                                 .port_hi = static_cast<std::uint16_t>(20005 + i * 10),
                                 .verdict = {Verdict::Kind::kReturn, {}}});
   }
-  std::vector<SetChange> changes;
-  ChainChanges chains;
-  ASSERT_TRUE(diffRulesets(big, small, changes, &chains));
+  auto diff = diffRulesets(big, small);
+  ASSERT_TRUE(diff.has_value()) << diff.error().why;
+  std::vector<SetChange>& changes = diff->sets;
+  ChainChanges& chains = diff->chains;
   ASSERT_EQ(chains.swaps.size(), 1U);
   EXPECT_TRUE(
       std::ranges::none_of(changes, [](const SetChange& c) { return isSwappedSetName(c.set); }));
@@ -413,10 +422,10 @@ TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
   EXPECT_EQ(sw.chain.rules[0].set, "ingress4_ranges_b");
   EXPECT_EQ(sw.chain.rules[1].set, "ingress4_ranges_b");
   EXPECT_EQ(sw.chain.rules[2].set, "ingress4_default_b");
-  // Without a place for chain changes, a swap cannot be expressed: replace.
-  EXPECT_FALSE(diffRulesets(big, small, changes));
+  // A swap is a chain change: never expressed as element edits of the swapped maps.
+  EXPECT_FALSE(chains.empty());
 
-  std::vector<Batch> batches = encodeUpdate(small, changes, chains, {"ingress4_ranges_b"}, 1);
+  std::vector<Batch> batches = encodeUpdate(small, *diff, {"ingress4_ranges_b"}, 1);
   ASSERT_GE(batches.size(), 2U);
   auto has = [](const Batch& b, const std::string& what) {
     return std::ranges::find(b.what, what) != b.what.end();
@@ -434,15 +443,17 @@ TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
 
   // Even one deleted range entry: a swap. A changed default alone: a swap too.
   Ruleset fewer = big;
-  const_cast<SetDef*>(fewer.findSet("ingress4_ranges"))->elements.pop_back();
-  ASSERT_TRUE(diffRulesets(big, fewer, changes, &chains));
+  fewer.findSet("ingress4_ranges")->elements.pop_back();
+  diff = diffRulesets(big, fewer);
+  ASSERT_TRUE(diff.has_value());
   EXPECT_EQ(chains.swaps.size(), 1U);
   Ruleset other_default = big;
-  auto* def = const_cast<SetDef*>(other_default.findSet("ingress4_default"));
+  auto* def = other_default.findSet("ingress4_default");
   bool was_allow = def->elements.front().verdict.kind == Verdict::Kind::kReturn;
   def->elements.front().verdict = {was_allow ? Verdict::Kind::kContinue : Verdict::Kind::kReturn,
                                    {}};
-  ASSERT_TRUE(diffRulesets(big, other_default, changes, &chains));
+  diff = diffRulesets(big, other_default);
+  ASSERT_TRUE(diff.has_value());
   EXPECT_EQ(chains.swaps.size(), 1U);
   EXPECT_TRUE(changes.empty());
 }

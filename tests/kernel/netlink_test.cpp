@@ -1,13 +1,15 @@
 // The netlink path against the kernel: what it installs lists exactly like `nft -f` of the
 // compiled script; a batch the kernel rejects changes nothing; errors name the element.
-#include "zonewall/dataplane/netlink.h"
-
 #include <gtest/gtest.h>
 
 #include "conformance/conformance_cases.h"
 #include "kernel/node_harness.h"
 #include "zonewall/compiler/compile.h"
+#include "zonewall/dataplane/batch.h"
+#include "zonewall/dataplane/diff.h"
+#include "zonewall/dataplane/drift.h"
 #include "zonewall/dataplane/programmer.h"
+#include "zonewall/dataplane/transport.h"
 #include "zonewall/policy/loader.h"
 
 namespace zonewall::testing {
@@ -146,7 +148,7 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   ASSERT_NE(before.find("table inet zonewall"), std::string::npos);
 
   dataplane::Ruleset bad = bankRuleset("node-b");
-  auto* set = const_cast<dataplane::SetDef*>(bad.findSet("ingress4_default"));
+  auto* set = bad.findSet("ingress4_default");
   ASSERT_NE(set, nullptr);
   ASSERT_FALSE(set->elements.empty());
   ASSERT_GE(set->elements.size(), 3U)
@@ -167,13 +169,14 @@ TEST(Netlink, RejectedBatchChangesNothing) {
 
   // Element-level changes that fail are refused whole too.
   dataplane::Ruleset bad_update = good;
-  auto* upd = const_cast<dataplane::SetDef*>(bad_update.findSet("ingress4_default"));
+  auto* upd = bad_update.findSet("ingress4_default");
   upd->elements.back().verdict = {dataplane::Verdict::Kind::kGoto, "no_such_chain"};
-  std::vector<dataplane::SetChange> changes;
-  dataplane::ChainChanges chains;
-  ASSERT_TRUE(dataplane::diffRulesets(good, bad_update, changes, &chains));
+  auto diff = dataplane::diffRulesets(good, bad_update);
+  ASSERT_TRUE(diff.has_value()) << diff.error().why;
+  std::vector<dataplane::SetChange>& changes = diff->sets;
+  dataplane::ChainChanges& chains = diff->chains;
   ASSERT_FALSE(chains.swaps.empty());  // a default map change rebuilds it
-  auto updates = dataplane::encodeUpdate(bad_update, changes, chains, {}, 9000);
+  auto updates = dataplane::encodeUpdate(bad_update, *diff, {}, 9000);
   ASSERT_FALSE(updates.empty());
   auto r2 = (*transport)->commit(updates.front());  // the grow transaction fills the rebuilt map
   ASSERT_FALSE(r2.has_value());
@@ -199,11 +202,12 @@ TEST(Netlink, ElementChangesReachTheTargetTable) {
   dataplane::Ruleset to = bankRuleset("node-b");
   ASSERT_TRUE(
       (*t)->commit(dataplane::encodeRuleset(from, dataplane::TableMode::kReplace, 1)).has_value());
-  std::vector<dataplane::SetChange> changes;
-  dataplane::ChainChanges chains;
-  ASSERT_TRUE(dataplane::diffRulesets(from, to, changes, &chains));
+  auto diff = dataplane::diffRulesets(from, to);
+  ASSERT_TRUE(diff.has_value()) << diff.error().why;
+  std::vector<dataplane::SetChange>& changes = diff->sets;
+  dataplane::ChainChanges& chains = diff->chains;
   ASSERT_FALSE(changes.empty());
-  for (const auto& b : dataplane::encodeUpdate(to, changes, chains, {}, 1000)) {
+  for (const auto& b : dataplane::encodeUpdate(to, *diff, {}, 1000)) {
     auto r = (*t)->commit(b);
     ASSERT_TRUE(r.has_value()) << r.error().str();
   }
@@ -224,7 +228,7 @@ TEST(Netlink, RangeMapChangesRebuildTheMap) {
   dataplane::Ruleset base = bankRuleset("node-a");
   // 40 more range entries for one local pod (disjoint port ranges, a class of their own).
   dataplane::Ruleset big = base;
-  auto* ranges = const_cast<dataplane::SetDef*>(big.findSet("ingress4_ranges"));
+  auto* ranges = big.findSet("ingress4_ranges");
   auto* defaults = big.findSet("ingress4_default");
   ASSERT_TRUE(ranges != nullptr && defaults != nullptr && !defaults->elements.empty());
   for (std::uint16_t i = 0; i < 40; ++i) {
@@ -240,28 +244,30 @@ TEST(Netlink, RangeMapChangesRebuildTheMap) {
       (*t)->commit(dataplane::encodeRuleset(big, dataplane::TableMode::kReplace, 1)).has_value());
 
   auto step = [&](dataplane::Ruleset want, size_t expect_swaps) {
-    auto have = (*t)->read(want);
+    auto have = dataplane::readKernelState(**t, want);
     ASSERT_TRUE(have.has_value()) << have.error().str();
     ASSERT_TRUE(have->skeleton_matches);
     dataplane::alignSwappedSets(have->ruleset, want);
-    std::vector<dataplane::SetChange> changes;
-    dataplane::ChainChanges chains;
-    ASSERT_TRUE(dataplane::diffRulesets(have->ruleset, want, changes, &chains));
+    auto diff = dataplane::diffRulesets(have->ruleset, want);
+    ASSERT_TRUE(diff.has_value()) << diff.error().why;
+    std::vector<dataplane::SetChange>& changes = diff->sets;
+    dataplane::ChainChanges& chains = diff->chains;
     EXPECT_EQ(chains.swaps.size(), expect_swaps);
-    for (const auto& b : dataplane::encodeUpdate(want, changes, chains, have->stale_sets, 100)) {
+    for (const auto& b : dataplane::encodeUpdate(want, *diff, have->stale_sets, 100)) {
       auto r = (*t)->commit(b);
       ASSERT_TRUE(r.has_value()) << r.error().str();
     }
     // What the kernel holds now is exactly `want`, whatever the map's name.
-    auto after = (*t)->read(want);
+    auto after = dataplane::readKernelState(**t, want);
     ASSERT_TRUE(after.has_value());
     EXPECT_TRUE(after->skeleton_matches);
     EXPECT_TRUE(after->stale_sets.empty());
     dataplane::Ruleset aligned = want;
     dataplane::alignSwappedSets(after->ruleset, aligned);
-    std::vector<dataplane::SetChange> left;
-    dataplane::ChainChanges left_chains;
-    ASSERT_TRUE(dataplane::diffRulesets(after->ruleset, aligned, left, &left_chains));
+    auto left_diff = dataplane::diffRulesets(after->ruleset, aligned);
+    ASSERT_TRUE(left_diff.has_value()) << left_diff.error().why;
+    std::vector<dataplane::SetChange>& left = left_diff->sets;
+    dataplane::ChainChanges& left_chains = left_diff->chains;
     EXPECT_TRUE(left.empty());
     EXPECT_TRUE(left_chains.empty());
   };
@@ -273,18 +279,19 @@ TEST(Netlink, RangeMapChangesRebuildTheMap) {
   step(base, 1);  // and back to ingress4_ranges_b
   // A rebuild whose switch never came: the map exists, nothing references it.
   {
-    auto have = (*t)->read(big);
+    auto have = dataplane::readKernelState(**t, big);
     ASSERT_TRUE(have.has_value());
     dataplane::Ruleset want = big;
     dataplane::alignSwappedSets(have->ruleset, want);
-    std::vector<dataplane::SetChange> changes;
-    dataplane::ChainChanges chains;
-    ASSERT_TRUE(dataplane::diffRulesets(have->ruleset, want, changes, &chains));
+    auto diff = dataplane::diffRulesets(have->ruleset, want);
+    ASSERT_TRUE(diff.has_value()) << diff.error().why;
+    std::vector<dataplane::SetChange>& changes = diff->sets;
+    dataplane::ChainChanges& chains = diff->chains;
     ASSERT_EQ(chains.swaps.size(), 1U);
-    auto batches = dataplane::encodeUpdate(want, changes, chains, {}, 100);
+    auto batches = dataplane::encodeUpdate(want, *diff, {}, 100);
     ASSERT_TRUE((*t)->commit(batches.front())
                     .has_value());  // grow only: the maps rebuilt, never switched to
-    auto half = (*t)->read(big);
+    auto half = dataplane::readKernelState(**t, big);
     ASSERT_TRUE(half.has_value());
     EXPECT_EQ(half->stale_sets, (std::vector<std::string>{"ingress4_ranges", "ingress4_default"}));
     EXPECT_TRUE(half->skeleton_matches);  // the lookups still use the complete old map
@@ -311,13 +318,14 @@ TEST(Netlink, ReadBackDecodesEveryElement) {
     dataplane::Ruleset want = bankRuleset(node);
     ASSERT_TRUE((*t)->commit(dataplane::encodeRuleset(want, dataplane::TableMode::kReplace, 1))
                     .has_value());
-    auto have = (*t)->read(want);
+    auto have = dataplane::readKernelState(**t, want);
     ASSERT_TRUE(have.has_value()) << have.error().str();
     EXPECT_TRUE(have->exists);
     EXPECT_TRUE(have->skeleton_matches);
     EXPECT_TRUE(have->drift.empty());
-    std::vector<dataplane::SetChange> changes;
-    ASSERT_TRUE(dataplane::diffRulesets(have->ruleset, want, changes));
+    auto diff = dataplane::diffRulesets(have->ruleset, want);
+    ASSERT_TRUE(diff.has_value() && diff->chains.empty());
+    std::vector<dataplane::SetChange>& changes = diff->sets;
     EXPECT_TRUE(changes.empty()) << dataplane::describeChanges(want, changes).front();
     size_t elements = 0;
     for (const auto& s : have->ruleset.sets) elements += s.elements.size();
@@ -398,10 +406,9 @@ class CountingTransport : public dataplane::Transport {
   std::expected<void, zonewall::Error> commit(const dataplane::Batch& b) override {
     return t_->commit(b);
   }
-  std::expected<dataplane::KernelState, zonewall::Error> read(
-      const dataplane::Ruleset& r) override {
+  std::expected<dataplane::TableSnapshot, zonewall::Error> read(const std::string& table) override {
     ++reads;
-    return t_->read(r);
+    return t_->read(table);
   }
   int reads = 0;
 
@@ -413,14 +420,15 @@ class CountingTransport : public dataplane::Transport {
 void expectKernelHolds(const std::string& netns_path, dataplane::Ruleset want) {
   auto t = dataplane::openNetlink(netns_path);
   ASSERT_TRUE(t.has_value());
-  auto have = (*t)->read(want);
+  auto have = dataplane::readKernelState(**t, want);
   ASSERT_TRUE(have.has_value()) << have.error().str();
   ASSERT_TRUE(have->skeleton_matches);
   EXPECT_TRUE(have->stale_sets.empty());
   dataplane::alignSwappedSets(have->ruleset, want);
-  std::vector<dataplane::SetChange> changes;
-  dataplane::ChainChanges chains;
-  ASSERT_TRUE(dataplane::diffRulesets(have->ruleset, want, changes, &chains));
+  auto diff = dataplane::diffRulesets(have->ruleset, want);
+  ASSERT_TRUE(diff.has_value()) << diff.error().why;
+  std::vector<dataplane::SetChange>& changes = diff->sets;
+  dataplane::ChainChanges& chains = diff->chains;
   EXPECT_TRUE(changes.empty() && chains.empty())
       << dataplane::describeChanges(want, changes).size() << " differences";
 }
@@ -439,7 +447,7 @@ TEST(Programmer, UpdatesWithoutReadingTheKernel) {
 
   dataplane::Ruleset a = bankRuleset("node-a");
   dataplane::Ruleset more_ranges = a;  // a range map change: a swap
-  auto* ranges = const_cast<dataplane::SetDef*>(more_ranges.findSet("ingress4_ranges"));
+  auto* ranges = more_ranges.findSet("ingress4_ranges");
   for (std::uint16_t i = 0; i < 20; ++i) {
     ranges->elements.push_back({.addr = a.findSet("ingress4_default")->elements.front().addr,
                                 .mark = 0x00aa0000,
@@ -450,7 +458,7 @@ TEST(Programmer, UpdatesWithoutReadingTheKernel) {
                                 .verdict = {dataplane::Verdict::Kind::kReturn, {}}});
   }
   dataplane::Ruleset flipped = more_ranges;  // element-level
-  auto* def = const_cast<dataplane::SetDef*>(flipped.findSet("ingress4_default"));
+  auto* def = flipped.findSet("ingress4_default");
   def->elements.front().verdict.kind =
       def->elements.front().verdict.kind == dataplane::Verdict::Kind::kReturn
           ? dataplane::Verdict::Kind::kContinue
@@ -470,8 +478,8 @@ TEST(Programmer, UpdatesWithoutReadingTheKernel) {
 
   // A commit the kernel refuses: the state is unknown, so the next plan reads.
   dataplane::Ruleset bad = a;
-  const_cast<dataplane::SetDef*>(bad.findSet("ingress4_default"))->elements.back().verdict = {
-      dataplane::Verdict::Kind::kGoto, "no_such_chain"};
+  bad.findSet("ingress4_default")->elements.back().verdict = {dataplane::Verdict::Kind::kGoto,
+                                                              "no_such_chain"};
   auto bad_plan = programmer.plan(bad);
   ASSERT_TRUE(bad_plan.has_value());
   EXPECT_FALSE(programmer.commit(*bad_plan).has_value());
@@ -501,16 +509,16 @@ TEST(Netlink, ReadBackSeesASetOfAnotherKind) {
   dataplane::Ruleset a = bankRuleset("node-a");
   for (const auto& batch : dataplane::encodeCreate(a, 1))
     ASSERT_TRUE((*t)->commit(batch).has_value());
-  auto same = (*t)->read(a);
+  auto same = dataplane::readKernelState(**t, a);
   ASSERT_TRUE(same.has_value());
   EXPECT_TRUE(same->skeleton_matches) << (same->drift.empty() ? "" : same->drift.front());
 
   dataplane::Ruleset b = a;  // the local set as a map: the rules that look it up read the same
-  auto* local = const_cast<dataplane::SetDef*>(b.findSet("ingress_local4"));
+  auto* local = b.findSet("ingress_local4");
   ASSERT_NE(local, nullptr);
   local->kind = dataplane::SetKind::kAddrVmap;
   for (auto& e : local->elements) e.verdict = {dataplane::Verdict::Kind::kReturn, {}};
-  auto other = (*t)->read(b);
+  auto other = dataplane::readKernelState(**t, b);
   ASSERT_TRUE(other.has_value());
   EXPECT_FALSE(other->skeleton_matches);
   EXPECT_TRUE(std::ranges::any_of(other->drift, [](const std::string& d) {

@@ -12,7 +12,7 @@
 // one commits. The kernel reads a chain's rules, at each jump, from the slot of the generation
 // the packet entered in, and a second commit overwrites that slot: a packet judged across two
 // commits could mix three tables. With the wait, it sees at most one commit, which every
-// update is built to survive (encodeUpdate). A commit that only adds (Batch::additive) leaves
+// update is built to survive (diff.h). A commit that only adds (Batch::additive) leaves
 // nothing a packet in flight can run changed, so the next follows at once. Within a plan the
 // wait is made between its transactions; after a plan it runs in the background, and the next
 // plan's first commit waits only for what is left of it.
@@ -24,7 +24,10 @@
 #include <string>
 #include <vector>
 
-#include "zonewall/dataplane/netlink.h"
+#include "zonewall/dataplane/batch.h"
+#include "zonewall/dataplane/diff.h"
+#include "zonewall/dataplane/drift.h"
+#include "zonewall/dataplane/transport.h"
 
 namespace zonewall::dataplane {
 
@@ -43,9 +46,8 @@ class Programmer {
       kUpdate,   ///< element (and log chain, range map swap) changes
     };
     Kind kind = Kind::kNothing;
-    Ruleset want;  ///< the target, its range maps named as the kernel's are
-    std::vector<SetChange> changes;
-    ChainChanges chains;
+    Ruleset want;                         ///< the target, its range maps named as the kernel's are
+    RulesetDiff diff;                     ///< kUpdate: what changes
     std::vector<std::string> stale_sets;  ///< range maps of an unfinished swap (kernel state)
     std::vector<std::string> drift;       ///< what a read of the kernel found different
     bool drop_aside = false;              ///< an interrupted replace's aside table is deleted

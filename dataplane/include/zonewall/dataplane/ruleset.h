@@ -47,6 +47,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "zonewall/compiler/table.h"
@@ -156,6 +157,9 @@ struct Ruleset {
   std::vector<std::string> origins;
 
   const SetDef* findSet(const std::string& name) const;
+  SetDef* findSet(const std::string& name) {
+    return const_cast<SetDef*>(std::as_const(*this).findSet(name));
+  }
   const ChainDef* findChain(const std::string& name) const;
 };
 
