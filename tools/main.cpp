@@ -1,4 +1,4 @@
-// zonewall: offline policy tools. Everything lives in cli.cpp; this only hands over argv.
+// zonewall: the command line (cli.h); this only hands over argv and the standard streams.
 #include <iostream>
 #include <string>
 #include <vector>

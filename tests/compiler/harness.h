@@ -7,8 +7,10 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "zonewall/compiler/cluster.h"
 #include "zonewall/compiler/compile.h"
 #include "zonewall/compiler/inventory.h"
 #include "zonewall/compiler/reference.h"
@@ -26,11 +28,10 @@ class Cluster {
     }
     inv_ = std::make_unique<Inventory>(store_);
     prog_ = lower(store_);
-    for (const auto& p : store_.pods) {
-      if (tables_.contains(p.node)) continue;
-      auto t = compileNode(prog_, *inv_, p.node);
-      EXPECT_TRUE(t.has_value());
-      if (t) tables_.emplace(p.node, std::move(*t));
+    auto tables = ClusterTables::compile(prog_, *inv_);
+    EXPECT_TRUE(tables.has_value());
+    if (tables) {
+      tables_.emplace(std::move(*tables));
     }
   }
 
@@ -45,9 +46,7 @@ class Cluster {
   /// One side's outcome from the compiled table (nullptr if `local` is not a pod).
   const Outcome* side(Direction d, zonewall::Addr local, zonewall::Addr remote, Protocol proto,
                       std::uint16_t port) const {
-    const policy::Pod* pod = inv_->podAt(local);
-    if (pod == nullptr) return nullptr;
-    return tables_.at(pod->node).decide(d, local, remote, proto, port);
+    return tables_->decide(d, local, remote, proto, port).outcome;
   }
 
   /// Whether `from` may connect to `to`: compiled tables and reference must agree.
@@ -70,10 +69,10 @@ class Cluster {
     zonewall::Addr l = addrOf(local);
     const Outcome* o = side(d, l, addrOf(remote), proto, port);
     if (o == nullptr) return "-";
-    return tables_.at(inv_->podAt(l)->node).attributions[o->attribution].str();
+    return tables_->table(inv_->podAt(l)->node)->attributions[o->attribution].str();
   }
 
-  const NodeTable& table(const std::string& node) const { return tables_.at(node); }
+  const NodeTable& table(const std::string& node) const { return *tables_->table(node); }
   const policy::Store& store() const { return store_; }
   const zonewall::Diagnostics& diags() const { return diags_; }
 
@@ -82,7 +81,7 @@ class Cluster {
   zonewall::Diagnostics diags_;
   std::unique_ptr<Inventory> inv_;
   Program prog_;
-  std::map<std::string, NodeTable> tables_;
+  std::optional<ClusterTables> tables_;
 };
 
 /// YAML for a pod: "ns/name" with labels (k=v,...), IPs and named ports.

@@ -1,0 +1,188 @@
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "cli.h"
+#include "commands.h"
+#include "input.h"
+#include "zonewall/compiler/cluster.h"
+#include "zonewall/compiler/inventory.h"
+#include "zonewall/compiler/program.h"
+#include "zonewall/compiler/reference.h"
+
+namespace zonewall::tools {
+namespace {
+
+using json = nlohmann::ordered_json;
+using compiler::Direction;
+
+std::optional<std::uint16_t> parsePort(const std::string& s) {
+  int v = -1;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || v > 65535)
+    return std::nullopt;
+  return static_cast<std::uint16_t>(v);
+}
+
+}  // namespace
+
+int runMatrix(const MatrixOptions& o, Io io) {
+  auto& [in, out, err] = io;
+  const auto port = static_cast<std::uint16_t>(o.port);  // 1-65535: the command table checks
+  auto proto = policy::parseProtocol(o.protocol);
+  if (!proto || !policy::hasPorts(*proto)) {
+    err << "zonewall matrix: --protocol must be TCP, UDP or SCTP\n";
+    return kExitUsage;
+  }
+  auto loaded = load(o.paths, in, err);
+  if (!loaded) {
+    return kExitUsage;
+  }
+  Loaded& l = *loaded;
+  if (reportLoadErrors(l.diags, err)) {
+    return kExitFindings;
+  }
+  compiler::Inventory inv(l.store);
+  auto cluster = compiler::ClusterTables::compile(compiler::lower(l.store), inv);
+  if (!cluster) {
+    err << "zonewall matrix: " << cluster.error().str() << "\n";
+    return kExitFindings;
+  }
+  std::vector<const policy::Pod*> pods;
+  for (const auto& p : l.store.pods) {
+    if (!p.ips.empty()) pods.push_back(&p);
+  }
+  std::sort(pods.begin(), pods.end(),
+            [](const policy::Pod* x, const policy::Pod* y) { return x->key() < y->key(); });
+  // A probe goes to the destination's first IP, from the source's address of that family.
+  auto allowed = [&](const policy::Pod* src, const policy::Pod* dst) {
+    Addr to = dst->ips.front();
+    auto from = std::find_if(src->ips.begin(), src->ips.end(),
+                             [&](Addr x) { return x.family() == to.family(); });
+    return from != src->ips.end() && cluster->connectionAllowed(*from, to, *proto, port);
+  };
+  if (o.format == "json") {
+    json results = json::array();
+    for (const auto* s : pods) {
+      for (const auto* d : pods)
+        results.push_back({{"from", s->key()}, {"to", d->key()}, {"allowed", allowed(s, d)}});
+    }
+    out << json{{"port", port}, {"protocol", policy::protocolName(*proto)}, {"results", results}}
+               .dump(2)
+        << "\n";
+    return kExitOk;
+  }
+  size_t w = 4;
+  for (const auto* p : pods) w = std::max(w, p->key().size());
+  out << fmt::format("{}/{}  (rows: from, columns: to; '.' allowed, 'X' denied)\n",
+                     policy::protocolName(*proto), port);
+  out << fmt::format("{:<{}}", "", w);
+  for (size_t i = 0; i < pods.size(); ++i) out << fmt::format(" {:>2}", i);
+  out << "\n";
+  for (size_t i = 0; i < pods.size(); ++i) {
+    out << fmt::format("{:<{}}", pods[i]->key(), w);
+    for (const auto* d : pods) out << fmt::format("  {}", allowed(pods[i], d) ? '.' : 'X');
+    out << fmt::format("   {}\n", i);
+  }
+  return kExitOk;
+}
+
+int runExplain(const ExplainOptions& o, Io io) {
+  auto& [in, out, err] = io;
+  const std::string& port_text = o.port;
+  auto slash = port_text.find('/');
+  auto proto = slash == std::string::npos ? std::nullopt
+                                          : policy::parseProtocol(port_text.substr(slash + 1));
+  std::optional<std::uint16_t> port;
+  if (proto && policy::isIcmp(*proto)) {
+    std::string tc = port_text.substr(0, slash);
+    auto colon = tc.find(':');
+    auto type = parsePort(tc.substr(0, colon));
+    auto code = colon == std::string::npos ? std::optional<std::uint16_t>(0)
+                                           : parsePort(tc.substr(colon + 1));
+    if (type && code && *type < 256 && *code < 256)
+      port = static_cast<std::uint16_t>(*type << 8 | *code);
+  } else if (proto) {
+    port = parsePort(port_text.substr(0, slash));
+  }
+  if (!proto || !port) {
+    err << "zonewall explain: --port must be N/PROTO (e.g. 80/TCP, 53/UDP, 8:0/ICMP)\n";
+    return kExitUsage;
+  }
+  auto loaded = load(o.paths, in, err);
+  if (!loaded) {
+    return kExitUsage;
+  }
+  Loaded& l = *loaded;
+  if (reportLoadErrors(l.diags, err)) return kExitFindings;
+  compiler::Inventory inv(l.store);
+  auto resolve = [&](const std::string& s,
+                     std::optional<zonewall::Family> fam) -> std::optional<Addr> {
+    if (auto ip = zonewall::parseAddr(s)) return ip;
+    auto slash_pos = s.find('/');
+    if (slash_pos == std::string::npos) return std::nullopt;
+    const policy::Pod* p = l.store.findPod(s.substr(0, slash_pos), s.substr(slash_pos + 1));
+    if (p == nullptr) return std::nullopt;
+    for (Addr x : p->ips) {
+      if (!fam || x.family() == *fam) return x;
+    }
+    return std::nullopt;
+  };
+  auto dst = resolve(o.to, std::nullopt);
+  if (!dst) {
+    err << "zonewall explain: --to " << o.to << ": no such pod (with an IP) or address\n";
+    return kExitUsage;
+  }
+  auto src = resolve(o.from, dst->family());
+  if (!src) {
+    err << "zonewall explain: --from " << o.from
+        << ": no such pod (with an IP of the destination's family) or address\n";
+    return kExitUsage;
+  }
+  auto cluster = compiler::ClusterTables::compile(compiler::lower(l.store), inv);
+  if (!cluster) {
+    err << "zonewall explain: " << cluster.error().str() << "\n";
+    return kExitFindings;
+  }
+  auto name = [&](Addr x) {
+    const policy::Pod* p = inv.podAt(x);
+    return p ? fmt::format("{} ({})", p->key(), zonewall::formatAddr(x)) : zonewall::formatAddr(x);
+  };
+  std::string port_shown = policy::isIcmp(*proto)
+                               ? fmt::format("type {} code {}", *port >> 8, *port & 0xff)
+                               : fmt::format("port {}", *port);
+  out << fmt::format("flow: {} -> {} {} {}\n", name(*src), name(*dst), policy::protocolName(*proto),
+                     port_shown);
+  bool allowed = true;
+  for (Direction d : {Direction::kEgress, Direction::kIngress}) {
+    Addr local = d == Direction::kEgress ? *src : *dst;
+    Addr remote = d == Direction::kEgress ? *dst : *src;
+    compiler::ClusterTables::Side s = cluster->decide(d, local, remote, *proto, *port);
+    const char* dn = compiler::directionName(d);
+    if (!s.applies()) {
+      out << fmt::format("{:<8} {}: not a pod: no policy applies\n", dn, name(local));
+      continue;
+    }
+    const auto& attr = s.table->attributions[s.outcome->attribution];
+    out << fmt::format("{:<8} {} (node '{}'): {} by {}\n", dn, name(local), s.table->node,
+                       s.outcome->allow ? "ALLOW" : "DENY", attr.str());
+    for (std::uint32_t lg : s.outcome->logs)
+      out << fmt::format("         logged by {}\n", s.table->attributions[lg].str());
+    allowed = allowed && s.outcome->allow;
+  }
+  out << fmt::format("verdict: {}\n", allowed ? "ALLOWED" : "DENIED");
+  // The compiled table and the reference interpreter must agree; if they ever do not, that
+  // is a compiler bug worth a loud report rather than a quiet wrong answer.
+  compiler::ReferenceEvaluator ref(l.store);
+  if (ref.connectionAllowed({*src, *dst, *proto, *port}) != allowed) {
+    err << "zonewall explain: internal error: the reference evaluator disagrees; please report "
+           "this input\n";
+    return kExitInternal;
+  }
+  return kExitOk;
+}
+
+}  // namespace zonewall::tools

@@ -1,0 +1,66 @@
+// The commands behind the command table (cli.cpp): each reads its options, loads its input
+// (input.h), calls the libraries and prints. One file per group:
+//   lint_command.cpp      lint                 findings as text, JSON or SARIF
+//   table_commands.cpp    compile, inventory   a node's table; the pods
+//   analysis_commands.cpp matrix, explain      reachability and why, from every node's table
+//   kernel_commands.cpp   apply, verify        program and check the kernel (root)
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace zonewall::tools {
+
+/// Where a command reads stdin ("-") and writes.
+struct Io {
+  std::istream& in;
+  std::ostream& out;
+  std::ostream& err;
+};
+
+struct LintOptions {
+  std::vector<std::string> paths;
+  std::string format = "text";  ///< text, json, sarif
+};
+int runLint(const LintOptions& o, Io io);
+
+struct CompileOptions {
+  std::vector<std::string> paths;
+  std::string node;
+  std::string format = "nft";  ///< nft, json
+};
+int runCompile(const CompileOptions& o, Io io);
+
+struct InventoryOptions {
+  std::vector<std::string> paths;
+  std::string format = "text";  ///< text, json
+};
+int runInventory(const InventoryOptions& o, Io io);
+
+struct MatrixOptions {
+  std::vector<std::string> paths;
+  int port = 80;
+  std::string protocol = "TCP";  ///< TCP, UDP, SCTP
+  std::string format = "text";   ///< text, json
+};
+int runMatrix(const MatrixOptions& o, Io io);
+
+struct ExplainOptions {
+  std::vector<std::string> paths;
+  std::string from;  ///< NS/POD or an address
+  std::string to;
+  std::string port;  ///< N/PROTO, or TYPE[:CODE]/ICMP
+};
+int runExplain(const ExplainOptions& o, Io io);
+
+struct KernelOptions {
+  std::vector<std::string> paths;
+  std::string node;
+  std::string netns;    ///< a name under /run/netns; empty: this namespace
+  bool change = false;  ///< apply: not --dry-run; verify: --repair
+};
+int runApply(const KernelOptions& o, Io io);
+int runVerify(const KernelOptions& o, Io io);
+
+}  // namespace zonewall::tools
