@@ -1,0 +1,100 @@
+// The remote classifier: every address of the cluster — pod addresses, and the intervals that
+// the predicates' ranges (ipBlocks, nets, network sets) cut the address space into — grouped
+// into classes of equal membership in the rules' peer predicates. It owns the class
+// invariants:
+//   - one class per (family, membership); a class no atom has any more is dead until build;
+//   - a class's id is a hash of its membership's predicate keys (a class keeps its id when
+//     unrelated pods and policies change; a collision probes to the next free id), 0 is the
+//     class of no predicate;
+//   - a pod address whose class is not 0, or differs from its interval's, is listed in the
+//     exact map, so that its class never depends on an interval lookup (the kernel's rbtree can
+//     miss an address for a moment while a range is replaced; a hash lookup cannot);
+//   - a predicate no rule needs any more stays until the next build: it only makes classes
+//     finer, never changes a verdict.
+// It writes the remote half of the node's table: remote_exact as it changes, remote_classes
+// and remote_ranges on emit().
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "zonewall/base/error.h"
+#include "zonewall/compiler/address_set.h"
+#include "zonewall/compiler/inventory.h"
+#include "zonewall/compiler/program.h"
+#include "zonewall/compiler/table.h"
+
+namespace zonewall::compiler {
+
+/// One remote class.
+struct RemoteGroup {
+  Family family;
+  std::vector<std::uint32_t> preds;  ///< sorted predicate indices
+  RemoteClassId id = kNoRemoteClass;
+  size_t pod_members = 0;
+  size_t interval_members = 0;
+  bool alive() const { return pod_members + interval_members > 0; }
+};
+
+class RemoteClassifier {
+ public:
+  /// Classifies `inventory`'s addresses for the table `table` (whose remote fields it writes).
+  RemoteClassifier(const Inventory& inventory, NodeTable& table) : inv_(inventory), table_(table) {}
+
+  void clear();
+
+  /// The index of predicate `e` (by its key); a new one is evaluated and kept for refine().
+  std::uint32_t predicate(const AddrExprPtr& e);
+
+  /// Classifies every atom from scratch.
+  std::expected<void, Error> classifyAll();
+  /// New predicates (since the last classify or refine) split the classes they cut.
+  std::expected<void, Error> refine();
+  /// Pod address `i` (an index of Inventory::addrs()) changed labels: its membership in every
+  /// predicate, and so its class, recomputed.
+  std::expected<void, Error> addressChanged(size_t i);
+  /// Classes that no atom has any more, dropped now (their ids free again).
+  std::vector<std::uint32_t> dropDead();
+
+  /// Classes made or changed since clearDirty(): the pairs to paint again.
+  const std::set<std::uint32_t>& dirty() const { return dirty_; }
+  void clearDirty() { dirty_.clear(); }
+
+  std::uint32_t size() const { return static_cast<std::uint32_t>(classes_.size()); }
+  const RemoteGroup& operator[](std::uint32_t c) const { return classes_[c]; }
+
+  /// Writes the table's remote_classes and remote_ranges.
+  void emit() const;
+
+ private:
+  std::expected<std::uint32_t, Error> classFor(Family fam, const std::vector<std::uint32_t>& preds);
+  void movePod(size_t i, std::uint32_t to);
+  static bool needsExact(RemoteClassId pod_id, RemoteClassId interval_id);
+  void updateExact(size_t i);
+  size_t intervalOf(U128 v) const;
+  void rebuildExact();
+  std::expected<void, Error> classifyIntervals();
+
+  const Inventory& inv_;
+  NodeTable& table_;
+  std::vector<AddrExprPtr> preds_;
+  std::unordered_map<std::string, std::uint32_t> pred_index_;
+  std::vector<AddrSet> pred_sets_;
+  std::vector<std::uint32_t> new_preds_;
+  std::vector<RemoteGroup> classes_;
+  std::map<std::pair<Family, std::vector<std::uint32_t>>, std::uint32_t> class_index_;
+  std::set<std::pair<Family, RemoteClassId>> used_ids_;
+  std::set<std::uint32_t> dirty_;
+  std::set<std::uint32_t> dead_;
+  std::vector<std::uint32_t> pod_class_;  ///< by address index
+  std::vector<U128> cuts_;                ///< where the intervals start, ascending
+  std::vector<std::uint32_t> iv_class_;   ///< by interval
+};
+
+}  // namespace zonewall::compiler
