@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -128,6 +129,9 @@ const PaintCase kCases[] = {
      .painted = {"6-6 80-80 allow by r0"},
      .against_default = true},
 };
+
+// A case prints as its name (the test's name carries it; its bytes would say nothing).
+void PrintTo(const PaintCase& c, std::ostream* os) { *os << '"' << c.name << '"'; }
 
 class Painter : public ::testing::TestWithParam<PaintCase> {};
 
