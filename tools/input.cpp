@@ -16,22 +16,21 @@ namespace {
 namespace fs = std::filesystem;
 
 // Reads PATH... (files, directories recursively for *.yaml/*.yml in sorted order, "-" for
-// stdin). Returns false, with a message, when something cannot be read.
-bool readSources(const std::vector<std::string>& paths, std::istream& in,
-                 std::vector<policy::SourceText>& out, std::string* error) {
-  auto readFile = [&](const fs::path& p) {
+// stdin): every text, or the first thing that cannot be read.
+std::expected<std::vector<policy::SourceText>, Error> readSources(
+    const std::vector<std::string>& paths, std::istream& in) {
+  std::vector<policy::SourceText> out;
+  auto readFile = [&](const fs::path& p) -> std::expected<void, Error> {
     std::ifstream f(p, std::ios::binary);
     if (!f) {
-      *error = fmt::format("{}: cannot read: {}", p.string(), std::strerror(errno));
-      return false;
+      return fail(Error::Code::kIo, p.string() + ": cannot read", errno);
     }
     std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     if (f.bad()) {
-      *error = fmt::format("{}: read error", p.string());
-      return false;
+      return fail(Error::Code::kIo, p.string() + ": read error");
     }
     out.push_back({p.string(), std::move(text)});
-    return true;
+    return {};
   };
   for (const std::string& path : paths) {
     if (path == "-") {
@@ -42,29 +41,33 @@ bool readSources(const std::vector<std::string>& paths, std::istream& in,
     std::error_code ec;
     fs::file_status st = fs::status(path, ec);
     if (ec || !fs::exists(st)) {
-      *error = fmt::format("{}: no such file or directory", path);
-      return false;
+      return fail(Error::Code::kIo, path + ": no such file or directory");
     }
     if (fs::is_directory(st)) {
       std::vector<fs::path> files;
       for (auto it = fs::recursive_directory_iterator(path, ec);
            !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         auto ext = it->path().extension();
-        if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml")) files.push_back(it->path());
+        if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
+          files.push_back(it->path());
+        }
       }
       if (ec) {
-        *error = fmt::format("{}: cannot list: {}", path, ec.message());
-        return false;
+        return fail(Error::Code::kIo, fmt::format("{}: cannot list: {}", path, ec.message()));
       }
       std::sort(files.begin(), files.end());
       for (const auto& f : files) {
-        if (!readFile(f)) return false;
+        if (auto ok = readFile(f); !ok) {
+          return std::unexpected(ok.error());
+        }
       }
       continue;
     }
-    if (!readFile(path)) return false;
+    if (auto ok = readFile(path); !ok) {
+      return std::unexpected(ok.error());
+    }
   }
-  return true;
+  return out;
 }
 
 // Parses the documents on every core: YAML parsing is most of a large lint's time. Each
@@ -119,14 +122,13 @@ std::optional<Loaded> load(const std::vector<std::string>& paths, std::istream& 
     err << "zonewall: no input: give files, directories or - for stdin\n";
     return std::nullopt;
   }
-  std::vector<policy::SourceText> sources;
-  std::string error;
-  if (!readSources(paths, in, sources, &error)) {
-    err << "zonewall: " << error << "\n";
+  auto sources = readSources(paths, in);
+  if (!sources) {
+    err << "zonewall: " << sources.error().str() << "\n";
     return std::nullopt;
   }
   Loaded loaded;
-  loadParallel(sources, loaded.store, loaded.diags);
+  loadParallel(*sources, loaded.store, loaded.diags);
   policy::validateStore(loaded.store, loaded.diags);
   return loaded;
 }

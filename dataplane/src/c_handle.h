@@ -19,6 +19,7 @@ using NftnlSetPtr = CHandle<nftnl_set, nftnl_set_free>;
 using NftnlSetElemPtr = CHandle<nftnl_set_elem, nftnl_set_elem_free>;
 using NftnlRulePtr = CHandle<nftnl_rule, nftnl_rule_free>;
 using NftnlExprPtr = CHandle<nftnl_expr, nftnl_expr_free>;
+using NftnlExprIterPtr = CHandle<nftnl_expr_iter, nftnl_expr_iter_destroy>;
 using NftnlBatchPtr = CHandle<nftnl_batch, nftnl_batch_free>;
 using MnlSocketPtr = CHandle<mnl_socket, mnl_socket_close>;
 

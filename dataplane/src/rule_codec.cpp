@@ -246,10 +246,11 @@ void encodeRule(nftnl_rule* r, const Rule& rule,
 
 std::vector<std::string> exprsOf(const nftnl_rule* r) {
   std::vector<std::string> out;
-  nftnl_expr_iter* it = nftnl_expr_iter_create(r);
-  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it))
+  NftnlExprIterPtr it(nftnl_expr_iter_create(r));
+  for (nftnl_expr* e = nftnl_expr_iter_next(it.get()); e != nullptr;
+       e = nftnl_expr_iter_next(it.get())) {
     out.push_back(exprText(e));
-  nftnl_expr_iter_destroy(it);
+  }
   return out;
 }
 

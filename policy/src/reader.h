@@ -136,10 +136,9 @@ class Reader {
   std::optional<Selector> selectorText(const YAML::Node& n, const std::string& what) {
     auto s = str(n, what);
     if (!s) return std::nullopt;
-    SelectorParseError perr;
-    bool ok = false;
-    Selector sel = parseSelector(*s, &perr, &ok);
-    if (!ok) {
+    auto sel = parseSelector(*s);
+    if (!sel) {
+      const SelectorParseError& perr = sel.error();
       SourceLoc l = loc(n);
       // Plain scalars start at the mark; quoted ones one character later. Multi-line
       // scalars are reported at their start.
@@ -149,7 +148,7 @@ class Reader {
       error(l, fmt::format("{}: invalid selector: {}", what, perr.message), "invalid-selector");
       return std::nullopt;
     }
-    return sel;
+    return *sel;
   }
 
   // Kubernetes metav1.LabelSelector.

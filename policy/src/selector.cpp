@@ -341,15 +341,11 @@ Selector Selector::conjunction(std::vector<std::shared_ptr<const SelectorNode>> 
   return Selector(makeNode(Node::Op::kAnd, {}, {}, std::move(parts)));
 }
 
-Selector parseSelector(std::string_view text, SelectorParseError* error, bool* ok) {
+std::expected<Selector, SelectorParseError> parseSelector(std::string_view text) {
   Parser p(text);
   NodePtr n = p.parse();
-  *ok = n != nullptr;
   if (!n) {
-    if (error != nullptr) {
-      *error = p.error();
-    }
-    return Selector();
+    return std::unexpected(p.error());
   }
   return Selector(n);
 }

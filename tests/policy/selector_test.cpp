@@ -6,11 +6,9 @@ namespace zonewall::policy {
 namespace {
 
 Selector parse(const std::string& s) {
-  bool ok = false;
-  SelectorParseError err;
-  Selector sel = parseSelector(s, &err, &ok);
-  EXPECT_TRUE(ok) << s << ": " << err.message << " at " << err.offset;
-  return sel;
+  auto sel = parseSelector(s);
+  EXPECT_TRUE(sel.has_value()) << s << ": " << sel.error().message << " at " << sel.error().offset;
+  return sel.value_or(Selector());
 }
 
 struct Case {
@@ -89,11 +87,9 @@ TEST(Selector, ReportsErrorOffsets) {
       {.selector = "app starts 'x'", .offset = 11},
   };
   for (const BadCase& c : cases) {
-    bool ok = true;
-    SelectorParseError err;
-    parseSelector(c.selector, &err, &ok);
-    EXPECT_FALSE(ok) << c.selector;
-    EXPECT_EQ(err.offset, c.offset) << c.selector << ": " << err.message;
+    auto sel = parseSelector(c.selector);
+    ASSERT_FALSE(sel.has_value()) << c.selector;
+    EXPECT_EQ(sel.error().offset, c.offset) << c.selector << ": " << sel.error().message;
   }
 }
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <expected>
 #include <map>
 #include <memory>
 #include <string>
@@ -91,7 +92,7 @@ struct SelectorParseError {
 };
 
 /// Parses Calico selector syntax. An empty or all-blank string is all().
-Selector parseSelector(std::string_view text, SelectorParseError* error, bool* ok);
+std::expected<Selector, SelectorParseError> parseSelector(std::string_view text);
 
 /// Builders used to express Kubernetes LabelSelectors.
 std::shared_ptr<const SelectorNode> selEq(std::string key, std::string value);
