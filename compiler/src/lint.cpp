@@ -175,28 +175,23 @@ class Linter {
   }
 
   struct Ordered {
-    double order;
-    std::string name;
-    std::string ns;
+    PolicyOrder where;
     const CalicoPolicy* cal;
     const K8sPolicy* k8s;
   };
 
+  // Every tier's policies in evaluation order (policyOrder), by tier name.
   std::map<std::string, std::vector<Ordered>> tiers() {
     std::map<std::string, std::vector<Ordered>> by_tier;
     for (const CalicoPolicy& p : store_.calico_policies) {
-      std::string name = p.name.starts_with(p.tier + ".") ? p.name : p.tier + "." + p.name;
-      by_tier[p.tier].push_back(
-          {p.order.value_or(std::numeric_limits<double>::infinity()), name, p.ns, &p, nullptr});
+      by_tier[p.tier].push_back({policyOrder(p), &p, nullptr});
     }
     for (const K8sPolicy& p : store_.k8s_policies) {
-      by_tier[kDefaultTier].push_back(
-          {kK8sPolicyOrder, "knp.default." + p.name, p.ns, nullptr, &p});
+      by_tier[kDefaultTier].push_back({policyOrder(p), nullptr, &p});
     }
     for (auto& [t, v] : by_tier) {
-      std::sort(v.begin(), v.end(), [](const Ordered& a, const Ordered& b) {
-        return std::tie(a.order, a.name, a.ns) < std::tie(b.order, b.name, b.ns);
-      });
+      std::sort(v.begin(), v.end(),
+                [](const Ordered& a, const Ordered& b) { return a.where < b.where; });
     }
     return by_tier;
   }
@@ -390,19 +385,7 @@ class Linter {
   void checkPassInLastTier() {
     // The last tier in evaluation order that holds any policy: a Pass there falls through
     // to the namespace profile, which allows everything.
-    std::vector<std::tuple<double, std::string, Action, SourceLoc>> order;
-    bool has_default = false;
-    for (const Tier& t : store_.tiers) {
-      has_default = has_default || t.name == kDefaultTier;
-      order.push_back(
-          {t.order.value_or(t.name == kDefaultTier ? kDefaultTierOrder
-                                                   : std::numeric_limits<double>::infinity()),
-           t.name, t.default_action, t.loc});
-    }
-    if (!has_default) order.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny, {}});
-    std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) {
-      return std::tie(std::get<0>(x), std::get<1>(x)) < std::tie(std::get<0>(y), std::get<1>(y));
-    });
+    const std::vector<TierInOrder> order = tiersInOrder(store_);
     auto by_tier = tiers();
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
       const auto& [o, name, def, loc] = *it;

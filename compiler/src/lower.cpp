@@ -187,8 +187,9 @@ class ProgramBuilder::Impl {
 
   void addK8s(LoweredPolicy& pol, const K8sPolicy& p) {
     pol.display = "NetworkPolicy " + p.key();
-    pol.order = kK8sPolicyOrder;
-    pol.sort_name = "knp.default." + p.name;
+    PolicyOrder where = policyOrder(p);
+    pol.order = where.order;
+    pol.sort_name = std::move(where.name);
     pol.tier = kDefaultTier;
     pol.loc = p.loc;
     pol.ns = p.ns;
@@ -299,9 +300,9 @@ class ProgramBuilder::Impl {
         lowerCalicoRule(pol, p, d, static_cast<int>(i), rules[i]);
       }
     }
-    // Calico's internal name carries the tier: "tier.name".
-    pol.sort_name = p.name.starts_with(p.tier + ".") ? p.name : p.tier + "." + p.name;
-    pol.order = p.order.value_or(std::numeric_limits<double>::infinity());
+    PolicyOrder where = policyOrder(p);
+    pol.order = where.order;
+    pol.sort_name = std::move(where.name);
   }
 
   void lowerCalicoRule(LoweredPolicy& pol, const CalicoPolicy& p, Direction d, int index,
@@ -537,36 +538,17 @@ std::string ProgramBuilder::keyOf(const CalicoPolicy& p) {
 }
 
 ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl>(store)) {
-  struct T {
-    double order;
-    std::string name;
-    Action def;
-  };
-  std::vector<T> tiers;
-  bool has_default = false;
-  for (const Tier& t : store.tiers) {
-    double order = t.order.value_or(std::numeric_limits<double>::infinity());
-    if (t.name == kDefaultTier) {
-      has_default = true;
-      order = t.order.value_or(kDefaultTierOrder);
-    }
-    tiers.push_back({order, t.name, t.default_action});
-  }
-  if (!has_default) tiers.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny});
-  std::sort(tiers.begin(), tiers.end(), [](const T& a, const T& b) {
-    return std::tie(a.order, a.name) < std::tie(b.order, b.name);
-  });
-  for (const T& t : tiers) {
+  for (const TierInOrder& t : tiersInOrder(store)) {
     TierInfo info;
     info.uid = impl_->nextUid();
     info.name = t.name;
-    info.default_action = t.def;
+    info.default_action = t.default_action;
     for (Direction d : {Direction::kIngress, Direction::kEgress}) {
       Attribution& a = info.end[static_cast<int>(d)];
       a.kind = Attribution::Kind::kEndOfTier;
       a.direction = d;
       a.tier = t.name;
-      a.action = t.def;
+      a.action = t.default_action;
     }
     program_.tiers.push_back(info);
     program_.policies.emplace_back();

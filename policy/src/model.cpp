@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <limits>
 
 namespace zonewall::policy {
 
@@ -97,6 +98,34 @@ Labels Store::namespaceLabels(std::string_view name) const {
   Labels l;
   l.emplace(kNamespaceNameLabel, std::string(name));
   return l;
+}
+
+std::vector<TierInOrder> tiersInOrder(const Store& store) {
+  constexpr double kLast = std::numeric_limits<double>::infinity();
+  std::vector<TierInOrder> out;
+  bool has_default = false;
+  for (const Tier& t : store.tiers) {
+    const bool is_default = t.name == kDefaultTier;
+    has_default = has_default || is_default;
+    out.push_back({t.order.value_or(is_default ? kDefaultTierOrder : kLast), t.name,
+                   t.default_action, t.loc});
+  }
+  if (!has_default) {
+    out.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny, {}});
+  }
+  std::sort(out.begin(), out.end(), [](const TierInOrder& a, const TierInOrder& b) {
+    return std::tie(a.order, a.name) < std::tie(b.order, b.name);
+  });
+  return out;
+}
+
+PolicyOrder policyOrder(const CalicoPolicy& p) {
+  return {p.order.value_or(std::numeric_limits<double>::infinity()),
+          p.name.starts_with(p.tier + ".") ? p.name : p.tier + "." + p.name, p.ns};
+}
+
+PolicyOrder policyOrder(const K8sPolicy& p) {
+  return {kK8sPolicyOrder, "knp.default." + p.name, p.ns};
 }
 
 }  // namespace zonewall::policy

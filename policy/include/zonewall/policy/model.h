@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "zonewall/base/diagnostic.h"
@@ -209,5 +210,33 @@ struct Store {
   /// checked against.
   bool hasInventory() const { return !pods.empty() || !namespaces.empty(); }
 };
+
+// Calico's evaluation order, written once (the reference evaluator keeps an independent copy
+// on purpose): tiers by order — a tier without one after every ordered tier, the default
+// tier at kDefaultTierOrder unless it says otherwise — ties by name; in a tier, policies by
+// order (none: last), ties by Calico's internal name ("tier.name"; a Kubernetes policy is
+// "knp.default.name" at kK8sPolicyOrder), then by namespace.
+
+/// A tier as it is evaluated.
+struct TierInOrder {
+  double order = 0;
+  std::string name;
+  Action default_action = Action::kDeny;
+  SourceLoc loc;  ///< unknown for the default tier when the store does not define it
+};
+/// The store's tiers, and the default tier when the store does not define it, in order.
+std::vector<TierInOrder> tiersInOrder(const Store& store);
+
+/// Where a policy sits in its tier: compare with operator<.
+struct PolicyOrder {
+  double order = 0;
+  std::string name;  ///< Calico's internal name, the tie-breaker
+  std::string ns;
+  friend bool operator<(const PolicyOrder& a, const PolicyOrder& b) {
+    return std::tie(a.order, a.name, a.ns) < std::tie(b.order, b.name, b.ns);
+  }
+};
+PolicyOrder policyOrder(const CalicoPolicy& p);
+PolicyOrder policyOrder(const K8sPolicy& p);
 
 }  // namespace zonewall::policy
