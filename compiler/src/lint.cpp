@@ -110,10 +110,8 @@ class Linter {
                 continue;
               }
             }
-            Scope scope = peer.namespace_selector
-                              ? Scope{Scope::Kind::kNamespaces, {}, *peer.namespace_selector}
-                              : Scope{Scope::Kind::kNamespace, p.ns, {}};
-            if (nothing(exprEndpoints(peer.pod_selector.value_or(Selector::all()), scope, false))) {
+            if (nothing(exprEndpoints(peer.pod_selector.value_or(Selector::all()),
+                                      peerScope(peer, p.ns), false))) {
               diags_.warning(
                   peer.loc,
                   fmt::format("peer matches no pod (podSelector {}{})", optSel(peer.pod_selector),
@@ -127,12 +125,7 @@ class Linter {
       }
     }
     for (const CalicoPolicy& p : store_.calico_policies) {
-      Scope scope{Scope::Kind::kNamespace, p.ns, {}};
-      if (p.global) {
-        scope = p.namespace_selector ? Scope{Scope::Kind::kNamespaces, {}, *p.namespace_selector}
-                                     : Scope{Scope::Kind::kAllAndGlobalSets, {}, {}};
-      }
-      AddrSet sel = inv_.evaluate(*exprEndpoints(p.selector, scope, true));
+      AddrSet sel = inv_.evaluate(*exprEndpoints(p.selector, policyScope(p), true));
       if (sel.pods.none()) {
         diags_.warning(p.loc,
                        fmt::format("policy {} selects no pod ({})", p.key(), p.selector.str()),
@@ -149,16 +142,7 @@ class Linter {
   }
 
   void checkEntity(const CalicoPolicy& p, const EntityRule& e) {
-    Scope scope{Scope::Kind::kNamespace, p.ns, {}};
-    if (e.namespace_selector) {
-      if (e.namespace_selector->root().op == SelectorNode::Op::kGlobal) {
-        scope = Scope{Scope::Kind::kGlobalSets, {}, {}};
-      } else {
-        scope = Scope{Scope::Kind::kNamespaces, {}, *e.namespace_selector};
-      }
-    } else if (p.global) {
-      scope = Scope{Scope::Kind::kAllAndGlobalSets, {}, {}};
-    }
+    const Scope scope = entityScope(e, p);
     for (const auto* s : {&e.selector, &e.not_selector}) {
       if (*s && nothing(exprEndpoints(**s, scope, true))) {
         diags_.warning(e.loc, fmt::format("selector {} matches no endpoint", (*s)->str()),

@@ -174,15 +174,7 @@ class ProgramBuilder::Impl {
       if (p.ip_block->except.empty()) return in;
       return exprAnd({in, exprNot(exprCidrs(p.ip_block->except))});
     }
-    Scope scope;
-    if (p.namespace_selector) {
-      scope.kind = Scope::Kind::kNamespaces;
-      scope.ns_selector = *p.namespace_selector;
-    } else {
-      scope.kind = Scope::Kind::kNamespace;
-      scope.ns = ns;
-    }
-    return exprEndpoints(p.pod_selector.value_or(Selector::all()), scope, false);
+    return exprEndpoints(p.pod_selector.value_or(Selector::all()), peerScope(p, ns), false);
   }
 
   void addK8s(LoweredPolicy& pol, const K8sPolicy& p) {
@@ -255,20 +247,7 @@ class ProgramBuilder::Impl {
   // ---- Calico ----
 
   AddrExprPtr entity(const EntityRule& e, const CalicoPolicy& p) {
-    Scope scope;
-    if (e.namespace_selector) {
-      if (e.namespace_selector->root().op == SelectorNode::Op::kGlobal) {
-        scope.kind = Scope::Kind::kGlobalSets;
-      } else {
-        scope.kind = Scope::Kind::kNamespaces;
-        scope.ns_selector = *e.namespace_selector;
-      }
-    } else if (p.global) {
-      scope.kind = Scope::Kind::kAllAndGlobalSets;
-    } else {
-      scope.kind = Scope::Kind::kNamespace;
-      scope.ns = p.ns;
-    }
+    const Scope scope = entityScope(e, p);
     std::vector<AddrExprPtr> parts;
     if (e.selector) parts.push_back(exprEndpoints(*e.selector, scope, true));
     if (e.not_selector) parts.push_back(exprNot(exprEndpoints(*e.not_selector, scope, true)));
@@ -285,11 +264,7 @@ class ProgramBuilder::Impl {
     pol.tier = p.tier;
     pol.loc = p.loc;
     pol.ns = p.global ? "" : p.ns;
-    Scope scope{Scope::Kind::kNamespace, p.ns, {}};
-    if (p.global) {
-      scope = p.namespace_selector ? Scope{Scope::Kind::kNamespaces, {}, *p.namespace_selector}
-                                   : Scope{Scope::Kind::kAllAndGlobalSets, {}, {}};
-    }
+    const Scope scope = policyScope(p);
     pol.applies = exprEndpoints(p.selector, scope, true);
     pol.applies_to[0] = p.ingress;
     pol.applies_to[1] = p.egress;
@@ -465,6 +440,30 @@ AddrExprPtr exprEndpoints(Selector sel, Scope scope, bool calico) {
   e->scope = std::move(scope);
   e->calico = calico;
   return e;
+}
+
+Scope policyScope(const CalicoPolicy& p) {
+  if (!p.global) {
+    return Scope{Scope::Kind::kNamespace, p.ns, {}};
+  }
+  return p.namespace_selector ? Scope{Scope::Kind::kNamespaces, {}, *p.namespace_selector}
+                              : Scope{Scope::Kind::kAllAndGlobalSets, {}, {}};
+}
+
+Scope entityScope(const EntityRule& e, const CalicoPolicy& p) {
+  if (e.namespace_selector) {
+    if (e.namespace_selector->root().op == SelectorNode::Op::kGlobal) {
+      return Scope{Scope::Kind::kGlobalSets, {}, {}};
+    }
+    return Scope{Scope::Kind::kNamespaces, {}, *e.namespace_selector};
+  }
+  return p.global ? Scope{Scope::Kind::kAllAndGlobalSets, {}, {}}
+                  : Scope{Scope::Kind::kNamespace, p.ns, {}};
+}
+
+Scope peerScope(const K8sPeer& peer, const std::string& ns) {
+  return peer.namespace_selector ? Scope{Scope::Kind::kNamespaces, {}, *peer.namespace_selector}
+                                 : Scope{Scope::Kind::kNamespace, ns, {}};
 }
 
 AddrExprPtr exprCidrs(const std::vector<Cidr>& cidrs) {

@@ -156,8 +156,8 @@ TEST_P(Painter, PaintsTheSegmentsOfItsProgram) {
             c.painted);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, Painter, ::testing::ValuesIn(kCases), [](const auto& info) {
-  std::string name = info.param.name;
+INSTANTIATE_TEST_SUITE_P(Cases, Painter, ::testing::ValuesIn(kCases), [](const auto& test) {
+  std::string name = test.param.name;
   for (char& ch : name) {
     if (!std::isalnum(static_cast<unsigned char>(ch))) {
       ch = '_';

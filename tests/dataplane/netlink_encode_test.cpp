@@ -169,7 +169,6 @@ TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   local->elements.pop_back();  // a selector change
   auto diff = diffRulesets(from, to);
   ASSERT_TRUE(diff.has_value()) << diff.error().why;
-  std::vector<SetChange>& changes = diff->sets;
   ChainChanges& chains = diff->chains;
   EXPECT_TRUE(chains.empty());
   std::vector<Batch> batches = encodeUpdate(to, *diff, {}, 1);
@@ -225,7 +224,6 @@ TEST(NetlinkEncode, NewChainsComeATransactionBeforeTheirEntries) {
                 "n1");
   auto diff = diffRulesets(from, to);
   ASSERT_TRUE(diff.has_value()) << diff.error().why;
-  std::vector<SetChange>& changes = diff->sets;
   ChainChanges& chains = diff->chains;
   ASSERT_TRUE(
       std::ranges::any_of(chains.add, [](const ChainDef& c) { return isLogChain(c.name); }));
@@ -273,7 +271,6 @@ TEST(NetlinkEncode, NewClassesAreBridgedIntoTheOldRangeMap) {
   Ruleset to = rulesetOf(kCluster, "n1");
   auto diff = diffRulesets(from, to);
   ASSERT_TRUE(diff.has_value()) << diff.error().why;
-  std::vector<SetChange>& changes = diff->sets;
   ChainChanges& chains = diff->chains;
   auto sw = std::ranges::find_if(chains.swaps,
                                  [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });
@@ -345,7 +342,6 @@ TEST(NetlinkEncode, NewLocalAddressesAreBridgedIntoTheOldMaps) {
   const zonewall::Addr kD = *zonewall::parseAddr("10.0.0.4");
   auto diff = diffRulesets(from, to);
   ASSERT_TRUE(diff.has_value()) << diff.error().why;
-  std::vector<SetChange>& changes = diff->sets;
   ChainChanges& chains = diff->chains;
   auto sw = std::ranges::find_if(chains.swaps,
                                  [](const MapSwap& m) { return m.chain.name == "ingress4_rng"; });

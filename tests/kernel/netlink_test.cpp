@@ -173,7 +173,6 @@ TEST(Netlink, RejectedBatchChangesNothing) {
   upd->elements.back().verdict = {dataplane::Verdict::Kind::kGoto, "no_such_chain"};
   auto diff = dataplane::diffRulesets(good, bad_update);
   ASSERT_TRUE(diff.has_value()) << diff.error().why;
-  std::vector<dataplane::SetChange>& changes = diff->sets;
   dataplane::ChainChanges& chains = diff->chains;
   ASSERT_FALSE(chains.swaps.empty());  // a default map change rebuilds it
   auto updates = dataplane::encodeUpdate(bad_update, *diff, {}, 9000);
@@ -205,7 +204,6 @@ TEST(Netlink, ElementChangesReachTheTargetTable) {
   auto diff = dataplane::diffRulesets(from, to);
   ASSERT_TRUE(diff.has_value()) << diff.error().why;
   std::vector<dataplane::SetChange>& changes = diff->sets;
-  dataplane::ChainChanges& chains = diff->chains;
   ASSERT_FALSE(changes.empty());
   for (const auto& b : dataplane::encodeUpdate(to, *diff, {}, 1000)) {
     auto r = (*t)->commit(b);
@@ -250,7 +248,6 @@ TEST(Netlink, RangeMapChangesRebuildTheMap) {
     dataplane::alignSwappedSets(have->ruleset, want);
     auto diff = dataplane::diffRulesets(have->ruleset, want);
     ASSERT_TRUE(diff.has_value()) << diff.error().why;
-    std::vector<dataplane::SetChange>& changes = diff->sets;
     dataplane::ChainChanges& chains = diff->chains;
     EXPECT_EQ(chains.swaps.size(), expect_swaps);
     for (const auto& b : dataplane::encodeUpdate(want, *diff, have->stale_sets, 100)) {
@@ -285,7 +282,6 @@ TEST(Netlink, RangeMapChangesRebuildTheMap) {
     dataplane::alignSwappedSets(have->ruleset, want);
     auto diff = dataplane::diffRulesets(have->ruleset, want);
     ASSERT_TRUE(diff.has_value()) << diff.error().why;
-    std::vector<dataplane::SetChange>& changes = diff->sets;
     dataplane::ChainChanges& chains = diff->chains;
     ASSERT_EQ(chains.swaps.size(), 1U);
     auto batches = dataplane::encodeUpdate(want, *diff, {}, 100);

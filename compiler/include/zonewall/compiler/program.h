@@ -71,6 +71,19 @@ using AddrExprPtr = std::shared_ptr<const AddrExpr>;
 
 AddrExprPtr exprAll();
 AddrExprPtr exprEndpoints(policy::Selector sel, Scope scope, bool calico);
+
+// The scope each kind of selector looks in, written once (the reference evaluator keeps an
+// independent copy on purpose).
+/// A Calico policy's own selector: its namespace; for a global policy, the namespaces its
+/// namespaceSelector picks, or every endpoint.
+Scope policyScope(const policy::CalicoPolicy& p);
+/// A Calico rule's selector and notSelector: the namespaces its namespaceSelector picks
+/// (global(): GlobalNetworkSets only); without one, the policy's namespace, or every endpoint
+/// for a global policy.
+Scope entityScope(const policy::EntityRule& e, const policy::CalicoPolicy& p);
+/// A Kubernetes peer's podSelector: the namespaces its namespaceSelector picks, or the
+/// policy's namespace `ns`.
+Scope peerScope(const policy::K8sPeer& peer, const std::string& ns);
 AddrExprPtr exprCidrs(const std::vector<Cidr>& cidrs);
 AddrExprPtr exprNamedPort(std::string name, Protocol proto, std::uint16_t port);
 AddrExprPtr exprFamily(Family f);
