@@ -10,19 +10,29 @@
 namespace zonewall {
 namespace {
 
-U128 fromBytes(const unsigned char* b) {
-  U128 v = 0;
-  for (int i = 0; i < 16; ++i) {
-    v = (v << 8) | b[i];
-  }
-  return v;
-}
-
 U128 hostMask(int host_bits) {
   return host_bits >= 128 ? kU128Max : ((static_cast<U128>(1) << host_bits) - 1);
 }
 
 }  // namespace
+
+AddrBytes addrBytes(Addr a, Family f) {
+  AddrBytes out;
+  out.size = f == Family::kV4 ? 4 : 16;
+  for (std::size_t i = 0; i < out.size; ++i) {
+    out.bytes[i] = static_cast<unsigned char>(a.v >> (8 * (out.size - 1 - i)));
+  }
+  return out;
+}
+
+Addr addrFromBytes(const unsigned char* p, Family f) {
+  U128 v = 0;
+  const int size = f == Family::kV4 ? 4 : 16;
+  for (int i = 0; i < size; ++i) {
+    v = (v << 8) | p[i];
+  }
+  return f == Family::kV4 ? Addr::fromV4(static_cast<std::uint32_t>(v)) : Addr{v};
+}
 
 std::optional<Addr> parseAddr(std::string_view text) {
   if (text.empty() || text.size() > 64) {
@@ -34,13 +44,13 @@ std::optional<Addr> parseAddr(std::string_view text) {
     if (inet_pton(AF_INET, s.c_str(), &a4) != 1) {
       return std::nullopt;
     }
-    return Addr::fromV4(ntohl(a4.s_addr));
+    return addrFromBytes(reinterpret_cast<const unsigned char*>(&a4.s_addr), Family::kV4);
   }
   in6_addr a6{};
   if (inet_pton(AF_INET6, s.c_str(), &a6) != 1) {
     return std::nullopt;
   }
-  Addr a{fromBytes(a6.s6_addr)};
+  Addr a = addrFromBytes(a6.s6_addr, Family::kV6);
   if (a.family() == Family::kV4) {
     return std::nullopt;  // ::ffff:a.b.c.d would alias IPv4
   }
@@ -49,16 +59,8 @@ std::optional<Addr> parseAddr(std::string_view text) {
 
 std::string formatAddr(Addr a) {
   char buf[INET6_ADDRSTRLEN] = {};
-  if (a.family() == Family::kV4) {
-    in_addr a4{htonl(a.v4())};
-    inet_ntop(AF_INET, &a4, buf, sizeof buf);
-    return buf;
-  }
-  in6_addr a6{};
-  for (int i = 15; i >= 0; --i) {
-    a6.s6_addr[i] = static_cast<unsigned char>(a.v >> ((15 - i) * 8));
-  }
-  inet_ntop(AF_INET6, &a6, buf, sizeof buf);
+  const AddrBytes b = addrBytes(a, a.family());
+  inet_ntop(a.family() == Family::kV4 ? AF_INET : AF_INET6, b.data(), buf, sizeof buf);
   return buf;
 }
 

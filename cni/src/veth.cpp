@@ -66,15 +66,8 @@ Expected<NlSockPtr> routeSocket(int netns_fd) {
 }
 
 NlAddrPtr nlAddr(Addr a, int prefix) {
-  NlAddrPtr out;
-  if (a.family() == Family::kV4) {
-    std::uint32_t be = htonl(a.v4());
-    out.reset(nl_addr_build(AF_INET, &be, sizeof be));
-  } else {
-    std::array<unsigned char, 16> bytes{};
-    for (int i = 0; i < 16; ++i) bytes[i] = static_cast<unsigned char>(a.v >> (8 * (15 - i)));
-    out.reset(nl_addr_build(AF_INET6, bytes.data(), bytes.size()));
-  }
+  const AddrBytes b = addrBytes(a, a.family());
+  NlAddrPtr out(nl_addr_build(a.family() == Family::kV4 ? AF_INET : AF_INET6, b.data(), b.size));
   nl_addr_set_prefixlen(out.get(), prefix);
   return out;
 }
@@ -84,13 +77,10 @@ std::optional<Addr> fromNlAddr(nl_addr* a) {
   const auto* p = static_cast<const unsigned char*>(nl_addr_get_binary_addr(a));
   unsigned len = nl_addr_get_len(a);
   if (nl_addr_get_family(a) == AF_INET && len == 4) {
-    return Addr::fromV4(std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 |
-                        std::uint32_t{p[2]} << 8 | p[3]);
+    return addrFromBytes(p, Family::kV4);
   }
   if (nl_addr_get_family(a) == AF_INET6 && len == 16) {
-    Addr out;
-    for (int i = 0; i < 16; ++i) out.v = out.v << 8 | p[i];
-    return out;
+    return addrFromBytes(p, Family::kV6);
   }
   if (len == 0) {  // a default route's dst
     return nl_addr_get_family(a) == AF_INET ? Addr::fromV4(0) : Addr{};

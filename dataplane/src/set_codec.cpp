@@ -207,11 +207,11 @@ std::vector<Element> decodeElements(const SetDef& s, std::vector<ElementBytes> r
     for (size_t i = 0; i < raws.size(); ++i) {
       if (raws[i].key.size() != alen || (raws[i].flags & NFT_SET_ELEM_INTERVAL_END)) continue;
       Element el;
-      el.addr = addrFrom(raws[i].key.data(), s.family);
+      el.addr = addrFromBytes(raws[i].key.data(), s.family);
       el.addr_hi = Addr{top};
       for (size_t j = i + 1; j < raws.size(); ++j) {
         if (raws[j].flags & NFT_SET_ELEM_INTERVAL_END) {
-          el.addr_hi = Addr{addrFrom(raws[j].key.data(), s.family).v - 1};
+          el.addr_hi = Addr{addrFromBytes(raws[j].key.data(), s.family).v - 1};
           break;
         }
       }
@@ -227,11 +227,11 @@ std::vector<Element> decodeElements(const SetDef& s, std::vector<ElementBytes> r
       case SetKind::kAddrSet:
       case SetKind::kAddrVmap:
         if (r.key.size() != alen) continue;
-        el.addr = addrFrom(r.key.data(), s.family);
+        el.addr = addrFromBytes(r.key.data(), s.family);
         break;
       case SetKind::kAddrMarkVmap:
         if (r.key.size() != alen + 4) continue;
-        el.addr = addrFrom(r.key.data(), s.family);
+        el.addr = addrFromBytes(r.key.data(), s.family);
         el.mark = u32Host(r.key.data() + alen);
         el.proto_hi = 255;
         el.port_hi = 65535;
@@ -240,14 +240,14 @@ std::vector<Element> decodeElements(const SetDef& s, std::vector<ElementBytes> r
         if (r.key.size() != kIfnameLen + alen) continue;
         el.iface.assign(reinterpret_cast<const char*>(r.key.data()),
                         strnlen(reinterpret_cast<const char*>(r.key.data()), kIfnameLen));
-        el.addr = addrFrom(r.key.data() + kIfnameLen, s.family);
+        el.addr = addrFromBytes(r.key.data() + kIfnameLen, s.family);
         break;
       case SetKind::kConcatVmap:
       case SetKind::kConcatIntervalVmap: {
         if (r.key.size() != alen + 12) continue;
         bool be = s.kind == SetKind::kConcatIntervalVmap;
         const unsigned char* k = r.key.data();
-        el.addr = addrFrom(k, s.family);
+        el.addr = addrFromBytes(k, s.family);
         std::uint32_t mark = u32Host(k + alen);
         el.mark = be ? ntohl(mark) : mark;
         el.proto_lo = el.proto_hi = k[alen + 4];

@@ -10,13 +10,8 @@ namespace zonewall::dataplane {
 size_t addrLen(Family f) { return f == Family::kV4 ? 4 : 16; }
 
 void putAddr(std::vector<unsigned char>& out, Addr a, Family f) {
-  if (f == Family::kV4) {
-    std::uint32_t be = htonl(a.v4());
-    const auto* p = reinterpret_cast<const unsigned char*>(&be);
-    out.insert(out.end(), p, p + 4);
-    return;
-  }
-  for (int i = 15; i >= 0; --i) out.push_back(static_cast<unsigned char>(a.v >> (i * 8)));
+  const AddrBytes b = addrBytes(a, f);
+  out.insert(out.end(), b.data(), b.data() + b.size);
 }
 
 void putU32Host(std::vector<unsigned char>& out, std::uint32_t v) {
@@ -73,16 +68,6 @@ std::uint32_t u32Host(const unsigned char* p) {
   std::uint32_t v = 0;
   std::memcpy(&v, p, 4);
   return v;
-}
-
-Addr addrFrom(const unsigned char* p, Family f) {
-  if (f == Family::kV4) {
-    std::uint32_t be = u32Host(p);
-    return Addr::fromV4(ntohl(be));
-  }
-  U128 v = 0;
-  for (int i = 0; i < 16; ++i) v = (v << 8) | p[i];
-  return Addr{v};
 }
 
 std::uint16_t portFrom(const unsigned char* p) {

@@ -79,7 +79,6 @@ std::vector<unsigned char> concatKey(Addr a, std::uint32_t mark, std::uint8_t pr
                                      std::uint16_t port, bool big_endian_mark);
 
 std::uint32_t u32Host(const unsigned char* p);
-Addr addrFrom(const unsigned char* p, Family f);
 std::uint16_t portFrom(const unsigned char* p);
 
 int verdictCode(const Verdict& v);

@@ -5,7 +5,9 @@
 // must not match IPv4 packets), so an IPv6 CIDR that covers it becomes two intervals.
 #pragma once
 
+#include <array>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,6 +34,20 @@ struct Addr {
   static Addr fromV4(std::uint32_t ip) { return Addr{kV4MappedBase | ip}; }
   friend auto operator<=>(const Addr&, const Addr&) = default;
 };
+
+/// An address in network byte order, as the kernel and the wire carry it: 4 bytes for IPv4,
+/// 16 for IPv6.
+struct AddrBytes {
+  std::array<unsigned char, 16> bytes{};
+  std::size_t size = 0;
+  const unsigned char* data() const { return bytes.data(); }
+};
+/// `a` as an address of family `f`. The family is the caller's (a set's, a socket's), not the
+/// value's: an IPv6 range can end just below the IPv4-mapped block, whose first address would
+/// otherwise read as IPv4.
+AddrBytes addrBytes(Addr a, Family f);
+/// The address at `p`: 4 bytes for kV4, 16 for kV6.
+Addr addrFromBytes(const unsigned char* p, Family f);
 
 /// Parses "10.0.0.1" or "fd00::1". IPv4-mapped IPv6 text is rejected (it never appears on the
 /// wire and would alias IPv4).
