@@ -24,6 +24,8 @@
 namespace zonewall::dataplane {
 namespace {
 
+using Op = BatchMessage::Op;
+
 class Encoder {
  public:
   // A batch of ruleset `rs`, whose failures are explained from it.
@@ -34,12 +36,12 @@ class Encoder {
     batch_.first_seq = first_seq;
     nb_.reset(nftnl_batch_alloc(kBatchPage, kBatchOverrun));
     nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(nb_.get())), seq_++);
-    batch_.what.push_back("batch begin");
+    batch_.contents.push_back({.op = Op::kBegin, .object = table_, .text = "batch begin"});
     nftnl_batch_update(nb_.get());
   }
 
-  nlmsghdr* header(std::uint16_t type, std::uint16_t flags, std::string what) {
-    batch_.what.push_back(std::move(what));
+  nlmsghdr* header(std::uint16_t type, std::uint16_t flags, BatchMessage what) {
+    batch_.contents.push_back(std::move(what));
     return nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(nb_.get())), type,
                                  NFPROTO_INET, flags | NLM_F_ACK, seq_++);
   }
@@ -50,7 +52,10 @@ class Encoder {
     NftnlTablePtr t(nftnl_table_alloc());
     nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name.c_str());
     nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
-    nftnl_table_nlmsg_build_payload(header(NFT_MSG_DELTABLE, 0, "delete table " + name), t.get());
+    nftnl_table_nlmsg_build_payload(
+        header(NFT_MSG_DELTABLE, 0,
+               {.op = Op::kDeleteTable, .object = name, .text = "delete table " + name}),
+        t.get());
     done();
   }
   // "add table" first makes the delete valid when the table does not exist: the transaction
@@ -65,8 +70,10 @@ class Encoder {
     NftnlTablePtr t(nftnl_table_alloc());
     nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name.c_str());
     nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
-    nftnl_table_nlmsg_build_payload(header(NFT_MSG_NEWTABLE, NLM_F_CREATE, "table " + name),
-                                    t.get());
+    nftnl_table_nlmsg_build_payload(
+        header(NFT_MSG_NEWTABLE, NLM_F_CREATE,
+               {.op = Op::kAddTable, .object = name, .text = "table " + name}),
+        t.get());
     done();
   }
 
@@ -75,7 +82,10 @@ class Encoder {
     nftnl_rule_set_str(flush.get(), NFTNL_RULE_TABLE, table_.c_str());
     nftnl_rule_set_str(flush.get(), NFTNL_RULE_CHAIN, name.c_str());
     nftnl_rule_set_u32(flush.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
-    nftnl_rule_nlmsg_build_payload(header(NFT_MSG_DELRULE, 0, "flush chain " + name), flush.get());
+    nftnl_rule_nlmsg_build_payload(
+        header(NFT_MSG_DELRULE, 0,
+               {.op = Op::kFlushChain, .object = name, .text = "flush chain " + name}),
+        flush.get());
     done();
   }
 
@@ -84,7 +94,10 @@ class Encoder {
     nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table_.c_str());
     nftnl_set_set_str(set.get(), NFTNL_SET_NAME, name.c_str());
     nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
-    nftnl_set_nlmsg_build_payload(header(NFT_MSG_DELSET, 0, "delete set " + name), set.get());
+    nftnl_set_nlmsg_build_payload(
+        header(NFT_MSG_DELSET, 0,
+               {.op = Op::kDeleteSet, .object = name, .text = "delete set " + name}),
+        set.get());
     done();
   }
 
@@ -94,7 +107,10 @@ class Encoder {
     nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TABLE, table_.c_str());
     nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_NAME, name.c_str());
     nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_FAMILY, NFPROTO_INET);
-    nftnl_chain_nlmsg_build_payload(header(NFT_MSG_DELCHAIN, 0, "delete chain " + name), ch.get());
+    nftnl_chain_nlmsg_build_payload(
+        header(NFT_MSG_DELCHAIN, 0,
+               {.op = Op::kDeleteChain, .object = name, .text = "delete chain " + name}),
+        ch.get());
     done();
   }
 
@@ -112,8 +128,10 @@ class Encoder {
       nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TYPE, "filter");
       nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_POLICY, NF_ACCEPT);
     }
-    nftnl_chain_nlmsg_build_payload(header(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "chain " + c.name),
-                                    ch.get());
+    nftnl_chain_nlmsg_build_payload(
+        header(NFT_MSG_NEWCHAIN, NLM_F_CREATE,
+               {.op = Op::kAddChain, .object = c.name, .text = "chain " + c.name}),
+        ch.get());
     done();
   }
 
@@ -121,7 +139,10 @@ class Encoder {
     std::uint32_t id = next_set_id_++;
     set_ids_[s.name] = id;
     NftnlSetPtr set = makeSet(table_, s, id);
-    nftnl_set_nlmsg_build_payload(header(NFT_MSG_NEWSET, NLM_F_CREATE, "set " + s.name), set.get());
+    nftnl_set_nlmsg_build_payload(
+        header(NFT_MSG_NEWSET, NLM_F_CREATE,
+               {.op = Op::kAddSet, .object = s.name, .text = "set " + s.name}),
+        set.get());
     done();
   }
 
@@ -134,8 +155,15 @@ class Encoder {
       size_t end = std::min(els.size(), i + kElementsPerMessage);
       std::string what = i < els.size() ? describe(s, els[i]) : "elements of set " + s.name;
       if (end - i > 1) what += fmt::format(" (and {} more)", end - i - 1);
+      BatchMessage m{.op = remove ? Op::kDeleteElements : Op::kAddElements,
+                     .object = s.name,
+                     .elements = end - i,
+                     .text = (remove ? "delete " : "add ") + what};
+      if (i < els.size()) {
+        m.first = els[i];
+      }
       nlmsghdr* nlh = header(remove ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM,
-                             remove ? 0 : NLM_F_CREATE, (remove ? "delete " : "add ") + what);
+                             remove ? 0 : NLM_F_CREATE, std::move(m));
       mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, table_.c_str());
       mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, s.name.c_str());
       if (auto it = set_ids_.find(s.name); it != set_ids_.end()) {
@@ -162,15 +190,19 @@ class Encoder {
     nftnl_rule_set_str(rule.get(), NFTNL_RULE_CHAIN, c.name.c_str());
     nftnl_rule_set_u32(rule.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
     encodeRule(rule.get(), r, set_ids_);
-    nftnl_rule_nlmsg_build_payload(header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND,
-                                          fmt::format("rule {} of chain {}", index, c.name)),
-                                   rule.get());
+    nftnl_rule_nlmsg_build_payload(
+        header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND,
+               {.op = Op::kAddRule,
+                .object = c.name,
+                .rule = index,
+                .text = fmt::format("rule {} of chain {}", index, c.name)}),
+        rule.get());
     done();
   }
 
   Batch finish() {
     nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(nb_.get())), seq_++);
-    batch_.what.push_back("batch end");
+    batch_.contents.push_back({.op = Op::kEnd, .object = table_, .text = "batch end"});
     nftnl_batch_update(nb_.get());
     int n = nftnl_batch_iovec_len(nb_.get());
     std::vector<iovec> iov(static_cast<size_t>(n));

@@ -69,8 +69,9 @@ class NetlinkTransport final : public Transport {
         if (e->error != 0 && !first_error) {
           // seq → the message's description
           std::uint32_t idx = nlh->nlmsg_seq - batch.first_seq;
-          std::string what =
-              idx < batch.what.size() ? batch.what[idx] : fmt::format("message {}", nlh->nlmsg_seq);
+          std::string what = idx < batch.contents.size()
+                                 ? batch.contents[idx].text
+                                 : fmt::format("message {}", nlh->nlmsg_seq);
           // The extended ack: the kernel's own words, and which attribute (element) it refused.
           std::string said;
           if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {

@@ -23,6 +23,32 @@ Ruleset rulesetOf(const std::string& yaml, const std::string& node) {
   return buildRuleset(c.table(node));
 }
 
+using Op = BatchMessage::Op;
+
+// Whether a message of `b` does `op` to `object`.
+bool has(const Batch& b, Op op, const std::string& object) {
+  return std::ranges::any_of(
+      b.contents, [&](const BatchMessage& m) { return m.op == op && m.object == object; });
+}
+size_t count(const Batch& b, Op op) {
+  return static_cast<size_t>(
+      std::ranges::count_if(b.contents, [&](const BatchMessage& m) { return m.op == op; }));
+}
+// The element of each one-element message of `b` that does `op` to set `set`.
+std::vector<Element> elementsOf(const Batch& b, Op op, const std::string& set) {
+  std::vector<Element> out;
+  for (const BatchMessage& m : b.contents) {
+    if (m.op != op || m.object != set) {
+      continue;
+    }
+    EXPECT_EQ(m.elements, 1U) << m.text;
+    if (m.first) {
+      out.push_back(*m.first);
+    }
+  }
+  return out;
+}
+
 std::vector<Element> sorted(std::vector<Element> v) {
   std::sort(v.begin(), v.end(), [](const Element& a, const Element& b) {
     return std::tie(a.iface, a.addr, a.addr_hi, a.mark, a.proto_lo, a.port_lo) <
@@ -51,8 +77,8 @@ TEST(NetlinkEncode, BatchDecodesToTheRuleset) {
   Ruleset rs = rulesetOf(kCluster, "n1");
   Batch b = encodeRuleset(rs, TableMode::kCreate, 7);
   EXPECT_EQ(b.first_seq, 7u);
-  EXPECT_EQ(b.what.front(), "batch begin");
-  EXPECT_EQ(b.what.back(), "batch end");
+  EXPECT_EQ(b.contents.front().op, Op::kBegin);
+  EXPECT_EQ(b.contents.back().op, Op::kEnd);
   auto d = decodeBatch(b, rs);
   ASSERT_TRUE(d.has_value()) << d.error().str();
   EXPECT_EQ(d->tables, std::vector<std::string>{"zonewall"});
@@ -80,12 +106,15 @@ TEST(NetlinkEncode, BatchDecodesToTheRuleset) {
 TEST(NetlinkEncode, ReplaceIsOneTransaction) {
   Ruleset rs = rulesetOf(kCluster, "n1");
   Batch b = encodeRuleset(rs, TableMode::kReplace, 1);
-  ASSERT_GE(b.what.size(), 5u);
-  EXPECT_EQ(b.what[1], "table zonewall");
-  EXPECT_EQ(b.what[2], "delete table zonewall");
-  EXPECT_EQ(b.what[3], "table zonewall");
-  EXPECT_EQ(std::count(b.what.begin(), b.what.end(), "batch begin"), 1);
-  EXPECT_EQ(std::count(b.what.begin(), b.what.end(), "batch end"), 1);
+  ASSERT_GE(b.contents.size(), 5u);
+  EXPECT_EQ(b.contents[1].op, Op::kAddTable);
+  EXPECT_EQ(b.contents[1].object, "zonewall");
+  EXPECT_EQ(b.contents[2].op, Op::kDeleteTable);
+  EXPECT_EQ(b.contents[2].object, "zonewall");
+  EXPECT_EQ(b.contents[3].op, Op::kAddTable);
+  EXPECT_EQ(b.contents[3].object, "zonewall");
+  EXPECT_EQ(count(b, Op::kBegin), 1U);
+  EXPECT_EQ(count(b, Op::kEnd), 1U);
 }
 
 // A replace builds the table aside (deleting a left-over aside first), then in place of the
@@ -94,18 +123,18 @@ TEST(NetlinkEncode, ReplaceBuildsAsideFirst) {
   Ruleset rs = rulesetOf(kCluster, "n1");
   std::vector<Batch> b = encodeReplace(rs, 1);
   ASSERT_EQ(b.size(), 4u);
-  auto has = [](const Batch& x, const std::string& what) {
-    return std::ranges::find(x.what, what) != x.what.end();
+  auto is = [](const BatchMessage& m, Op op, const std::string& object) {
+    return m.op == op && m.object == object;
   };
-  EXPECT_EQ(b[0].what[1], "table zonewall_aside");
-  EXPECT_EQ(b[0].what[2], "delete table zonewall_aside");
-  EXPECT_TRUE(has(b[0], "chain forward"));
-  EXPECT_FALSE(has(b[0], "delete table zonewall"));
-  EXPECT_FALSE(has(b[1], "delete table zonewall"));
-  EXPECT_EQ(b[2].what[1], "table zonewall");
-  EXPECT_EQ(b[2].what[2], "delete table zonewall");
-  EXPECT_TRUE(has(b[2], "chain forward"));
-  EXPECT_EQ(b[3].what[b[3].what.size() - 2], "delete table zonewall_aside");
+  EXPECT_TRUE(is(b[0].contents[1], Op::kAddTable, "zonewall_aside"));
+  EXPECT_TRUE(is(b[0].contents[2], Op::kDeleteTable, "zonewall_aside"));
+  EXPECT_TRUE(has(b[0], Op::kAddChain, "forward"));
+  EXPECT_FALSE(has(b[0], Op::kDeleteTable, "zonewall"));
+  EXPECT_FALSE(has(b[1], Op::kDeleteTable, "zonewall"));
+  EXPECT_TRUE(is(b[2].contents[1], Op::kAddTable, "zonewall"));
+  EXPECT_TRUE(is(b[2].contents[2], Op::kDeleteTable, "zonewall"));
+  EXPECT_TRUE(has(b[2], Op::kAddChain, "forward"));
+  EXPECT_TRUE(is(b[3].contents[b[3].contents.size() - 2], Op::kDeleteTable, "zonewall_aside"));
   for (size_t i = 1; i < b.size(); ++i)
     EXPECT_EQ(b[i].first_seq, b[i - 1].first_seq + b[i - 1].messages());
   // The aside copy is the same table under the other name: its batches decode to the ruleset.
@@ -179,33 +208,22 @@ TEST(NetlinkEncode, UpdatesGrowSwitchThenPrune) {
   EXPECT_FALSE(batches[2].additive);
   EXPECT_EQ(batches[1].first_seq, batches[0].first_seq + batches[0].messages());
   EXPECT_EQ(batches[2].first_seq, batches[1].first_seq + batches[1].messages());
-  // Element messages are described "add element <first key> of set <name>".
-  auto messages = [](const Batch& b, const std::string& verb, const std::string& set) {
-    std::vector<std::string> out;
-    for (const std::string& w : b.what) {
-      if (w.starts_with(verb + " element ") && w.ends_with(" of set " + set))
-        out.push_back(w.substr(verb.size() + 1));
-    }
-    return out;
-  };
-  auto key = [](const Element& e) {
-    return fmt::format("element {} . 0x{:08x} . {}-{} . {}-{} of set ingress4_exact",
-                       zonewall::formatAddr(e.addr), e.mark, e.proto_lo, e.proto_hi, e.port_lo,
-                       e.port_hi);
-  };
   // grow: the new key only, added.
-  EXPECT_EQ(messages(batches[0], "add", "ingress4_exact"), std::vector<std::string>{key(added)});
-  EXPECT_TRUE(messages(batches[0], "delete", "ingress4_exact").empty());
-  EXPECT_TRUE(messages(batches[0], "delete", "ingress_local4").empty());
+  EXPECT_EQ(elementsOf(batches[0], Op::kAddElements, "ingress4_exact"),
+            std::vector<Element>{added});
+  EXPECT_TRUE(elementsOf(batches[0], Op::kDeleteElements, "ingress4_exact").empty());
+  EXPECT_TRUE(elementsOf(batches[0], Op::kDeleteElements, "ingress_local4").empty());
   // switch: the changed verdict (removed and added under its key), the local set's removal.
-  EXPECT_EQ(messages(batches[1], "delete", "ingress4_exact"),
-            std::vector<std::string>{key(flipped)});
-  EXPECT_EQ(messages(batches[1], "add", "ingress4_exact"), std::vector<std::string>{key(flipped)});
-  EXPECT_EQ(messages(batches[1], "delete", "ingress_local4").size(), 1U);
+  EXPECT_EQ(elementsOf(batches[1], Op::kDeleteElements, "ingress4_exact"),
+            std::vector<Element>{flipped});
+  ASSERT_EQ(elementsOf(batches[1], Op::kAddElements, "ingress4_exact").size(), 1U);
+  EXPECT_EQ(elementKey(elementsOf(batches[1], Op::kAddElements, "ingress4_exact").front()),
+            elementKey(flipped));
+  EXPECT_EQ(elementsOf(batches[1], Op::kDeleteElements, "ingress_local4").size(), 1U);
   // prune: the key that goes, removed, and nothing added.
-  EXPECT_EQ(messages(batches[2], "delete", "ingress4_exact"), std::vector<std::string>{key(gone)});
-  EXPECT_TRUE(std::ranges::none_of(batches[2].what,
-                                   [](const std::string& w) { return w.starts_with("add"); }));
+  EXPECT_EQ(elementsOf(batches[2], Op::kDeleteElements, "ingress4_exact"),
+            std::vector<Element>{gone});
+  EXPECT_EQ(count(batches[2], Op::kAddElements), 0U);
 }
 
 // New chains (a Log outcome's, a new remote class's) are made a transaction before anything
@@ -233,19 +251,18 @@ TEST(NetlinkEncode, NewChainsComeATransactionBeforeTheirEntries) {
   ASSERT_GE(batches.size(), 3U);
   // The first transaction makes the chains and fills them, and nothing else.
   EXPECT_TRUE(batches[0].additive);
-  for (const std::string& w : batches[0].what) {
-    EXPECT_TRUE(w.starts_with("batch ") || w.starts_with("chain ") || w.starts_with("rule ")) << w;
+  for (const BatchMessage& m : batches[0].contents) {
+    EXPECT_TRUE(m.op == Op::kBegin || m.op == Op::kEnd || m.op == Op::kAddChain ||
+                m.op == Op::kAddRule)
+        << m.text;
   }
   for (const ChainDef& c : chains.add) {
-    EXPECT_NE(std::ranges::find(batches[0].what, "chain " + c.name), batches[0].what.end())
-        << c.name;
+    EXPECT_TRUE(has(batches[0], Op::kAddChain, c.name)) << c.name;
   }
   // No later one makes a chain, and the later ones do name the new chains.
   bool named = false;
   for (size_t i = 1; i < batches.size(); ++i) {
-    for (const std::string& w : batches[i].what) {
-      EXPECT_FALSE(w.starts_with("chain ")) << "transaction " << i << ": " << w;
-    }
+    EXPECT_EQ(count(batches[i], Op::kAddChain), 0U) << "transaction " << i;
     auto d = decodeBatch(batches[i], to);
     ASSERT_TRUE(d.has_value()) << d.error().str();
     for (const SetDef& s : d->sets) {
@@ -423,19 +440,16 @@ TEST(NetlinkEncode, RangeAndDefaultMapChangesBecomeASwap) {
 
   std::vector<Batch> batches = encodeUpdate(small, *diff, {"ingress4_ranges_b"}, 1);
   ASSERT_GE(batches.size(), 2U);
-  auto has = [](const Batch& b, const std::string& what) {
-    return std::ranges::find(b.what, what) != b.what.end();
-  };
   const Batch& grow = batches.front();
   const Batch& prune = batches.back();
-  EXPECT_TRUE(
-      has(grow, "delete set ingress4_ranges_b"));  // a left-over of the same name goes first
-  EXPECT_TRUE(has(grow, "set ingress4_ranges_b"));
-  EXPECT_TRUE(has(grow, "set ingress4_default_b"));
-  EXPECT_FALSE(has(grow, "flush chain ingress4_rng"));
-  EXPECT_TRUE(has(batches[batches.size() - 2], "flush chain ingress4_rng"));
-  EXPECT_TRUE(has(prune, "delete set ingress4_ranges"));
-  EXPECT_TRUE(has(prune, "delete set ingress4_default"));
+  // A left-over of the same name goes first.
+  EXPECT_TRUE(has(grow, Op::kDeleteSet, "ingress4_ranges_b"));
+  EXPECT_TRUE(has(grow, Op::kAddSet, "ingress4_ranges_b"));
+  EXPECT_TRUE(has(grow, Op::kAddSet, "ingress4_default_b"));
+  EXPECT_FALSE(has(grow, Op::kFlushChain, "ingress4_rng"));
+  EXPECT_TRUE(has(batches[batches.size() - 2], Op::kFlushChain, "ingress4_rng"));
+  EXPECT_TRUE(has(prune, Op::kDeleteSet, "ingress4_ranges"));
+  EXPECT_TRUE(has(prune, Op::kDeleteSet, "ingress4_default"));
 
   // Even one deleted range entry: a swap. A changed default alone: a swap too.
   Ruleset fewer = big;
@@ -461,22 +475,12 @@ TEST(NetlinkEncode, CreateFillsLocalSetsAndVerdictMapsLast) {
   Ruleset rs = rulesetOf(kCluster, "n1");
   std::vector<Batch> batches = encodeCreate(rs, 1);
   ASSERT_EQ(batches.size(), 2U);
-  auto has = [](const Batch& b, const std::string& what) {
-    return std::ranges::find(b.what, what) != b.what.end();
-  };
-  // Element messages are described "add element <first> of set <name>[ (and N more)]".
-  auto setOf = [](const std::string& w) {
-    std::string rest = w.substr(w.find(" of set ") + 8);
-    return rest.substr(0, rest.find(' '));
-  };
   auto fills = [&](const Batch& b, const std::string& set) {
-    return std::ranges::any_of(b.what, [&](const std::string& w) {
-      return w.starts_with("add element") && setOf(w) == set;
-    });
+    return has(b, Op::kAddElements, set);
   };
-  EXPECT_TRUE(has(batches[0], "chain forward"));
-  EXPECT_TRUE(has(batches[0], "set ingress4_exact"));
-  EXPECT_TRUE(has(batches[0], "set ingress_local4"));
+  EXPECT_TRUE(has(batches[0], Op::kAddChain, "forward"));
+  EXPECT_TRUE(has(batches[0], Op::kAddSet, "ingress4_exact"));
+  EXPECT_TRUE(has(batches[0], Op::kAddSet, "ingress_local4"));
   ASSERT_FALSE(rs.findSet("ingress4_ranges")->elements.empty());
   ASSERT_FALSE(rs.findSet("ingress_local4")->elements.empty());
   for (const char* first : {"ingress4_ranges", "pod_src4", "remote4_exact"}) {
@@ -489,24 +493,22 @@ TEST(NetlinkEncode, CreateFillsLocalSetsAndVerdictMapsLast) {
     EXPECT_TRUE(fills(batches[1], second)) << second;
   }
   // The second adds elements only, none of which jumps (the kernel would walk the table).
-  for (const std::string& w : batches[1].what) {
-    if (w == "batch begin" || w == "batch end") continue;
-    ASSERT_TRUE(w.starts_with("add element")) << w;
-    const SetDef* set = rs.findSet(setOf(w));
-    ASSERT_NE(set, nullptr) << w;
+  for (const BatchMessage& m : batches[1].contents) {
+    if (m.op == Op::kBegin || m.op == Op::kEnd) continue;
+    ASSERT_EQ(m.op, Op::kAddElements) << m.text;
+    const SetDef* set = rs.findSet(m.object);
+    ASSERT_NE(set, nullptr) << m.text;
     EXPECT_TRUE(std::ranges::none_of(set->elements, [](const Element& e) {
       return e.verdict.kind == Verdict::Kind::kJump || e.verdict.kind == Verdict::Kind::kGoto;
-    })) << w;
+    })) << m.text;
   }
   EXPECT_EQ(batches[1].first_seq, batches[0].first_seq + batches[0].messages());
   // Every chain and set of the ruleset, once.
   size_t chains = 0;
   size_t sets = 0;
   for (const Batch& b : batches) {
-    for (const std::string& w : b.what) {
-      chains += w.starts_with("chain ");
-      sets += w.starts_with("set ");
-    }
+    chains += count(b, Op::kAddChain);
+    sets += count(b, Op::kAddSet);
   }
   EXPECT_EQ(chains, rs.chains.size());
   EXPECT_EQ(sets, rs.sets.size());
@@ -521,8 +523,8 @@ TEST(NetlinkEncode, LargeSetsSpanMessages) {
   Ruleset rs = rulesetOf(yaml, "n1");
   Batch b = encodeRuleset(rs, TableMode::kCreate, 1);
   size_t element_messages =
-      static_cast<size_t>(std::count_if(b.what.begin(), b.what.end(), [](const std::string& w) {
-        return w.starts_with("add element") && w.find("of set pod_src4") != std::string::npos;
+      static_cast<size_t>(std::ranges::count_if(b.contents, [](const BatchMessage& m) {
+        return m.op == Op::kAddElements && m.object == "pod_src4";
       }));
   EXPECT_GE(element_messages, 5u);  // 600 addresses, 128 per message
   auto d = decodeBatch(b, rs);

@@ -44,9 +44,9 @@ std::expected<void, Error> ok() { return {}; }
 TEST(Programmer, ReadsTheKernelOnlyForItsFirstPlan) {
   FakeKernel kernel;
   EXPECT_CALL(kernel, read("zonewall")).Times(1).WillOnce(Return(TableSnapshot{}));
-  std::vector<std::vector<std::string>> committed;
+  std::vector<std::vector<BatchMessage>> committed;
   EXPECT_CALL(kernel, commit(_)).WillRepeatedly([&](const Batch& b) {
-    committed.push_back(b.what);
+    committed.push_back(b.contents);
     return ok();
   });
   Programmer programmer(kernel);
@@ -150,11 +150,11 @@ TEST(Programmer, AForeignSkeletonIsReplacedAndSaysWhy) {
   foreign.aside_exists = true;
   FakeKernel kernel;
   EXPECT_CALL(kernel, read("zonewall")).WillOnce(Return(foreign));
-  std::vector<std::string> first_messages;
+  std::vector<BatchMessage> first_messages;
   int commits = 0;
   EXPECT_CALL(kernel, commit(_)).WillRepeatedly([&](const Batch& b) {
     if (commits++ == 0) {
-      first_messages = b.what;
+      first_messages = b.contents;
     }
     return ok();
   });
@@ -168,8 +168,9 @@ TEST(Programmer, AForeignSkeletonIsReplacedAndSaysWhy) {
               plan->drift.end());
   ASSERT_TRUE(programmer.commit(std::move(*plan)).has_value());
   EXPECT_EQ(commits, 4);  // aside: two transactions; in place: two
-  EXPECT_TRUE(std::ranges::find(first_messages, "table zonewall_aside") != first_messages.end())
-      << ::testing::PrintToString(first_messages);
+  EXPECT_TRUE(std::ranges::any_of(first_messages, [](const BatchMessage& m) {
+    return m.op == BatchMessage::Op::kAddTable && m.object == "zonewall_aside";
+  }));
 }
 
 }  // namespace

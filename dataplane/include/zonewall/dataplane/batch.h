@@ -21,10 +21,34 @@
 
 namespace zonewall::dataplane {
 
+/// What one message of a batch does: plain data to assert on, and its text for reports.
+struct BatchMessage {
+  enum class Op : std::uint8_t {
+    kBegin,
+    kEnd,
+    kAddTable,
+    kDeleteTable,
+    kAddChain,
+    kDeleteChain,
+    kFlushChain,
+    kAddSet,
+    kDeleteSet,
+    kAddElements,
+    kDeleteElements,
+    kAddRule,
+  };
+  Op op = Op::kBegin;
+  std::string object;            ///< the table, chain or set it acts on
+  std::size_t rule = 0;          ///< kAddRule: the rule's index in its chain
+  std::size_t elements = 0;      ///< kAddElements, kDeleteElements: how many
+  std::optional<Element> first;  ///< ... the first of them (none: only an interval's end)
+  std::string text;              ///< "add element 10.0.0.1 of set ingress_local4", for reports
+};
+
 struct Batch {
-  std::vector<char> bytes;        ///< begin .. messages .. end
-  std::uint32_t first_seq = 0;    ///< sequence number of the batch-begin message
-  std::vector<std::string> what;  ///< by seq - first_seq: a human description
+  std::vector<char> bytes;             ///< begin .. messages .. end
+  std::uint32_t first_seq = 0;         ///< sequence number of the batch-begin message
+  std::vector<BatchMessage> contents;  ///< by seq - first_seq
   /// The ruleset it was encoded from (not owned; commit it while that lives): when the kernel
   /// names the element it refused (its extended ack), the error names that element and the
   /// policy rule behind it, rather than only the message.
@@ -33,7 +57,7 @@ struct Batch {
   /// table does not have. No rule a packet in flight can run changes, so the next commit may
   /// follow it without waiting out a grace period (see Programmer).
   bool additive = false;
-  size_t messages() const { return what.size(); }
+  size_t messages() const { return contents.size(); }
 };
 
 enum class TableMode : std::uint8_t {
