@@ -37,14 +37,11 @@ int runMatrix(const MatrixOptions& o, Io io) {
     err << "zonewall matrix: --protocol must be TCP, UDP or SCTP\n";
     return kExitUsage;
   }
-  auto loaded = load(o.paths, in, err);
+  auto loaded = loadValid(o.paths, in, err);
   if (!loaded) {
-    return kExitUsage;
+    return loaded.error();
   }
   Loaded& l = *loaded;
-  if (reportLoadErrors(l.diags, err)) {
-    return kExitFindings;
-  }
   compiler::Inventory inv(l.store);
   auto cluster = compiler::ClusterTables::compile(compiler::lower(l.store), inv);
   if (!cluster) {
@@ -112,12 +109,11 @@ int runExplain(const ExplainOptions& o, Io io) {
     err << "zonewall explain: --port must be N/PROTO (e.g. 80/TCP, 53/UDP, 8:0/ICMP)\n";
     return kExitUsage;
   }
-  auto loaded = load(o.paths, in, err);
+  auto loaded = loadValid(o.paths, in, err);
   if (!loaded) {
-    return kExitUsage;
+    return loaded.error();
   }
   Loaded& l = *loaded;
-  if (reportLoadErrors(l.diags, err)) return kExitFindings;
   compiler::Inventory inv(l.store);
   auto resolve = [&](const std::string& s,
                      std::optional<zonewall::Family> fam) -> std::optional<Addr> {

@@ -10,6 +10,8 @@
 #include <iterator>
 #include <thread>
 
+#include "cli.h"
+
 namespace zonewall::tools {
 namespace {
 
@@ -133,16 +135,24 @@ std::optional<Loaded> load(const std::vector<std::string>& paths, std::istream& 
   return loaded;
 }
 
-// For commands that need valid input: print the errors and stop.
-bool reportLoadErrors(const Diagnostics& diags, std::ostream& err) {
-  if (!diags.hasErrors()) return false;
-  Diagnostics sorted = diags;
+std::expected<Loaded, int> loadValid(const std::vector<std::string>& paths, std::istream& in,
+                                     std::ostream& err) {
+  auto loaded = load(paths, in, err);
+  if (!loaded) {
+    return std::unexpected(kExitUsage);
+  }
+  if (!loaded->diags.hasErrors()) {
+    return std::move(*loaded);
+  }
+  Diagnostics sorted = loaded->diags;
   sorted.sort();
   for (const auto& d : sorted.all()) {
-    if (d.severity == zonewall::Severity::kError) err << d.str() << "\n";
+    if (d.severity == Severity::kError) {
+      err << d.str() << "\n";
+    }
   }
   err << "zonewall: the input has errors; nothing was compiled\n";
-  return true;
+  return std::unexpected(kExitFindings);
 }
 
 }  // namespace zonewall::tools

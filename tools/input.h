@@ -2,6 +2,7 @@
 // order, "-" for stdin), loaded into one Store with every diagnostic, and validated.
 #pragma once
 
+#include <expected>
 #include <istream>
 #include <optional>
 #include <ostream>
@@ -24,7 +25,9 @@ struct Loaded {
 std::optional<Loaded> load(const std::vector<std::string>& paths, std::istream& in,
                            std::ostream& err);
 
-/// For commands that need valid input: prints the errors and returns true when there are any.
-bool reportLoadErrors(const Diagnostics& diags, std::ostream& err);
+/// For commands that need valid input: load() and, when the input has errors, print them. The
+/// exit code when it cannot go on: kExitUsage (unreadable) or kExitFindings (errors).
+std::expected<Loaded, int> loadValid(const std::vector<std::string>& paths, std::istream& in,
+                                     std::ostream& err);
 
 }  // namespace zonewall::tools

@@ -30,12 +30,9 @@ struct Programmed {
 // Compiles the node, reads the kernel's table once and works out what would bring it there;
 // an exit code when that cannot be done.
 std::expected<Programmed, int> prepare(const KernelOptions& o, Io io, const char* cmd) {
-  auto loaded = load(o.paths, io.in, io.err);
+  auto loaded = loadValid(o.paths, io.in, io.err);
   if (!loaded) {
-    return std::unexpected(kExitUsage);
-  }
-  if (reportLoadErrors(loaded->diags, io.err)) {
-    return std::unexpected(kExitFindings);
+    return std::unexpected(loaded.error());
   }
   compiler::Inventory inv(loaded->store);
   auto table = compiler::compileNode(compiler::lower(loaded->store), inv, o.node);

@@ -97,12 +97,11 @@ json tableJson(const compiler::NodeTable& t) {
 
 int runCompile(const CompileOptions& o, Io io) {
   auto& [in, out, err] = io;
-  auto loaded = load(o.paths, in, err);
+  auto loaded = loadValid(o.paths, in, err);
   if (!loaded) {
-    return kExitUsage;
+    return loaded.error();
   }
   Loaded& l = *loaded;
-  if (reportLoadErrors(l.diags, err)) return kExitFindings;
   compiler::Inventory inv(l.store);
   compiler::Program prog = compiler::lower(l.store);
   auto table = compiler::compileNode(prog, inv, o.node);
@@ -121,12 +120,11 @@ int runCompile(const CompileOptions& o, Io io) {
 int runInventory(const InventoryOptions& o, Io io) {
   auto& [in, out, err] = io;
   const std::string& format = o.format;
-  auto loaded = load(o.paths, in, err);
+  auto loaded = loadValid(o.paths, in, err);
   if (!loaded) {
-    return kExitUsage;
+    return loaded.error();
   }
   Loaded& l = *loaded;
-  if (reportLoadErrors(l.diags, err)) return kExitFindings;
   std::vector<const policy::Pod*> pods;
   for (const auto& p : l.store.pods) pods.push_back(&p);
   std::sort(pods.begin(), pods.end(),
