@@ -286,6 +286,11 @@ class Parser {
     if (eatWord("in")) {
       return makeNode(Node::Op::kIn, std::move(k), set());
     }
+    // Calico's tokenizer takes each two-word operator in one word too: notin, startswith,
+    // endswith.
+    if (eatWord("notin")) {
+      return makeNode(Node::Op::kNotIn, std::move(k), set());
+    }
     if (eatWord("not")) {
       if (!eatWord("in")) {
         fail("expected 'in' after 'not'");
@@ -294,6 +299,12 @@ class Parser {
     }
     if (eatWord("contains")) {
       return makeNode(Node::Op::kContains, std::move(k), {str()});
+    }
+    if (eatWord("startswith")) {
+      return makeNode(Node::Op::kStartsWith, std::move(k), {str()});
+    }
+    if (eatWord("endswith")) {
+      return makeNode(Node::Op::kEndsWith, std::move(k), {str()});
     }
     if (eatWord("starts")) {
       if (!eatWord("with")) {

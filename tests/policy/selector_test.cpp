@@ -93,5 +93,49 @@ TEST(Selector, ReportsErrorOffsets) {
   }
 }
 
+// Calico's tokenizer accepts both spellings of its two-word operators ("not in"/"notin",
+// "starts with"/"startswith", "ends with"/"endswith"), extra blanks between the words, and the
+// operator words as label names; "starts" or "ends" without "with" is an error. Cases from
+// projectcalico/calico libcalico-go/lib/selector/tokenizer/tokenizer_test.go (tokenTests),
+// each checked here by what it parses to.
+TEST(Selector, AcceptsCalicosOperatorSpellings) {
+  struct Spelling {
+    const char* selector;
+    const char* canonical;  // nullptr: Calico refuses it
+  };
+  const Spelling cases[] = {
+      {"label startswith \"value\"", "label starts with 'value'"},
+      {"label endswith \"value\"", "label ends with 'value'"},
+      {"label starts with \"value\"", "label starts with 'value'"},
+      {"label ends with \"value\"", "label ends with 'value'"},
+      {"startswith starts with \"value\"", "startswith starts with 'value'"},
+      {"endswith ends with \"value\"", "endswith ends with 'value'"},
+      {"label starts  with \"value\"", "label starts with 'value'"},
+      {"label ends  with \"value\"", "label ends with 'value'"},
+      {"contains contains \"contains\"", "contains contains 'contains'"},
+      {"label contains\"value\"", "label contains 'value'"},
+      {"a not in {\"a\",\"B\"}", "a not in {'B', 'a'}"},
+      {"a notin {\"a\",\"B\"}", "a not in {'B', 'a'}"},
+      {"a notin{}", "a not in {}"},
+      {"label starts foo \"value\"", nullptr},
+      {"label ends foo \"value\"", nullptr},
+      {"label squiggles \"value\"", nullptr},
+  };
+  for (const Spelling& c : cases) {
+    auto sel = parseSelector(c.selector);
+    if (c.canonical == nullptr) {
+      EXPECT_FALSE(sel.has_value()) << c.selector;
+      continue;
+    }
+    ASSERT_TRUE(sel.has_value()) << c.selector << ": " << sel.error().message;
+    EXPECT_EQ(sel->str(), c.canonical) << c.selector;
+  }
+  // One spelling or the other, the same match.
+  const Labels labels{{"label", "value-1"}, {"a", "x"}};
+  EXPECT_TRUE(parse("label startswith 'value'").matches(labels));
+  EXPECT_FALSE(parse("label endswith 'value'").matches(labels));
+  EXPECT_TRUE(parse("a notin {'b'}").matches(labels));
+}
+
 }  // namespace
 }  // namespace zonewall::policy
