@@ -12,10 +12,10 @@ namespace zonewall::dataplane {
 namespace {
 
 // Swapped maps may live under their alternate names: follows what the kernel's lookup chains
-// reference, renaming `want`'s maps to match, and notes a map that nothing references (a swap
-// whose switch never came) so that the next swap can clear it.
-void followSwaps(const TableSnapshot& snap, Ruleset& want, KernelState& st) {
-  const Ruleset expected = want;
+// reference, renaming `want`'s maps (a copy of `expected`) to match, and notes a map that
+// nothing references (a swap whose switch never came) so that the next swap can clear it.
+void followSwaps(const TableSnapshot& snap, const Ruleset& expected, Ruleset& want,
+                 KernelState& st) {
   for (const ChainDef& c : expected.chains) {
     if (std::ranges::none_of(c.rules, [](const Rule& r) { return isSwappedSetName(r.set); })) {
       continue;
@@ -123,7 +123,7 @@ KernelState analyzeSnapshot(const Ruleset& expected, const TableSnapshot& snap) 
   }
   st.exists = true;
   Ruleset want = expected;
-  followSwaps(snap, want, st);
+  followSwaps(snap, expected, want, st);
   st.skeleton_matches = true;
   compareChains(snap, want, st);
   compareSets(snap, want, st);

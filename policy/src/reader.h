@@ -41,9 +41,11 @@ class Reader {
     return l.known() ? l : loc(parent);
   }
   void error(const YAML::Node& at, std::string msg, const char* id = "invalid-field") {
+    ++errors_;
     diags_.error(loc(at), std::move(msg), id);
   }
   void error(SourceLoc at, std::string msg, const char* id = "invalid-field") {
+    ++errors_;
     diags_.error(std::move(at), std::move(msg), id);
   }
   void warning(const YAML::Node& at, std::string msg, const char* id) {
@@ -215,17 +217,15 @@ class Reader {
   const std::string& file() const { return file_; }
   Diagnostics& diags() { return diags_; }
 
-  /// How many errors have been reported so far (see keepUnlessErrors).
-  size_t errorCount() const {
-    return static_cast<size_t>(
-        std::count_if(diags_.all().begin(), diags_.all().end(),
-                      [](const Diagnostic& d) { return d.severity == Severity::kError; }));
-  }
+  /// How many errors this reader has reported (see keepUnlessErrors): every error of a
+  /// document goes through error(), so counting here costs nothing per object.
+  size_t errorCount() const { return errors_; }
 
  private:
   const std::string& file_;
   int line_offset_;
   Diagnostics& diags_;
+  size_t errors_ = 0;
 };
 
 struct Meta {
