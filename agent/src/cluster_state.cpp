@@ -1,0 +1,244 @@
+#include "zonewall/agent/cluster_state.h"
+
+#include <fmt/format.h>
+
+#include <iterator>
+#include <unordered_map>
+
+#include "zonewall/policy/loader.h"
+
+namespace zonewall::agent {
+
+const char* kindName(Kind k) {
+  switch (k) {
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kPod:
+      return "Pod";
+    case Kind::kNetworkPolicy:
+      return "NetworkPolicy";
+    case Kind::kTier:
+      return "Tier";
+    case Kind::kCalicoPolicy:
+      return "projectcalico.org/v3 NetworkPolicy";
+    case Kind::kGlobalPolicy:
+      return "GlobalNetworkPolicy";
+    case Kind::kNetworkSet:
+      return "NetworkSet";
+    case Kind::kGlobalNetworkSet:
+      return "GlobalNetworkSet";
+  }
+  return "?";
+}
+
+void ClusterState::changed(std::unique_lock<std::mutex>& lock) {
+  Clock::time_point now = Clock::now();
+  if (version_ == taken_) {
+    first_change_ = now;
+  }
+  last_change_ = now;
+  ++version_;
+  lock.unlock();
+  cv_.notify_all();
+}
+
+void ClusterState::upsert(Kind k, const std::string& key, Object o) {
+  std::unique_lock lock(mu_);
+  objects_.insert_or_assign({k, key}, std::move(o));
+  changed(lock);
+}
+
+void ClusterState::erase(Kind k, const std::string& key) {
+  std::unique_lock lock(mu_);
+  if (objects_.erase({k, key}) > 0) {
+    changed(lock);
+  }
+}
+
+void ClusterState::replaceKind(Kind k, std::map<std::string, Object> objects,
+                               const std::set<std::string>& keep) {
+  std::unique_lock lock(mu_);
+  for (auto it = objects_.lower_bound({k, std::string()});
+       it != objects_.end() && it->first.first == k;) {
+    it = keep.contains(it->first.second) ? std::next(it) : objects_.erase(it);
+  }
+  for (auto& [key, o] : objects) {
+    objects_.emplace(ObjectKey{k, key}, std::move(o));
+  }
+  changed(lock);
+}
+
+void ClusterState::replaceAll(std::map<ObjectKey, Object> objects) {
+  std::unique_lock lock(mu_);
+  objects_ = std::move(objects);
+  changed(lock);
+}
+
+void ClusterState::upsertEndpoint(const std::string& file, cni::EndpointRecord r) {
+  std::unique_lock lock(mu_);
+  auto [it, added] = endpoints_.try_emplace(file, r);
+  if (!added) {
+    if (it->second == r) {
+      return;
+    }
+    it->second = std::move(r);
+  }
+  changed(lock);
+}
+
+void ClusterState::eraseEndpoint(const std::string& file) {
+  std::unique_lock lock(mu_);
+  if (endpoints_.erase(file) > 0) {
+    changed(lock);
+  }
+}
+
+void ClusterState::replaceEndpoints(std::map<std::string, cni::EndpointRecord> records) {
+  std::unique_lock lock(mu_);
+  if (records == endpoints_) {
+    return;
+  }
+  endpoints_ = std::move(records);
+  changed(lock);
+}
+
+void ClusterState::expectSource(const std::string& name) {
+  std::lock_guard lock(mu_);
+  unsynced_.insert(name);
+}
+
+void ClusterState::markSynced(const std::string& name) {
+  std::unique_lock lock(mu_);
+  if (unsynced_.erase(name) > 0) {
+    changed(lock);
+  }
+}
+
+bool ClusterState::synced() const {
+  std::lock_guard lock(mu_);
+  return unsynced_.empty();
+}
+
+std::uint64_t ClusterState::version() const {
+  std::lock_guard lock(mu_);
+  return version_;
+}
+
+void ClusterState::wake() { cv_.notify_all(); }
+
+std::optional<ClusterState::Snapshot> ClusterState::take(std::uint64_t seen,
+                                                         Clock::time_point until,
+                                                         std::chrono::microseconds quiet,
+                                                         std::chrono::microseconds max_delay,
+                                                         const std::atomic<bool>& stop) {
+  std::unique_lock lock(mu_);
+  auto ready = [&] { return stop || (version_ != seen && unsynced_.empty()); };
+  if (!cv_.wait_until(lock, until, ready) || stop) {
+    return std::nullopt;
+  }
+  // Coalesce: wait for the burst to end (no change for `quiet`), but never past `max_delay`
+  // after the change that started it.
+  for (;;) {
+    Clock::time_point end = std::min(last_change_ + quiet, first_change_ + max_delay);
+    if (Clock::now() >= end || stop) {
+      break;
+    }
+    cv_.wait_until(lock, end);
+  }
+  Snapshot s = assemble();
+  s.version = version_;
+  s.first_change = first_change_;
+  taken_ = version_;
+  return s;
+}
+
+namespace {
+
+template <class T>
+void append(std::vector<T>& into, std::vector<T>& from) {
+  into.insert(into.end(), std::make_move_iterator(from.begin()),
+              std::make_move_iterator(from.end()));
+}
+
+}  // namespace
+
+// Assembles in (kind, key) order, so the same objects always give the same store.
+ClusterState::Snapshot ClusterState::assemble() const {
+  Snapshot s;
+  policy::Store& st = s.store;
+
+  // Local pods' addresses come from the CNI plugin's records: they are what the veth
+  // carries, known before the API server shows them.
+  std::unordered_map<std::string, const cni::EndpointRecord*> local;
+  for (const auto& [file, r] : endpoints_) {
+    local.emplace(r.pod_namespace + "/" + r.pod_name, &r);
+  }
+  std::unordered_map<std::string, bool> seen_local;
+
+  std::set<std::string> tiers{policy::kDefaultTier};
+  for (const auto& [key, obj] : objects_) {
+    if (key.first == Kind::kTier) {
+      for (const auto& t : obj.store.tiers) tiers.insert(t.name);
+    }
+  }
+  for (const auto& [key, const_obj] : objects_) {
+    policy::Store o = const_obj.store;  // a copy: the state keeps its own
+    if (key.first == Kind::kPod) {
+      for (policy::Pod& pod : o.pods) {
+        if (pod.node == node_) {
+          auto it = local.find(pod.key());
+          if (it != local.end()) {
+            pod.ips = it->second->ips;
+            seen_local[pod.key()] = true;
+          } else if (const_obj.terminating) {
+            continue;  // its network is gone: CNI DEL ran
+          }
+        }
+        st.pods.push_back(std::move(pod));
+      }
+      continue;
+    }
+    for (auto& p : o.calico_policies) {
+      if (!tiers.contains(p.tier)) {
+        s.dropped.push_back(fmt::format("{} {}: tier '{}' does not exist",
+                                        p.global ? "GlobalNetworkPolicy" : "NetworkPolicy", p.key(),
+                                        p.tier));
+        continue;
+      }
+      st.calico_policies.push_back(std::move(p));
+    }
+    append(st.namespaces, o.namespaces);
+    append(st.k8s_policies, o.k8s_policies);
+    append(st.network_sets, o.network_sets);
+    append(st.tiers, o.tiers);
+  }
+  for (const auto& [file, r] : endpoints_) {
+    std::string key = r.pod_namespace + "/" + r.pod_name;
+    if (!seen_local.contains(key)) {
+      s.unknown_pods.push_back(key);
+    }
+  }
+
+  // An address belongs to one pod. Two can claim one for a moment (an address reused while
+  // the API still lists its old pod): a local pod's record wins, then the first in order.
+  std::map<Addr, const policy::Pod*> owner;
+  auto claim = [&](policy::Pod& pod) {
+    std::erase_if(pod.ips, [&](Addr a) {
+      auto [it, fresh] = owner.try_emplace(a, &pod);
+      if (!fresh) {
+        s.dropped.push_back(fmt::format("Pod {}: address {} is also Pod {}'s", pod.key(),
+                                        formatAddr(a), it->second->key()));
+      }
+      return !fresh;
+    });
+  };
+  for (auto& pod : st.pods) {
+    if (seen_local.contains(pod.key()) && pod.node == node_) claim(pod);
+  }
+  for (auto& pod : st.pods) {
+    if (!(seen_local.contains(pod.key()) && pod.node == node_)) claim(pod);
+  }
+  return s;
+}
+
+}  // namespace zonewall::agent

@@ -1,0 +1,172 @@
+// zonewall-agent: the node agent (agent/agent.h). Options, logging, signals, wiring; the loop
+// and the sources are the library's.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "zonewall/agent/agent.h"
+#include "zonewall/agent/kube.h"
+#include "zonewall/agent/logging.h"
+#include "zonewall/agent/sources.h"
+#include "zonewall/dataplane/transport.h"
+
+namespace {
+
+std::string defaultNode() {
+  if (const char* n = std::getenv("NODE_NAME"); n != nullptr && *n != '\0') return n;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace zonewall::agent;
+  CLI::App app{"zonewall-agent: keeps this node's nftables table in step with the cluster"};
+  std::string node = defaultNode();
+  std::string policy_dir, kubeconfig, context;
+  bool in_cluster = false;
+  std::string endpoints_dir = "/run/zonewall/endpoints";
+  std::string wait_socket = "/run/zonewall/agent.sock";
+  std::string metrics_listen = "9402";
+  int reconcile_s = 60;
+  double quiet_ms = 2, max_delay_ms = 50;
+  std::string table = "zonewall", log_format = "text", log_level = "info";
+  app.add_option("--node", node, "This node's name (spec.nodeName of its pods)")
+      ->capture_default_str();
+  auto* dir_opt = app.add_option("--policy-dir", policy_dir,
+                                 "Source: a directory of YAML (what the CLI reads), watched");
+  auto* kc_opt =
+      app.add_option("--kubeconfig", kubeconfig, "Source: the API server of a kubeconfig");
+  app.add_option("--context", context, "The kubeconfig's context (default: its current one)");
+  auto* ic_opt = app.add_flag("--in-cluster", in_cluster,
+                              "Source: the API server, as a pod (service account token and CA)");
+  dir_opt->excludes(kc_opt)->excludes(ic_opt);
+  kc_opt->excludes(ic_opt);
+  app.add_option("--endpoints-dir", endpoints_dir, "The CNI plugin's endpoint records")
+      ->capture_default_str();
+  app.add_option("--policy-wait-socket", wait_socket,
+                 "Where CNI ADDs wait for their pod's commit (\"\": no waiting)")
+      ->capture_default_str();
+  app.add_option("--metrics", metrics_listen,
+                 "Listen address of /metrics, /healthz, /readyz (\"\": off)")
+      ->capture_default_str();
+  app.add_option("--reconcile-interval", reconcile_s, "Seconds between reads of the kernel")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--coalesce-ms", quiet_ms, "A burst of changes ends after this quiet time")
+      ->check(CLI::Range(0.0, 1000.0))
+      ->capture_default_str();
+  app.add_option("--max-delay-ms", max_delay_ms, "... and is committed at most this late")
+      ->check(CLI::Range(0.0, 10000.0))
+      ->capture_default_str();
+  app.add_option("--table", table, "The nftables table (inet family)")->capture_default_str();
+  app.add_option("--log-format", log_format, "text or json")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (auto ok = setupLogging(log_format, log_level); !ok) {
+    std::cerr << "zonewall-agent: " << ok.error().str() << "\n";
+    return 2;
+  }
+  if (policy_dir.empty() && kubeconfig.empty() && !in_cluster) {
+    in_cluster = std::getenv("KUBERNETES_SERVICE_HOST") != nullptr;
+    if (!in_cluster) {
+      std::cerr << "zonewall-agent: no source: --policy-dir, --kubeconfig or --in-cluster\n";
+      return 2;
+    }
+  }
+  if (node.empty()) {
+    std::cerr << "zonewall-agent: --node is empty\n";
+    return 2;
+  }
+
+  // Signals are taken by a thread of their own (sigwait), never by a handler.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Metrics metrics;
+  ClusterState state(node);
+  std::vector<std::unique_ptr<Source>> sources;
+  if (!policy_dir.empty()) {
+    auto s = directorySource(policy_dir, state, metrics);
+    if (!s) {
+      spdlog::critical("{}", s.error().str());
+      return 1;
+    }
+    sources.push_back(std::move(*s));
+  } else {
+    auto config = in_cluster ? inClusterConfig() : loadKubeconfig(kubeconfig, context);
+    if (!config) {
+      spdlog::critical("{}", config.error().str());
+      return 2;
+    }
+    spdlog::info("API server {}", config->server);
+    sources.push_back(kubeSource(std::move(*config), state, metrics));
+  }
+  auto endpoints = endpointSource(endpoints_dir, state);
+  if (!endpoints) {
+    spdlog::critical("{}", endpoints.error().str());
+    return 1;
+  }
+  sources.push_back(std::move(*endpoints));
+
+  auto transport = zonewall::dataplane::openNetlink("");
+  if (!transport) {
+    spdlog::critical("netlink: {}", transport.error().str());
+    return 1;
+  }
+  std::unique_ptr<PolicyWaitServer> waits;
+  if (!wait_socket.empty()) {
+    auto w = PolicyWaitServer::start(wait_socket, metrics);
+    if (!w) {
+      spdlog::critical("{}", w.error().str());
+      return 1;
+    }
+    waits = std::move(*w);
+  }
+  AgentOptions options{
+      .node = node,
+      .nft = {.table = table},
+      .quiet = std::chrono::microseconds(static_cast<long>(quiet_ms * 1000)),
+      .max_delay = std::chrono::microseconds(static_cast<long>(max_delay_ms * 1000)),
+      .reconcile_every = std::chrono::seconds(reconcile_s)};
+  Agent agent(options, state, **transport, metrics, waits.get());
+  std::unique_ptr<StatusServer> status;
+  if (!metrics_listen.empty()) {
+    auto s = StatusServer::start(metrics_listen, metrics, agent.ready());
+    if (!s) {
+      spdlog::critical("{}", s.error().str());
+      return 1;
+    }
+    status = std::move(*s);
+  }
+
+  std::atomic<bool> stop{false};
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("signal {}: stopping (the kernel keeps enforcing the last table)", sig);
+    stop = true;
+    state.wake();
+  });
+  spdlog::info("node {}: starting", node);
+  for (auto& s : sources) s->start();
+  agent.run(stop);
+  for (auto& s : sources) s->stop();
+  signal_thread.join();
+  return 0;
+}
