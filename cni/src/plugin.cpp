@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
 #include "files.h"
+#include "policy_wait.h"
 #include "zonewall/base/host_veth.h"
 #include "zonewall/cni/endpoint.h"
 #include "zonewall/cni/ipam.h"
@@ -76,6 +78,21 @@ Expected<json> cmdAdd(const Environment& env, const NetConf& conf) {
     (void)removeVeth(spec.host_veth, hostVethAlias(conf.name, env.container_id, env.ifname));
     releaseAll();
     return std::unexpected(ok.error());
+  }
+
+  // The pod's first packet must find its rules: wait for the node agent's commit (bounded).
+  // A wait that ends otherwise is not an error (Calico's policy_setup_timeout behaves so):
+  // the pod is fail-closed until the agent catches up, never open.
+  if (conf.policy_setup_timeout > 0) {
+    PolicyWait w = waitForPolicy(conf.policy_wait_socket, spec.host_veth, spec.addresses,
+                                 conf.policy_setup_timeout);
+    if (w == PolicyWait::kTimedOut || w == PolicyWait::kFailed) {
+      std::fprintf(stderr,
+                   "zonewall-cni: the node agent did not confirm %s's rules within %.1f s "
+                   "(%s); its traffic is dropped until it does\n",
+                   spec.host_veth.c_str(), conf.policy_setup_timeout,
+                   w == PolicyWait::kTimedOut ? "timed out" : "connection lost");
+    }
   }
 
   Result result;

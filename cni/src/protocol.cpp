@@ -376,6 +376,20 @@ Expected<NetConf> parseNetConf(std::string_view stdin_bytes, Command command) {
     }
     conf.endpoints_dir = it->get<std::string>();
   }
+  if (auto it = j.find("policySetupTimeout"); it != j.end()) {
+    if (!it->is_number() || *it < 0 || *it > 600) {
+      return fail(
+          ErrorCode::kInvalidConfig,
+          fmt::format("policySetupTimeout={}: seconds between 0 and 600 are required", it->dump()));
+    }
+    conf.policy_setup_timeout = it->get<double>();
+  }
+  if (auto it = j.find("policyWaitSocket"); it != j.end()) {
+    if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+      return fail(ErrorCode::kInvalidConfig, "policyWaitSocket: a path is required");
+    }
+    conf.policy_wait_socket = it->get<std::string>();
+  }
   if (auto it = j.find("dns"); it != j.end()) {
     if (!it->is_object()) return fail(ErrorCode::kInvalidConfig, "dns: an object is required");
     conf.dns = *it;

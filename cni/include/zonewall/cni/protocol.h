@@ -97,6 +97,10 @@ struct NetConf {
   std::string subnet_file = "/run/zonewall/subnet.env";
   std::string data_dir = "/var/lib/cni/zonewall";
   std::string endpoints_dir = "/run/zonewall/endpoints";
+  /// ADD waits until the node agent has committed the pod's rules (agent/policy_wait.h),
+  /// at most this long, then goes on (as Calico's policy_setup_timeout_seconds); 0: no wait.
+  double policy_setup_timeout = 10;
+  std::string policy_wait_socket = "/run/zonewall/agent.sock";
   nlohmann::json dns;                         ///< passed into the result as given
   std::optional<nlohmann::json> prev_result;  ///< chained ADD/DEL/CHECK
   bool disable_check = false;
