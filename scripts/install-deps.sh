@@ -9,10 +9,10 @@ packages=(
   libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev clang-format
   nftables iproute2 jq iptables
-  # The agent: the Kubernetes API over HTTPS, metrics, logs; etcd as a fallback datastore for the
-  # API server tests (scripts/kube/build.sh builds the one kube-apiserver pins), `time` for its
-  # build figures, openssl for start.sh's certificates.
-  libcurl4-openssl-dev prometheus-cpp-dev libcivetweb-dev etcd-server time openssl curl
+  # The agent: the Kubernetes API over HTTPS, metrics, logs. For the API server its tests start
+  # (scripts/kube/): openssl for its certificates, python3 to pick free ports, `time` for the
+  # build figures.
+  libcurl4-openssl-dev prometheus-cpp-dev libcivetweb-dev time openssl curl python3
   # CNI: reference plugins (ptp, host-local, portmap, tuning), libcni for the Go test driver,
   # podman + runc + a static busybox as a real container runtime.
   containernetworking-plugins golang-go golang-github-appc-cni-dev iputils-ping

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   std::string node = defaultNode();
   std::string policy_dir, kubeconfig, context;
   bool in_cluster = false;
+  std::string sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
   std::string endpoints_dir = "/run/zonewall/endpoints";
   std::string wait_socket = "/run/zonewall/agent.sock";
   std::string metrics_listen = "9402";
@@ -47,6 +48,8 @@ int main(int argc, char** argv) {
   app.add_option("--context", context, "The kubeconfig's context (default: its current one)");
   auto* ic_opt = app.add_flag("--in-cluster", in_cluster,
                               "Source: the API server, as a pod (service account token and CA)");
+  app.add_option("--service-account-dir", sa_dir, "--in-cluster: the token and CA's directory")
+      ->capture_default_str();
   dir_opt->excludes(kc_opt)->excludes(ic_opt);
   kc_opt->excludes(ic_opt);
   app.add_option("--endpoints-dir", endpoints_dir, "The CNI plugin's endpoint records")
@@ -109,7 +112,7 @@ int main(int argc, char** argv) {
     }
     sources.push_back(std::move(*s));
   } else {
-    auto config = in_cluster ? inClusterConfig() : loadKubeconfig(kubeconfig, context);
+    auto config = in_cluster ? inClusterConfig(sa_dir) : loadKubeconfig(kubeconfig, context);
     if (!config) {
       spdlog::critical("{}", config.error().str());
       return 2;

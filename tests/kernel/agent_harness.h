@@ -77,6 +77,7 @@ class AgentProcess {
   }
   size_t logSize() const { return logText().size(); }
 
+  pid_t pid() const { return pid_; }
   bool alive() const {
     if (pid_ <= 0) return false;
     int status = 0;

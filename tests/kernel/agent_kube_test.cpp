@@ -1,0 +1,412 @@
+// zonewall-agent against a real kube-apiserver + etcd, on two nodes in network namespaces:
+// the deploy/ manifests created on the API server, each agent running as the DaemonSet runs it
+// (in-cluster environment, a ServiceAccount token bound to the manifests' ClusterRole), pods
+// created as API objects, wired by the real CNI plugin and their status patched as kubelet
+// would; policies created, changed and deleted through the API; packets decide.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "agent_harness.h"
+#include "cni_harness.h"
+#include "kube_cluster.h"
+
+namespace zonewall::testing {
+namespace {
+
+using nlohmann::json;
+
+json dbPolicy(const std::vector<int>& ports) {
+  json p = json::array();
+  for (int port : ports) p.push_back({{"port", port}});
+  return {
+      {"apiVersion", "networking.k8s.io/v1"},
+      {"kind", "NetworkPolicy"},
+      {"metadata", {{"name", "db"}, {"namespace", "bank"}}},
+      {"spec",
+       {{"podSelector", {{"matchLabels", {{"app", "db"}}}}},
+        {"policyTypes", {"Ingress"}},
+        {"ingress",
+         json::array(
+             {{{"from", json::array({{{"podSelector", {{"matchLabels", {{"role", "client"}}}}}}})},
+               {"ports", p}}})}}}};
+}
+
+bool probeOk(const std::string& netns, const std::string& target, int timeout_ms) {
+  std::string out = run("nsenter --net=" + netns + " " + probeBinary() + " probe " +
+                        std::to_string(timeout_ms) + " " + target)
+                        .out;
+  return out.find(" ok") != std::string::npos;
+}
+
+bool eventually(const std::string& netns, const std::string& target, bool want) {
+  for (int i = 0; i < 60; ++i) {
+    if (probeOk(netns, target, 300) == want) return true;
+  }
+  return false;
+}
+
+void writeAtomic(const std::filesystem::path& p, const std::string& text) {
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p.string() + ".tmp") << text;
+  std::filesystem::rename(p.string() + ".tmp", p);
+}
+
+// Two nodes, their agents, and four pods: db and client on node-a, client and other on node-b.
+class Cluster {
+ public:
+  struct Pod {
+    std::string name;
+    std::string netns;
+    std::string ip;
+    int node = 0;
+  };
+
+  explicit Cluster(const std::string& tag) {
+    kube_ = std::make_unique<KubeCluster>();
+    if (!kube_->ok()) {
+      error_ = "apiserver: " + kube_->error();
+      return;
+    }
+    // Every manifest of deploy/, as an operator applies them (the DaemonSet is stored and
+    // validated; no kubelet runs it here: the test starts its agents itself, the same way).
+    for (const char* f : {"namespace", "serviceaccount", "clusterrole", "configmap", "daemonset"}) {
+      std::ifstream in(sourceDir() + "/deploy/" + f + ".yaml");
+      std::string text((std::istreambuf_iterator<char>(in)), {});
+      if (long st = kube_->apply(text); st != 201) {
+        error_ = std::string("deploy/") + f + ".yaml: HTTP " + std::to_string(st);
+        return;
+      }
+    }
+    std::ifstream crds(sourceDir() + "/tests/kernel/data/calico-crds.yaml");
+    std::string crd_text((std::istreambuf_iterator<char>(crds)), {});
+    if (kube_->apply(crd_text) != 201) {
+      error_ = "calico CRDs";
+      return;
+    }
+    kube_->apply(R"(apiVersion: v1
+kind: Namespace
+metadata: {name: bank, labels: {zone: bank}}
+)");
+    for (int i = 0; i < 2; ++i) {
+      std::string name = i == 0 ? "node-a" : "node-b";
+      std::string subnet = i == 0 ? "10.244.10.0/24" : "10.244.11.0/24";
+      nodes_.push_back(
+          std::make_unique<CniNode>(tag + std::to_string(i), std::vector<std::string>{subnet}));
+      if (!nodes_.back()->ok() || !kube_->attach(nodes_.back()->ns(), i)) {
+        error_ = "node " + name;
+        return;
+      }
+      kube_->create({{"apiVersion", "v1"},
+                     {"kind", "Node"},
+                     {"metadata", {{"name", name}}},
+                     {"spec", {{"podCIDR", subnet}}}});
+    }
+    // The underlay routes each node's pod subnet to it (the overlay's job, later).
+    nodes_[0]->inNode("ip route add 10.244.11.0/24 via 10.99.0.11");
+    nodes_[1]->inNode("ip route add 10.244.10.0/24 via 10.99.0.10");
+    for (int i = 0; i < 2; ++i) {
+      agents_.push_back(std::make_unique<AgentProcess>());
+      if (!writeToken(i) || !startAgent(i)) {
+        error_ = "agent " + std::to_string(i);
+        return;
+      }
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (!agents_[i]->waitLog("ready:", std::chrono::seconds(30))) {
+        error_ = "agent " + std::to_string(i) + " not ready:\n" + agents_[i]->logText();
+        return;
+      }
+    }
+    for (auto [name, labels, node] : {std::tuple{"db", json{{"app", "db"}}, 0},
+                                      {"client-a", json{{"role", "client"}}, 0},
+                                      {"client-b", json{{"role", "client"}}, 1},
+                                      {"other", json{{"role", "other"}}, 1}}) {
+      if (!startPod(name, labels, node)) {
+        error_ = std::string("pod ") + name;
+        return;
+      }
+    }
+    ok_ = true;
+  }
+
+  ~Cluster() {
+    for (pid_t pid : servers_) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    for (auto& a : agents_) a->kill(SIGTERM);
+  }
+
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+  KubeCluster& kube() { return *kube_; }
+  CniNode& node(int i) { return *nodes_[i]; }
+  AgentProcess& agent(int i) { return *agents_[i]; }
+  const Pod& pod(const std::string& name) const { return pods_.at(name); }
+  std::string target(const std::string& pod_name, int port) const {
+    return pod(pod_name).ip + ":" + std::to_string(port) + "/TCP";
+  }
+  std::string logs() {
+    std::string out;
+    for (size_t i = 0; i < agents_.size(); ++i) {
+      out += "---- agent " + std::to_string(i) + "\n" + agents_[i]->logText();
+    }
+    return out;
+  }
+
+  /// The agent's service account token, as the kubelet projects it (an atomic file swap).
+  bool writeToken(int i) {
+    std::string token = kube_->serviceAccountToken("zonewall-system", "zonewall-agent");
+    if (token.empty()) return false;
+    writeAtomic(saDir(i) / "token", token);
+    std::filesystem::copy_file(kube_->caFile(), saDir(i) / "ca.crt",
+                               std::filesystem::copy_options::overwrite_existing);
+    return true;
+  }
+
+  bool startAgent(int i) {
+    std::string name = i == 0 ? "node-a" : "node-b";
+    return agents_[i]->start(
+        nodes_[i]->ns(),
+        {"--in-cluster", "--service-account-dir", saDir(i).string(), "--endpoints-dir",
+         nodes_[i]->endpointsDir(), "--policy-wait-socket", socket(i), "--metrics",
+         "127.0.0.1:9402", "--reconcile-interval", "5"},
+        (tmp_.path() / ("agent-" + std::to_string(i) + ".log")).string(),
+        {{"KUBERNETES_SERVICE_HOST", kube_->host()},
+         {"KUBERNETES_SERVICE_PORT", kube_->port()},
+         {"NODE_NAME", name}});
+  }
+
+  /// What kubelet and the runtime do for a pod: the API object exists (scheduled), CNI ADD
+  /// wires it (waiting for the agent's commit), the status gets its address.
+  bool startPod(const std::string& name, const json& labels, int node) {
+    std::string node_name = node == 0 ? "node-a" : "node-b";
+    json pod = {{"apiVersion", "v1"},
+                {"kind", "Pod"},
+                {"metadata", {{"name", name}, {"namespace", "bank"}, {"labels", labels}}},
+                {"spec",
+                 {{"nodeName", node_name},
+                  {"containers", json::array({{{"name", "main"}, {"image", "probe"}}})}}}};
+    if (kube_->create(pod) != 201) return false;
+    Pod p{name, nodes_[node]->newPod(), "", node};
+    std::string args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=bank;K8S_POD_NAME=" + name;
+    json extra = {{"policySetupTimeout", 10}, {"policyWaitSocket", socket(node)}};
+    PluginRun r = nodes_[node]->exec(CniNode::env("ADD", "cid-" + name, p.netns, "eth0", args),
+                                     nodes_[node]->conf("1.0.0", extra));
+    if (r.exit_code != 0) return false;
+    std::string cidr = r.json()["ips"][0]["address"].get<std::string>();
+    p.ip = cidr.substr(0, cidr.find('/'));
+    long st = kube_->mergePatch(
+        "/api/v1/namespaces/bank/pods/" + name + "/status",
+        {{"status",
+          {{"phase", "Running"}, {"podIP", p.ip}, {"podIPs", json::array({{{"ip", p.ip}}})}}}});
+    if (st != 200) return false;
+    pid_t server = ::fork();
+    if (server == 0) {
+      ::execlp("nsenter", "nsenter", ("--net=" + p.netns).c_str(), probeBinary().c_str(), "serve",
+               "80", "81", nullptr);
+      _exit(127);
+    }
+    servers_.push_back(server);
+    pods_[name] = p;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return true;
+  }
+
+ private:
+  std::filesystem::path saDir(int i) const { return tmp_.path() / ("sa-" + std::to_string(i)); }
+  std::string socket(int i) const {
+    return (tmp_.path() / ("agent-" + std::to_string(i) + ".sock")).string();
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<KubeCluster> kube_;
+  std::vector<std::unique_ptr<CniNode>> nodes_;
+  std::vector<std::unique_ptr<AgentProcess>> agents_;
+  std::map<std::string, Pod> pods_;
+  std::vector<pid_t> servers_;
+  bool ok_ = false;
+  std::string error_;
+};
+
+#define NEW_CLUSTER(var, tag) \
+  ZONEWALL_REQUIRE_ROOT();    \
+  ZONEWALL_REQUIRE_KUBE();    \
+  Cluster var(tag);           \
+  ASSERT_TRUE(var.ok()) << var.error()
+
+// Policies created, changed and deleted through the API are enforced on both nodes; a policy
+// the agent cannot read is rejected by name, and the good ones around it are enforced.
+TEST(AgentKube, EnforcesWhatTheApiSays) {
+  NEW_CLUSTER(c, "e");
+  const std::string other = c.pod("other").netns;
+  const std::string client_b = c.pod("client-b").netns;
+  const std::string client_a = c.pod("client-a").netns;
+  ASSERT_TRUE(probeOk(other, c.target("db", 80), 900)) << "no policy yet: open";
+
+  ASSERT_EQ(c.kube().create(dbPolicy({80})), 201);
+  EXPECT_TRUE(eventually(other, c.target("db", 80), false)) << c.logs();
+  EXPECT_TRUE(probeOk(client_a, c.target("db", 80), 900));
+  EXPECT_TRUE(probeOk(client_b, c.target("db", 80), 900)) << "across nodes";
+  EXPECT_FALSE(probeOk(client_b, c.target("db", 81), 300));
+
+  ASSERT_EQ(c.kube()
+                .call("PUT", "/apis/networking.k8s.io/v1/namespaces/bank/networkpolicies/db",
+                      dbPolicy({80, 81}))
+                .status,
+            200);
+  EXPECT_TRUE(eventually(client_b, c.target("db", 81), true)) << c.logs();
+
+  // A GlobalNetworkPolicy with a selector that does not parse (the CRD stores anything),
+  // then a good one: ordered before the Kubernetes policy, it lets "other" in.
+  size_t mark0 = c.agent(0).logSize();
+  json bad = {{"apiVersion", "crd.projectcalico.org/v1"},
+              {"kind", "GlobalNetworkPolicy"},
+              {"metadata", {{"name", "default.broken"}}},
+              {"spec", {{"selector", "app == "}, {"types", {"Ingress"}}}}};
+  ASSERT_EQ(c.kube().create(bad), 201);
+  json good = {
+      {"apiVersion", "crd.projectcalico.org/v1"},
+      {"kind", "GlobalNetworkPolicy"},
+      {"metadata", {{"name", "default.let-other-in"}}},
+      {"spec",
+       {{"order", 10},
+        {"selector", "app == 'db'"},
+        {"types", {"Ingress"}},
+        {"ingress",
+         json::array({{{"action", "Allow"}, {"source", {{"selector", "role == 'other'"}}}}})}}}};
+  ASSERT_EQ(c.kube().create(good), 201);
+  EXPECT_TRUE(
+      c.agent(0).waitLog("rejected GlobalNetworkPolicy broken", std::chrono::seconds(10), mark0))
+      << c.agent(0).logText().substr(mark0);
+  EXPECT_TRUE(eventually(other, c.target("db", 80), true)) << c.logs();
+  EXPECT_TRUE(probeOk(client_b, c.target("db", 81), 900)) << "the rest as before";
+
+  ASSERT_EQ(c.kube().remove(good), 200);
+  EXPECT_TRUE(eventually(other, c.target("db", 80), false));
+  ASSERT_EQ(c.kube().remove(dbPolicy({})), 200);
+  EXPECT_TRUE(eventually(other, c.target("db", 81), true)) << "no policy left: open";
+}
+
+// While node-a's agent is frozen, the policy changes, etcd is compacted, the ServiceAccount
+// is recreated (old tokens die; the kubelet would project the new one) and the API server
+// restarts. Thawed, the agent finds its resourceVersion expired (410), relists, diffs, and
+// re-reads its token after a 401; both nodes end up enforcing the new policy.
+TEST(AgentKube, SurvivesCompactionRestartAndTokenRotation) {
+  NEW_CLUSTER(c, "r");
+  ASSERT_EQ(c.kube().create(dbPolicy({80})), 201);
+  const std::string client_a = c.pod("client-a").netns;
+  const std::string client_b = c.pod("client-b").netns;
+  ASSERT_TRUE(eventually(client_a, c.target("db", 81), false));
+  ASSERT_TRUE(eventually(client_b, c.target("db", 81), false));
+
+  size_t mark0 = c.agent(0).logSize();
+  size_t mark1 = c.agent(1).logSize();
+  ASSERT_EQ(::kill(c.agent(0).pid(), SIGSTOP), 0);
+  ASSERT_EQ(c.kube()
+                .call("PUT", "/apis/networking.k8s.io/v1/namespaces/bank/networkpolicies/db",
+                      dbPolicy({81}))
+                .status,
+            200);
+  for (int i = 0; i < 20; ++i) {  // revisions the frozen agent never sees
+    c.kube().create({{"apiVersion", "v1"},
+                     {"kind", "ConfigMap"},
+                     {"metadata", {{"name", "filler-" + std::to_string(i)}, {"namespace", "bank"}}},
+                     {"data", {{"k", "v"}}}});
+  }
+  ASSERT_TRUE(c.kube().compact());
+  json sa = {{"apiVersion", "v1"},
+             {"kind", "ServiceAccount"},
+             {"metadata", {{"name", "zonewall-agent"}, {"namespace", "zonewall-system"}}}};
+  ASSERT_EQ(c.kube().remove(sa), 200);
+  ASSERT_EQ(c.kube().create(sa), 201);
+  ASSERT_TRUE(c.writeToken(0) && c.writeToken(1));
+  ASSERT_TRUE(c.kube().restartApiserver());
+  ASSERT_EQ(::kill(c.agent(0).pid(), SIGCONT), 0);
+
+  EXPECT_TRUE(eventually(client_a, c.target("db", 81), true)) << c.logs();
+  EXPECT_TRUE(eventually(client_a, c.target("db", 80), false));
+  EXPECT_TRUE(eventually(client_b, c.target("db", 81), true)) << c.logs();
+  std::string log0 = c.agent(0).logText().substr(mark0);
+  std::string log1 = c.agent(1).logText().substr(mark1);
+  EXPECT_NE(log0.find("expired; listing again"), std::string::npos) << log0;
+  EXPECT_NE(log0.find("401 Unauthorized; re-reading the token"), std::string::npos) << log0;
+  EXPECT_NE(log1.find("401 Unauthorized; re-reading the token"), std::string::npos) << log1;
+
+  // And it still follows the API afterwards.
+  ASSERT_EQ(c.kube()
+                .call("PUT", "/apis/networking.k8s.io/v1/namespaces/bank/networkpolicies/db",
+                      dbPolicy({80}))
+                .status,
+            200);
+  EXPECT_TRUE(eventually(client_a, c.target("db", 80), true)) << c.logs();
+  EXPECT_TRUE(eventually(client_b, c.target("db", 81), false)) << c.logs();
+}
+
+// 1,000 policy and pod changes through the API while probers hammer an allowed and a denied
+// pair, node-a's agent killed (-9) a third of the way through and restarted: not one denied
+// connection gets through, not one allowed connection is lost, and nothing is left behind.
+TEST(AgentKube, ChurnWithProbersAndAKilledAgent) {
+  NEW_CLUSTER(c, "c");
+  ASSERT_EQ(c.kube().create(dbPolicy({80})), 201);
+  const std::string client_a = c.pod("client-a").netns;
+  const std::string other = c.pod("other").netns;
+  ASSERT_TRUE(eventually(other, c.target("db", 80), false));
+  ASSERT_TRUE(c.startPod("bystander", {{"role", "x"}}, 1));
+
+  TempDir tmp;
+  std::string stop = (tmp.path() / "stop").string();
+  auto watch = [&](const std::string& netns, const std::string& target) {
+    return std::async(std::launch::async, [=] {
+      return run("nsenter --net=" + netns + " " + probeBinary() + " watch " + stop + " 500 " +
+                 target + " 2>/dev/null")
+          .out;
+    });
+  };
+  auto allowed = watch(client_a, c.target("db", 80));
+  auto denied = watch(other, c.target("db", 80));
+
+  for (int i = 0; i < 1000; ++i) {
+    if (i == 300) {
+      c.agent(0).kill(SIGKILL);
+    }
+    if (i == 400) {
+      ASSERT_TRUE(c.startAgent(0));
+    }
+    switch (i % 4) {
+      case 0:  // a policy that selects nobody of the probed pairs, created...
+        c.kube().create(
+            {{"apiVersion", "networking.k8s.io/v1"},
+             {"kind", "NetworkPolicy"},
+             {"metadata", {{"name", "churn-" + std::to_string(i)}, {"namespace", "bank"}}},
+             {"spec",
+              {{"podSelector", {{"matchLabels", {{"role", "x"}}}}},
+               {"policyTypes", {"Ingress"}}}}});
+        break;
+      case 1:  // ...and deleted
+        c.kube().remove(
+            {{"apiVersion", "networking.k8s.io/v1"},
+             {"kind", "NetworkPolicy"},
+             {"metadata", {{"name", "churn-" + std::to_string(i - 1)}, {"namespace", "bank"}}}});
+        break;
+      default:  // a bystander relabelled
+        c.kube().mergePatch("/api/v1/namespaces/bank/pods/bystander",
+                            {{"metadata", {{"labels", {{"role", i % 4 == 2 ? "y" : "x"}}}}}});
+    }
+  }
+  ASSERT_TRUE(c.agent(0).waitLog("ready:", std::chrono::seconds(30))) << c.logs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::ofstream(stop) << "";
+  std::string a = allowed.get();
+  std::string d = denied.get();
+  EXPECT_NE(a.find(" fail=0"), std::string::npos) << "allowed: " << a;
+  EXPECT_EQ(a.find(" ok=0 "), std::string::npos) << "allowed: " << a;
+  EXPECT_NE(d.find(" ok=0 "), std::string::npos) << "denied: " << d;
+  // One table: nothing aside, nothing half-built.
+  EXPECT_EQ(c.node(0).nodeOut("nft list tables"), "table inet zonewall\n");
+  EXPECT_EQ(c.node(1).nodeOut("nft list tables"), "table inet zonewall\n");
+}
+
+}  // namespace
+}  // namespace zonewall::testing
