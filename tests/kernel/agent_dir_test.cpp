@@ -100,7 +100,7 @@ class AgentDirTest : public ::testing::Test {
     ASSERT_TRUE(agent_.start(node_->ns(),
                              {"--node", "node-a", "--policy-dir", policies_.string(),
                               "--endpoints-dir", node_->endpointsDir(), "--policy-wait-socket",
-                              socket_, "--metrics", "", "--reconcile-interval", "1"},
+                              socket_, "--metrics", "127.0.0.1:19402", "--reconcile-interval", "1"},
                              (dir_.path() / "agent.log").string()));
   }
 
@@ -168,6 +168,18 @@ TEST_F(AgentDirTest, EditsApplyAndABadFileChangesNothing) {
   writeFile(policies_ / "db-policy.yaml", kPolicy);
   EXPECT_TRUE(eventually(ns, db_ip_ + ":81/TCP", false));
   EXPECT_TRUE(probeOk(ns, db_ip_ + ":80/TCP", 900));
+
+  // What on-call sees: ready, the commits, the table's sizes, the rejected file.
+  EXPECT_EQ(node_->nodeOut("curl -s 127.0.0.1:19402/readyz"), "ok\n");
+  EXPECT_EQ(node_->nodeOut("curl -s 127.0.0.1:19402/healthz"), "ok\n");
+  std::string metrics = node_->nodeOut("curl -s 127.0.0.1:19402/metrics");
+  EXPECT_NE(metrics.find("zonewall_objects_rejected_total{kind=\"file\"} 1"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("zonewall_local_endpoints 2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("zonewall_table_entries{set=\"pod_src4\"} 2"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("zonewall_event_to_kernel_seconds_count"), std::string::npos);
+  EXPECT_EQ(metrics.find("zonewall_commits_total 0"), std::string::npos) << metrics;
 }
 
 // Killed (-9) and restarted, the agent never leaves the pods unenforced: the kernel keeps the
