@@ -2,7 +2,9 @@
 # The live part of `make demo` (root): the bank example's two nodes as network namespaces,
 # joined by an underlay veth, every pod in its own namespace wired by zonewall-cni (a routed
 # veth, DESIGN.md's CNI recipe), `zonewall apply` on each node, and the reachability measured with real TCP
-# packets next to the compiler's matrix. Then one policy changes and the matrix with it.
+# packets next to the compiler's matrix. Then zonewall-agent takes over each node (watching a
+# copy of the example), a policy file changes, and the script measures how long it took until a
+# packet was judged by the new policy, and shows the agent's log and metrics.
 # Everything it creates is removed on exit, whatever happens.
 set -euo pipefail
 build=${1:-build}
@@ -115,12 +117,28 @@ apply_all "$ex"
 printf '\n\033[1m== allowed pairs on 5432/TCP, compiled vs measured with real packets\033[0m\n'
 compare "$ex" 5432
 
-printf '\n\033[1m== change: the ledger now also accepts batch jobs (security tier + its NetworkPolicy)\033[0m\n'
+printf '\n\033[1m== zonewall-agent on each node: the directory source (a copy of the example), watched\033[0m\n'
+agent="$build/tools/zonewall-agent"
 cp -r "$ex" "$work/bank"
-sed -i "s/selector: zone == 'secure' || app == 'api'/selector: zone == 'secure' || app in {'api', 'batch'}/" \
-  "$work/bank/calico/tiers.yaml"
-cat >> "$work/bank/kubernetes/secure.yaml" <<'YAML'
----
+declare -A agent_pid
+for node in node-a node-b; do
+  ip netns exec "${node_ns[$node]}" "$agent" --node "$node" --policy-dir "$work/bank" \
+    --endpoints-dir "$work/endpoints-$node" --policy-wait-socket "$work/agent-$node.sock" \
+    --metrics 127.0.0.1:9402 >"$work/agent-$node.log" 2>&1 &
+  agent_pid[$node]=$!
+done
+for node in node-a node-b; do
+  for _ in $(seq 1 100); do grep -q "ready:" "$work/agent-$node.log" && break; sleep 0.05; done
+  echo "--- $node"; sed 's/^/  /' "$work/agent-$node.log"
+done
+echo "(the kernel already held what apply committed: the agents' first plan found nothing to do)"
+
+printf '\n\033[1m== change: the ledger now also accepts batch jobs (security tier + its NetworkPolicy)\033[0m\n'
+batch_ns=$(awk '$1 == "internal/batch" {print $3}' "$work/pods")
+ledger_ip=$(awk '$1 == "secure/ledger" {print $2}' "$work/pods")
+before=$(ip netns exec "$batch_ns" "$probe" probe 300 "$ledger_ip:5432/TCP")
+echo "before: batch -> ledger:5432 ${before##* }"
+cat > "$work/ledger-batch.yaml" <<'YAML'
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -139,7 +157,26 @@ spec:
     ports:
     - port: postgres
 YAML
-"$zw" apply "$work/bank" --node node-a --netns "${node_ns[node-a]}" --dry-run | sed 's/^/  /'
-apply_all "$work/bank"
+sed "s/selector: zone == 'secure' || app == 'api'/selector: zone == 'secure' || app in {'api', 'batch'}/" \
+  "$work/bank/calico/tiers.yaml" > "$work/tiers.yaml"
+# Two edits, as an operator's tool writes them (each file renamed into place).
+t0=$(date +%s%N)
+mv "$work/tiers.yaml" "$work/bank/calico/tiers.yaml"
+mv "$work/ledger-batch.yaml" "$work/bank/kubernetes/ledger-batch.yaml"
+until ip netns exec "$batch_ns" "$probe" probe 20 "$ledger_ip:5432/TCP" | grep -q ' ok$'; do
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] || { echo "not enforced after 5 s"; exit 1; }
+done
+t1=$(date +%s%N)
+echo "after:  batch -> ledger:5432 ok, first passed $(( (t1 - t0) / 1000 )) us after the files were written"
+echo "node-a's agent:"; tail -n +"$(grep -n 'ready:' "$work/agent-node-a.log" | cut -d: -f1)" \
+  "$work/agent-node-a.log" | tail -n +2 | sed 's/^/  /'
 compare "$work/bank" 5432
-printf '\n(namespaces, links and servers are removed on exit)\n'
+
+printf '\n\033[1m== node-a metrics (curl 127.0.0.1:9402/metrics, excerpt)\033[0m\n'
+ip netns exec "${node_ns[node-a]}" curl -s 127.0.0.1:9402/metrics |
+  grep -E '^zonewall_(commits_total|event_to_kernel_seconds_(sum|count)|table_entries|local_endpoints|objects_rejected)' |
+  sed 's/^/  /'
+echo "  readyz: $(ip netns exec "${node_ns[node-a]}" curl -s 127.0.0.1:9402/readyz)"
+for node in node-a node-b; do kill "${agent_pid[$node]}" 2>/dev/null || true; done
+wait "${agent_pid[node-a]}" "${agent_pid[node-b]}" 2>/dev/null || true
+printf '\n(namespaces, links, servers and agents are removed on exit)\n'

@@ -121,11 +121,14 @@ bool Agent::commit(dataplane::Ruleset want, const char* why) {
     metrics_.commit_failures.Increment();
     return false;
   }
-  // Before the first commit the kernel holds whatever the last agent left (or nothing):
-  // differences are expected then, drift only after.
-  auto level = committed_ ? spdlog::level::warn : spdlog::level::info;
-  for (const auto& line : dataplane::describeDrift(*plan)) {
-    spdlog::log(level, "{}: {}: {}", why, committed_ ? "drift" : "the kernel's table", line);
+  // What a read of the kernel found. Before the first commit the kernel holds whatever the
+  // last agent left (or nothing): differences are expected then, drift only after (a read
+  // after a failed commit).
+  if (plan->read_kernel) {
+    auto level = committed_ ? spdlog::level::warn : spdlog::level::info;
+    for (const auto& line : dataplane::describeDrift(*plan)) {
+      spdlog::log(level, "{}: {}: {}", why, committed_ ? "drift" : "the kernel's table", line);
+    }
   }
   if (plan->empty()) {
     committed_ = std::move(want);
