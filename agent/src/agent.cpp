@@ -5,11 +5,7 @@
 
 #include <thread>
 
-#include "zonewall/compiler/compile.h"
-#include "zonewall/compiler/inventory.h"
-#include "zonewall/compiler/program.h"
 #include "zonewall/dataplane/report.h"
-#include "zonewall/policy/loader.h"
 
 namespace zonewall::agent {
 
@@ -27,14 +23,18 @@ Agent::Agent(AgentOptions options, ClusterState& state, dataplane::Transport& tr
       state_(state),
       metrics_(metrics),
       waits_(waits),
-      programmer_(transport) {}
+      programmer_(transport),
+      compiler_(options_.node) {}
 
 void Agent::run(const std::atomic<bool>& stop) {
   std::uint64_t seen = 0;
   auto retry = kRetryMin;
   Clock::time_point next_reconcile = Clock::now() + options_.reconcile_every;
   while (!stop) {
-    auto snap = state_.take(seen, next_reconcile, options_.quiet, options_.max_delay, stop);
+    auto snap = state_.take(seen, next_reconcile, options_.quiet, options_.max_delay, stop,
+                            [this](const ClusterState::Snapshot& s) {
+                              return force_full_ || !compiler_.incremental(s);
+                            });
     if (stop) {
       break;
     }
@@ -57,11 +57,12 @@ void Agent::run(const std::atomic<bool>& stop) {
     }
     retry = std::min(retry * 2, kRetryMax);
     seen = ~snap->version;
+    force_full_ = true;
   }
 }
 
-void Agent::report(const ClusterState::Snapshot& snap) {
-  std::set<std::string> now(snap.dropped.begin(), snap.dropped.end());
+void Agent::report(const std::vector<std::string>& dropped) {
+  std::set<std::string> now(dropped.begin(), dropped.end());
   for (const std::string& line : now) {
     if (!reported_.contains(line)) {
       spdlog::warn("left out: {}", line);
@@ -72,41 +73,40 @@ void Agent::report(const ClusterState::Snapshot& snap) {
 }
 
 bool Agent::apply(const ClusterState::Snapshot& snap) {
-  report(snap);
   auto t0 = Clock::now();
-  Diagnostics diags;
-  policy::validateStore(snap.store, diags);
-  if (diags.hasErrors()) {
-    for (const Diagnostic& d : diags.all()) {
-      if (d.severity == Severity::kError) spdlog::error("cluster state: {}", d.str());
-    }
-    spdlog::error("the cluster state does not validate; the kernel keeps its last table");
+  auto path = compiler_.apply(snap);
+  if (!path) {
+    spdlog::error("compile: {}; the kernel keeps its last table", path.error().str());
     metrics_.compile_failures.Increment();
-    return true;  // retrying the same input cannot help: wait for the next change
+    force_full_ = true;
+    return true;  // the same input cannot compile again: wait for the next change
   }
-  compiler::Inventory inventory(snap.store);
-  auto table = compiler::compileNode(compiler::lower(snap.store), inventory, options_.node);
-  if (!table) {
-    spdlog::error("compile: {}; the kernel keeps its last table", table.error().str());
-    metrics_.compile_failures.Increment();
-    return true;
-  }
-  metrics_.compile_seconds.Observe(Seconds(Clock::now() - t0).count());
-  if (!commit(dataplane::buildRuleset(*table, options_.nft), "update")) {
+  force_full_ = false;
+  report(compiler_.dropped());
+  auto t1 = Clock::now();
+  metrics_.compile_seconds.Observe(Seconds(t1 - t0).count());
+  const compiler::NodeTable& table = compiler_.table();
+  if (!commit(dataplane::buildRuleset(table, options_.nft), "update")) {
     return false;
   }
-  metrics_.event_to_kernel.Observe(Seconds(Clock::now() - snap.first_change).count());
-  metrics_.endpoints.Set(static_cast<double>(table->endpoints.size()));
+  auto t2 = Clock::now();
+  metrics_.event_to_kernel.Observe(Seconds(t2 - snap.first_change).count());
+  metrics_.endpoints.Set(static_cast<double>(table.endpoints.size()));
   if (waits_ != nullptr) {
-    waits_->committed(table->endpoints);
+    waits_->committed(table.endpoints);
   }
-  table_ = std::move(*table);
   if (!ready_) {
-    spdlog::info("ready: {} pods, {} policies, {} entries; {} local endpoints",
-                 snap.store.pods.size(),
-                 snap.store.k8s_policies.size() + snap.store.calico_policies.size(),
-                 table_->entryCount(), table_->endpoints.size());
+    spdlog::info("ready: {} local endpoints, {} entries", table.endpoints.size(),
+                 table.entryCount());
     ready_ = true;
+  }
+  if (on_applied_) {
+    on_applied_({.path = *path,
+                 .changes = snap.changes.size(),
+                 .compile_ms = Seconds(t1 - t0).count() * 1e3,
+                 .commit_ms = Seconds(t2 - t1).count() * 1e3,
+                 .latency_ms = Seconds(t2 - snap.first_change).count() * 1e3,
+                 .version = snap.version});
   }
   return true;
 }

@@ -31,7 +31,10 @@ const char* kindName(Kind k) {
   return "?";
 }
 
-void ClusterState::changed(std::unique_lock<std::mutex>& lock) {
+void ClusterState::changed(std::unique_lock<std::mutex>& lock, const ObjectKey* key) {
+  if (key != nullptr) {
+    dirty_.insert(*key);
+  }
   Clock::time_point now = Clock::now();
   if (version_ == taken_) {
     first_change_ = now;
@@ -44,14 +47,16 @@ void ClusterState::changed(std::unique_lock<std::mutex>& lock) {
 
 void ClusterState::upsert(Kind k, const std::string& key, Object o) {
   std::unique_lock lock(mu_);
-  objects_.insert_or_assign({k, key}, std::move(o));
-  changed(lock);
+  ObjectKey ok{k, key};
+  objects_.insert_or_assign(ok, std::move(o));
+  changed(lock, &ok);
 }
 
 void ClusterState::erase(Kind k, const std::string& key) {
   std::unique_lock lock(mu_);
-  if (objects_.erase({k, key}) > 0) {
-    changed(lock);
+  ObjectKey ok{k, key};
+  if (objects_.erase(ok) > 0) {
+    changed(lock, &ok);
   }
 }
 
@@ -60,16 +65,21 @@ void ClusterState::replaceKind(Kind k, std::map<std::string, Object> objects,
   std::unique_lock lock(mu_);
   for (auto it = objects_.lower_bound({k, std::string()});
        it != objects_.end() && it->first.first == k;) {
+    dirty_.insert(it->first);
     it = keep.contains(it->first.second) ? std::next(it) : objects_.erase(it);
   }
   for (auto& [key, o] : objects) {
-    objects_.emplace(ObjectKey{k, key}, std::move(o));
+    ObjectKey ok{k, key};
+    dirty_.insert(ok);
+    objects_.insert_or_assign(ok, std::move(o));
   }
   changed(lock);
 }
 
 void ClusterState::replaceAll(std::map<ObjectKey, Object> objects) {
   std::unique_lock lock(mu_);
+  for (const auto& [key, o] : objects_) dirty_.insert(key);
+  for (const auto& [key, o] : objects) dirty_.insert(key);
   objects_ = std::move(objects);
   changed(lock);
 }
@@ -83,12 +93,14 @@ void ClusterState::upsertEndpoint(const std::string& file, cni::EndpointRecord r
     }
     it->second = std::move(r);
   }
+  endpoints_dirty_ = true;
   changed(lock);
 }
 
 void ClusterState::eraseEndpoint(const std::string& file) {
   std::unique_lock lock(mu_);
   if (endpoints_.erase(file) > 0) {
+    endpoints_dirty_ = true;
     changed(lock);
   }
 }
@@ -99,6 +111,7 @@ void ClusterState::replaceEndpoints(std::map<std::string, cni::EndpointRecord> r
     return;
   }
   endpoints_ = std::move(records);
+  endpoints_dirty_ = true;
   changed(lock);
 }
 
@@ -126,11 +139,10 @@ std::uint64_t ClusterState::version() const {
 
 void ClusterState::wake() { cv_.notify_all(); }
 
-std::optional<ClusterState::Snapshot> ClusterState::take(std::uint64_t seen,
-                                                         Clock::time_point until,
-                                                         std::chrono::microseconds quiet,
-                                                         std::chrono::microseconds max_delay,
-                                                         const std::atomic<bool>& stop) {
+std::optional<ClusterState::Snapshot> ClusterState::take(
+    std::uint64_t seen, Clock::time_point until, std::chrono::microseconds quiet,
+    std::chrono::microseconds max_delay, const std::atomic<bool>& stop,
+    const std::function<bool(const Snapshot&)>& wants_full) {
   std::unique_lock lock(mu_);
   auto ready = [&] { return stop || (version_ != seen && unsynced_.empty()); };
   if (!cv_.wait_until(lock, until, ready) || stop) {
@@ -145,7 +157,17 @@ std::optional<ClusterState::Snapshot> ClusterState::take(std::uint64_t seen,
     }
     cv_.wait_until(lock, end);
   }
-  Snapshot s = assemble();
+  Snapshot s;
+  for (const ObjectKey& key : dirty_) {
+    auto it = objects_.find(key);
+    s.changes.push_back({key, it == objects_.end() ? std::nullopt : std::optional(it->second)});
+  }
+  s.endpoints_changed = endpoints_dirty_;
+  dirty_.clear();
+  endpoints_dirty_ = false;
+  if (wants_full(s)) {
+    assemble(s);
+  }
   s.version = version_;
   s.first_change = first_change_;
   taken_ = version_;
@@ -163,8 +185,8 @@ void append(std::vector<T>& into, std::vector<T>& from) {
 }  // namespace
 
 // Assembles in (kind, key) order, so the same objects always give the same store.
-ClusterState::Snapshot ClusterState::assemble() const {
-  Snapshot s;
+void ClusterState::assemble(Snapshot& s) const {
+  s.full = true;
   policy::Store& st = s.store;
 
   // Local pods' addresses come from the CNI plugin's records: they are what the veth
@@ -193,6 +215,9 @@ ClusterState::Snapshot ClusterState::assemble() const {
           } else if (const_obj.terminating) {
             continue;  // its network is gone: CNI DEL ran
           }
+        }
+        if (const_obj.terminating) {
+          s.terminating_pods.insert(pod.key());
         }
         st.pods.push_back(std::move(pod));
       }
@@ -233,12 +258,14 @@ ClusterState::Snapshot ClusterState::assemble() const {
     });
   };
   for (auto& pod : st.pods) {
-    if (seen_local.contains(pod.key()) && pod.node == node_) claim(pod);
+    if (seen_local.contains(pod.key()) && pod.node == node_) {
+      claim(pod);
+      s.recorded_pods.insert(pod.key());
+    }
   }
   for (auto& pod : st.pods) {
     if (!(seen_local.contains(pod.key()) && pod.node == node_)) claim(pod);
   }
-  return s;
 }
 
 }  // namespace zonewall::agent

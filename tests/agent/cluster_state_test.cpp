@@ -112,10 +112,13 @@ TEST(FromApi, BadPolicyIsRejectedNamingObjectAndField) {
   EXPECT_NE(text.find("70000"), std::string::npos) << text;
 }
 
+// Every snapshot with the whole store.
+const std::function<bool(const ClusterState::Snapshot&)> full = [](const auto&) { return true; };
+
 ClusterState::Snapshot takeNow(ClusterState& s) {
   std::atomic<bool> stop{false};
   auto snap = s.take(0, Clock::now() + std::chrono::seconds(1), std::chrono::microseconds(0),
-                     std::chrono::microseconds(0), stop);
+                     std::chrono::microseconds(0), stop, full);
   EXPECT_TRUE(snap);
   return snap ? std::move(*snap) : ClusterState::Snapshot{};
 }
@@ -215,11 +218,11 @@ TEST(ClusterState, NothingBeforeEverySourceHasSynced) {
   s.upsert(Kind::kPod, "a/x", pod("a", "x", "node-b", "10.244.1.1"));
   std::atomic<bool> stop{false};
   auto none = s.take(0, Clock::now() + std::chrono::milliseconds(50), std::chrono::microseconds(0),
-                     std::chrono::microseconds(0), stop);
+                     std::chrono::microseconds(0), stop, full);
   EXPECT_FALSE(none);
   s.markSynced("pods");
   EXPECT_TRUE(s.take(0, Clock::now() + std::chrono::milliseconds(50), std::chrono::microseconds(0),
-                     std::chrono::microseconds(0), stop));
+                     std::chrono::microseconds(0), stop, full));
 }
 
 TEST(ClusterState, ABurstIsOneSnapshot) {
@@ -234,7 +237,7 @@ TEST(ClusterState, ABurstIsOneSnapshot) {
   });
   // A generous quiet time: the writer never pauses that long between two events.
   auto snap = s.take(0, Clock::now() + std::chrono::seconds(30), std::chrono::milliseconds(200),
-                     std::chrono::seconds(30), stop);
+                     std::chrono::seconds(30), stop, full);
   writer.join();
   ASSERT_TRUE(snap);
   EXPECT_EQ(snap->store.pods.size(), 1000u);

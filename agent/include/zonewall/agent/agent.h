@@ -14,9 +14,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
+#include "zonewall/agent/cluster_compiler.h"
 #include "zonewall/agent/cluster_state.h"
 #include "zonewall/agent/metrics.h"
 #include "zonewall/agent/policy_wait.h"
@@ -47,13 +49,25 @@ class Agent {
   /// Every source listed and the first commit done (/readyz).
   const std::atomic<bool>& ready() const { return ready_; }
 
+  /// What one snapshot cost, for benchmarks and logs.
+  struct Applied {
+    ClusterCompiler::Path path = ClusterCompiler::Path::kFull;
+    size_t changes = 0;
+    double compile_ms = 0;
+    double commit_ms = 0;   ///< ruleset, plan and commit
+    double latency_ms = 0;  ///< first change → committed
+    std::uint64_t version = 0;
+  };
+  /// Called on the loop's thread after each snapshot is committed.
+  void onApplied(std::function<void(const Applied&)> f) { on_applied_ = std::move(f); }
+
  private:
   /// Compiles and commits one snapshot; false when it must be retried (the commit failed).
   bool apply(const ClusterState::Snapshot& snap);
   /// Plans and commits `want`; false on failure (logged, counted).
   bool commit(dataplane::Ruleset want, const char* why);
   void reconcile();
-  void report(const ClusterState::Snapshot& snap);
+  void report(const std::vector<std::string>& dropped);
 
   AgentOptions options_;
   ClusterState& state_;
@@ -61,7 +75,9 @@ class Agent {
   PolicyWaitServer* waits_;
   dataplane::Programmer programmer_;
   std::optional<dataplane::Ruleset> committed_;  ///< what the kernel was last brought to
-  std::optional<compiler::NodeTable> table_;
+  ClusterCompiler compiler_;
+  bool force_full_ = false;  ///< after a failure: compile afresh
+  std::function<void(const Applied&)> on_applied_;
   std::atomic<bool> ready_{false};
   std::set<std::string> reported_;  ///< dropped-object lines already logged
 };

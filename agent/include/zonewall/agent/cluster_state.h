@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -71,32 +72,46 @@ class ClusterState {
   void markSynced(const std::string& name);
 
   // ---- the loop ----
-  /// The store assembled from everything, and what the assembly had to leave out.
+  /// An object that changed since the last snapshot: what it is now (nothing: deleted).
+  struct Change {
+    ObjectKey key;
+    std::optional<Object> now;
+  };
+  /// What changed since the last snapshot and, when asked for (`full`), the store assembled
+  /// from everything with what the assembly had to leave out.
   struct Snapshot {
+    std::vector<Change> changes;  ///< objects, in key order, each once (its latest state)
+    bool endpoints_changed = false;
+    bool full = false;  ///< the fields below are filled
     policy::Store store;
     std::vector<std::string> dropped;  ///< "why" lines: an object left out, and why
     /// Local endpoint records whose pod the cluster source does not know yet (not
     /// programmed: their traffic stays dropped until it does).
     std::vector<std::string> unknown_pods;
+    /// Local pods whose addresses are their endpoint record's (not the API's).
+    std::set<std::string> recorded_pods;
+    std::set<std::string> terminating_pods;  ///< in the store, but being deleted
     std::uint64_t version = 0;
     Clock::time_point first_change;  ///< the oldest change this snapshot includes
   };
 
   /// Waits until the state changed since version `seen` (or `stop` is set, or `until`),
   /// then until it has been quiet for `quiet` (at most `max_delay` after the first change):
-  /// a burst becomes one snapshot. nullopt when nothing changed, or not every expected
-  /// source has synced.
+  /// a burst becomes one snapshot. `wants_full` sees the changes and says whether the whole
+  /// store must be assembled too. nullopt when nothing changed, or not every expected source
+  /// has synced.
   std::optional<Snapshot> take(std::uint64_t seen, Clock::time_point until,
                                std::chrono::microseconds quiet, std::chrono::microseconds max_delay,
-                               const std::atomic<bool>& stop);
+                               const std::atomic<bool>& stop,
+                               const std::function<bool(const Snapshot&)>& wants_full);
   /// Wakes a take() (shutdown).
   void wake();
   bool synced() const;
   std::uint64_t version() const;
 
  private:
-  void changed(std::unique_lock<std::mutex>& lock);
-  Snapshot assemble() const;
+  void changed(std::unique_lock<std::mutex>& lock, const ObjectKey* key = nullptr);
+  void assemble(Snapshot& s) const;
 
   const std::string node_;
   mutable std::mutex mu_;
@@ -104,6 +119,8 @@ class ClusterState {
   std::map<ObjectKey, Object> objects_;
   std::map<std::string, cni::EndpointRecord> endpoints_;
   std::set<std::string> unsynced_;
+  std::set<ObjectKey> dirty_;  ///< objects changed since the last snapshot
+  bool endpoints_dirty_ = false;
   std::uint64_t version_ = 0;
   std::uint64_t taken_ = 0;  ///< the version of the last snapshot
   Clock::time_point first_change_{};

@@ -1,0 +1,64 @@
+// The cluster compiled for this node, kept alive between snapshots: the agent's use of the
+// incremental compiler.
+//
+//   a snapshot's changes ──┬─ policies only (NetworkPolicy, Calico NetworkPolicy and
+//                          │  GlobalNetworkPolicy added, changed, deleted)
+//                          │     → ProgramBuilder upsert/erase → NodeCompiler::programChanged
+//                          ├─ pods' labels only (same node, addresses, ports, state)
+//                          │     → Inventory::relabel → NodeCompiler::podLabelsChanged
+//                          └─ anything else (pods added, deleted or readdressed, namespaces,
+//                             tiers, sets, endpoint records) → the whole store, compiled afresh
+//
+// Pure: no I/O, no clock. tests/agent/cluster_compiler_test.cpp checks that every path
+// decides every packet as a fresh compile of the same cluster does.
+#pragma once
+
+#include <expected>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "zonewall/agent/cluster_state.h"
+#include "zonewall/base/error.h"
+#include "zonewall/compiler/table.h"
+
+namespace zonewall::agent {
+
+class ClusterCompiler {
+ public:
+  explicit ClusterCompiler(std::string node);
+  ~ClusterCompiler();
+  ClusterCompiler(const ClusterCompiler&) = delete;
+  ClusterCompiler& operator=(const ClusterCompiler&) = delete;
+
+  enum class Path : std::uint8_t { kFull, kPolicies, kLabels };
+  static const char* pathName(Path p);
+
+  /// Whether `s` can be applied without the whole store (ClusterState::take's wants_full is
+  /// the negation).
+  bool incremental(const ClusterState::Snapshot& s) const;
+
+  /// Applies a snapshot (with the whole store when !incremental(s)). On an error the kernel
+  /// keeps its last table, and the next snapshot is compiled afresh.
+  std::expected<Path, Error> apply(const ClusterState::Snapshot& s);
+
+  /// Objects the last applies left out, and why (a policy in a tier that does not exist, an
+  /// address two pods claim).
+  const std::vector<std::string>& dropped() const { return dropped_; }
+  /// The table; only after a successful apply.
+  const compiler::NodeTable& table() const;
+
+ private:
+  struct Built;
+  std::expected<void, Error> rebuild(const ClusterState::Snapshot& s);
+  std::expected<void, Error> applyPolicies(const ClusterState::Snapshot& s);
+  std::expected<void, Error> applyLabels(const ClusterState::Snapshot& s);
+
+  const std::string node_;
+  std::unique_ptr<Built> built_;
+  std::vector<std::string> dropped_;
+};
+
+}  // namespace zonewall::agent
