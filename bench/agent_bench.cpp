@@ -11,7 +11,7 @@
 // Goals (issue 12): per event p99 <= 20 ms at 150k pods / 10k policies; a burst of 1,000 pod
 // events enforced within 1 s; RSS <= 200 MB; idle CPU ~ 0.
 //
-//   agent_bench [--quick]
+//   agent_bench [--quick | --only PODS POLICIES]
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -252,11 +252,14 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::warn);
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  // --only PODS POLICIES: one configuration (profiling).
+  bool only = argc > 3 && std::strcmp(argv[1], "--only") == 0;
   std::printf(
       "zonewall-agent: event -> committed in the kernel (p50/p99 over the samples; the "
       "agent's coalescing quiet time, 0.2 ms here, included)\n");
   std::vector<std::tuple<size_t, size_t, int>> configs{{1000, 1000, 20}, {10000, 10000, 10}};
   if (!quick) configs.push_back({150000, 10000, 10});
+  if (only) configs = {{std::stoul(argv[2]), std::stoul(argv[3]), 5}};
   for (auto [pods, policies, samples] : configs) {
     std::fflush(stdout);
     pid_t pid = fork();

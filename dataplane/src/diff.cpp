@@ -164,6 +164,44 @@ void bridgeOldMaps(const Ruleset& from, const Ruleset& to, const std::vector<Cha
     if (!b->elements.empty()) sw.bridges.push_back(std::move(*b));
   }
 }
+// The elements of a set, ordered by identity: in the order given when it already is (the
+// ruleset builder emits most sets so), else sorted.
+std::vector<const Element*> byKey(const std::vector<Element>& elements) {
+  std::vector<const Element*> out;
+  out.reserve(elements.size());
+  for (const Element& e : elements) out.push_back(&e);
+  auto less = [](const Element* x, const Element* y) {
+    return elementKeyRef(*x) < elementKeyRef(*y);
+  };
+  if (!std::is_sorted(out.begin(), out.end(), less)) {
+    std::sort(out.begin(), out.end(), less);
+  }
+  return out;
+}
+
+// What turns `from` into `to`: one merge of the two in identity order (no copies of keys, no
+// trees: a set of 150k elements diffs in a few milliseconds).
+void diffElements(const std::vector<Element>& from, const std::vector<Element>& to, SetChange& c) {
+  std::vector<const Element*> a = byKey(from);
+  std::vector<const Element*> b = byKey(to);
+  size_t i = 0;
+  size_t j = 0;
+  while (i < a.size() || j < b.size()) {
+    if (j == b.size() || (i < a.size() && elementKeyRef(*a[i]) < elementKeyRef(*b[j]))) {
+      c.remove.push_back(*a[i++]);
+    } else if (i == a.size() || elementKeyRef(*b[j]) < elementKeyRef(*a[i])) {
+      c.add.push_back(*b[j++]);
+    } else {
+      if (!(a[i]->verdict == b[j]->verdict)) {
+        c.remove.push_back(*a[i]);  // a changed verdict: delete and add in one batch
+        c.add.push_back(*b[j]);
+      }
+      ++i;
+      ++j;
+    }
+  }
+}
+
 }  // namespace
 
 std::expected<RulesetDiff, SkeletonMismatch> diffRulesets(const Ruleset& from, const Ruleset& to) {
@@ -191,24 +229,13 @@ std::expected<RulesetDiff, SkeletonMismatch> diffRulesets(const Ruleset& from, c
   for (size_t i = 0; i < from.sets.size(); ++i) {
     const SetDef& a = from.sets[i];
     const SetDef& b = to.sets[i];
-    std::map<decltype(elementKey(Element{})), const Element*> old_by_key;
-    for (const Element& e : a.elements) old_by_key[elementKey(e)] = &e;
+    // Most sets do not change at all: equal element for element, nothing to look at.
+    if (a.elements.size() == b.elements.size() &&
+        std::equal(a.elements.begin(), a.elements.end(), b.elements.begin())) {
+      continue;
+    }
     SetChange c{a.name, {}, {}};
-    std::set<decltype(elementKey(Element{}))> seen;
-    for (const Element& e : b.elements) {
-      auto k = elementKey(e);
-      seen.insert(k);
-      auto it = old_by_key.find(k);
-      if (it == old_by_key.end()) {
-        c.add.push_back(e);
-      } else if (!(it->second->verdict == e.verdict)) {
-        c.remove.push_back(*it->second);  // a changed verdict: delete and add in one batch
-        c.add.push_back(e);
-      }
-    }
-    for (const Element& e : a.elements) {
-      if (!seen.contains(elementKey(e))) c.remove.push_back(e);
-    }
+    diffElements(a.elements, b.elements, c);
     // A range or default map is never edited in place (see isSwappedSetName): the maps of
     // its lookup chain are rebuilt under their other names, and the chain rewritten.
     if (isSwappedSetName(b.name) && (!c.add.empty() || !c.remove.empty())) {

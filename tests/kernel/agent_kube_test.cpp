@@ -343,11 +343,16 @@ TEST(AgentKube, SurvivesCompactionRestartAndTokenRotation) {
   EXPECT_TRUE(eventually(client_a, c.target("db", 81), true)) << c.logs();
   EXPECT_TRUE(eventually(client_a, c.target("db", 80), false));
   EXPECT_TRUE(eventually(client_b, c.target("db", 81), true)) << c.logs();
-  std::string log0 = c.agent(0).logText().substr(mark0);
-  std::string log1 = c.agent(1).logText().substr(mark1);
-  EXPECT_NE(log0.find("expired; listing again"), std::string::npos) << log0;
-  EXPECT_NE(log0.find("401 Unauthorized; re-reading the token"), std::string::npos) << log0;
-  EXPECT_NE(log1.find("401 Unauthorized; re-reading the token"), std::string::npos) << log1;
+  // The agent's own account (waited for: the probes may pass before it has resumed every
+  // watch, a re-read token and an expired resourceVersion each cost a pause).
+  EXPECT_TRUE(
+      c.agent(0).waitLog("401 Unauthorized; re-reading the token", std::chrono::seconds(20), mark0))
+      << c.agent(0).logText().substr(mark0);
+  EXPECT_TRUE(c.agent(0).waitLog("expired; listing again", std::chrono::seconds(20), mark0))
+      << c.agent(0).logText().substr(mark0);
+  EXPECT_TRUE(
+      c.agent(1).waitLog("401 Unauthorized; re-reading the token", std::chrono::seconds(20), mark1))
+      << c.agent(1).logText().substr(mark1);
 
   // And it still follows the API afterwards.
   ASSERT_EQ(c.kube()

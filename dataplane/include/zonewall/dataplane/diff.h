@@ -101,5 +101,9 @@ inline auto elementKey(const Element& e) {
   return std::make_tuple(e.iface, e.addr, e.addr_hi, e.mark, e.proto_lo, e.proto_hi, e.port_lo,
                          e.port_hi);
 }
+/// The same identity by reference, for comparisons that must not copy.
+inline auto elementKeyRef(const Element& e) {
+  return std::tie(e.iface, e.addr, e.addr_hi, e.mark, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi);
+}
 
 }  // namespace zonewall::dataplane
