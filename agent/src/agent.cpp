@@ -72,7 +72,7 @@ void Agent::report(const std::vector<std::string>& dropped) {
   reported_ = std::move(now);
 }
 
-bool Agent::apply(const ClusterState::Snapshot& snap) {
+bool Agent::apply(ClusterState::Snapshot& snap) {
   auto t0 = Clock::now();
   auto path = compiler_.apply(snap);
   if (!path) {
@@ -115,7 +115,7 @@ bool Agent::commit(dataplane::Ruleset want, const char* why) {
   for (const auto& set : want.sets) {
     metrics_.set_entries.Add({{"set", set.name}}).Set(static_cast<double>(set.elements.size()));
   }
-  auto plan = programmer_.plan(want);
+  auto plan = programmer_.plan(std::move(want));  // the programmer keeps it once committed
   if (!plan) {
     spdlog::error("{}: reading the kernel's table: {}", why, plan.error().str());
     metrics_.commit_failures.Increment();
@@ -131,7 +131,7 @@ bool Agent::commit(dataplane::Ruleset want, const char* why) {
     }
   }
   if (plan->empty()) {
-    committed_ = std::move(want);
+    committed_ = true;
     return true;
   }
   auto t0 = Clock::now();
@@ -146,17 +146,17 @@ bool Agent::commit(dataplane::Ruleset want, const char* why) {
   for (size_t n : *messages) total += n;
   spdlog::info("{}: committed {} messages in {} transactions ({:.2f} ms)", why, total,
                messages->size(), Seconds(Clock::now() - t0).count() * 1e3);
-  committed_ = std::move(want);
+  committed_ = true;
   return true;
 }
 
 void Agent::reconcile() {
-  if (!committed_) {
-    return;
+  if (!committed_ || !compiler_.hasTable()) {
+    return;  // nothing committed yet, or a retry (which reads the kernel) is under way
   }
   metrics_.reconciles.Increment();
   programmer_.reread();
-  auto plan = programmer_.plan(*committed_);
+  auto plan = programmer_.plan(dataplane::buildRuleset(compiler_.table(), options_.nft));
   if (!plan) {
     spdlog::error("reconcile: reading the kernel's table: {}", plan.error().str());
     return;

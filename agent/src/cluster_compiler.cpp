@@ -106,8 +106,7 @@ bool ClusterCompiler::incremental(const ClusterState::Snapshot& s) const {
   return policies != labels;  // one kind of change at a time: each has its own entry point
 }
 
-std::expected<ClusterCompiler::Path, Error> ClusterCompiler::apply(
-    const ClusterState::Snapshot& s) {
+std::expected<ClusterCompiler::Path, Error> ClusterCompiler::apply(ClusterState::Snapshot& s) {
   std::expected<void, Error> ok;
   Path path = Path::kFull;
   if (s.full) {
@@ -128,13 +127,13 @@ std::expected<ClusterCompiler::Path, Error> ClusterCompiler::apply(
   return path;
 }
 
-std::expected<void, Error> ClusterCompiler::rebuild(const ClusterState::Snapshot& s) {
+std::expected<void, Error> ClusterCompiler::rebuild(ClusterState::Snapshot& s) {
   built_.reset();
   auto b = std::make_unique<Built>();
-  b->store = s.store;
-  b->recorded = s.recorded_pods;
-  b->terminating = s.terminating_pods;
-  b->dropped = s.dropped;
+  b->store = std::move(s.store);
+  b->recorded = std::move(s.recorded_pods);
+  b->terminating = std::move(s.terminating_pods);
+  b->dropped = std::move(s.dropped);
   Diagnostics diags;
   policy::validateStore(b->store, diags);
   if (diags.hasErrors()) {

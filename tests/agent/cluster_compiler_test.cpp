@@ -57,7 +57,8 @@ TEST(ClusterCompiler, EveryPathEqualsAFreshCompile) {
     mirror.replaceAll(objectsOf(policy::Store(store)));
     ClusterCompiler cc("n1");
     auto wants_full = [&](const ClusterState::Snapshot& s) { return !cc.incremental(s); };
-    ASSERT_TRUE(cc.apply(take(live, wants_full)).has_value()) << yaml;
+    auto first = take(live, wants_full);
+    ASSERT_TRUE(cc.apply(first).has_value()) << yaml;
     take(mirror, [](const auto&) { return true; });
 
     std::vector<Probe> probes;

@@ -63,7 +63,7 @@ class Agent {
 
  private:
   /// Compiles and commits one snapshot; false when it must be retried (the commit failed).
-  bool apply(const ClusterState::Snapshot& snap);
+  bool apply(ClusterState::Snapshot& snap);
   /// Plans and commits `want`; false on failure (logged, counted).
   bool commit(dataplane::Ruleset want, const char* why);
   void reconcile();
@@ -74,7 +74,7 @@ class Agent {
   Metrics& metrics_;
   PolicyWaitServer* waits_;
   dataplane::Programmer programmer_;
-  std::optional<dataplane::Ruleset> committed_;  ///< what the kernel was last brought to
+  bool committed_ = false;  ///< the kernel was brought to a table of this agent's
   ClusterCompiler compiler_;
   bool force_full_ = false;  ///< after a failure: compile afresh
   std::function<void(const Applied&)> on_applied_;

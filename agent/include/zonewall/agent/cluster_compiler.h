@@ -42,17 +42,19 @@ class ClusterCompiler {
 
   /// Applies a snapshot (with the whole store when !incremental(s)). On an error the kernel
   /// keeps its last table, and the next snapshot is compiled afresh.
-  std::expected<Path, Error> apply(const ClusterState::Snapshot& s);
+  /// The snapshot's store is taken over (moved from).
+  std::expected<Path, Error> apply(ClusterState::Snapshot& s);
 
   /// Objects the last applies left out, and why (a policy in a tier that does not exist, an
   /// address two pods claim).
   const std::vector<std::string>& dropped() const { return dropped_; }
-  /// The table; only after a successful apply.
+  /// The table; only after a successful apply (hasTable()).
   const compiler::NodeTable& table() const;
+  bool hasTable() const { return built_ != nullptr; }
 
  private:
   struct Built;
-  std::expected<void, Error> rebuild(const ClusterState::Snapshot& s);
+  std::expected<void, Error> rebuild(ClusterState::Snapshot& s);
   std::expected<void, Error> applyPolicies(const ClusterState::Snapshot& s);
   std::expected<void, Error> applyLabels(const ClusterState::Snapshot& s);
 
