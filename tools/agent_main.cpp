@@ -12,6 +12,7 @@
 #include "zonewall/agent/agent.h"
 #include "zonewall/agent/kube.h"
 #include "zonewall/agent/logging.h"
+#include "zonewall/agent/packet_log.h"
 #include "zonewall/agent/sources.h"
 #include "zonewall/dataplane/transport.h"
 
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
   int reconcile_s = 60;
   double quiet_ms = 2, max_delay_ms = 50;
   std::string table = "zonewall", log_format = "text", log_level = "info";
+  int nflog_group = 0;
+  int log_rate = 100;
   app.add_option("--node", node, "This node's name (spec.nodeName of its pods)")
       ->capture_default_str();
   auto* dir_opt = app.add_option("--policy-dir", policy_dir,
@@ -70,6 +73,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 10000.0))
       ->capture_default_str();
   app.add_option("--table", table, "The nftables table (inet family)")->capture_default_str();
+  app.add_option("--nflog-group", nflog_group,
+                 "Where Calico's Log action sends packets, read and logged (-1: not read)")
+      ->check(CLI::Range(-1, 65535))
+      ->capture_default_str();
+  app.add_option("--log-packets-per-second", log_rate, "Logged packets written per second, at most")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
@@ -140,6 +150,15 @@ int main(int argc, char** argv) {
       return 1;
     }
     waits = std::move(*w);
+  }
+  std::unique_ptr<PacketLog> packet_log;
+  if (nflog_group >= 0) {
+    auto p = PacketLog::start(static_cast<std::uint16_t>(nflog_group), metrics, log_rate);
+    if (p) {
+      packet_log = std::move(*p);
+    } else {  // another listener (ulogd) has the group: enforcement does not depend on it
+      spdlog::warn("packet log: {}; Log rules' packets are not read", p.error().str());
+    }
   }
   AgentOptions options{
       .node = node,

@@ -70,6 +70,8 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> reg)
                            "CNI ADDs that waited for their pod's rules to be committed")),
       policy_wait_timeouts(counter(*reg, "zonewall_policy_wait_timeouts_total",
                                    "CNI ADDs whose wait ended by their timeout")),
+      logged_packets(counter(*reg, "zonewall_logged_packets_total",
+                             "Packets Calico's Log action sent to nflog, read by the agent")),
       registry_(std::move(reg)) {}
 
 std::string Metrics::render() const {

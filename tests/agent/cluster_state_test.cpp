@@ -6,10 +6,12 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "zonewall/agent/objects.h"
+#include "zonewall/agent/packet_log.h"
 
 namespace zonewall::agent {
 namespace {
@@ -242,6 +244,44 @@ TEST(ClusterState, ABurstIsOneSnapshot) {
   ASSERT_TRUE(snap);
   EXPECT_EQ(snap->store.pods.size(), 1000u);
   EXPECT_EQ(snap->version, s.version());
+}
+
+}  // namespace
+}  // namespace zonewall::agent
+
+namespace zonewall::agent {
+namespace {
+
+// What nflog hands over: the prefix the table's Log chains set, and the packet's first bytes.
+TEST(PacketLog, DecodesPrefixAndFiveTuple) {
+  // IPv4 TCP 10.244.0.5:43210 -> 10.244.0.7:81
+  std::string v4(24, '\0');
+  v4[0] = 0x45;
+  v4[9] = 6;
+  const unsigned char addrs[] = {10, 244, 0, 5, 10, 244, 0, 7};
+  std::memcpy(v4.data() + 12, addrs, 8);
+  v4[20] = static_cast<char>(43210 >> 8);
+  v4[21] = static_cast<char>(43210 & 0xff);
+  v4[22] = 0;
+  v4[23] = 81;
+  LoggedPacket p;
+  ASSERT_TRUE(decodeLogged("zw bank/allow-web 2: ", v4, p));
+  EXPECT_EQ(p.str(), "policy bank/allow-web rule 2: TCP 10.244.0.5:43210 -> 10.244.0.7:81");
+
+  // IPv6 ICMPv6 echo request fd00::1 -> fd00::2
+  std::string v6(44, '\0');
+  v6[0] = 0x60;
+  v6[6] = 58;
+  v6[8] = static_cast<char>(0xfd);
+  v6[23] = 1;
+  v6[24] = static_cast<char>(0xfd);
+  v6[39] = 2;
+  v6[40] = static_cast<char>(128);
+  ASSERT_TRUE(decodeLogged("zw log-all 0: ", v6, p));
+  EXPECT_EQ(p.str(), "policy log-all rule 0: ICMPv6 type 128 code 0 fd00::1 -> fd00::2");
+
+  EXPECT_FALSE(decodeLogged("not ours: ", v4, p));
+  EXPECT_FALSE(decodeLogged("zw x 0: ", "", p));
 }
 
 }  // namespace

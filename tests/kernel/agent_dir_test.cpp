@@ -212,5 +212,45 @@ TEST_F(AgentDirTest, RestartKeepsEnforcingAndReconcileRepairsDrift) {
   EXPECT_TRUE(eventually(ns, db_ip_ + ":80/TCP", true));
 }
 
+// Calico's Log action: the packets it logs are read by the agent (nflog) and written to its
+// log with the policy, the rule and the 5-tuple; on-call sees them counted in the metrics.
+TEST_F(AgentDirTest, LogActionPacketsAreLogged) {
+  writeFile(policies_ / "log-81.yaml", R"(apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: log-81}
+spec:
+  order: 10
+  selector: app == 'db'
+  types: [Ingress]
+  ingress:
+  - action: Log
+    protocol: TCP
+    destination: {ports: [81]}
+)");
+  writeFile(policies_ / "pod-c.yaml", podYaml("c", "{role: client}"));
+  std::string ns = node_->newPod();
+  auto r = add("cid-c", ns, "bank/c");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::string client = r.json()["ips"][0]["address"].get<std::string>();
+  client = client.substr(0, client.find('/'));
+  size_t mark = agent_.logSize();
+  EXPECT_FALSE(probeOk(ns, db_ip_ + ":81/TCP", 300)) << "logged, then denied";
+  std::string want = "packet log: policy log-81 rule 0: TCP " + client + ":";
+  ASSERT_TRUE(agent_.waitLog(want, std::chrono::seconds(5), mark)) << want << "\n"
+                                                                   << agent_.logText().substr(mark);
+  std::string line = agent_.logText().substr(agent_.logText().find(want, mark));
+  line = line.substr(0, line.find('\n'));
+  EXPECT_NE(line.find("-> " + db_ip_ + ":81"), std::string::npos) << line;
+  EXPECT_NE(line.find(" in " + hostVethName("bank", "c")), std::string::npos) << line;
+  // Port 80 is not logged (no Log rule matches it).
+  mark = agent_.logSize();
+  EXPECT_TRUE(probeOk(ns, db_ip_ + ":80/TCP", 900));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(agent_.logText().find(":80 ", mark), std::string::npos)
+      << agent_.logText().substr(mark);
+  std::string metrics = node_->nodeOut("curl -s 127.0.0.1:19402/metrics");
+  EXPECT_EQ(metrics.find("zonewall_logged_packets_total 0"), std::string::npos) << metrics;
+}
+
 }  // namespace
 }  // namespace zonewall::testing

@@ -45,6 +45,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& rejected;        ///< label: kind
   prometheus::Counter& policy_waits;          ///< CNI ADDs that waited for their pod's commit
   prometheus::Counter& policy_wait_timeouts;  ///< ... and were answered by the timeout
+  prometheus::Counter& logged_packets;        ///< packets Calico's Log action sent to nflog
 
  private:
   explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
