@@ -30,18 +30,21 @@ std::optional<std::string> readText(const fs::path& p) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-class DirectorySource final : public Source {
+// A source that reads a directory whole: once at start (then it has synced), and again after
+// every burst of changes inotify reports.
+class WatchedDirectory : public Source {
  public:
-  DirectorySource(std::string dir, DirWatch watch, ClusterState& state, Metrics& metrics)
-      : dir_(std::move(dir)), watch_(std::move(watch)), state_(state), metrics_(metrics) {
-    state_.expectSource(kName);
+  WatchedDirectory(const char* name, DirWatch watch, ClusterState& state)
+      : name_(name), watch_(std::move(watch)), state_(state) {
+    state_.expectSource(name_);
   }
-  ~DirectorySource() override { stop(); }
+  // Derived classes stop the thread in their own destructor: scan() is theirs.
+  ~WatchedDirectory() override = default;
 
   void start() override {
     thread_ = std::thread([this] {
       scan();
-      state_.markSynced(kName);
+      state_.markSynced(name_);
       while (watch_.wait(kRescanEvery) != DirWatch::Wake::kStopped) {
         scan();
       }
@@ -54,15 +57,32 @@ class DirectorySource final : public Source {
     }
   }
 
- private:
-  static constexpr const char* kName = "directory";
+ protected:
+  virtual void scan() = 0;
+  ClusterState& state() { return state_; }
 
+ private:
+  const char* name_;
+  DirWatch watch_;
+  ClusterState& state_;
+  std::thread thread_;
+};
+
+class DirectorySource final : public WatchedDirectory {
+ public:
+  DirectorySource(std::string dir, DirWatch watch, ClusterState& state, Metrics& metrics)
+      : WatchedDirectory("directory", std::move(watch), state),
+        dir_(std::move(dir)),
+        metrics_(metrics) {}
+  ~DirectorySource() override { stop(); }
+
+ private:
   struct FileState {
     std::string text;                     ///< what was last read
     std::map<ObjectKey, Object> objects;  ///< the last good content
   };
 
-  void scan() {
+  void scan() override {
     std::vector<fs::path> paths;
     std::error_code ec;
     for (auto it = fs::recursive_directory_iterator(dir_, ec);
@@ -113,7 +133,7 @@ class DirectorySource final : public Source {
       }
     }
     spdlog::info("directory {}: {} files, {} objects", dir_, files_.size(), all.size());
-    state_.replaceAll(std::move(all));
+    state().replaceAll(std::move(all));
   }
 
   // The objects of one file, or false (each error logged) when it has errors.
@@ -136,54 +156,28 @@ class DirectorySource final : public Source {
   }
 
   const std::string dir_;
-  DirWatch watch_;
-  ClusterState& state_;
   Metrics& metrics_;
   std::map<std::string, FileState> files_;
   bool scanned_ = false;
-  std::thread thread_;
 };
 
-class EndpointSource final : public Source {
+class EndpointSource final : public WatchedDirectory {
  public:
   EndpointSource(std::string dir, DirWatch watch, ClusterState& state)
-      : dir_(std::move(dir)), watch_(std::move(watch)), state_(state) {
-    state_.expectSource(kName);
-  }
+      : WatchedDirectory("endpoints", std::move(watch), state), dir_(std::move(dir)) {}
   ~EndpointSource() override { stop(); }
 
-  void start() override {
-    thread_ = std::thread([this] {
-      scan();
-      state_.markSynced(kName);
-      while (watch_.wait(kRescanEvery) != DirWatch::Wake::kStopped) {
-        scan();
-      }
-    });
-  }
-  void stop() override {
-    if (thread_.joinable()) {
-      watch_.stop();
-      thread_.join();
-    }
-  }
-
  private:
-  static constexpr const char* kName = "endpoints";
-
-  void scan() {
+  void scan() override {
     std::map<std::string, cni::EndpointRecord> records;
     for (auto& r : cni::readEndpoints(dir_)) {
       std::string file = cni::endpointFileName(r.network, r.container_id, r.ifname);
       records.emplace(std::move(file), std::move(r));
     }
-    state_.replaceEndpoints(std::move(records));
+    state().replaceEndpoints(std::move(records));
   }
 
   const std::string dir_;
-  DirWatch watch_;
-  ClusterState& state_;
-  std::thread thread_;
 };
 
 }  // namespace
