@@ -225,10 +225,9 @@ void runConfig(size_t pods, size_t policies, int samples) {
   getrusage(RUSAGE_SELF, &ru);
 
   std::printf(
-      "\n%zu pods x %zu policies: first commit %.0f ms (%zu entries); fresh compile "
+      "\n%zu pods x %zu policies: first commit %.0f ms (%zu objects listed); fresh compile "
       "(baseline) %.1f ms; RSS %ld MB ready, peak %ld MB; idle CPU %.2f%%\n",
-      pods, policies, start_ms, static_cast<size_t>(0) + first.changes, fresh_ms, rss_ready,
-      ru.ru_maxrss / 1024, idle_cpu);
+      pods, policies, start_ms, first.changes, fresh_ms, rss_ready, ru.ru_maxrss / 1024, idle_cpu);
   std::printf("  %-22s %-9s %8s %8s %8s %9s %12s %11s\n", "event", "path", "p50 ms", "p99 ms",
               "max ms", "vs fresh", "compile p50", "commit p50");
   for (const auto& [kind, v] : lat) {

@@ -92,7 +92,8 @@ bool Agent::apply(ClusterState::Snapshot& snap) {
   auto t1 = Clock::now();
   metrics_.compile_seconds.Observe(Seconds(t1 - t0).count());
   const compiler::NodeTable& table = compiler_.table();
-  if (!commit(dataplane::buildRuleset(table, options_.nft), "update")) {
+  if (*path != ClusterCompiler::Path::kUnchanged &&
+      !commit(dataplane::buildRuleset(table, options_.nft), "update")) {
     return false;
   }
   auto t2 = Clock::now();

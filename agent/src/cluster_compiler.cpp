@@ -42,6 +42,7 @@ struct ClusterCompiler::Built {
   policy::Store store;
   std::unordered_map<std::string, std::uint32_t> pod_index;  ///< "ns/name" → store.pods
   std::set<std::string> recorded;                            ///< pods addressed by a record
+  std::set<std::string> unknown;  ///< pods whose endpoint record waits for the pod object
   std::set<std::string> terminating;
   std::set<std::string> tiers;
   std::map<ObjectKey, std::string> builder_keys;  ///< policy object → ProgramBuilder key
@@ -63,6 +64,8 @@ const char* ClusterCompiler::pathName(Path p) {
       return "policies";
     case Path::kLabels:
       return "labels";
+    case Path::kUnchanged:
+      return "unchanged";
   }
   return "?";
 }
@@ -72,13 +75,33 @@ const compiler::NodeTable& ClusterCompiler::table() const {
   return built_->compiler->table();
 }
 
+// A pod without an address before and after the change — created and not yet given one (the
+// API shows a pod before its node runs it), or deleted before it had one: no set, class or
+// endpoint of any table depends on it.
+bool ClusterCompiler::inert(const ClusterState::Change& c) const {
+  const std::string& key = c.key.second;
+  if (c.key.first != Kind::kPod || built_->recorded.contains(key) ||
+      built_->unknown.contains(key)) {
+    return false;
+  }
+  if (auto it = built_->pod_index.find(key);
+      it != built_->pod_index.end() && !built_->store.pods[it->second].ips.empty()) {
+    return false;
+  }
+  return !c.now || (c.now->store.pods.size() == 1 && c.now->store.pods[0].ips.empty());
+}
+
 bool ClusterCompiler::incremental(const ClusterState::Snapshot& s) const {
   if (!built_ || s.endpoints_changed || s.changes.empty()) {
     return false;
   }
   bool policies = false;
   bool labels = false;
+  size_t relabels = 0;
   for (const auto& c : s.changes) {
+    if (inert(c)) {
+      continue;
+    }
     if (isPolicy(c.key.first)) {
       policies = true;
       continue;
@@ -99,11 +122,10 @@ bool ClusterCompiler::incremental(const ClusterState::Snapshot& s) const {
       return false;
     }
     labels = true;
+    ++relabels;
   }
-  if (labels && s.changes.size() > kMaxRelabels) {
-    return false;
-  }
-  return policies != labels;  // one kind of change at a time: each has its own entry point
+  // One kind of change at a time (each has its own entry point), or none that matters.
+  return relabels <= kMaxRelabels && !(policies && labels);
 }
 
 std::expected<ClusterCompiler::Path, Error> ClusterCompiler::apply(ClusterState::Snapshot& s) {
@@ -111,12 +133,19 @@ std::expected<ClusterCompiler::Path, Error> ClusterCompiler::apply(ClusterState:
   Path path = Path::kFull;
   if (s.full) {
     ok = rebuild(s);
-  } else if (!s.changes.empty() && isPolicy(s.changes.front().key.first)) {
-    path = Path::kPolicies;
-    ok = applyPolicies(s);
   } else {
-    path = Path::kLabels;
-    ok = applyLabels(s);
+    path = Path::kUnchanged;
+    for (const auto& c : s.changes) {
+      if (!inert(c)) {
+        path = isPolicy(c.key.first) ? Path::kPolicies : Path::kLabels;
+        break;
+      }
+    }
+    if (path == Path::kPolicies) {
+      ok = applyPolicies(s);
+    } else if (path == Path::kLabels) {
+      ok = applyLabels(s);
+    }
   }
   if (!ok) {
     built_.reset();  // its state is unknown now: the next snapshot compiles afresh
@@ -134,6 +163,7 @@ std::expected<void, Error> ClusterCompiler::rebuild(ClusterState::Snapshot& s) {
   b->recorded = std::move(s.recorded_pods);
   b->terminating = std::move(s.terminating_pods);
   b->dropped = std::move(s.dropped);
+  b->unknown.insert(s.unknown_pods.begin(), s.unknown_pods.end());
   Diagnostics diags;
   policy::validateStore(b->store, diags);
   if (diags.hasErrors()) {
@@ -173,6 +203,9 @@ std::expected<void, Error> ClusterCompiler::rebuild(ClusterState::Snapshot& s) {
 std::expected<void, Error> ClusterCompiler::applyPolicies(const ClusterState::Snapshot& s) {
   Built& b = *built_;
   for (const auto& c : s.changes) {
+    if (inert(c)) {
+      continue;
+    }
     b.dropped_policies.erase(c.key);
     if (auto it = b.builder_keys.find(c.key); it != b.builder_keys.end()) {
       b.builder->erase(it->second);
@@ -202,6 +235,9 @@ std::expected<void, Error> ClusterCompiler::applyPolicies(const ClusterState::Sn
 std::expected<void, Error> ClusterCompiler::applyLabels(const ClusterState::Snapshot& s) {
   Built& b = *built_;
   for (const auto& c : s.changes) {
+    if (inert(c)) {
+      continue;
+    }
     std::uint32_t i = b.pod_index.at(c.key.second);
     policy::Labels old = std::move(b.store.pods[i].labels);
     b.store.pods[i].labels = c.now->store.pods[0].labels;

@@ -1,5 +1,6 @@
 // The agent's compile paths: after every change (a pod relabelled, a policy added, replaced
-// or removed; now and then a pod added or removed, which compiles afresh), the kept-alive
+// or removed; a pod shown before it has an address, then deleted or addressed; now and then a
+// pod added or removed, which compiles afresh), the kept-alive
 // ClusterCompiler's table decides every probed flow exactly as a fresh compile of the same
 // cluster does. 300 seeded random clusters, 8 changes each, through a ClusterState as the
 // agent's sources fill it.
@@ -71,13 +72,14 @@ TEST(ClusterCompiler, EveryPathEqualsAFreshCompile) {
     }
     int namespaces = static_cast<int>(store.namespaces.size());
     bool tiers = !store.tiers.empty();
+    std::vector<policy::Pod> pending;
     for (int step = 0; step < 8; ++step) {
       std::string what;
       auto event = [&](auto&& f) {
         f(live);
         f(mirror);
       };
-      int kind = g.pickInt(0, 9);
+      int kind = g.pickInt(0, 11);
       if (kind <= 3 && !store.pods.empty()) {
         auto& pod = store.pods[g.pickInt(0, static_cast<int>(store.pods.size()) - 1)];
         pod.labels = g.podLabels();
@@ -107,6 +109,31 @@ TEST(ClusterCompiler, EveryPathEqualsAFreshCompile) {
         event([&](ClusterState& s) { s.erase(Kind::kPod, key); });
         store.pods.pop_back();
         what = "delete pod " + key;
+      } else if (kind == 10 && !store.pods.empty()) {
+        // A pod the API shows before its node has given it an address.
+        policy::Pod pod = store.pods[g.pickInt(0, static_cast<int>(store.pods.size()) - 1)];
+        pod.name = "pending-" + std::to_string(step);
+        pod.ips.clear();
+        pod.labels = g.podLabels();
+        Object o;
+        o.store.pods.push_back(pod);
+        event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
+        pending.push_back(pod);
+        what = "pending pod " + pod.key();
+      } else if (kind == 11 && !pending.empty()) {
+        // ...and then either goes away, or gets its address.
+        policy::Pod pod = pending.back();
+        pending.pop_back();
+        if (g.pickInt(0, 1) == 0) {
+          event([&](ClusterState& s) { s.erase(Kind::kPod, pod.key()); });
+          what = "pending pod deleted " + pod.key();
+        } else {
+          pod.ips = {*parseAddr("10.250.0." + std::to_string(step + 1))};
+          Object o;
+          o.store.pods.push_back(pod);
+          event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
+          what = "pending pod addressed " + pod.key();
+        }
       } else {
         // Two changes of different kinds in one snapshot: compiled afresh.
         if (store.pods.empty()) continue;
@@ -156,6 +183,7 @@ TEST(ClusterCompiler, EveryPathEqualsAFreshCompile) {
   EXPECT_GT(paths[ClusterCompiler::Path::kLabels], 300);
   EXPECT_GT(paths[ClusterCompiler::Path::kPolicies], 300);
   EXPECT_GT(paths[ClusterCompiler::Path::kFull], 100);
+  EXPECT_GT(paths[ClusterCompiler::Path::kUnchanged], 50);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 //                          │     → ProgramBuilder upsert/erase → NodeCompiler::programChanged
 //                          ├─ pods' labels only (same node, addresses, ports, state)
 //                          │     → Inventory::relabel → NodeCompiler::podLabelsChanged
+//                          ├─ pods without an address before and after (created, not yet
+//                          │  given one) → nothing: the table stays
 //                          └─ anything else (pods added, deleted or readdressed, namespaces,
 //                             tiers, sets, endpoint records) → the whole store, compiled afresh
 //
@@ -33,7 +35,12 @@ class ClusterCompiler {
   ClusterCompiler(const ClusterCompiler&) = delete;
   ClusterCompiler& operator=(const ClusterCompiler&) = delete;
 
-  enum class Path : std::uint8_t { kFull, kPolicies, kLabels };
+  enum class Path : std::uint8_t {
+    kFull,       ///< compiled afresh
+    kPolicies,   ///< policies changed
+    kLabels,     ///< pods' labels changed
+    kUnchanged,  ///< only pods without addresses came or went: the table stays as it is
+  };
   static const char* pathName(Path p);
 
   /// Whether `s` can be applied without the whole store (ClusterState::take's wants_full is
@@ -54,6 +61,7 @@ class ClusterCompiler {
 
  private:
   struct Built;
+  bool inert(const ClusterState::Change& c) const;
   std::expected<void, Error> rebuild(ClusterState::Snapshot& s);
   std::expected<void, Error> applyPolicies(const ClusterState::Snapshot& s);
   std::expected<void, Error> applyLabels(const ClusterState::Snapshot& s);
