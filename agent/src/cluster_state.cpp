@@ -127,11 +127,6 @@ void ClusterState::markSynced(const std::string& name) {
   }
 }
 
-bool ClusterState::synced() const {
-  std::lock_guard lock(mu_);
-  return unsynced_.empty();
-}
-
 std::uint64_t ClusterState::version() const {
   std::lock_guard lock(mu_);
   return version_;

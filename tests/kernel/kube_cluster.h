@@ -162,7 +162,6 @@ class KubeCluster {
     cv_.notify_all();
     return f.get();
   }
-  json get(const std::string& path) { return json::parse(call("GET", path).body, nullptr, false); }
 
   /// The collection an object is created in.
   static std::string collection(const json& obj) {

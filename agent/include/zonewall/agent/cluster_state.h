@@ -106,7 +106,6 @@ class ClusterState {
                                const std::function<bool(const Snapshot&)>& wants_full);
   /// Wakes a take() (shutdown).
   void wake();
-  bool synced() const;
   std::uint64_t version() const;
 
  private:

@@ -24,7 +24,6 @@ class Metrics {
  public:
   Metrics();
 
-  prometheus::Registry& registry() { return *registry_; }
   /// The registry in Prometheus' text exposition format.
   std::string render() const;
 
