@@ -23,7 +23,7 @@ std::string scopeKey(const Scope& s) {
       return "ns=" + s.ns;
     case Scope::Kind::kNamespaces:
       return "nssel=" + s.ns_selector.str();
-    case Scope::Kind::kAllAndGlobalSets:
+    case Scope::Kind::kEverything:
       return "all";
     case Scope::Kind::kGlobalSets:
       return "global";
@@ -88,7 +88,7 @@ Scope policyScope(const CalicoPolicy& p) {
     return Scope{Scope::Kind::kNamespace, p.ns, {}};
   }
   return p.namespace_selector ? Scope{Scope::Kind::kNamespaces, {}, *p.namespace_selector}
-                              : Scope{Scope::Kind::kAllAndGlobalSets, {}, {}};
+                              : Scope{Scope::Kind::kEverything, {}, {}};
 }
 
 Scope entityScope(const EntityRule& e, const CalicoPolicy& p) {
@@ -98,7 +98,7 @@ Scope entityScope(const EntityRule& e, const CalicoPolicy& p) {
     }
     return Scope{Scope::Kind::kNamespaces, {}, *e.namespace_selector};
   }
-  return p.global ? Scope{Scope::Kind::kAllAndGlobalSets, {}, {}}
+  return p.global ? Scope{Scope::Kind::kEverything, {}, {}}
                   : Scope{Scope::Kind::kNamespace, p.ns, {}};
 }
 

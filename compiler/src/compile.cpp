@@ -202,7 +202,7 @@ class NodeCompiler::State {
       case Scope::Kind::kNamespaces:
         in_scope = inv_.namespaceMatches(s.ns_selector, pod.ns, e.calico);
         break;
-      case Scope::Kind::kAllAndGlobalSets:
+      case Scope::Kind::kEverything:
         in_scope = true;
         break;
       case Scope::Kind::kGlobalSets:

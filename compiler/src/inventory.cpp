@@ -35,7 +35,6 @@ class NetworkSetLabelView final : public LabelView {
     auto it = set_.labels.find(key);
     return it == set_.labels.end() ? nullptr : &it->second;
   }
-  bool isGlobal() const override { return set_.global; }
 
  private:
   const NetworkSet& set_;
@@ -144,7 +143,7 @@ Bitset Inventory::selectPods(const SelectorNode& n, bool calico) const {
     case Op::kAll:
       return Bitset(size, true);
     case Op::kGlobal:
-      return Bitset(size);  // pods are namespaced
+      return Bitset(size, true);  // Calico: global() matches like all()
     case Op::kHas:
       return fromValues([](const std::string&) { return true; });
     case Op::kEq:
@@ -204,7 +203,7 @@ Bitset Inventory::scopePods(const Scope& s, bool calico) const {
         if (namespaceMatches(s.ns_selector, ns, calico)) addNs(ns);
       }
       break;
-    case Scope::Kind::kAllAndGlobalSets:
+    case Scope::Kind::kEverything:
       return Bitset(addrs_.size(), true);
     case Scope::Kind::kGlobalSets:
       break;
@@ -218,7 +217,7 @@ bool Inventory::podInScope(const Pod& pod, const Scope& s, bool calico) const {
       return pod.ns == s.ns;
     case Scope::Kind::kNamespaces:
       return namespaceMatches(s.ns_selector, pod.ns, calico);
-    case Scope::Kind::kAllAndGlobalSets:
+    case Scope::Kind::kEverything:
       return true;
     case Scope::Kind::kGlobalSets:
       return false;
@@ -232,8 +231,10 @@ bool Inventory::netsetInScope(const NetworkSet& set, const Scope& s, bool calico
     case Scope::Kind::kNamespace:
       return !set.global && set.ns == s.ns;
     case Scope::Kind::kNamespaces:
-      return !set.global && namespaceMatches(s.ns_selector, set.ns, true);
-    case Scope::Kind::kAllAndGlobalSets:
+      return set.global ? namespaceSelectorPicksGlobal(s.ns_selector)
+                        : namespaceMatches(s.ns_selector, set.ns, true);
+    case Scope::Kind::kEverything:
+      return true;  // a GlobalNetworkPolicy's rule selector sees namespaced sets too
     case Scope::Kind::kGlobalSets:
       return set.global;
   }

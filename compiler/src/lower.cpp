@@ -48,6 +48,32 @@ bool policyBefore(const LoweredPolicyPtr& a, const LoweredPolicyPtr& b) {
 }
 
 // (name, protocol) -> every port number a pod of the inventory gives that name.
+// The IP versions a Calico rule exists for, as Felix decides (felix/rules/policy.go,
+// FilterRuleToIPVersion): not the other ipVersion; every non-empty nets/notNets list keeps a
+// CIDR of the version; no notNets is that version's catch-all. An IPv4-only notNets rule
+// does not exist for IPv6 traffic.
+std::vector<Family> ruleFamilies(const CalicoRule& r) {
+  std::vector<Family> out;
+  for (Family f : {Family::kV4, Family::kV6}) {
+    if (r.ip_version && *r.ip_version != f) continue;
+    auto keeps = [f](const std::vector<Cidr>& nets, bool negated) {
+      if (nets.empty()) return true;
+      bool kept = false;
+      for (const Cidr& c : nets) {
+        if (c.family != f) continue;
+        if (negated && c.prefix == 0) return false;
+        kept = true;
+      }
+      return kept;
+    };
+    if (keeps(r.source.nets, false) && keeps(r.source.not_nets, true) &&
+        keeps(r.destination.nets, false) && keeps(r.destination.not_nets, true)) {
+      out.push_back(f);
+    }
+  }
+  return out;
+}
+
 using NamedPortIndex = std::map<std::pair<std::string, Protocol>, std::set<std::uint16_t>>;
 
 NamedPortIndex indexNamedPorts(const Store& store) {
@@ -194,13 +220,23 @@ class ProgramBuilder::Impl {
 
   // ---- Calico ----
 
+  // Calico's reading of an entity's selectors (libcalico-go updateprocessors/rules.go, then
+  // Felix's rule_scanner.go): as soon as any selector field is used in a namespaced policy,
+  // or a namespaceSelector anywhere, the entity matches the addresses of the endpoints and
+  // network sets in scope that the selector picks and the notSelector does not — one IP set
+  // of `sel && !notSel`. Only a GlobalNetworkPolicy's bare notSelector stands alone: then
+  // any address outside every endpoint and network set it picks, anywhere, matches.
   AddrExprPtr entity(const EntityRule& e, const CalicoPolicy& p) {
     const Scope scope = entityScope(e, p);
     std::vector<AddrExprPtr> parts;
-    if (e.selector) parts.push_back(exprEndpoints(*e.selector, scope, true));
-    if (e.not_selector) parts.push_back(exprNot(exprEndpoints(*e.not_selector, scope, true)));
-    if (e.namespace_selector && !e.selector && !e.not_selector) {
-      parts.push_back(exprEndpoints(Selector::all(), scope, true));
+    const bool positive = e.selector || e.namespace_selector || (e.not_selector && !p.global);
+    if (positive) {
+      std::vector<std::shared_ptr<const SelectorNode>> terms;
+      if (e.selector) terms.push_back(e.selector->rootPtr());
+      if (e.not_selector) terms.push_back(selNot(e.not_selector->rootPtr()));
+      parts.push_back(exprEndpoints(Selector::conjunction(std::move(terms)), scope, true));
+    } else if (e.not_selector) {
+      parts.push_back(exprNot(exprEndpoints(*e.not_selector, scope, true)));
     }
     if (!e.nets.empty()) parts.push_back(exprCidrs(e.nets));
     if (!e.not_nets.empty()) parts.push_back(exprNot(exprCidrs(e.not_nets)));
@@ -235,9 +271,12 @@ class ProgramBuilder::Impl {
     const EntityRule& peer_e = d == Direction::kIngress ? r.source : r.destination;
     AddrExprPtr local = entity(local_e, p);
     AddrExprPtr peer = entity(peer_e, p);
-    if (r.ip_version) {
-      local = exprAnd({local, exprFamily(*r.ip_version)});
-      peer = exprAnd({peer, exprFamily(*r.ip_version)});
+    // Felix renders a rule only for the IP versions it can match (FilterRuleToIPVersion).
+    const std::vector<Family> families = ruleFamilies(r);
+    if (families.empty()) return;
+    if (families.size() == 1) {
+      local = exprAnd({local, exprFamily(families[0])});
+      peer = exprAnd({peer, exprFamily(families[0])});
     }
     // Protocols.
     std::vector<std::pair<int, int>> protos{{0, 255}};

@@ -85,37 +85,47 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
   };
 
   // ---- Calico ----
-  // Whether `addr` is (or is inside) an endpoint that `sel` picks among the ones in view.
-  auto endpointMatches = [&](const CalicoPolicy& pol, const std::optional<Selector>& ns_sel,
-                             const Selector& sel, Addr addr) {
-    const Pod* pod = podAt(addr);
-    bool global_only = ns_sel && ns_sel->root().op == SelectorNode::Op::kGlobal;
-    auto podInView = [&](const Pod& p) {
+  // Whether `addr` is (or is inside) an endpoint or network set in view that `pick` selects:
+  // Felix's IP set for a rule selector. In view: with the namespaceSelector global(), the
+  // GlobalNetworkSets; with another namespaceSelector, the pods and NetworkSets of the
+  // namespaces it picks (and GlobalNetworkSets when it picks "no namespace"); without, in a
+  // namespaced policy, its own namespace's; in a global policy, everything.
+  auto inIpSet = [&](const CalicoPolicy& pol, const std::optional<Selector>& ns_sel, auto&& pick,
+                     Addr addr) {
+    const bool global_only = ns_sel && ns_sel->root().op == SelectorNode::Op::kGlobal;
+    auto nsInView = [&](const std::string& ns) {
       if (global_only) return false;
-      if (ns_sel) return ns_sel->matches(calicoNsLabels(store_, p.ns));
-      return pol.global || p.ns == pol.ns;
+      if (ns_sel) return ns_sel->matches(calicoNsLabels(store_, ns));
+      return pol.global || ns == pol.ns;
     };
-    if (pod != nullptr && podInView(*pod) && sel.matches(calicoPodLabels(*pod))) return true;
+    const Pod* pod = podAt(addr);
+    if (pod != nullptr && nsInView(pod->ns) && pick(calicoPodLabels(*pod))) return true;
     for (const NetworkSet& set : store_.network_sets) {
-      bool in_view = global_only  ? set.global
-                     : ns_sel     ? (!set.global && ns_sel->matches(calicoNsLabels(store_, set.ns)))
-                     : pol.global ? set.global
-                                  : (!set.global && set.ns == pol.ns);
+      bool in_view = !set.global   ? nsInView(set.ns)
+                     : global_only ? true
+                     : ns_sel      ? namespaceSelectorPicksGlobal(*ns_sel)
+                                   : pol.global;
       if (!in_view) continue;
       bool inside = false;
       for (const Cidr& c : set.nets) inside = inside || c.contains(addr);
-      if (inside && sel.matches(MapLabelView(calicoSetLabels(set), set.global))) return true;
+      if (inside && pick(calicoSetLabels(set))) return true;
     }
     return false;
   };
   auto entityMatches = [&](const CalicoPolicy& pol, const EntityRule& e, Addr addr,
                            const Pod* pod_at_addr, bool is_destination) {
-    if (e.selector && !endpointMatches(pol, e.namespace_selector, *e.selector, addr)) return false;
-    if (e.not_selector && endpointMatches(pol, e.namespace_selector, *e.not_selector, addr))
-      return false;
-    if (e.namespace_selector && !e.selector && !e.not_selector &&
-        !endpointMatches(pol, e.namespace_selector, Selector::all(), addr)) {
-      return false;
+    // libcalico-go's getEndpointSelector: any selector field in a namespaced policy, or a
+    // namespaceSelector, makes a positive selector that the notSelector narrows (Felix's
+    // combineMatchesIfPossible); a global policy's lone notSelector excludes on its own.
+    if (e.selector || e.namespace_selector || (e.not_selector && !pol.global)) {
+      auto pick = [&](const Labels& l) {
+        return (!e.selector || e.selector->matches(l)) &&
+               (!e.not_selector || !e.not_selector->matches(l));
+      };
+      if (!inIpSet(pol, e.namespace_selector, pick, addr)) return false;
+    } else if (e.not_selector) {
+      auto pick = [&](const Labels& l) { return e.not_selector->matches(l); };
+      if (inIpSet(pol, std::nullopt, pick, addr)) return false;
     }
     if (!e.nets.empty() && std::none_of(e.nets.begin(), e.nets.end(),
                                         [&](const Cidr& c) { return c.contains(addr); })) {
@@ -138,7 +148,25 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
   auto calicoRuleMatches = [&](const CalicoPolicy& pol, const CalicoRule& r) {
     if (r.protocol && *r.protocol != protocol) return false;
     if (r.not_protocol && *r.not_protocol == protocol) return false;
-    if (r.ip_version && *r.ip_version != peer.family()) return false;
+    // Felix renders a rule only for the IP versions it can match (FilterRuleToIPVersion):
+    // every non-empty nets/notNets list must keep a CIDR of this version, and a notNets
+    // catch-all drops the rule.
+    const Family fam = peer.family();
+    if (r.ip_version && *r.ip_version != fam) return false;
+    auto rendered = [&](const std::vector<Cidr>& nets, bool negated) {
+      if (nets.empty()) return true;
+      bool kept = false;
+      for (const Cidr& c : nets) {
+        if (c.family != fam) continue;
+        if (negated && c.prefix == 0) return false;
+        kept = true;
+      }
+      return kept;
+    };
+    if (!rendered(r.source.nets, false) || !rendered(r.source.not_nets, true) ||
+        !rendered(r.destination.nets, false) || !rendered(r.destination.not_nets, true)) {
+      return false;
+    }
     auto icmpHit = [&](const IcmpMatch& m) {
       return (port >> 8) == m.type && (!m.code || (port & 0xff) == *m.code);
     };

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "names.h"
 #include "reader.h"
 
 namespace zonewall::policy {
@@ -10,8 +11,11 @@ namespace {
 
 std::optional<PortSpec> calicoPort(Reader& r, const YAML::Node& n) {
   if (auto v = Reader::plainInt(n)) {
-    if (*v < 0 || *v > 65535) {
-      r.error(n, fmt::format("port {} out of range [0, 65535]", *v), "out-of-range");
+    if (*v < 1 || *v > 65535) {
+      r.error(
+          n,
+          fmt::format("port {}: port range invalid, port number must be between 1 and 65535", *v),
+          "out-of-range");
       return std::nullopt;
     }
     return PortSpec{static_cast<std::uint16_t>(*v), static_cast<std::uint16_t>(*v), {}};
@@ -27,8 +31,8 @@ std::optional<PortSpec> calicoPort(Reader& r, const YAML::Node& n) {
     auto [p1, e1] = std::from_chars(s.data(), s.data() + colon, lo);
     auto [p2, e2] = std::from_chars(s.data() + colon + 1, s.data() + s.size(), hi);
     if (e1 != std::errc() || e2 != std::errc() || p1 != s.data() + colon ||
-        p2 != s.data() + s.size() || lo < 0 || hi > 65535 || lo > hi) {
-      r.error(n, fmt::format("invalid port range '{}' (want lo:hi, 0 <= lo <= hi <= 65535)", s),
+        p2 != s.data() + s.size() || lo < 1 || hi > 65535 || lo > hi) {
+      r.error(n, fmt::format("invalid port range '{}' (want lo:hi, 1 <= lo <= hi <= 65535)", s),
               "invalid-port");
       return std::nullopt;
     }
@@ -39,6 +43,63 @@ std::optional<PortSpec> calicoPort(Reader& r, const YAML::Node& n) {
     return std::nullopt;
   }
   return PortSpec{0, 0, s};
+}
+
+// Calico's name rules (libcalico-go validator/v3): which shape each kind's name must have.
+enum NameRule { kNpName, kGnpName, kTierName, kSubdomainName };
+
+void checkCalicoName(Reader& r, const YAML::Node& doc, const std::string& name, NameRule rule) {
+  const YAML::Node at = doc["metadata"]["name"];
+  if (name.size() > (rule == kTierName ? 63U : 253U)) {
+    r.error(
+        at,
+        fmt::format("name is too long by {} bytes", name.size() - (rule == kTierName ? 63U : 253U)),
+        "invalid-name");
+    return;
+  }
+  bool ok = false;
+  const char* shape = "lower case alphanumeric characters or '-'";
+  switch (rule) {
+    case kTierName:
+      ok = isDns1123Label(name);
+      break;
+    case kSubdomainName:
+      ok = isDns1123Subdomain(name);
+      shape = "lower case alphanumeric characters, '-' or '.'";
+      break;
+    case kGnpName:
+    case kNpName: {
+      // A label, or two joined by one dot; a NetworkPolicy may also be knp.default.<subdomain>
+      // or ossg.default.<subdomain>.
+      size_t dot = name.find('.');
+      ok = isDns1123Label(name) ||
+           (dot != std::string::npos && isDns1123Label(name.substr(0, dot)) &&
+            isDns1123Label(name.substr(dot + 1)));
+      if (rule == kNpName && !ok) {
+        for (const char* prefix : {"knp.default.", "ossg.default."}) {
+          if (name.starts_with(prefix)) {
+            ok = ok || isDns1123Subdomain(name.substr(std::string_view(prefix).size()));
+          }
+        }
+      }
+      break;
+    }
+  }
+  if (!ok) r.error(at, fmt::format("name '{}' must consist of {}", name, shape), "invalid-name");
+}
+
+// Calico's list limits (kubebuilder MaxItems on its API types).
+constexpr size_t kMaxRules = 1024;
+constexpr size_t kMaxNets = 256;
+constexpr size_t kMaxPorts = 50;
+
+// Calico's CEL rule on every selector but a rule's namespaceSelector and notSelector.
+void refuseGlobal(Reader& r, const YAML::Node& n, const std::string& what) {
+  if (n && n.IsScalar() && n.Scalar().find("global(") != std::string::npos) {
+    r.error(n,
+            fmt::format("{}: global() can only be used in an EntityRule namespaceSelector", what),
+            "invalid-selector");
+  }
 }
 
 EntityRule readEntity(Reader& r, const YAML::Node& n, const std::string& what) {
@@ -60,8 +121,31 @@ EntityRule readEntity(Reader& r, const YAML::Node& n, const std::string& what) {
   sel("selector", e.selector);
   sel("notSelector", e.not_selector);
   sel("namespaceSelector", e.namespace_selector);
+  // global() stands only as a rule's whole namespaceSelector (Calico's CEL rule on EntityRule
+  // and validateEntityRule); a notSelector may hold it, and there it matches like all().
+  refuseGlobal(r, n["selector"], what + ".selector");
+  if (YAML::Node ns = n["namespaceSelector"];
+      ns && ns.IsScalar() && ns.Scalar().find("global(") != std::string::npos) {
+    std::string bare;
+    for (char c : ns.Scalar()) {
+      if (c != ' ' && c != '\t') bare += c;
+    }
+    if (bare != "global()") {
+      r.error(ns,
+              fmt::format("{}.namespaceSelector: global() cannot be combined with other "
+                          "selectors",
+                          what),
+              "invalid-selector");
+    }
+  }
   auto nets = [&](const char* key, std::vector<Cidr>& out) {
     if (YAML::Node ns = n[key]; ns && r.isSeq(ns, what + "." + key)) {
+      if (ns.size() > kMaxNets) {
+        r.error(
+            ns,
+            fmt::format("{}.{}: {} entries; Calico's limit is {}", what, key, ns.size(), kMaxNets),
+            "too-many");
+      }
       for (const YAML::Node& c : ns) {
         if (auto cidr = r.cidr(c, what + "." + key)) {
           out.push_back(*cidr);
@@ -73,6 +157,12 @@ EntityRule readEntity(Reader& r, const YAML::Node& n, const std::string& what) {
   nets("notNets", e.not_nets);
   auto ports = [&](const char* key, std::vector<PortSpec>& out) {
     if (YAML::Node ps = n[key]; ps && r.isSeq(ps, what + "." + key)) {
+      if (ps.size() > kMaxPorts) {
+        r.error(
+            ps,
+            fmt::format("{}.{}: {} entries; Calico's limit is {}", what, key, ps.size(), kMaxPorts),
+            "too-many");
+      }
       for (const YAML::Node& p : ps) {
         if (auto spec = calicoPort(r, p)) {
           out.push_back(*spec);
@@ -98,7 +188,11 @@ std::optional<IcmpMatch> readIcmp(Reader& r, const YAML::Node& n, const char* wh
   r.checkKeys(n, {"type", "code"}, what);
   IcmpMatch m;
   if (!n["type"]) {
-    r.error(n, fmt::format("{} needs a type", what), "missing-field");
+    // Calico takes `icmp: {}` (it matches like no icmp field at all), not a code alone.
+    if (n["code"]) {
+      r.error(n, fmt::format("{}: ICMP code specified without an ICMP type", what),
+              "missing-field");
+    }
     return std::nullopt;
   }
   auto t = r.integer(n["type"], "icmp type", 0, 254);
@@ -112,10 +206,112 @@ std::optional<IcmpMatch> readIcmp(Reader& r, const YAML::Node& n, const char* wh
   return m;
 }
 
+// A Calico protocol: one of its names, spelt exactly, or a number 1-255 (validateProtocol).
+std::optional<Protocol> calicoProtocol(Reader& r, const YAML::Node& p, const char* key) {
+  if (!p.IsScalar()) {
+    r.error(p, fmt::format("{} must be a name or a number", key), "invalid-protocol");
+    return std::nullopt;
+  }
+  const std::string& s = p.Scalar();
+  int num = -1;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), num);
+  if (!s.empty() && ec == std::errc() && end == s.data() + s.size()) {
+    if (num < 1 || num > 255) {
+      r.error(p, fmt::format("{} {}: protocol number invalid (1-255)", key, s), "invalid-protocol");
+      return std::nullopt;
+    }
+    return static_cast<Protocol>(num);
+  }
+  for (const char* name : {"TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite"}) {
+    if (s == name) return parseProtocol(s);
+  }
+  r.error(p,
+          fmt::format("{} '{}': protocol name invalid (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite, "
+                      "spelt so, or a number)",
+                      key, s),
+          "invalid-protocol");
+  return std::nullopt;
+}
+
+// Ports need a protocol that has them (Calico's validateRule): TCP, UDP or SCTP — not UDPLite.
+// A rule without a protocol may list named ports only.
+void checkRulePorts(Reader& r, const YAML::Node& n, const CalicoRule& rule) {
+  const EntityRule& dst = rule.destination;
+  const bool supports = rule.protocol && (*rule.protocol == kTcp || *rule.protocol == kUdp ||
+                                          *rule.protocol == kSctp);
+  for (auto [key, list] : {std::pair{"ports", &dst.ports}, std::pair{"notPorts", &dst.not_ports}}) {
+    if (list->empty()) continue;
+    const bool named_only =
+        std::all_of(list->begin(), list->end(), [](const PortSpec& p) { return !p.name.empty(); });
+    if (!rule.protocol && named_only) {
+      // Calico matches a named port of any protocol here; zonewall needs to know which.
+      r.error(r.locIn(n["destination"], key),
+              fmt::format("destination.{}: named ports without a protocol are not supported by "
+                          "zonewall; set the rule's protocol",
+                          key),
+              "unsupported-field");
+    } else if (!rule.protocol) {
+      r.error(r.locIn(n["destination"], key),
+              fmt::format("destination.{}: rules with numeric port or port range must set "
+                          "protocol to TCP or UDP or SCTP",
+                          key),
+              "invalid-rule");
+    } else if (!supports) {
+      r.error(r.locIn(n["destination"], key),
+              fmt::format("destination.{}: rules that specify ports must set protocol to TCP or "
+                          "UDP or SCTP",
+                          key),
+              "invalid-rule");
+    }
+  }
+}
+
+// Calico's validateRule over nets: one IP version per rule, the rule's own if it names one,
+// and no notNets catch-all (it would match no traffic).
+void checkRuleNets(Reader& r, const YAML::Node& n, const CalicoRule& rule) {
+  bool seen_v4 = false;
+  bool seen_v6 = false;
+  auto scan = [&](const char* side, const char* key, const std::vector<Cidr>& nets) {
+    bool v4 = false;
+    bool v6 = false;
+    const YAML::Node at = n[side] && n[side].IsMap() && n[side][key] ? n[side][key] : n;
+    const bool negated = std::string_view(key) == "notNets";
+    for (const Cidr& c : nets) {
+      (c.family == Family::kV4 ? v4 : v6) = true;
+      if (negated && c.prefix == 0) {
+        r.error(at,
+                fmt::format("{}.{}: catch-all CIDR {} in negation creates logical contradiction "
+                            "(matches no traffic)",
+                            side, key, c.str()),
+                "invalid-rule");
+      }
+    }
+    if (rule.ip_version &&
+        ((v4 && *rule.ip_version != Family::kV4) || (v6 && *rule.ip_version != Family::kV6))) {
+      r.error(at, fmt::format("{}.{}: rule IP version doesn't match CIDR version", side, key),
+              "invalid-rule");
+    }
+    if ((v4 && seen_v6) || (v6 && seen_v4) || (v4 && v6)) {
+      r.error(at, fmt::format("{}.{}: rule contains both IPv4 and IPv6 CIDRs", side, key),
+              "invalid-rule");
+    }
+    seen_v4 = seen_v4 || v4;
+    seen_v6 = seen_v6 || v6;
+  };
+  scan("source", "nets", rule.source.nets);
+  scan("source", "notNets", rule.source.not_nets);
+  scan("destination", "nets", rule.destination.nets);
+  scan("destination", "notNets", rule.destination.not_nets);
+}
+
 std::vector<CalicoRule> readCalicoRules(Reader& r, const YAML::Node& rules,
                                         const std::string& what) {
   std::vector<CalicoRule> out;
   if (!rules || !r.isSeq(rules, what)) return out;
+  if (rules.size() > kMaxRules) {
+    r.error(rules, fmt::format("{}: {} rules; Calico's limit is {}", what, rules.size(), kMaxRules),
+            "too-many");
+  }
   for (const YAML::Node& n : rules) {
     if (!r.isMap(n, what + " rule")) {
       continue;
@@ -124,39 +320,31 @@ std::vector<CalicoRule> readCalicoRules(Reader& r, const YAML::Node& rules,
                 {"action", "protocol", "notProtocol", "icmp", "notICMP", "ipVersion", "source",
                  "destination", "http", "metadata"},
                 what + " rule");
+    auto proto = [&](const char* key, std::optional<Protocol>& dst) {
+      if (YAML::Node p = n[key]) dst = calicoProtocol(r, p, key);
+    };
     CalicoRule rule;
     rule.loc = r.loc(n);
     const size_t rule_mark = r.errorCount();
     if (YAML::Node a = n["action"]; a && a.IsScalar()) {
-      std::string s = a.Scalar();
-      std::transform(s.begin(), s.end(), s.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      if (s == "allow") {
+      // Calico's Action is an enum of exactly these spellings.
+      const std::string& s = a.Scalar();
+      if (s == "Allow") {
         rule.action = Action::kAllow;
-      } else if (s == "deny") {
+      } else if (s == "Deny") {
         rule.action = Action::kDeny;
-      } else if (s == "pass") {
+      } else if (s == "Pass") {
         rule.action = Action::kPass;
-      } else if (s == "log") {
+      } else if (s == "Log") {
         rule.action = Action::kLog;
       } else {
-        r.error(a, fmt::format("unknown action '{}' (Allow, Deny, Pass, Log)", a.Scalar()),
+        r.error(a,
+                fmt::format("unsupported action '{}': supported values: Allow, Deny, Log, Pass", s),
                 "invalid-action");
       }
     } else {
       r.error(r.locIn(n, "action"), "rule needs an action", "missing-field");
     }
-    auto proto = [&](const char* key, std::optional<Protocol>& dst) {
-      if (YAML::Node p = n[key]) {
-        auto v = p.IsScalar() ? parseProtocol(p.Scalar()) : std::nullopt;
-        if (!v || *v == 0) {
-          r.error(p, fmt::format("{}: unknown protocol '{}'", key, p.IsScalar() ? p.Scalar() : "?"),
-                  "invalid-protocol");
-        } else {
-          dst = v;
-        }
-      }
-    };
     proto("protocol", rule.protocol);
     proto("notProtocol", rule.not_protocol);
     if (YAML::Node i = n["icmp"]) {
@@ -165,8 +353,13 @@ std::vector<CalicoRule> readCalicoRules(Reader& r, const YAML::Node& rules,
     if (YAML::Node i = n["notICMP"]) {
       rule.not_icmp = readIcmp(r, i, "notICMP");
     }
-    if ((rule.icmp || rule.not_icmp) && !(rule.protocol && isIcmp(*rule.protocol))) {
-      r.error(n, "icmp/notICMP need protocol ICMP or ICMPv6", "invalid-rule");
+    if (n["icmp"] && !(rule.protocol && isIcmp(*rule.protocol))) {
+      r.error(n["icmp"], "ICMP fields require protocol to be ICMP or ICMPv6", "invalid-rule");
+    }
+    if (n["notICMP"] && !(rule.protocol && isIcmp(*rule.protocol))) {
+      // Calico's validator lets this pass, but Felix cannot render an ICMP match without
+      // the protocol; zonewall will not guess.
+      r.error(n["notICMP"], "notICMP needs protocol ICMP or ICMPv6", "invalid-rule");
     }
     if (YAML::Node v = n["ipVersion"]) {
       auto iv = Reader::plainInt(v);
@@ -176,6 +369,17 @@ std::vector<CalicoRule> readCalicoRules(Reader& r, const YAML::Node& rules,
         rule.ip_version = Family::kV6;
       } else {
         r.error(v, "ipVersion must be 4 or 6", "invalid-field");
+      }
+    }
+    // Calico's CEL rules on Rule: ICMP is IPv4's, ICMPv6 is IPv6's.
+    for (auto [key, p] :
+         {std::pair{"protocol", rule.protocol}, std::pair{"notProtocol", rule.not_protocol}}) {
+      if (p && rule.ip_version) {
+        if (*p == kIcmp && *rule.ip_version != Family::kV4) {
+          r.error(n[key], "protocol ICMP requires ipVersion 4", "invalid-rule");
+        } else if (*p == kIcmpV6 && *rule.ip_version != Family::kV6) {
+          r.error(n[key], "protocol ICMPv6 requires ipVersion 6", "invalid-rule");
+        }
       }
     }
     if (n["http"]) {
@@ -188,19 +392,8 @@ std::vector<CalicoRule> readCalicoRules(Reader& r, const YAML::Node& rules,
       r.error(r.locIn(n["source"], rule.source.ports.empty() ? "notPorts" : "ports"),
               "source ports are not supported by zonewall", "unsupported-field");
     }
-    bool has_ports = !rule.destination.ports.empty() || !rule.destination.not_ports.empty();
-    if (has_ports && !(rule.protocol && hasPorts(*rule.protocol))) {
-      r.error(r.locIn(n["destination"], "ports"), "ports need protocol TCP, UDP, SCTP or UDPLite",
-              "invalid-rule");
-    }
-    for (const Cidr& c : rule.source.nets) {
-      if (rule.ip_version && c.family != *rule.ip_version) {
-        r.warning(n,
-                  fmt::format("net {} never matches ipVersion {}", c.str(),
-                              *rule.ip_version == Family::kV4 ? 4 : 6),
-                  "never-matches");
-      }
-    }
+    checkRulePorts(r, n, rule);
+    checkRuleNets(r, n, rule);
     if (r.errorCount() == rule_mark) {
       out.push_back(std::move(rule));
     }
@@ -224,6 +417,7 @@ std::optional<double> readOrder(Reader& r, const YAML::Node& n) {
 
 void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool global) {
   const char* kind = global ? "GlobalNetworkPolicy" : "NetworkPolicy";
+  const size_t mark = r.errorCount();
   Meta m = readMeta(r, doc, !global, kind);
   YAML::Node spec = doc["spec"];
   if (!spec || !spec.IsMap()) {
@@ -241,10 +435,11 @@ void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool globa
   pol.ns = global ? "" : m.ns;
   pol.name = m.name;
   pol.loc = r.loc(doc);
-  const size_t mark = r.errorCount();
   if (YAML::Node t = spec["tier"]; t && t.IsScalar() && !t.Scalar().empty()) pol.tier = t.Scalar();
   pol.order = readOrder(r, spec["order"]);
+  checkCalicoName(r, doc, m.name, global ? kGnpName : kNpName);
   if (YAML::Node s = spec["selector"]) {
+    refuseGlobal(r, s, "spec.selector");
     auto sel = r.selectorText(s, "spec.selector");
     if (sel) {
       pol.selector = *sel;
@@ -254,6 +449,7 @@ void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool globa
     if (!global) {
       r.error(s, "namespaceSelector is only valid in a GlobalNetworkPolicy", "invalid-field");
     } else {
+      refuseGlobal(r, s, "spec.namespaceSelector");
       pol.namespace_selector = r.selectorText(s, "spec.namespaceSelector");
     }
   }
@@ -272,14 +468,18 @@ void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool globa
   pol.egress_rules = readCalicoRules(r, spec["egress"], "egress");
   if (YAML::Node types = spec["types"]; types && !types.IsNull()) {
     if (r.isSeq(types, "types")) {
+      if (types.size() == 0) {
+        r.error(types, "types: should have at least 1 item (or be left out)", "invalid-field");
+      }
       for (const YAML::Node& t : types) {
-        if (t.IsScalar() && t.Scalar() == "Ingress") {
-          pol.ingress = true;
-        } else if (t.IsScalar() && t.Scalar() == "Egress") {
-          pol.egress = true;
-        } else {
+        bool& flag = t.IsScalar() && t.Scalar() == "Egress" ? pol.egress : pol.ingress;
+        if (!t.IsScalar() || (t.Scalar() != "Ingress" && t.Scalar() != "Egress")) {
           r.error(t, "types entries must be Ingress or Egress", "invalid-field");
+        } else if (flag) {
+          r.error(t, fmt::format("'{}' type specified more than once", t.Scalar()),
+                  "invalid-field");
         }
+        flag = true;
       }
     }
   } else {
@@ -303,8 +503,14 @@ void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool globa
 
 void readNetworkSet(Reader& r, const YAML::Node& doc, Store& store, bool global) {
   const char* kind = global ? "GlobalNetworkSet" : "NetworkSet";
+  const size_t mark = r.errorCount();
   Meta m = readMeta(r, doc, !global, kind);
   if (m.name.empty()) return;
+  checkCalicoName(r, doc, m.name, kSubdomainName);
+  if (m.labels.contains(kCalicoNamespaceLabel)) {
+    r.error(r.locIn(doc["metadata"]["labels"], kCalicoNamespaceLabel),
+            fmt::format("{} is not a valid label name", kCalicoNamespaceLabel), "invalid-label");
+  }
   NetworkSet set{global, global ? "" : m.ns, m.name, m.labels, {}, r.loc(doc)};
   YAML::Node spec = doc["spec"];
   if (spec && spec.IsMap()) {
@@ -317,17 +523,19 @@ void readNetworkSet(Reader& r, const YAML::Node& doc, Store& store, bool global)
     if (spec["allowedEgressDomains"]) {
       r.error(spec["allowedEgressDomains"], "allowedEgressDomains is not supported by zonewall",
               "unsupported-field");
-      return;
     }
   }
-  store.network_sets.push_back(std::move(set));
+  keepUnlessErrors(r, mark, store.network_sets, std::move(set));
 }
 
 void readTier(Reader& r, const YAML::Node& doc, Store& store) {
+  const size_t mark = r.errorCount();
   Meta m = readMeta(r, doc, false, "Tier");
   if (m.name.empty()) return;
+  checkCalicoName(r, doc, m.name, kTierName);
   Tier tier{m.name, std::nullopt, Action::kDeny, r.loc(doc)};
-  if (YAML::Node spec = doc["spec"]; spec && spec.IsMap()) {
+  YAML::Node spec = doc["spec"];
+  if (spec && spec.IsMap()) {
     r.checkKeys(spec, {"order", "defaultAction"}, "Tier spec");
     tier.order = readOrder(r, spec["order"]);
     if (YAML::Node da = spec["defaultAction"]; da && da.IsScalar()) {
@@ -337,11 +545,31 @@ void readTier(Reader& r, const YAML::Node& doc, Store& store) {
         tier.default_action = Action::kPass;
       } else {
         r.error(da, "defaultAction must be Deny or Pass", "invalid-field");
-        return;
       }
     }
   }
-  store.tiers.push_back(std::move(tier));
+  // Calico's CEL rules on its well-known tiers.
+  struct WellKnown {
+    const char* name;
+    double order;
+    Action action;
+  };
+  for (const WellKnown& w : {WellKnown{kDefaultTier, kDefaultTierOrder, Action::kDeny},
+                             WellKnown{"kube-admin", 1000.0, Action::kPass},
+                             WellKnown{"kube-baseline", 10000000.0, Action::kPass}}) {
+    if (tier.name != w.name) continue;
+    if (tier.order != w.order) {
+      r.error(spec && spec["order"] ? spec["order"] : doc,
+              fmt::format("{} tier order must be {}", w.name, w.order), "invalid-field");
+    }
+    if (tier.default_action != w.action) {
+      r.error(spec && spec.IsMap() && spec["defaultAction"] ? spec["defaultAction"] : doc,
+              fmt::format("The '{}' tier must have default action '{}'", w.name,
+                          w.action == Action::kDeny ? "Deny" : "Pass"),
+              "invalid-field");
+    }
+  }
+  keepUnlessErrors(r, mark, store.tiers, std::move(tier));
 }
 
 }  // namespace zonewall::policy

@@ -14,11 +14,15 @@
 #include <utility>
 #include <vector>
 
+#include "names.h"
 #include "zonewall/base/diagnostic.h"
 #include "zonewall/policy/model.h"
 #include "zonewall/policy/selector.h"
 
 namespace zonewall::policy {
+
+/// Calico's API refuses longer selector strings (kubebuilder MaxLength on every selector).
+inline constexpr size_t kMaxSelectorLength = 1024;
 
 // Reads one document, reporting every problem with its file:line:col.
 class Reader {
@@ -114,7 +118,20 @@ class Reader {
               fmt::format("{} value for '{}' must be a string", what, kv.first.Scalar()));
         continue;
       }
-      out[kv.first.Scalar()] = kv.second.Scalar();
+      const std::string& key = kv.first.Scalar();
+      if (auto why = qualifiedNameError(key)) {
+        error(kv.first, fmt::format("{}: invalid label key '{}': {}", what, key, *why),
+              "invalid-label");
+        continue;
+      }
+      if (auto why = labelValueError(kv.second.Scalar())) {
+        error(kv.second,
+              fmt::format("{}: invalid value '{}' for label '{}': {}", what, kv.second.Scalar(),
+                          key, *why),
+              "invalid-label");
+        continue;
+      }
+      out[key] = kv.second.Scalar();
     }
     return out;
   }
@@ -138,6 +155,13 @@ class Reader {
   std::optional<Selector> selectorText(const YAML::Node& n, const std::string& what) {
     auto s = str(n, what);
     if (!s) return std::nullopt;
+    if (s->size() > kMaxSelectorLength) {
+      error(n,
+            fmt::format("{}: selector is {} characters long; Calico's limit is {}", what, s->size(),
+                        kMaxSelectorLength),
+            "invalid-selector");
+      return std::nullopt;
+    }
     auto sel = parseSelector(*s);
     if (!sel) {
       const SelectorParseError& perr = sel.error();
@@ -181,10 +205,21 @@ class Reader {
           ok = false;
           continue;
         }
+        if (auto why = qualifiedNameError(*key)) {
+          error(e["key"], fmt::format("invalid label key '{}': {}", *key, *why), "invalid-label");
+          ok = false;
+          continue;
+        }
         std::vector<std::string> values;
         if (YAML::Node vs = e["values"]; vs && isSeq(vs, "values")) {
           for (const YAML::Node& v : vs) {
-            if (auto s = str(v, "value")) values.push_back(*s);
+            auto s = str(v, "value");
+            if (!s) continue;
+            if (auto why = labelValueError(*s)) {
+              error(v, fmt::format("invalid label value '{}': {}", *s, *why), "invalid-label");
+              ok = false;
+            }
+            values.push_back(*s);
           }
         }
         if (*op == "In" || *op == "NotIn") {

@@ -72,7 +72,7 @@ bool eval(const Node& n, const LabelView& lv) {
     case Node::Op::kAll:
       return true;
     case Node::Op::kGlobal:
-      return lv.isGlobal();
+      return true;  // Calico's GlobalNode: only a rule's whole namespaceSelector gives it meaning
     case Node::Op::kHas:
       return lv.get(n.key) != nullptr;
     case Node::Op::kEq: {
@@ -115,7 +115,11 @@ bool eval(const Node& n, const LabelView& lv) {
   return false;
 }
 
-// Recursive-descent parser over the raw text; tracks the offset for error messages.
+// Calico's tokenizer refuses longer label names (tokenizer.MaxLabelLength).
+constexpr size_t kMaxLabelLength = 512;
+
+// Recursive-descent parser over the raw text, accepting exactly what Calico's tokenizer and
+// parser accept (libcalico-go/lib/selector); tracks the offset for error messages.
 class Parser {
  public:
   explicit Parser(std::string_view s) : s_(s) {}
@@ -141,8 +145,9 @@ class Parser {
       error_ = SelectorParseError{pos_, std::move(msg)};
     }
   }
+  // Calico's tokenizer skips spaces and tabs only: a newline is an unexpected character.
   void skipWs() {
-    while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) {
+    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t')) {
       ++pos_;
     }
   }
@@ -155,8 +160,19 @@ class Parser {
     return false;
   }
   static bool isKeyChar(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '/' ||
-           c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '/' || c == '-';
+  }
+  // "all(", "has(" and "global(" are one token each in Calico: no space before the '(', and a
+  // label may be called all, has or global.
+  bool eatCall(std::string_view name) {
+    skipWs();
+    if (s_.substr(pos_, name.size()) == name && pos_ + name.size() < s_.size() &&
+        s_[pos_ + name.size()] == '(') {
+      pos_ += name.size() + 1;
+      return true;
+    }
+    return false;
   }
   // A keyword is a whole word: "in" must not match the start of "index".
   bool eatWord(std::string_view word) {
@@ -176,6 +192,10 @@ class Parser {
     }
     if (start == pos_) {
       fail("expected a label key");
+    } else if (const size_t len = pos_ - start; len > kMaxLabelLength) {
+      pos_ = start;
+      fail(fmt::format("label too long ({} characters; Calico's limit is {})", len,
+                       kMaxLabelLength));
     }
     return std::string(s_.substr(start, pos_ - start));
   }
@@ -204,7 +224,10 @@ class Parser {
     if (eat("}")) {
       return vals;
     }
+    // Calico takes a trailing comma: {'a', 'b',}.
     do {
+      skipWs();
+      if (pos_ < s_.size() && s_[pos_] == '}') break;
       vals.push_back(str());
       if (failed_) {
         return vals;
@@ -251,22 +274,19 @@ class Parser {
       }
       return n;
     }
-    if (eatWord("all")) {
-      if (!eat("(") || !eat(")")) {
+    if (eatCall("all")) {
+      if (!eat(")")) {
         fail("expected 'all()'");
       }
       return makeNode(Node::Op::kAll);
     }
-    if (eatWord("global")) {
-      if (!eat("(") || !eat(")")) {
+    if (eatCall("global")) {
+      if (!eat(")")) {
         fail("expected 'global()'");
       }
       return makeNode(Node::Op::kGlobal);
     }
-    if (eatWord("has")) {
-      if (!eat("(")) {
-        fail("expected '(' after has");
-      }
+    if (eatCall("has")) {
       std::string k = key();
       if (!eat(")")) {
         fail("expected ')'");
@@ -359,6 +379,31 @@ std::expected<Selector, SelectorParseError> parseSelector(std::string_view text)
     return std::unexpected(p.error());
   }
   return Selector(n);
+}
+
+bool namespaceSelectorPicksGlobal(const Selector& ns_selector) {
+  // Over no labels at all, with all() false and global() true.
+  auto pick = [](auto&& self, const Node& n) -> bool {
+    switch (n.op) {
+      case Node::Op::kAll:
+        return false;
+      case Node::Op::kGlobal:
+        return true;
+      case Node::Op::kNot:
+        return !self(self, *n.kids[0]);
+      case Node::Op::kAnd:
+        return std::all_of(n.kids.begin(), n.kids.end(),
+                           [&](const NodePtr& k) { return self(self, *k); });
+      case Node::Op::kOr:
+        return std::any_of(n.kids.begin(), n.kids.end(),
+                           [&](const NodePtr& k) { return self(self, *k); });
+      default: {
+        static const Labels kNone;
+        return eval(n, MapLabelView(kNone));
+      }
+    }
+  };
+  return pick(pick, ns_selector.root());
 }
 
 NodePtr selEq(std::string key, std::string value) {

@@ -45,6 +45,14 @@ class Generator {
            "namespace: "
         << nsName(0) << ", labels: {app: ext}}\nspec: {nets: [192.0.2.128/25, 10.0.1.0/28]}\n";
     }
+    // A team's blocklist in its own namespace, which global rules see too.
+    if (coin(0.3)) {
+      y << "---\napiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata: {name: block, "
+           "namespace: "
+        << nsName(namespaces - 1) << ", labels: {app: " << oneOf({"a", "ext"})
+        << "}}\nspec: {nets: [" << oneOf({"10.0.0.8/30", "203.0.113.0/24", "\"fd00::/124\""})
+        << "]}\n";
+    }
     bool tiers = coin(0.4);
     if (tiers) {
       y << "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t1}\nspec: {order: "
@@ -222,18 +230,27 @@ class Generator {
     }
   }
 
-  std::string entity(bool with_ports, const std::string& proto) {
+  // `v6`: the IP version of every net in the rule (Calico refuses a rule mixing them).
+  std::string entity(bool with_ports, const std::string& proto, bool v6) {
     std::string out = "{";
     auto add = [&](const std::string& s) { out += (out.size() > 1 ? ", " : "") + s; };
     if (coin(0.4)) add("selector: \"" + calicoSelector() + "\"");
-    if (coin(0.15)) add("notSelector: \"" + calicoSelector() + "\"");
+    if (coin(0.15)) add("notSelector: \"" + (coin(0.1) ? "global()" : calicoSelector()) + "\"");
     if (coin(0.2))
-      add("namespaceSelector: \"" + oneOf({"team == 'red'", "all()", "global()", "env == 'prod'"}) +
-          "\"");
-    if (coin(0.2))
-      add("nets: [" + oneOf({"10.0.0.0/24", "192.0.2.0/24", "\"fd00::/64\"", "10.0.1.8/29"}) + "]");
-    if (coin(0.15))
-      add("notNets: [" + oneOf({"10.0.0.0/28", "192.0.2.0/25", "\"fd00::/124\""}) + "]");
+      add("namespaceSelector: \"" +
+          oneOf({"team == 'red'", "all()", "global()", "env == 'prod'", "!has(env)"}) + "\"");
+    if (coin(0.2)) {
+      add("nets: [" +
+          (v6 ? oneOf({"\"fd00::/64\"", "\"fd00::/124\"", "\"2001:db8::/32\""})
+              : oneOf({"10.0.0.0/24", "192.0.2.0/24", "10.0.1.8/29"})) +
+          "]");
+    }
+    if (coin(0.15)) {
+      add("notNets: [" +
+          (v6 ? oneOf({"\"fd00::/124\"", "\"fd00::/112\""})
+              : oneOf({"10.0.0.0/28", "192.0.2.0/25"})) +
+          "]");
+    }
     if (with_ports && (proto == "TCP" || proto == "UDP" || proto == "SCTP")) {
       if (coin(0.5))
         add("ports: [" + oneOf({"80", "'1000:2000'", "web", "dns", "53"}) +
@@ -259,9 +276,12 @@ class Generator {
       } else if (coin(0.2)) {
         rule += ", notProtocol: " + oneOf({"TCP", "UDP"});
       }
-      if (coin(0.15)) rule += ", ipVersion: " + oneOf({"4", "6"});
-      if (coin(0.6)) rule += ", source: " + entity(false, proto);
-      if (coin(0.6)) rule += ", destination: " + entity(true, proto);
+      // One IP version for the rule's nets; ipVersion, when given, agrees with them and with
+      // an ICMP protocol.
+      bool v6 = proto == "ICMPv6" || (proto != "ICMP" && coin(0.35));
+      if (coin(0.15)) rule += std::string(", ipVersion: ") + (v6 ? "6" : "4");
+      if (coin(0.6)) rule += ", source: " + entity(false, proto, v6);
+      if (coin(0.6)) rule += ", destination: " + entity(true, proto, v6);
       out += rule + "},";
     }
     if (out.back() == ',') out.pop_back();

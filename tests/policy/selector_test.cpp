@@ -22,7 +22,8 @@ TEST(Selector, EvaluatesTheFullGrammar) {
   const Case cases[] = {
       {.selector = "all()", .expected = true},
       {.selector = "", .expected = true},
-      {.selector = "global()", .expected = false},
+      // Calico's GlobalNode evaluates true (libcalico-go/lib/selector/parser/ast.go).
+      {.selector = "global()", .expected = true},
       {.selector = "app == 'web'", .expected = true},
       {.selector = "app == \"db\"", .expected = false},
       {.selector = "app != 'db'", .expected = true},

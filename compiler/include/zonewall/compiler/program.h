@@ -33,10 +33,10 @@ const char* directionName(Direction d);
 /// Where a selector looks for endpoints.
 struct Scope {
   enum class Kind : std::uint8_t {
-    kNamespace,         ///< pods (and, for Calico, NetworkSets) of one namespace
-    kNamespaces,        ///< of the namespaces a namespace selector picks
-    kAllAndGlobalSets,  ///< pods of every namespace and GlobalNetworkSets
-    kGlobalSets,        ///< GlobalNetworkSets only (namespaceSelector: global())
+    kNamespace,   ///< pods (and, for Calico, NetworkSets) of one namespace
+    kNamespaces,  ///< of the namespaces a namespace selector picks
+    kEverything,  ///< every pod and every NetworkSet, namespaced or global
+    kGlobalSets,  ///< GlobalNetworkSets only (namespaceSelector: global())
   };
   Kind kind = Kind::kNamespace;
   std::string ns;

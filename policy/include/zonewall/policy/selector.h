@@ -5,6 +5,8 @@
 //   or     := and ( "||" and )*
 //   and    := unary ( "&&" unary )*
 //   unary  := "!" unary | "(" expr ")" | "all()" | "global()" | "has(" key ")" | key op
+//   (global() matches everything, as in Calico; it means "no namespace" only as a rule's
+//   whole namespaceSelector, the one place Calico's validator lets it stand)
 //   op     := ("=="|"!=") str | "in" set | "not" "in" set
 //           | "contains" str | "starts" "with" str | "ends" "with" str
 //   set    := "{" [ str ("," str)* ] "}"
@@ -22,25 +24,21 @@ namespace zonewall::policy {
 
 using Labels = std::map<std::string, std::string, std::less<>>;
 
-/// What a selector is evaluated against: a label lookup plus whether the endpoint is global
-/// (a GlobalNetworkSet: Calico's global() is true only there).
+/// What a selector is evaluated against: a label lookup.
 class LabelView {
  public:
   virtual ~LabelView() = default;
   virtual const std::string* get(std::string_view key) const = 0;
-  virtual bool isGlobal() const { return false; }
 };
 
 /// A plain label map as a LabelView.
 class MapLabelView final : public LabelView {
  public:
-  explicit MapLabelView(const Labels& l, bool global = false) : labels_(l), global_(global) {}
+  explicit MapLabelView(const Labels& l) : labels_(l) {}
   const std::string* get(std::string_view key) const override;
-  bool isGlobal() const override { return global_; }
 
  private:
   const Labels& labels_;
-  bool global_;
 };
 
 struct SelectorNode {
@@ -77,6 +75,7 @@ class Selector {
   const std::string& str() const { return text_; }
   bool isAll() const { return root_->op == SelectorNode::Op::kAll; }
   const SelectorNode& root() const { return *root_; }
+  const std::shared_ptr<const SelectorNode>& rootPtr() const { return root_; }
 
   static Selector all() { return Selector(); }
   static Selector conjunction(std::vector<std::shared_ptr<const SelectorNode>> parts);
@@ -93,6 +92,12 @@ struct SelectorParseError {
 
 /// Parses Calico selector syntax. An empty or all-blank string is all().
 std::expected<Selector, SelectorParseError> parseSelector(std::string_view text);
+
+/// Whether a Calico rule namespaceSelector picks an entity outside every namespace (a
+/// GlobalNetworkSet). Calico prefixes the selector's label names with "pcns.", which such an
+/// entity lacks, reads all() as has(projectcalico.org/namespace) and global() as its negation
+/// (libcalico-go updateprocessors/rules.go): `!has(team)` picks it, `all()` does not.
+bool namespaceSelectorPicksGlobal(const Selector& ns_selector);
 
 /// Builders used to express Kubernetes LabelSelectors.
 std::shared_ptr<const SelectorNode> selEq(std::string key, std::string value);
