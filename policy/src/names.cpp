@@ -80,7 +80,8 @@ std::optional<std::string> labelValueError(std::string_view value) {
     return fmt::format("must be no more than 63 characters (it has {})", value.size());
   }
   if (!qualifiedNamePart(value)) {
-    return fmt::format("a valid label must be an empty string or {}", kQualifiedNameFormat);
+    return "a valid label must be an empty string or consist of alphanumeric characters, '-', "
+           "'_' or '.', and must start and end with an alphanumeric character";
   }
   return std::nullopt;
 }
