@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <expected>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -48,6 +49,16 @@ int runMatrix(const MatrixOptions& o, Io io) {
     err << "zonewall matrix: " << cluster.error().str() << "\n";
     return kExitFindings;
   }
+  // With --staged, the same inventory under the promoted policies (pods do not change).
+  std::optional<compiler::ClusterTables> promoted;
+  if (o.staged) {
+    auto p = compiler::ClusterTables::compile(compiler::lower(policy::promoteStaged(l.store)), inv);
+    if (!p) {
+      err << "zonewall matrix: " << p.error().str() << "\n";
+      return kExitFindings;
+    }
+    promoted.emplace(std::move(*p));
+  }
   std::vector<const policy::Pod*> pods;
   for (const auto& p : l.store.pods) {
     if (!p.ips.empty()) pods.push_back(&p);
@@ -55,17 +66,30 @@ int runMatrix(const MatrixOptions& o, Io io) {
   std::sort(pods.begin(), pods.end(),
             [](const policy::Pod* x, const policy::Pod* y) { return x->key() < y->key(); });
   // A probe goes to the destination's first IP, from the source's address of that family.
-  auto allowed = [&](const policy::Pod* src, const policy::Pod* dst) {
+  auto allowedBy = [&](const compiler::ClusterTables& tables, const policy::Pod* src,
+                       const policy::Pod* dst) {
     Addr to = dst->ips.front();
     auto from = std::find_if(src->ips.begin(), src->ips.end(),
                              [&](Addr x) { return x.family() == to.family(); });
-    return from != src->ips.end() && cluster->connectionAllowed(*from, to, *proto, port);
+    return from != src->ips.end() && tables.connectionAllowed(*from, to, *proto, port);
+  };
+  auto allowed = [&](const policy::Pod* src, const policy::Pod* dst) {
+    return allowedBy(*cluster, src, dst);
+  };
+  auto cell = [&](const policy::Pod* src, const policy::Pod* dst) {
+    const bool now = allowed(src, dst);
+    if (!promoted) return now ? '.' : 'X';
+    const bool then = allowedBy(*promoted, src, dst);
+    return now == then ? (now ? '.' : 'X') : (then ? '+' : '-');
   };
   if (o.format == "json") {
     json results = json::array();
     for (const auto* s : pods) {
-      for (const auto* d : pods)
-        results.push_back({{"from", s->key()}, {"to", d->key()}, {"allowed", allowed(s, d)}});
+      for (const auto* d : pods) {
+        json r = {{"from", s->key()}, {"to", d->key()}, {"allowed", allowed(s, d)}};
+        if (promoted) r["staged"] = allowedBy(*promoted, s, d);
+        results.push_back(std::move(r));
+      }
     }
     out << json{{"port", port}, {"protocol", policy::protocolName(*proto)}, {"results", results}}
                .dump(2)
@@ -74,14 +98,15 @@ int runMatrix(const MatrixOptions& o, Io io) {
   }
   size_t w = 4;
   for (const auto* p : pods) w = std::max(w, p->key().size());
-  out << fmt::format("{}/{}  (rows: from, columns: to; '.' allowed, 'X' denied)\n",
-                     policy::protocolName(*proto), port);
+  out << fmt::format(
+      "{}/{}  (rows: from, columns: to; '.' allowed, 'X' denied{})\n", policy::protocolName(*proto),
+      port, promoted ? "; if the staged policies were promoted: '+' opened, '-' closed" : "");
   out << fmt::format("{:<{}}", "", w);
   for (size_t i = 0; i < pods.size(); ++i) out << fmt::format(" {:>2}", i);
   out << "\n";
   for (size_t i = 0; i < pods.size(); ++i) {
     out << fmt::format("{:<{}}", pods[i]->key(), w);
-    for (const auto* d : pods) out << fmt::format("  {}", allowed(pods[i], d) ? '.' : 'X');
+    for (const auto* d : pods) out << fmt::format("  {}", cell(pods[i], d));
     out << fmt::format("   {}\n", i);
   }
   return kExitOk;
@@ -138,11 +163,6 @@ int runExplain(const ExplainOptions& o, Io io) {
         << ": no such pod (with an IP of the destination's family) or address\n";
     return kExitUsage;
   }
-  auto cluster = compiler::ClusterTables::compile(compiler::lower(l.store), inv);
-  if (!cluster) {
-    err << "zonewall explain: " << cluster.error().str() << "\n";
-    return kExitFindings;
-  }
   auto name = [&](Addr x) {
     const policy::Pod* p = inv.podAt(x);
     return p ? fmt::format("{} ({})", p->key(), zonewall::formatAddr(x)) : zonewall::formatAddr(x);
@@ -152,31 +172,52 @@ int runExplain(const ExplainOptions& o, Io io) {
                                : fmt::format("port {}", *port);
   out << fmt::format("flow: {} -> {} {} {}\n", name(*src), name(*dst), policy::protocolName(*proto),
                      port_shown);
-  bool allowed = true;
-  for (Direction d : {Direction::kEgress, Direction::kIngress}) {
-    Addr local = d == Direction::kEgress ? *src : *dst;
-    Addr remote = d == Direction::kEgress ? *dst : *src;
-    compiler::ClusterTables::Side s = cluster->decide(d, local, remote, *proto, *port);
-    const char* dn = compiler::directionName(d);
-    if (!s.applies()) {
-      out << fmt::format("{:<8} {}: not a pod: no policy applies\n", dn, name(local));
-      continue;
+  // One explanation of the flow under `store`'s policies; the verdict, or an exit code.
+  auto explainUnder = [&](const policy::Store& store) -> std::expected<bool, int> {
+    auto cluster = compiler::ClusterTables::compile(compiler::lower(store), inv);
+    if (!cluster) {
+      err << "zonewall explain: " << cluster.error().str() << "\n";
+      return std::unexpected(kExitFindings);
     }
-    const auto& attr = s.table->attributions[s.outcome->attribution];
-    out << fmt::format("{:<8} {} (node '{}'): {} by {}\n", dn, name(local), s.table->node,
-                       s.outcome->allow ? "ALLOW" : "DENY", attr.str());
-    for (std::uint32_t lg : s.outcome->logs)
-      out << fmt::format("         logged by {}\n", s.table->attributions[lg].str());
-    allowed = allowed && s.outcome->allow;
-  }
-  out << fmt::format("verdict: {}\n", allowed ? "ALLOWED" : "DENIED");
-  // The compiled table and the reference interpreter must agree; if they ever do not, that
-  // is a compiler bug worth a loud report rather than a quiet wrong answer.
-  compiler::ReferenceEvaluator ref(l.store);
-  if (ref.connectionAllowed({*src, *dst, *proto, *port}) != allowed) {
-    err << "zonewall explain: internal error: the reference evaluator disagrees; please report "
-           "this input\n";
-    return kExitInternal;
+    bool allowed = true;
+    for (Direction d : {Direction::kEgress, Direction::kIngress}) {
+      Addr local = d == Direction::kEgress ? *src : *dst;
+      Addr remote = d == Direction::kEgress ? *dst : *src;
+      compiler::ClusterTables::Side s = cluster->decide(d, local, remote, *proto, *port);
+      const char* dn = compiler::directionName(d);
+      if (!s.applies()) {
+        out << fmt::format("{:<8} {}: not a pod: no policy applies\n", dn, name(local));
+        continue;
+      }
+      const auto& attr = s.table->attributions[s.outcome->attribution];
+      out << fmt::format("{:<8} {} (node '{}'): {} by {}\n", dn, name(local), s.table->node,
+                         s.outcome->allow ? "ALLOW" : "DENY", attr.str());
+      for (std::uint32_t lg : s.outcome->logs)
+        out << fmt::format("         logged by {}\n", s.table->attributions[lg].str());
+      allowed = allowed && s.outcome->allow;
+    }
+    out << fmt::format("verdict: {}\n", allowed ? "ALLOWED" : "DENIED");
+    // The compiled table and the reference interpreter must agree; if they ever do not, that
+    // is a compiler bug worth a loud report rather than a quiet wrong answer.
+    compiler::ReferenceEvaluator ref(store);
+    if (ref.connectionAllowed({*src, *dst, *proto, *port}) != allowed) {
+      err << "zonewall explain: internal error: the reference evaluator disagrees; please report "
+             "this input\n";
+      return std::unexpected(kExitInternal);
+    }
+    return allowed;
+  };
+  auto now = explainUnder(l.store);
+  if (!now) return now.error();
+  if (o.staged) {
+    out << fmt::format("if the {} staged polic{} were promoted:\n", l.store.staged.size(),
+                       l.store.staged.size() == 1 ? "y" : "ies");
+    auto then = explainUnder(policy::promoteStaged(l.store));
+    if (!then) return then.error();
+    out << (*now == *then
+                ? fmt::format("promotion changes nothing: {}\n", *now ? "ALLOWED" : "DENIED")
+                : fmt::format("promotion changes the verdict: {} -> {}\n",
+                              *now ? "ALLOWED" : "DENIED", *then ? "ALLOWED" : "DENIED"));
   }
   return kExitOk;
 }

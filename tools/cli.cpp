@@ -32,20 +32,25 @@ Exit: 0 compiled, 1 the input has errors, 2 usage or unreadable input.
 
 constexpr const char* kMatrixHelp =
     R"(usage: zonewall matrix PATH... [--port N] [--protocol TCP|UDP|SCTP] [--format text|json]
+                      [--staged]
 
 Prints the pod x pod reachability of the inventory on one port (default 80/TCP): a connection
 is allowed iff the source's egress and the destination's ingress allow it, each decided by the
 compiled table of the pod's node. Text: one row per source, '.' allowed, 'X' denied.
 JSON: {"port":80,"protocol":"TCP","results":[{"from":"x/a","to":"x/b","allowed":true},...]}
+--staged: also as it would be with the staged policies (StagedNetworkPolicy, ...) promoted;
+'+' a connection promotion opens, '-' one it closes; JSON adds "staged": true|false.
 Exit: 0 printed, 1 the input has errors, 2 usage or unreadable input.
 )";
 
 constexpr const char* kExplainHelp =
-    R"(usage: zonewall explain PATH... --from NS/POD|IP --to NS/POD|IP --port N/PROTO
+    R"(usage: zonewall explain PATH... --from NS/POD|IP --to NS/POD|IP --port N/PROTO [--staged]
 
 Explains one connection: the verdict of the source's egress and the destination's ingress, each
 with the deciding policy, rule index and its file:line (or the default that applied).
 PROTO is TCP, UDP or SCTP; for ICMP and ICMPv6 give TYPE[:CODE]/ICMP.
+--staged: explains it again as it would be with the staged policies promoted, and says
+whether promoting them changes the verdict.
 Exit: 0 explained, 1 the input has errors, 2 usage or unreadable input.
 )";
 
@@ -156,6 +161,7 @@ int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream&
   c->add_option("--port", matrix.port)->check(CLI::Range(1, 65535));
   c->add_option("--protocol", matrix.protocol)->check(CLI::IsMember({"TCP", "UDP", "SCTP"}));
   c->add_option("--format", matrix.format)->check(CLI::IsMember({"text", "json"}));
+  c->add_flag("--staged", matrix.staged);
 
   ExplainOptions explain;
   c = add("explain", kExplainHelp, [&] { return runExplain(explain, io); });
@@ -163,6 +169,7 @@ int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream&
   c->add_option("--from", explain.from)->required();
   c->add_option("--to", explain.to)->required();
   c->add_option("--port", explain.port)->required();
+  c->add_flag("--staged", explain.staged);
 
   InventoryOptions inventory;
   c = add("inventory", kInventoryHelp, [&] { return runInventory(inventory, io); });

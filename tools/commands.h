@@ -43,6 +43,7 @@ struct MatrixOptions {
   int port = 80;
   std::string protocol = "TCP";  ///< TCP, UDP, SCTP
   std::string format = "text";   ///< text, json
+  bool staged = false;           ///< also with the staged policies promoted
 };
 int runMatrix(const MatrixOptions& o, Io io);
 
@@ -50,7 +51,8 @@ struct ExplainOptions {
   std::vector<std::string> paths;
   std::string from;  ///< NS/POD or an address
   std::string to;
-  std::string port;  ///< N/PROTO, or TYPE[:CODE]/ICMP
+  std::string port;     ///< N/PROTO, or TYPE[:CODE]/ICMP
+  bool staged = false;  ///< explain again with the staged policies promoted
 };
 int runExplain(const ExplainOptions& o, Io io);
 

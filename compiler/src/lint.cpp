@@ -5,13 +5,19 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <set>
 #include <tuple>
+#include <type_traits>
+#include <variant>
 
 namespace zonewall::compiler {
 
 using namespace policy;  // NOLINT
 
 namespace {
+
+bool sameKindAs(const K8sPolicy&, const K8sPolicy&) { return true; }
+bool sameKindAs(const CalicoPolicy& a, const CalicoPolicy& b) { return a.global == b.global; }
 
 std::string cidrList(const std::vector<Cidr>& cs) {
   std::string s;
@@ -510,12 +516,71 @@ const std::vector<LintRule>& lintRules() {
        "namespaceSelector and podSelector written as two peers (OR), likely meant as one (AND)."},
       {"k8s-peer-and", "namespaceSelector and podSelector in one peer (AND): both must match."},
       {"allow-from-world", "Ingress allowed from 0.0.0.0/0 or ::/0."},
+      {"staged-policy", "A staged policy: never enforced; what promoting it would do."},
+      {"staged-delete-missing", "A staged Delete names a policy that is not defined."},
   };
   return rules;
 }
 
 void lint(const Store& store, const Inventory& inventory, Diagnostics& diags) {
   Linter(store, inventory, diags).run();
+  if (store.staged.empty()) return;
+  // Staged policies: what promoting each would do, and the findings that only the promoted
+  // store has (a staged rule shadowed, a staged selector that picks nothing, ...).
+  for (const StagedPolicy& s : store.staged) {
+    const std::string target = s.target();
+    auto exists = [&](const auto& list, const auto& p) {
+      return std::any_of(list.begin(), list.end(),
+                         [&](const auto& q) { return q.key() == p.key() && sameKindAs(q, p); });
+    };
+    const bool present = std::visit(
+        [&](const auto& p) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(p)>, CalicoPolicy>) {
+            return exists(store.calico_policies, p);
+          } else {
+            return exists(store.k8s_policies, p);
+          }
+        },
+        s.policy);
+    switch (s.action) {
+      case StagedAction::kSet:
+        diags.info(s.loc,
+                   fmt::format("{} is not enforced; promoting it would {} {}", s.kind(),
+                               present ? "replace" : "create", target),
+                   "staged-policy");
+        break;
+      case StagedAction::kDelete:
+        if (present) {
+          diags.info(
+              s.loc,
+              fmt::format("{} is not enforced; promoting it would delete {}", s.kind(), target),
+              "staged-policy");
+        } else {
+          diags.warning(s.loc,
+                        fmt::format("{} would delete {}, which is not defined", s.kind(), target),
+                        "staged-delete-missing");
+        }
+        break;
+      case StagedAction::kLearn:
+      case StagedAction::kIgnore:
+        diags.info(s.loc,
+                   fmt::format("{} with stagedAction {}: promoting it changes nothing", s.kind(),
+                               stagedActionName(s.action)),
+                   "staged-policy");
+        break;
+    }
+  }
+  Store promoted = promoteStaged(store);
+  Inventory promoted_inventory(promoted);
+  Diagnostics promoted_diags;
+  Linter(promoted, promoted_inventory, promoted_diags).run();
+  std::set<std::string> seen;
+  for (const Diagnostic& d : diags.all()) seen.insert(d.str());
+  for (const Diagnostic& d : promoted_diags.all()) {
+    if (!seen.contains(d.str())) {
+      diags.add(d.severity, d.loc, "if the staged policies were promoted: " + d.message, d.rule_id);
+    }
+  }
 }
 
 }  // namespace zonewall::compiler

@@ -572,4 +572,73 @@ void readTier(Reader& r, const YAML::Node& doc, Store& store) {
   keepUnlessErrors(r, mark, store.tiers, std::move(tier));
 }
 
+void readStagedPolicy(Reader& r, const YAML::Node& doc, Store& store) {
+  const std::string kind = doc["kind"].Scalar();
+  const bool k8s = kind == "StagedKubernetesNetworkPolicy";
+  const bool global = kind == "StagedGlobalNetworkPolicy";
+  const size_t mark = r.errorCount();
+  StagedPolicy staged;
+  staged.loc = r.loc(doc);
+  YAML::Node spec = doc["spec"];
+  if (spec && spec.IsMap()) {
+    if (YAML::Node a = spec["stagedAction"]) {
+      const std::string v = a.IsScalar() ? a.Scalar() : "?";
+      if (v == "Set") {
+        staged.action = StagedAction::kSet;
+      } else if (v == "Delete") {
+        staged.action = StagedAction::kDelete;
+      } else if (v == "Learn") {
+        staged.action = StagedAction::kLearn;
+      } else if (v == "Ignore") {
+        staged.action = StagedAction::kIgnore;
+      } else {
+        r.error(a,
+                fmt::format("unsupported stagedAction '{}': supported values: Set, Delete, Learn, "
+                            "Ignore",
+                            v),
+                "invalid-field");
+      }
+    }
+    if (staged.action == StagedAction::kDelete) {
+      // Calico's validator: a Delete names its target and nothing else (a Calico one may keep
+      // its tier).
+      for (const auto& kv : spec) {
+        const std::string& k = kv.first.Scalar();
+        if (k != "stagedAction" && (k8s || k != "tier")) {
+          r.error(kv.first,
+                  fmt::format("spec.{}: Spec fields{} should all be zero-value if stagedAction "
+                              "is Delete",
+                              k, k8s ? "" : ", except Tier,"),
+                  "invalid-field");
+        }
+      }
+    }
+  }
+  // The rest is the policy it would become, read by the enforced kind's reader. A Delete
+  // only names its target.
+  Store one;
+  if (k8s && staged.action == StagedAction::kDelete) {
+    Meta m = readMeta(r, doc, true, kind);
+    if (!m.name.empty())
+      one.k8s_policies.push_back(K8sPolicy{m.ns, m.name, {}, false, false, {}, {}, r.loc(doc)});
+  } else {
+    r.alsoKnow("stagedAction");
+    if (k8s) {
+      readK8sPolicy(r, doc, one);
+    } else {
+      readCalicoPolicy(r, doc, one, global);
+    }
+    r.alsoKnow("");
+  }
+  if (r.errorCount() != mark) return;  // the reader said why
+  if (k8s && !one.k8s_policies.empty()) {
+    staged.policy = std::move(one.k8s_policies.front());
+  } else if (!k8s && !one.calico_policies.empty()) {
+    staged.policy = std::move(one.calico_policies.front());
+  } else {
+    return;
+  }
+  store.staged.push_back(std::move(staged));
+}
+
 }  // namespace zonewall::policy

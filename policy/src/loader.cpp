@@ -41,6 +41,10 @@ void readObject(Reader& r, const YAML::Node& doc, Store& store) {
     if (kind == "NetworkSet") return readNetworkSet(r, doc, store, false);
     if (kind == "GlobalNetworkSet") return readNetworkSet(r, doc, store, true);
     if (kind == "Tier") return readTier(r, doc, store);
+    if (kind == "StagedNetworkPolicy" || kind == "StagedGlobalNetworkPolicy" ||
+        kind == "StagedKubernetesNetworkPolicy") {
+      return readStagedPolicy(r, doc, store);
+    }
   }
   r.error(kind_n, fmt::format("unknown kind '{}' in apiVersion '{}'", kind, api), "unknown-kind");
 }

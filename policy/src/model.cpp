@@ -128,4 +128,62 @@ PolicyOrder policyOrder(const K8sPolicy& p) {
   return {kK8sPolicyOrder, "knp.default." + p.name, p.ns};
 }
 
+namespace {
+bool sameKind(const K8sPolicy&, const K8sPolicy&) { return true; }
+bool sameKind(const CalicoPolicy& a, const CalicoPolicy& b) { return a.global == b.global; }
+}  // namespace
+
+const char* stagedActionName(StagedAction a) {
+  switch (a) {
+    case StagedAction::kSet:
+      return "Set";
+    case StagedAction::kDelete:
+      return "Delete";
+    case StagedAction::kLearn:
+      return "Learn";
+    case StagedAction::kIgnore:
+      return "Ignore";
+  }
+  return "?";
+}
+
+const char* StagedPolicy::kind() const {
+  if (const auto* c = std::get_if<CalicoPolicy>(&policy)) {
+    return c->global ? "StagedGlobalNetworkPolicy" : "StagedNetworkPolicy";
+  }
+  return "StagedKubernetesNetworkPolicy";
+}
+
+std::string StagedPolicy::target() const {
+  if (const auto* c = std::get_if<CalicoPolicy>(&policy)) {
+    return (c->global ? "GlobalNetworkPolicy " : "Calico NetworkPolicy ") + c->key();
+  }
+  return "NetworkPolicy " + std::get<K8sPolicy>(policy).key();
+}
+
+Store promoteStaged(const Store& store) {
+  Store out = store;
+  out.staged.clear();
+  auto apply = [&](auto& list, const auto& policy, StagedAction action) {
+    auto same = [&](const auto& p) { return p.key() == policy.key() && sameKind(p, policy); };
+    auto it = std::find_if(list.begin(), list.end(), same);
+    if (action == StagedAction::kDelete) {
+      if (it != list.end()) list.erase(it);
+    } else if (it != list.end()) {
+      *it = policy;
+    } else {
+      list.push_back(policy);
+    }
+  };
+  for (const StagedPolicy& s : store.staged) {
+    if (s.action == StagedAction::kLearn || s.action == StagedAction::kIgnore) continue;
+    if (const auto* c = std::get_if<CalicoPolicy>(&s.policy)) {
+      apply(out.calico_policies, *c, s.action);
+    } else {
+      apply(out.k8s_policies, std::get<K8sPolicy>(s.policy), s.action);
+    }
+  }
+  return out;
+}
+
 }  // namespace zonewall::policy

@@ -63,6 +63,7 @@ class Reader {
     if (!map.IsMap()) return;
     for (const auto& kv : map) {
       std::string k = kv.first.Scalar();
+      if (k == also_known_) continue;
       if (std::none_of(known.begin(), known.end(), [&](const char* s) { return k == s; })) {
         warning(kv.first, fmt::format("unknown field '{}' in {}", k, where), "unknown-field");
       }
@@ -249,6 +250,10 @@ class Reader {
     return Selector::conjunction(std::move(parts));
   }
 
+  /// One more key every checkKeys() accepts while it is set (a staged policy's stagedAction,
+  /// read by the enforced kind's reader); empty: none.
+  void alsoKnow(std::string key) { also_known_ = std::move(key); }
+
   const std::string& file() const { return file_; }
   Diagnostics& diags() { return diags_; }
 
@@ -261,6 +266,7 @@ class Reader {
   int line_offset_;
   Diagnostics& diags_;
   size_t errors_ = 0;
+  std::string also_known_;
 };
 
 struct Meta {
@@ -292,5 +298,7 @@ void readK8sPolicy(Reader& r, const YAML::Node& doc, Store& store);
 void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool global);
 void readNetworkSet(Reader& r, const YAML::Node& doc, Store& store, bool global);
 void readTier(Reader& r, const YAML::Node& doc, Store& store);
+/// StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy.
+void readStagedPolicy(Reader& r, const YAML::Node& doc, Store& store);
 
 }  // namespace zonewall::policy

@@ -35,12 +35,18 @@ void validateStore(const Store& store, Diagnostics& diags) {
         s.loc, set_seen);
   }
   for (const auto& t : store.tiers) dup("Tier", t.name, t.loc, tier_seen);
-  for (const auto& p : store.calico_policies) {
+  auto checkTier = [&](const CalicoPolicy& p, const SourceLoc& loc) {
     if (p.tier != kDefaultTier && !tier_seen.contains(p.tier)) {
-      diags.error(p.loc,
+      diags.error(loc,
                   fmt::format("policy '{}' names tier '{}', which is not defined", p.key(), p.tier),
                   "unknown-tier");
     }
+  };
+  for (const auto& p : store.calico_policies) checkTier(p, p.loc);
+  std::map<std::string, SourceLoc> staged_seen;
+  for (const auto& s : store.staged) {
+    dup(s.kind(), s.target(), s.loc, staged_seen);
+    if (const auto* c = std::get_if<CalicoPolicy>(&s.policy)) checkTier(*c, s.loc);
   }
   std::map<Addr, const Pod*> ip_owner;
   for (const auto& p : store.pods) {

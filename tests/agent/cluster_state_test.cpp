@@ -12,6 +12,7 @@
 
 #include "zonewall/agent/objects.h"
 #include "zonewall/agent/packet_log.h"
+#include "zonewall/policy/loader.h"
 
 namespace zonewall::agent {
 namespace {
@@ -112,6 +113,23 @@ TEST(FromApi, BadPolicyIsRejectedNamingObjectAndField) {
   std::string text = c.errors[0].str();
   EXPECT_NE(text.find("NetworkPolicy bank/bad"), std::string::npos) << text;
   EXPECT_NE(text.find("70000"), std::string::npos) << text;
+}
+
+// A staged policy in a policy directory is loaded (and its errors reported) but is never an
+// object the agent compiles: it exists to preview a change, as in Calico.
+TEST(Objects, StagedPoliciesAreNeverEnforced) {
+  policy::Store store;
+  Diagnostics diags;
+  policy::loadSources({{"p.yaml",
+                        "apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\n"
+                        "metadata: {name: lockdown}\nspec: {selector: all(), ingress: [{action: "
+                        "Deny}]}\n---\napiVersion: projectcalico.org/v3\nkind: "
+                        "StagedKubernetesNetworkPolicy\nmetadata: {name: k, namespace: x}\n"
+                        "spec: {podSelector: {}}\n"}},
+                      store, diags);
+  ASSERT_FALSE(diags.hasErrors());
+  ASSERT_EQ(store.staged.size(), 2u);
+  EXPECT_TRUE(objectsOf(std::move(store)).empty());
 }
 
 // Every snapshot with the whole store.

@@ -1,6 +1,7 @@
 // Random clusters, policies and flows for differential tests: seeded and reproducible, mixing
 // Kubernetes and Calico policies, ipBlocks with excepts, named ports, endPort ranges, tiers,
-// Pass/Log/Deny, IPv6.
+// Pass/Log/Deny, IPv6, network sets (namespaced ones seen from global rules), rules of one IP
+// version, and staged policies.
 #pragma once
 
 #include <random>
@@ -67,6 +68,9 @@ class Generator {
         y << calicoPolicy(i, namespaces, tiers);
       }
     }
+    // Staged policies, named like the enforced ones (so promotion may replace or delete one).
+    int staged = coin(0.3) ? pick(1, 2) : 0;
+    for (int i = 0; i < staged; ++i) y << stagedPolicy(i, namespaces, tiers);
     return y.str();
   }
 
@@ -188,6 +192,37 @@ class Generator {
     // "{, ports" is not YAML: clean a leading comma inside braces
     for (size_t pos; (pos = out.find("{, ")) != std::string::npos;) out.erase(pos + 1, 2);
     return out + "]";
+  }
+
+  static std::string replaced(std::string text, const std::string& from, const std::string& to) {
+    if (auto at = text.find(from); at != std::string::npos) text.replace(at, from.size(), to);
+    return text;
+  }
+
+  std::string stagedPolicy(int i, int namespaces, bool tiers) {
+    switch (pick(0, 3)) {
+      case 0:
+        return replaced(
+            replaced(k8sPolicy(i, namespaces),
+                     "apiVersion: networking.k8s.io/v1\nkind: "
+                     "NetworkPolicy",
+                     "apiVersion: projectcalico.org/v3\nkind: StagedKubernetesNetworkPolicy"),
+            "spec:\n", "spec:\n  stagedAction: Set\n");
+      case 1: {
+        std::string p = calicoPolicy(i, namespaces, tiers);
+        return replaced(replaced(p, "kind: GlobalNetworkPolicy", "kind: StagedGlobalNetworkPolicy"),
+                        "kind: NetworkPolicy", "kind: StagedNetworkPolicy");
+      }
+      case 2:
+        return "---\napiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata: "
+               "{name: c" +
+               std::to_string(i) + "}\nspec: {stagedAction: Delete}\n";
+      default:
+        return "---\napiVersion: projectcalico.org/v3\nkind: StagedKubernetesNetworkPolicy\n"
+               "metadata: {name: k" +
+               std::to_string(i) + ", namespace: " + nsName(pick(0, namespaces - 1)) +
+               "}\nspec: {stagedAction: Delete}\n";
+    }
   }
 
   std::string k8sPolicy(int i, int namespaces) {

@@ -26,6 +26,13 @@ class Cluster {
     for (const auto& d : diags_.all()) {
       if (d.severity == zonewall::Severity::kError) ADD_FAILURE() << d.str();
     }
+    build();
+  }
+  /// A store already loaded (e.g. promoteStaged()'s).
+  explicit Cluster(policy::Store store) : store_(std::move(store)) { build(); }
+
+ private:
+  void build() {
     inv_ = std::make_unique<Inventory>(store_);
     prog_ = lower(store_);
     auto tables = ClusterTables::compile(prog_, *inv_);
@@ -35,6 +42,7 @@ class Cluster {
     }
   }
 
+ public:
   zonewall::Addr addrOf(const std::string& who) const {
     if (auto a = zonewall::parseAddr(who)) return *a;
     auto slash = who.find('/');

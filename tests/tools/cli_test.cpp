@@ -164,5 +164,92 @@ TEST(Cli, Explain) {
       2);
 }
 
+// The security team stages a stricter secure-zone isolation (api may no longer pass) and the
+// deletion of the ledger's own policy, to preview them against the bank before promoting.
+const char* kBankStaged = R"(apiVersion: projectcalico.org/v3
+kind: StagedGlobalNetworkPolicy
+metadata:
+  name: security.secure-zone-isolation
+spec:
+  tier: security
+  order: 20
+  selector: zone == 'secure'
+  types: [Ingress]
+  ingress:
+  - action: Pass
+    source:
+      selector: zone == 'secure'
+  - action: Deny
+---
+apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata: {name: ledger, namespace: secure}
+spec: {stagedAction: Delete}
+)";
+
+// Staged policies are linted, never enforced, and previewed by explain/matrix --staged.
+TEST(Cli, StagedPoliciesPreviewedNeverEnforced) {
+  TempDir dir;
+  const std::string staged = dir.write("staged.yaml", kBankStaged).string();
+  const std::string in = bank() + " " + staged;
+  // Never enforced: node-a's table is byte for byte the bank's golden one.
+  RunResult compiled = run(zw("compile " + in + " --node node-a"));
+  ASSERT_EQ(compiled.exit_code, 0);
+  EXPECT_EQ(compiled.out, readFile(sourceDir() + "/tests/golden/bank-node-a.nft"));
+  // Linted: what promotion would do, at the staged object's file:line.
+  RunResult lint = run(zw("lint " + in));
+  EXPECT_EQ(lint.exit_code, 0) << lint.out;
+  EXPECT_NE(
+      lint.out.find(staged + ":1:1: info: StagedGlobalNetworkPolicy is not enforced; promoting it "
+                             "would replace GlobalNetworkPolicy security.secure-zone-isolation "
+                             "[staged-policy]"),
+      std::string::npos)
+      << lint.out;
+  EXPECT_NE(lint.out.find("would delete NetworkPolicy secure/ledger"), std::string::npos)
+      << lint.out;
+  // explain --staged: allowed today, denied once promoted, by the staged rule.
+  RunResult e = run(
+      zw("explain " + in + " --from internal/api-1 --to secure/ledger --port 5432/TCP --staged"));
+  ASSERT_EQ(e.exit_code, 0) << e.out;
+  EXPECT_NE(e.out.find("verdict: ALLOWED\nif the 2 staged policies were promoted:"),
+            std::string::npos)
+      << e.out;
+  EXPECT_NE(e.out.find("security.secure-zone-isolation ingress rule 1 (Deny) at " + staged + ":14"),
+            std::string::npos)
+      << e.out;
+  EXPECT_NE(e.out.find("promotion changes the verdict: ALLOWED -> DENIED"), std::string::npos)
+      << e.out;
+  // Without --staged, explain answers for what is enforced only.
+  RunResult plain =
+      run(zw("explain " + in + " --from internal/api-1 --to secure/ledger --port 5432/TCP"));
+  EXPECT_EQ(plain.out.find("staged"), std::string::npos) << plain.out;
+  // matrix --staged: the closed cells, in JSON and text.
+  RunResult m = run(zw("matrix " + in + " --port 5432 --format json --staged"));
+  ASSERT_EQ(m.exit_code, 0) << m.out;
+  auto doc = nlohmann::json::parse(m.out);
+  size_t closed = 0;
+  size_t opened = 0;
+  for (const auto& row : doc["results"]) {
+    closed += row["allowed"] == true && row["staged"] == false;
+    opened += row["allowed"] == false && row["staged"] == true;
+    if (row["from"] == "internal/api-1" && row["to"] == "secure/ledger") {
+      EXPECT_EQ(row["allowed"], true);
+      EXPECT_EQ(row["staged"], false);
+    }
+    // Deleting the ledger's own policy lets the secure zone's other pods in.
+    if (row["from"] == "secure/vault" && row["to"] == "secure/ledger") {
+      EXPECT_EQ(row["allowed"], false);
+      EXPECT_EQ(row["staged"], true);
+    }
+  }
+  EXPECT_GE(closed, 1u);
+  EXPECT_GE(opened, 1u);
+  RunResult text = run(zw("matrix " + in + " --port 5432 --staged"));
+  const size_t body = text.out.find('\n');
+  EXPECT_NE(text.out.find("'+' opened, '-' closed"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("  -", body), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("  +", body), std::string::npos) << text.out;
+}
+
 }  // namespace
 }  // namespace zonewall::testing

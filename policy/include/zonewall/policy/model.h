@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <variant>
 #include <vector>
 
 #include "zonewall/base/diagnostic.h"
@@ -193,6 +194,28 @@ struct Tier {
   SourceLoc loc;
 };
 
+/// Calico's stagedAction: what promoting a staged policy does to its enforced namesake.
+enum class StagedAction : std::uint8_t {
+  kSet,     ///< create it, or replace it
+  kDelete,  ///< delete it
+  kLearn,   ///< a policy recommendation's state: promotion changes nothing
+  kIgnore,  ///< likewise
+};
+const char* stagedActionName(StagedAction a);
+
+/// A StagedNetworkPolicy, StagedGlobalNetworkPolicy or StagedKubernetesNetworkPolicy: read
+/// and checked like the policy it would become, never enforced. promoteStaged() shows what
+/// promoting it would do.
+struct StagedPolicy {
+  StagedAction action = StagedAction::kSet;
+  std::variant<K8sPolicy, CalicoPolicy> policy;  ///< its enforced namesake, as it would be
+  SourceLoc loc;
+
+  const char* kind() const;  ///< "StagedNetworkPolicy", ...
+  /// The enforced policy's kind and key, e.g. "GlobalNetworkPolicy deny-all".
+  std::string target() const;
+};
+
 /// Everything loaded: the inventory and the policies.
 struct Store {
   std::vector<Namespace> namespaces;
@@ -201,6 +224,7 @@ struct Store {
   std::vector<CalicoPolicy> calico_policies;
   std::vector<NetworkSet> network_sets;
   std::vector<Tier> tiers;
+  std::vector<StagedPolicy> staged;  ///< never enforced: see promoteStaged()
 
   const Namespace* findNamespace(std::string_view name) const;
   const Pod* findPod(std::string_view ns, std::string_view name) const;
@@ -210,6 +234,11 @@ struct Store {
   /// checked against.
   bool hasInventory() const { return !pods.empty() || !namespaces.empty(); }
 };
+
+/// The store as it would be if every staged policy were promoted (Calico: the staged spec
+/// replaces the enforced policy of the same kind, namespace and name, or creates it; Delete
+/// removes it; Learn and Ignore change nothing). The result holds no staged policies.
+Store promoteStaged(const Store& store);
 
 // Calico's evaluation order, written once (the reference evaluator keeps an independent copy
 // on purpose): tiers by order — a tier without one after every ordered tier, the default
