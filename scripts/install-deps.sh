@@ -13,6 +13,8 @@ packages=(
   # (scripts/kube/): openssl for its certificates, python3 to pick free ports, `time` for the
   # build figures.
   libcurl4-openssl-dev prometheus-cpp-dev libcivetweb-dev time openssl curl python3
+  # Subnet leases in Flannel's etcd layout: the tests start Debian's etcd on loopback.
+  etcd-server
   # CNI: reference plugins (ptp, host-local, portmap, tuning), libcni for the Go test driver,
   # podman + runc + a static busybox as a real container runtime.
   containernetworking-plugins golang-go golang-github-appc-cni-dev iputils-ping

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <optional>
 
+#include "base64.h"
 #include "zonewall/agent/kube.h"
 
 namespace zonewall::agent {
@@ -31,26 +32,6 @@ std::optional<std::string> readFile(const std::string& path) {
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
-}
-
-std::optional<std::string> base64Decode(std::string_view in) {
-  static constexpr std::string_view kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=' || c == '\n' || c == '\r' || c == ' ') continue;
-    size_t v = kAlphabet.find(c);
-    if (v == std::string_view::npos) return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -309,8 +290,11 @@ std::expected<KubeClient::Response, Error> KubeClient::request(const std::string
 std::expected<long, Error> KubeClient::stream(const std::string& path,
                                               const std::function<bool(std::string_view)>& on_line,
                                               const std::atomic<bool>& stop,
-                                              std::chrono::seconds idle, std::string* error_body) {
-  curl_slist* headers = impl_->prepare(path, stop, "GET", "", "");
+                                              std::chrono::seconds idle, std::string* error_body,
+                                              const std::string& post_body) {
+  curl_slist* headers = post_body.empty()
+                            ? impl_->prepare(path, stop, "GET", "", "")
+                            : impl_->prepare(path, stop, "POST", post_body, "application/json");
   long status = 0;
   std::string error_text;
   // Lines are handed on only for a 200: an error status's body is one JSON Status.

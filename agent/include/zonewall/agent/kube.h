@@ -39,7 +39,8 @@ std::expected<KubeConfig, Error> inClusterConfig(
 std::expected<KubeConfig, Error> loadKubeconfig(const std::string& path,
                                                 const std::string& context = "");
 
-/// One connection's worth of API calls (one per thread: libcurl handles are not shared).
+/// One connection's worth of API calls (one per thread: libcurl handles are not shared). It
+/// is the agent's HTTP(S)+JSON client: etcd's v3 JSON gateway (etcd.h) goes through it too.
 class KubeClient {
  public:
   explicit KubeClient(KubeConfig config);
@@ -61,10 +62,12 @@ class KubeClient {
   /// A watch: `on_line` gets each line of the stream as it arrives (return false to end it).
   /// Returns the HTTP status when the stream ends; the body of an error status in `error_body`.
   /// The stream is dropped when no byte arrived for `idle` (a dead connection).
+  /// A POST `body` instead of a GET when given (etcd's watch).
   std::expected<long, Error> stream(const std::string& path,
                                     const std::function<bool(std::string_view)>& on_line,
                                     const std::atomic<bool>& stop, std::chrono::seconds idle,
-                                    std::string* error_body = nullptr);
+                                    std::string* error_body = nullptr,
+                                    const std::string& post_body = "");
   /// Reads the token file again (after a 401).
   void reloadToken();
 

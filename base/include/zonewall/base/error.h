@@ -21,7 +21,16 @@ struct SourceLoc {
 
 /// An error at a module boundary.
 struct Error {
-  enum class Code : std::uint8_t { kInvalidInput, kIo, kUnsupported, kKernel, kInternal };
+  enum class Code : std::uint8_t {
+    kInvalidInput,
+    kIo,
+    kUnsupported,
+    kKernel,
+    kInternal,
+    kNotFound,   ///< a datastore key that should be there is not
+    kConflict,   ///< another writer got there first (a lost claim race)
+    kExhausted,  ///< nothing left to allocate
+  };
   Code code = Code::kInvalidInput;
   std::string message;
   SourceLoc loc;

@@ -1,0 +1,116 @@
+// Node subnet leases, Flannel's way and on Flannel's wire (flannel-io/flannel pkg/subnet,
+// pkg/lease, pkg/subnet/etcd): the network config at <prefix>/config, one key per lease at
+// <prefix>/subnets/<a.b.c.d>-<len>[&<v6>-<len>] holding the node's attributes as JSON and
+// bound to an etcd lease, and subnet.env for the CNI plugin. A node running flanneld and a
+// node running zonewall-agent read and write the same keys.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "zonewall/agent/etcd.h"
+#include "zonewall/base/error.h"
+#include "zonewall/base/ip.h"
+
+namespace zonewall::agent {
+
+/// Flannel's network config (subnet.Config), after CheckNetworkConfig's defaulting.
+struct NetworkConfig {
+  bool enable_ipv4 = true;
+  bool enable_ipv6 = false;
+  Cidr network;  ///< IPv4
+  Cidr ipv6_network;
+  int subnet_len = 0;           ///< default: 24, or network+2 for a network smaller than /22
+  int ipv6_subnet_len = 0;      ///< default: 64, or network+2
+  Addr subnet_min, subnet_max;  ///< default: the second subnet, the last one
+  Addr ipv6_subnet_min, ipv6_subnet_max;
+  std::string backend_type = "udp";  ///< Backend.Type; Flannel's default when Backend is absent
+  int vni = 1;                       ///< vxlan Backend.VNI
+  int port = 0;                      ///< vxlan Backend.Port; 0 = the kernel's default (8472)
+  std::string backend_json;          ///< Backend as written
+};
+
+/// Parses Flannel's config JSON (field names case-insensitive, as Go's encoding/json reads
+/// them) and applies CheckNetworkConfig: its defaults and its errors, word for word.
+std::expected<NetworkConfig, Error> parseNetworkConfig(const std::string& json_text);
+
+/// What a lease says about its node (lease.LeaseAttrs): the JSON value of its key.
+struct LeaseAttrs {
+  Addr public_ip;
+  std::optional<Addr> public_ipv6;
+  std::string backend_type;
+  std::string backend_data;     ///< raw JSON, e.g. {"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}
+  std::string backend_v6_data;  ///< raw JSON
+
+  std::string toJson() const;
+  static std::expected<LeaseAttrs, Error> fromJson(const std::string& text);
+  friend bool operator==(const LeaseAttrs&, const LeaseAttrs&) = default;
+};
+
+struct SubnetLease {
+  std::optional<Cidr> subnet;  ///< IPv4
+  std::optional<Cidr> ipv6_subnet;
+  LeaseAttrs attrs;
+  std::int64_t etcd_lease = 0;
+  std::chrono::system_clock::time_point expiration;
+
+  std::string key() const;  ///< "10.5.34.0-24", "10.5.34.0-24&fc00:0:0:1::-64"
+};
+
+/// Flannel's MakeSubnetKey / ParseSubnetKey.
+std::string subnetKey(const std::optional<Cidr>& v4, const std::optional<Cidr>& v6);
+bool parseSubnetKey(const std::string& key, std::optional<Cidr>& v4, std::optional<Cidr>& v6);
+
+/// The leases of one network in etcd, as Flannel's etcd subnet manager keeps them.
+class EtcdSubnetManager {
+ public:
+  static constexpr std::chrono::seconds kFlannelTtl{24 * 3600};
+  EtcdSubnetManager(EtcdEndpoint endpoint, std::string prefix = "/coreos.com/network",
+                    std::chrono::seconds ttl = kFlannelTtl);
+
+  std::expected<NetworkConfig, Error> config();
+  /// Every lease in the network and the revision they were read at.
+  std::expected<std::pair<std::vector<SubnetLease>, std::int64_t>, Error> leases();
+  /// Flannel's AcquireLease: this node's own lease if one has its PublicIP (taken back,
+  /// renewed); else `previous` (from an old subnet.env) if still free; else a free subnet at
+  /// random among the first 100 — claimed by a create-if-absent transaction, retried when
+  /// another node won the race. "out of subnets" when none is left.
+  std::expected<SubnetLease, Error> acquire(const NetworkConfig& config, const LeaseAttrs& attrs,
+                                            const std::optional<Cidr>& previous = std::nullopt);
+  /// Flannel's RenewLease: the key written again under a fresh etcd lease of the full TTL.
+  /// An error leaves `lease` as it was (keep it, retry).
+  std::expected<void, Error> renew(SubnetLease& lease);
+  /// Whether `lease` still holds its key (false: it expired and may have been taken).
+  std::expected<bool, Error> stillHeld(const SubnetLease& lease);
+  /// Removes the lease (a node leaving).
+  std::expected<void, Error> release(const SubnetLease& lease);
+
+  /// Watches the leases from `revision` (as leases() returned it): `on_change(lease, removed)`.
+  /// Returns the revision to resume at, or EtcdClient::kCompacted (list again).
+  std::expected<std::int64_t, Error> watch(
+      std::int64_t revision, const std::function<bool(const SubnetLease&, bool removed)>& on_change,
+      const std::atomic<bool>& stop);
+
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  std::expected<SubnetLease, Error> write(const SubnetLease& lease, bool create);
+  EtcdEndpoint endpoint_;
+  std::string prefix_;
+  std::chrono::seconds ttl_;
+  EtcdClient etcd_;
+};
+
+/// Writes Flannel's subnet.env (FLANNEL_NETWORK, FLANNEL_SUBNET as the subnet's first host
+/// address, the IPv6 pair when enabled, FLANNEL_MTU, FLANNEL_IPMASQ) atomically: a temporary
+/// file renamed over the old one.
+std::expected<void, Error> writeSubnetEnv(const std::string& path, const NetworkConfig& config,
+                                          const SubnetLease& lease, int mtu, bool ip_masq);
+/// The subnets a subnet.env names (a restarted node's previous lease).
+std::optional<Cidr> previousSubnet(const std::string& subnet_env_path);
+
+}  // namespace zonewall::agent

@@ -1,0 +1,144 @@
+// Flannel's subnet layer as zonewall reads and writes it: the network config and its defaults
+// (flannel-io/flannel pkg/subnet/config_test.go), the lease keys (pkg/subnet/subnet_test.go),
+// the lease JSON (pkg/lease LeaseAttrs as Go marshals it) and subnet.env (WriteSubnetFile).
+#include "zonewall/agent/leases.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "test_support.h"
+
+namespace zonewall::agent {
+namespace {
+
+NetworkConfig parsed(const std::string& text) {
+  auto c = parseNetworkConfig(text);
+  EXPECT_TRUE(c.has_value()) << text << ": " << (c ? "" : c.error().message);
+  return c.value_or(NetworkConfig{});
+}
+
+std::string refused(const std::string& text) {
+  auto c = parseNetworkConfig(text);
+  EXPECT_FALSE(c.has_value()) << text;
+  return c ? "" : c.error().message;
+}
+
+// config_test.go TestConfigDefaults: lowercase field names read like Go's encoding/json does.
+TEST(FlannelConfig, Defaults) {
+  NetworkConfig c = parsed(R"({ "network": "10.3.0.0/16" })");
+  EXPECT_EQ(c.network.str(), "10.3.0.0/16");
+  EXPECT_EQ(formatAddr(c.subnet_min), "10.3.1.0");
+  EXPECT_EQ(formatAddr(c.subnet_max), "10.3.255.0");
+  EXPECT_EQ(c.subnet_len, 24);
+  EXPECT_EQ(c.backend_type, "udp");  // Flannel's default when Backend is absent
+}
+
+// TestIPv6ConfigDefaults.
+TEST(FlannelConfig, Ipv6Defaults) {
+  NetworkConfig c =
+      parsed(R"({ "enableIPv6": true, "ipv6Network": "fc00::/48", "enableIPv4": false })");
+  EXPECT_EQ(c.ipv6_network.str(), "fc00::/48");
+  EXPECT_EQ(formatAddr(c.ipv6_subnet_min), "fc00:0:0:1::");
+  EXPECT_EQ(formatAddr(c.ipv6_subnet_max), "fc00:0:0:ffff::");
+  EXPECT_EQ(c.ipv6_subnet_len, 64);
+}
+
+// TestConfigOverrides, TestIPv6ConfigOverrides.
+TEST(FlannelConfig, Overrides) {
+  NetworkConfig c = parsed(
+      R"({ "Network": "10.3.0.0/16", "SubnetMin": "10.3.5.0", "SubnetMax": "10.3.8.0", "SubnetLen": 28 })");
+  EXPECT_EQ(formatAddr(c.subnet_min), "10.3.5.0");
+  EXPECT_EQ(formatAddr(c.subnet_max), "10.3.8.0");
+  EXPECT_EQ(c.subnet_len, 28);
+  NetworkConfig c6 = parsed(
+      R"({ "EnableIPv6": true, "IPv6Network": "fc00::/48", "IPv6SubnetMin": "fc00:0:0:1::", "IPv6SubnetMax": "fc00:0:0:f::", "IPv6SubnetLen": 124, "enableIPv4": false })");
+  EXPECT_EQ(formatAddr(c6.ipv6_subnet_min), "fc00:0:0:1::");
+  EXPECT_EQ(formatAddr(c6.ipv6_subnet_max), "fc00:0:0:f::");
+  EXPECT_EQ(c6.ipv6_subnet_len, 124);
+}
+
+// CheckNetworkConfig's smaller networks and its errors, word for word.
+TEST(FlannelConfig, SmallNetworksAndErrors) {
+  EXPECT_EQ(parsed(R"({"Network": "10.3.0.0/26"})").subnet_len, 28);  // four per network
+  EXPECT_EQ(refused(R"({"Network": "10.3.0.0/29"})"),
+            "network is too small. Minimum useful network prefix is /28");
+  EXPECT_EQ(refused(R"({"Network": "10.3.0.0/16", "SubnetLen": 31})"),
+            "SubnetLen must be less than /31");
+  EXPECT_EQ(refused(R"({"Network": "10.3.0.0/16", "SubnetLen": 17})"),
+            "network must be able to accommodate at least four subnets");
+  EXPECT_EQ(refused(R"({"Network": "10.3.0.0/16", "SubnetMin": "10.4.0.0"})"),
+            "SubnetMin is not in the range of the Network");
+  EXPECT_EQ(refused(R"({"Network": "10.3.0.0/16", "SubnetMin": "10.3.0.128"})"),
+            "SubnetMin is not on a SubnetLen boundary: 10.3.0.128");
+  EXPECT_EQ(refused(R"({"SubnetLen": 24})"),
+            "please define a correct Network parameter in the flannel config");
+  NetworkConfig vx = parsed(
+      R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 4, "Port": 4789}})");
+  EXPECT_EQ(vx.backend_type, "vxlan");
+  EXPECT_EQ(vx.vni, 4);
+  EXPECT_EQ(vx.port, 4789);
+}
+
+// subnet_test.go TestSubnetNodev4/v6: keys round-trip.
+TEST(FlannelKeys, MakeAndParse) {
+  std::optional<Cidr> v4;
+  std::optional<Cidr> v6;
+  ASSERT_TRUE(parseSubnetKey("10.12.13.0-24", v4, v6));
+  EXPECT_EQ(v4->str(), "10.12.13.0/24");
+  EXPECT_FALSE(v6);
+  EXPECT_EQ(subnetKey(v4, v6), "10.12.13.0-24");
+  ASSERT_TRUE(parseSubnetKey("/coreos.com/network/subnets/10.12.13.0-24&fd00:12:13::-56", v4, v6));
+  EXPECT_EQ(v4->str(), "10.12.13.0/24");
+  EXPECT_EQ(v6->str(), "fd00:12:13::/56");
+  EXPECT_EQ(subnetKey(v4, v6), "10.12.13.0-24&fd00:12:13::-56");
+  EXPECT_FALSE(parseSubnetKey("10.12.13.0", v4, v6));
+  EXPECT_FALSE(parseSubnetKey("10.12.13.5-24", v4, v6));  // not a subnet's own address
+}
+
+// lease.LeaseAttrs as encoding/json writes it: PublicIPv6 null when absent, BackendData raw.
+TEST(FlannelLease, AttrsJson) {
+  LeaseAttrs a;
+  a.public_ip = *parseAddr("192.168.1.10");
+  a.backend_type = "vxlan";
+  a.backend_data = R"({"VNI":1,"VtepMAC":"9a:be:2f:3c:aa:01"})";
+  EXPECT_EQ(
+      a.toJson(),
+      R"({"PublicIP":"192.168.1.10","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"9a:be:2f:3c:aa:01"}})");
+  auto back = LeaseAttrs::fromJson(a.toJson());
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, a);
+  // What a flanneld node writes reads back too (field names are Go's).
+  auto theirs = LeaseAttrs::fromJson(
+      R"({"PublicIP":"192.168.1.11","PublicIPv6":"fd00::11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:fe"}})");
+  ASSERT_TRUE(theirs.has_value());
+  EXPECT_EQ(formatAddr(*theirs->public_ipv6), "fd00::11");
+  EXPECT_EQ(theirs->backend_v6_data, R"({"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:fe"})");
+}
+
+// WriteSubnetFile: the subnet's first host address; written whole or not at all.
+TEST(FlannelSubnetEnv, WrittenAsFlannelDoes) {
+  testing::TempDir dir;
+  NetworkConfig c = parsed(
+      R"({"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"})");
+  SubnetLease l;
+  l.subnet = Cidr{*parseAddr("10.244.7.0"), 24, Family::kV4};
+  l.ipv6_subnet = Cidr{*parseAddr("fd00:10:244:7::"), 64, Family::kV6};
+  const std::string path = (dir.path() / "subnet.env").string();
+  ASSERT_TRUE(writeSubnetEnv(path, c, l, 1450, true).has_value());
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str(),
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\n"
+            "FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:7::1/64\n"
+            "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  auto prev = previousSubnet(path);
+  ASSERT_TRUE(prev.has_value());
+  EXPECT_EQ(prev->str(), "10.244.7.0/24");
+}
+
+}  // namespace
+}  // namespace zonewall::agent
