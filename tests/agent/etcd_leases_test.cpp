@@ -18,78 +18,14 @@
 #include <set>
 #include <thread>
 
+#include "etcd_server.h"
 #include "test_support.h"
 #include "zonewall/agent/leases.h"
-
-extern char** environ;
 
 namespace zonewall::agent {
 namespace {
 
 using namespace std::chrono_literals;
-
-int freePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-// One etcd member on loopback with its own data directory; stopped and removed at the end.
-class EtcdServer {
- public:
-  EtcdServer() {
-    const std::string client = fmt::format("http://127.0.0.1:{}", freePort());
-    const std::string peer = fmt::format("http://127.0.0.1:{}", freePort());
-    const std::string data = (dir_.path() / "data").string();
-    const std::string log = (dir_.path() / "etcd.log").string();
-    std::vector<std::string> args = {"/usr/bin/etcd",
-                                     "--name=n1",
-                                     "--data-dir=" + data,
-                                     "--listen-client-urls=" + client,
-                                     "--advertise-client-urls=" + client,
-                                     "--listen-peer-urls=" + peer,
-                                     "--initial-advertise-peer-urls=" + peer,
-                                     "--initial-cluster=n1=" + peer,
-                                     "--initial-cluster-state=new"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // etcd 3.4 logs to stderr only: into a file here.
-    posix_spawn_file_actions_t io;
-    posix_spawn_file_actions_init(&io);
-    posix_spawn_file_actions_addopen(&io, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&io, 1, 2);
-    if (posix_spawn(&pid_, argv[0], &io, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&io);
-    endpoint_.url = client;
-    EtcdClient probe(endpoint_);
-    for (int i = 0; i < 100 && pid_ > 0; ++i) {
-      if (probe.range("/").has_value()) return;
-      std::this_thread::sleep_for(100ms);
-    }
-    ADD_FAILURE() << "etcd did not come up; see " << log;
-  }
-  ~EtcdServer() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  EtcdServer(const EtcdServer&) = delete;
-  EtcdServer& operator=(const EtcdServer&) = delete;
-  const EtcdEndpoint& endpoint() const { return endpoint_; }
-
- private:
-  testing::TempDir dir_;
-  pid_t pid_ = -1;
-  EtcdEndpoint endpoint_;
-};
 
 class EtcdLeases : public ::testing::Test {
  protected:
@@ -99,7 +35,7 @@ class EtcdLeases : public ::testing::Test {
         FAIL() << "/usr/bin/etcd missing: make install-deps installs etcd-server";
       GTEST_SKIP() << "/usr/bin/etcd missing (apt-get install etcd-server)";
     }
-    etcd_ = std::make_unique<EtcdServer>();
+    etcd_ = std::make_unique<testing::EtcdServer>();
   }
   void putConfig(const std::string& json) {
     EtcdClient c(etcd_->endpoint());
@@ -112,7 +48,7 @@ class EtcdLeases : public ::testing::Test {
     a.backend_data = R"({"VNI":1,"VtepMAC":"0a:00:00:00:00:01"})";
     return a;
   }
-  std::unique_ptr<EtcdServer> etcd_;
+  std::unique_ptr<testing::EtcdServer> etcd_;
 };
 
 TEST_F(EtcdLeases, ClaimTakeBackRenewRelease) {

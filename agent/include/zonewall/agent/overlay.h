@@ -1,0 +1,74 @@
+// Flannel's vxlan backend on this node, through libnl-3 (flannel-io/flannel
+// pkg/backend/vxlan): one VXLAN device `flannel.<VNI>` (learning off, the node's public
+// address as the tunnel source, MTU = underlay − 50, the leased subnet's network address /32
+// on it), and for each remote node's lease: a permanent neighbour (its subnet address → its
+// VTEP MAC), an FDB entry (VTEP MAC → its public address) and the route to its subnet via
+// that address, onlink. Remote nodes come and go by lease; sync() touches only what changed.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "zonewall/base/error.h"
+#include "zonewall/base/ip.h"
+
+namespace zonewall::agent {
+
+using Mac = std::array<std::uint8_t, 6>;
+std::string formatMac(const Mac& m);
+std::optional<Mac> parseMac(std::string_view text);
+
+struct VxlanSpec {
+  int vni = 1;
+  int port = 0;          ///< 0: the kernel's default (8472, as Flannel)
+  std::string underlay;  ///< the interface that carries the tunnel
+  Addr local;            ///< this node's public address (the lease's PublicIP)
+  std::string name() const { return "flannel." + std::to_string(vni); }
+};
+
+/// A remote node as its lease describes it (BackendType vxlan).
+struct VxlanPeer {
+  Cidr subnet;
+  Addr public_ip;
+  Mac vtep_mac{};
+  friend bool operator==(const VxlanPeer&, const VxlanPeer&) = default;
+};
+
+class VxlanOverlay {
+ public:
+  /// Creates the device or adopts one that fits (a restarted agent keeps its MAC, so the
+  /// other nodes' FDB entries stay right); sets its MTU and brings it up. Its MAC goes into
+  /// the lease this node claims.
+  static std::expected<VxlanOverlay, Error> ensure(const VxlanSpec& spec);
+  /// Puts the leased subnet's network address on the device (/32).
+  std::expected<void, Error> assign(const Cidr& subnet);
+  ~VxlanOverlay();
+  VxlanOverlay(VxlanOverlay&&) noexcept;
+  VxlanOverlay& operator=(VxlanOverlay&&) noexcept;
+
+  const Mac& mac() const;
+  int mtu() const;
+  int ifindex() const;
+
+  struct Changes {
+    int added = 0;
+    int removed = 0;
+    int unchanged = 0;
+  };
+  /// Makes the kernel hold exactly `peers`' neighbours, FDB entries and routes on the device:
+  /// the first call reads what is there (from a previous run) and fixes only the difference;
+  /// later ones diff against what they programmed.
+  std::expected<Changes, Error> sync(const std::vector<VxlanPeer>& peers);
+
+ private:
+  struct Impl;
+  explicit VxlanOverlay(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zonewall::agent

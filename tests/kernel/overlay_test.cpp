@@ -1,0 +1,204 @@
+// Flannel's vxlan overlay between nodes, from leases in a real etcd: three nodes (network
+// namespaces on one underlay bridge) each create flannel.1, claim a subnet with their VTEP MAC
+// in the lease, and program every other node's neighbour, FDB entry and route from the leases.
+// Packets between the nodes' subnets cross the tunnel; a node that leaves takes its routes
+// with it; an agent that restarts adopts its device and changes nothing.
+#include "zonewall/agent/overlay.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "etcd_server.h"
+#include "test_support.h"
+#include "zonewall/agent/leases.h"
+#include "zonewall/base/netns.h"
+
+namespace zonewall::testing {
+namespace {
+
+using agent::EtcdSubnetManager;
+using agent::LeaseAttrs;
+using agent::SubnetLease;
+using agent::VxlanOverlay;
+using agent::VxlanPeer;
+using agent::VxlanSpec;
+using namespace std::chrono_literals;
+
+bool sh(const std::string& cmd) { return run(cmd + " >/dev/null 2>&1").exit_code == 0; }
+
+// The underlay: a bridge in its own namespace; node i is 10.98.0.(10+i) on its link ul0.
+class Underlay {
+ public:
+  explicit Underlay(int nodes) : prefix_(fmt::format("zwt{}o", getpid())) {
+    ok_ = sh("ip netns add " + prefix_ + "u") &&
+          sh("ip -n " + prefix_ + "u link add br0 type bridge") &&
+          sh("ip -n " + prefix_ + "u link set br0 up");
+    for (int i = 0; ok_ && i < nodes; ++i) {
+      const std::string n = node(i);
+      ok_ = sh("ip netns add " + n) && sh("ip -n " + n + " link set lo up") &&
+            sh(fmt::format("ip -n {} link add ul0 type veth peer name p{} netns {}u", n, i,
+                           prefix_)) &&
+            sh(fmt::format("ip -n {}u link set p{} master br0 up", prefix_, i)) &&
+            sh(fmt::format("ip -n {} addr add {}/24 dev ul0", n, publicIp(i))) &&
+            sh("ip -n " + n + " link set ul0 up") &&
+            sh("ip netns exec " + n + " sysctl -qw net.ipv4.ip_forward=1");
+      count_ = i + 1;
+    }
+  }
+  ~Underlay() {
+    for (int i = 0; i < count_; ++i) sh("ip netns del " + node(i));
+    sh("ip netns del " + prefix_ + "u");
+  }
+  bool ok() const { return ok_; }
+  std::string node(int i) const { return fmt::format("{}n{}", prefix_, i); }
+  static std::string publicIp(int i) { return fmt::format("10.98.0.{}", 10 + i); }
+
+ private:
+  std::string prefix_;
+  bool ok_ = false;
+  int count_ = 0;
+};
+
+// One node's half of the overlay, run inside its namespace: the device, the lease, the peers.
+struct Node {
+  std::string netns;
+  std::optional<VxlanOverlay> overlay;
+  SubnetLease lease;
+};
+
+template <class F>
+auto inNetns(const std::string& netns, F&& f) {
+  auto guard = NetnsGuard::enter("/run/netns/" + netns);
+  EXPECT_TRUE(guard.has_value()) << netns;
+  return f();
+}
+
+std::vector<VxlanPeer> peersOf(const std::vector<SubnetLease>& leases, const SubnetLease& own) {
+  std::vector<VxlanPeer> out;
+  for (const SubnetLease& l : leases) {
+    if (l.key() == own.key() || l.attrs.backend_type != "vxlan" || !l.subnet) continue;
+    auto data = nlohmann::json::parse(l.attrs.backend_data, nullptr, false);
+    auto mac = agent::parseMac(data.value("VtepMAC", std::string()));
+    if (!mac) continue;
+    out.push_back({*l.subnet, l.attrs.public_ip, *mac});
+  }
+  return out;
+}
+
+TEST(Overlay, NodesReachEachOtherOverVxlanFromTheirLeases) {
+  if (!isRoot()) {
+    if (inCi()) FAIL() << "kernel tests must run as root in CI";
+    GTEST_SKIP() << "needs root (network namespaces)";
+  }
+  if (!haveEtcd()) {
+    if (inCi()) FAIL() << "/usr/bin/etcd missing: make install-deps installs etcd-server";
+    GTEST_SKIP() << "/usr/bin/etcd missing";
+  }
+  EtcdServer etcd;
+  constexpr int kNodes = 3;
+  Underlay net(kNodes);
+  ASSERT_TRUE(net.ok());
+  agent::EtcdClient(etcd.endpoint())
+      .put("/coreos.com/network/config",
+           R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})");
+  EtcdSubnetManager leases(etcd.endpoint());
+  auto config = leases.config();
+  ASSERT_TRUE(config.has_value()) << config.error().str();
+
+  std::vector<Node> nodes(kNodes);
+  for (int i = 0; i < kNodes; ++i) {
+    Node& n = nodes[static_cast<size_t>(i)];
+    n.netns = net.node(i);
+    const Addr pub = *parseAddr(Underlay::publicIp(i));
+    inNetns(n.netns, [&] {
+      auto o = VxlanOverlay::ensure(VxlanSpec{config->vni, config->port, "ul0", pub});
+      ASSERT_TRUE(o.has_value()) << o.error().str();
+      EXPECT_EQ(o->mtu(), 1500 - 50);
+      n.overlay.emplace(std::move(*o));
+    });
+    ASSERT_TRUE(n.overlay.has_value());
+    LeaseAttrs attrs;
+    attrs.public_ip = pub;
+    attrs.backend_type = "vxlan";
+    attrs.backend_data = fmt::format(R"({{"VNI":{},"VtepMAC":"{}"}})", config->vni,
+                                     agent::formatMac(n.overlay->mac()));
+    auto l = leases.acquire(*config, attrs);
+    ASSERT_TRUE(l.has_value()) << l.error().str();
+    n.lease = *l;
+    ASSERT_TRUE(n.overlay->assign(*n.lease.subnet).has_value());
+    // A "pod" address in the node's subnet (on lo: this kernel has no dummy links).
+    const std::string pod = formatAddr(Addr{n.lease.subnet->base.v + 2});
+    ASSERT_TRUE(sh("ip -n " + n.netns + " addr add " + pod + "/32 dev lo"));
+  }
+  auto all = leases.leases();
+  ASSERT_TRUE(all.has_value());
+  ASSERT_EQ(all->first.size(), static_cast<size_t>(kNodes));
+  for (Node& n : nodes) {
+    auto c = inNetns(n.netns, [&] { return n.overlay->sync(peersOf(all->first, n.lease)); });
+    ASSERT_TRUE(c.has_value()) << c.error().str();
+    EXPECT_EQ(c->added, 3 * (kNodes - 1));  // a neighbour, an FDB entry and a route each
+    EXPECT_EQ(c->removed, 0);
+  }
+  auto podOf = [&](int i) {
+    return formatAddr(Addr{nodes[static_cast<size_t>(i)].lease.subnet->base.v + 2});
+  };
+  // Every node's pod address reaches every other's, over flannel.1.
+  for (int a = 0; a < kNodes; ++a) {
+    for (int b = 0; b < kNodes; ++b) {
+      if (a == b) continue;
+      EXPECT_TRUE(sh(
+          fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(a), podOf(a), podOf(b))))
+          << podOf(a) << " -> " << podOf(b);
+    }
+  }
+  RunResult route =
+      run(fmt::format("ip -n {} route show {}", net.node(0), nodes[1].lease.subnet->str()));
+  EXPECT_NE(route.out.find("dev flannel.1 onlink"), std::string::npos) << route.out;
+
+  // Unchanged leases: nothing to do.
+  auto again = inNetns(nodes[0].netns,
+                       [&] { return nodes[0].overlay->sync(peersOf(all->first, nodes[0].lease)); });
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->added + again->removed, 0);
+  EXPECT_EQ(again->unchanged, kNodes - 1);
+
+  // An agent restart: the device is adopted (same MAC), the kernel's entries read and kept.
+  const agent::Mac mac_before = nodes[0].overlay->mac();
+  nodes[0].overlay.reset();
+  inNetns(nodes[0].netns, [&] {
+    auto o = VxlanOverlay::ensure(
+        VxlanSpec{config->vni, config->port, "ul0", *parseAddr(Underlay::publicIp(0))});
+    ASSERT_TRUE(o.has_value()) << o.error().str();
+    EXPECT_EQ(o->mac(), mac_before);
+    auto c = o->sync(peersOf(all->first, nodes[0].lease));
+    ASSERT_TRUE(c.has_value()) << c.error().str();
+    EXPECT_EQ(c->added + c->removed, 0);
+    nodes[0].overlay.emplace(std::move(*o));
+  });
+
+  // Node 2 leaves: its lease goes, and node 0 drops its neighbour, FDB entry and route.
+  ASSERT_TRUE(leases.release(nodes[2].lease).has_value());
+  auto after = leases.leases();
+  ASSERT_TRUE(after.has_value());
+  auto left = inNetns(nodes[0].netns, [&] {
+    return nodes[0].overlay->sync(peersOf(after->first, nodes[0].lease));
+  });
+  ASSERT_TRUE(left.has_value());
+  EXPECT_EQ(left->removed, 3);
+  EXPECT_EQ(left->added, 0);
+  RunResult gone = run(fmt::format("ip -n {} route show dev flannel.1", net.node(0)));
+  EXPECT_EQ(gone.out.find(nodes[2].lease.subnet->str()), std::string::npos) << gone.out;
+  RunResult fdb = run(fmt::format("ip netns exec {} bridge fdb show dev flannel.1", net.node(0)));
+  EXPECT_EQ(fdb.out.find(Underlay::publicIp(2)), std::string::npos) << fdb.out;
+  EXPECT_NE(fdb.out.find(Underlay::publicIp(1)), std::string::npos) << fdb.out;
+  EXPECT_FALSE(
+      sh(fmt::format("ip netns exec {} ping -c1 -W1 -I {} {}", net.node(0), podOf(0), podOf(2))));
+  EXPECT_TRUE(
+      sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(0), podOf(0), podOf(1))));
+}
+
+}  // namespace
+}  // namespace zonewall::testing
