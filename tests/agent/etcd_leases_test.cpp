@@ -150,8 +150,8 @@ TEST_F(EtcdLeases, FiftyNodesRaceForEightSubnets) {
 // A lease not renewed expires: its key goes (the watch sees it), and the subnet is free for
 // the next node. The old holder can tell it lost it.
 TEST_F(EtcdLeases, ExpiryFreesTheSubnetAndTheWatchSeesIt) {
-  putConfig(
-      R"({"Network": "10.6.0.0/24", "SubnetLen": 26, "SubnetMin": "10.6.0.64", "SubnetMax": "10.6.0.64"})");
+  putConfig(R"({"Network": "10.6.0.0/24", "SubnetLen": 26, "SubnetMin": "10.6.0.64", )"
+            R"("SubnetMax": "10.6.0.64"})");
   EtcdSubnetManager short_ttl(etcd_->endpoint(), "/coreos.com/network", 2s);
   auto config = short_ttl.config();
   ASSERT_TRUE(config.has_value()) << config.error().str();

@@ -47,13 +47,15 @@ TEST(FlannelConfig, Ipv6Defaults) {
 
 // TestConfigOverrides, TestIPv6ConfigOverrides.
 TEST(FlannelConfig, Overrides) {
-  NetworkConfig c = parsed(
-      R"({ "Network": "10.3.0.0/16", "SubnetMin": "10.3.5.0", "SubnetMax": "10.3.8.0", "SubnetLen": 28 })");
+  NetworkConfig c =
+      parsed(R"({ "Network": "10.3.0.0/16", "SubnetMin": "10.3.5.0", "SubnetMax": "10.3.8.0", )"
+             R"("SubnetLen": 28 })");
   EXPECT_EQ(formatAddr(c.subnet_min), "10.3.5.0");
   EXPECT_EQ(formatAddr(c.subnet_max), "10.3.8.0");
   EXPECT_EQ(c.subnet_len, 28);
   NetworkConfig c6 = parsed(
-      R"({ "EnableIPv6": true, "IPv6Network": "fc00::/48", "IPv6SubnetMin": "fc00:0:0:1::", "IPv6SubnetMax": "fc00:0:0:f::", "IPv6SubnetLen": 124, "enableIPv4": false })");
+      R"({ "EnableIPv6": true, "IPv6Network": "fc00::/48", "IPv6SubnetMin": "fc00:0:0:1::", )"
+      R"("IPv6SubnetMax": "fc00:0:0:f::", "IPv6SubnetLen": 124, "enableIPv4": false })");
   EXPECT_EQ(formatAddr(c6.ipv6_subnet_min), "fc00:0:0:1::");
   EXPECT_EQ(formatAddr(c6.ipv6_subnet_max), "fc00:0:0:f::");
   EXPECT_EQ(c6.ipv6_subnet_len, 124);
@@ -103,15 +105,16 @@ TEST(FlannelLease, AttrsJson) {
   a.public_ip = *parseAddr("192.168.1.10");
   a.backend_type = "vxlan";
   a.backend_data = R"({"VNI":1,"VtepMAC":"9a:be:2f:3c:aa:01"})";
-  EXPECT_EQ(
-      a.toJson(),
-      R"({"PublicIP":"192.168.1.10","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"9a:be:2f:3c:aa:01"}})");
+  EXPECT_EQ(a.toJson(), R"({"PublicIP":"192.168.1.10","PublicIPv6":null,"BackendType":"vxlan",)"
+                        R"("BackendData":{"VNI":1,"VtepMAC":"9a:be:2f:3c:aa:01"}})");
   auto back = LeaseAttrs::fromJson(a.toJson());
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(*back, a);
   // What a flanneld node writes reads back too (field names are Go's).
   auto theirs = LeaseAttrs::fromJson(
-      R"({"PublicIP":"192.168.1.11","PublicIPv6":"fd00::11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:fe"}})");
+      R"({"PublicIP":"192.168.1.11","PublicIPv6":"fd00::11","BackendType":"vxlan",)"
+      R"("BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},)"
+      R"("BackendV6Data":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:fe"}})");
   ASSERT_TRUE(theirs.has_value());
   EXPECT_EQ(formatAddr(*theirs->public_ipv6), "fd00::11");
   EXPECT_EQ(theirs->backend_v6_data, R"({"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:fe"})");
