@@ -42,20 +42,21 @@ inline int freePort() {
 // One etcd member on loopback with its own data directory; stopped and removed at the end.
 class EtcdServer {
  public:
-  EtcdServer() {
-    const std::string client = fmt::format("http://127.0.0.1:{}", freePort());
-    const std::string peer = fmt::format("http://127.0.0.1:{}", freePort());
+  /// On `host` inside network namespace `netns` ("" = this one, on loopback).
+  explicit EtcdServer(const std::string& netns = "", const std::string& host = "127.0.0.1") {
+    const std::string client = fmt::format("http://{}:{}", host, freePort());
+    const std::string peer = fmt::format("http://{}:{}", host, freePort());
     const std::string data = (dir_.path() / "data").string();
     const std::string log = (dir_.path() / "etcd.log").string();
-    std::vector<std::string> args = {"/usr/bin/etcd",
-                                     "--name=n1",
-                                     "--data-dir=" + data,
-                                     "--listen-client-urls=" + client,
-                                     "--advertise-client-urls=" + client,
-                                     "--listen-peer-urls=" + peer,
-                                     "--initial-advertise-peer-urls=" + peer,
-                                     "--initial-cluster=n1=" + peer,
-                                     "--initial-cluster-state=new"};
+    std::vector<std::string> args;
+    if (!netns.empty()) args = {"/usr/sbin/ip", "netns", "exec", netns};  // which execs etcd
+    for (std::string a :
+         {std::string("/usr/bin/etcd"), std::string("--name=n1"), "--data-dir=" + data,
+          "--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+          "--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
+          "--initial-cluster=n1=" + peer, std::string("--initial-cluster-state=new")}) {
+      args.push_back(a);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -67,12 +68,19 @@ class EtcdServer {
     if (posix_spawn(&pid_, argv[0], &io, nullptr, argv.data(), environ) != 0) pid_ = -1;
     posix_spawn_file_actions_destroy(&io);
     endpoint_.url = client;
-    agent::EtcdClient probe(endpoint_);
+    netns_ = netns;
     for (int i = 0; i < 100 && pid_ > 0; ++i) {
-      if (probe.range("/").has_value()) return;
+      if (ready()) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     ADD_FAILURE() << "etcd did not come up; see " << log;
+  }
+  /// A gateway call from inside its namespace (curl): the response body, empty on failure.
+  std::string post(const std::string& path, const std::string& json_body) const {
+    RunResult r =
+        run((netns_.empty() ? "" : "ip netns exec " + netns_ + " ") +
+            "curl -sf --max-time 5 -X POST " + endpoint_.url + path + " -d '" + json_body + "'");
+    return r.exit_code == 0 ? r.out : "";
   }
   ~EtcdServer() {
     if (pid_ > 0) {
@@ -85,9 +93,15 @@ class EtcdServer {
   const agent::EtcdEndpoint& endpoint() const { return endpoint_; }
 
  private:
+  bool ready() const {
+    if (netns_.empty()) return agent::EtcdClient(endpoint_).range("/").has_value();
+    return !post("/v3/kv/range", R"({"key":"Lw=="})").empty();
+  }
+
   TempDir dir_;
   pid_t pid_ = -1;
   agent::EtcdEndpoint endpoint_;
+  std::string netns_;
 };
 
 }  // namespace zonewall::testing

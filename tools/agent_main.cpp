@@ -12,6 +12,7 @@
 #include "zonewall/agent/agent.h"
 #include "zonewall/agent/kube.h"
 #include "zonewall/agent/logging.h"
+#include "zonewall/agent/node_network.h"
 #include "zonewall/agent/packet_log.h"
 #include "zonewall/agent/sources.h"
 #include "zonewall/dataplane/transport.h"
@@ -80,6 +81,36 @@ int main(int argc, char** argv) {
   app.add_option("--log-packets-per-second", log_rate, "Logged packets written per second, at most")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  // The pod network between nodes: Flannel's etcd subnet manager and vxlan backend.
+  std::string subnet_manager = "none";
+  NodeNetworkOptions net;
+  std::string public_ip;
+  int lease_ttl_s = static_cast<int>(net.ttl.count());
+  int renew_margin_min = 60;
+  app.add_option("--subnet-manager", subnet_manager,
+                 "none (subnet.env is someone else's), or etcd: lease this node's subnet in "
+                 "Flannel's etcd layout and run the vxlan overlay")
+      ->check(CLI::IsMember({"none", "etcd"}))
+      ->capture_default_str();
+  app.add_option("--etcd-endpoints", net.etcd.url, "etcd's client URL (http:// or https://)");
+  app.add_option("--etcd-prefix", net.prefix, "Flannel's etcd prefix")->capture_default_str();
+  app.add_option("--etcd-cafile", net.etcd.ca_file, "etcd: the CA of its certificate");
+  app.add_option("--etcd-certfile", net.etcd.cert_file, "etcd: this client's certificate");
+  app.add_option("--etcd-keyfile", net.etcd.key_file, "etcd: this client's key");
+  app.add_option("--iface", net.iface, "The interface the tunnel runs over");
+  app.add_option("--public-ip", public_ip, "This node's address on --iface (the lease's PublicIP)");
+  app.add_option("--subnet-file", net.subnet_file,
+                 "Where subnet.env goes (the CNI plugin reads it)")
+      ->capture_default_str();
+  app.add_flag("--ip-masq", net.ip_masq, "subnet.env: FLANNEL_IPMASQ=true");
+  app.add_option("--subnet-lease-ttl", lease_ttl_s,
+                 "Seconds a lease lives unrenewed (Flannel: 24 h)")
+      ->check(CLI::Range(2, 7 * 86400))
+      ->capture_default_str();
+  app.add_option("--subnet-lease-renew-margin", renew_margin_min,
+                 "Minutes before expiry to renew (at most half the TTL)")
+      ->check(CLI::Range(1, 1439))
+      ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
@@ -103,6 +134,17 @@ int main(int argc, char** argv) {
     std::cerr << "zonewall-agent: --node is empty\n";
     return 2;
   }
+  if (subnet_manager == "etcd") {
+    auto ip = zonewall::parseAddr(public_ip);
+    if (net.etcd.url.empty() || net.iface.empty() || !ip || ip->family() != zonewall::Family::kV4) {
+      std::cerr << "zonewall-agent: --subnet-manager etcd needs --etcd-endpoints, --iface and an "
+                   "IPv4 --public-ip\n";
+      return 2;
+    }
+    net.public_ip = *ip;
+    net.ttl = std::chrono::seconds(lease_ttl_s);
+    net.renew_margin = std::chrono::minutes(renew_margin_min);
+  }
 
   // Signals are taken by a thread of their own (sigwait), never by a handler.
   sigset_t signals;
@@ -112,6 +154,16 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   Metrics metrics;
+  // The subnet first: the CNI plugin hands out addresses from it.
+  std::unique_ptr<NodeNetwork> network;
+  if (subnet_manager == "etcd") {
+    auto n = NodeNetwork::start(net, metrics);
+    if (!n) {
+      spdlog::critical("subnet lease: {}", n.error().str());
+      return 1;
+    }
+    network = std::move(*n);
+  }
   ClusterState state(node);
   std::vector<std::unique_ptr<Source>> sources;
   if (!policy_dir.empty()) {

@@ -72,6 +72,19 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> reg)
                                    "CNI ADDs whose wait ended by their timeout")),
       logged_packets(counter(*reg, "zonewall_logged_packets_total",
                              "Packets Calico's Log action sent to nflog, read by the agent")),
+      lease_renewals(
+          counter(*reg, "zonewall_lease_renewals_total", "Renewals of this node's subnet lease")),
+      lease_renew_failures(counter(*reg, "zonewall_lease_renew_failures_total",
+                                   "Renewals that failed (the lease is kept and retried)")),
+      lease_lost(counter(*reg, "zonewall_lease_lost_total",
+                         "Times this node's subnet lease expired and another node took it")),
+      overlay_peers(prometheus::BuildGauge()
+                        .Name("zonewall_overlay_peers")
+                        .Help("Remote nodes the overlay has a route to")
+                        .Register(*reg)
+                        .Add({})),
+      overlay_changes(counter(*reg, "zonewall_overlay_changes_total",
+                              "Neighbours, FDB entries and routes the overlay added or removed")),
       registry_(std::move(reg)) {}
 
 std::string Metrics::render() const {

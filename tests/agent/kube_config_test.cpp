@@ -96,6 +96,12 @@ TEST(AgentCli, BadArgumentsExitTwoNamingTheOption) {
   r = testing::run(agent + " --kubeconfig /nonexistent/kubeconfig 2>&1");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("/nonexistent/kubeconfig"), std::string::npos) << r.out;
+  r = testing::run(agent + " --policy-dir /tmp --subnet-manager etcd --iface eth0 2>&1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("--subnet-manager etcd needs --etcd-endpoints"), std::string::npos) << r.out;
+  r = testing::run(agent + " --policy-dir /tmp --subnet-manager flannel 2>&1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("--subnet-manager"), std::string::npos) << r.out;
 }
 
 }  // namespace

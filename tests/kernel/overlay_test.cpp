@@ -9,7 +9,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 
 #include "etcd_server.h"
 #include "test_support.h"
@@ -33,7 +38,7 @@ bool sh(const std::string& cmd) { return run(cmd + " >/dev/null 2>&1").exit_code
 class Underlay {
  public:
   explicit Underlay(int nodes) : prefix_(fmt::format("zwt{}o", getpid())) {
-    ok_ = sh("ip netns add " + prefix_ + "u") &&
+    ok_ = sh("ip netns add " + prefix_ + "u") && sh("ip -n " + prefix_ + "u link set lo up") &&
           sh("ip -n " + prefix_ + "u link add br0 type bridge") &&
           sh("ip -n " + prefix_ + "u link set br0 up");
     for (int i = 0; ok_ && i < nodes; ++i) {
@@ -53,6 +58,7 @@ class Underlay {
     sh("ip netns del " + prefix_ + "u");
   }
   bool ok() const { return ok_; }
+  std::string underlay() const { return prefix_ + "u"; }
   std::string node(int i) const { return fmt::format("{}n{}", prefix_, i); }
   static std::string publicIp(int i) { return fmt::format("10.98.0.{}", 10 + i); }
 
@@ -198,6 +204,167 @@ TEST(Overlay, NodesReachEachOtherOverVxlanFromTheirLeases) {
       sh(fmt::format("ip netns exec {} ping -c1 -W1 -I {} {}", net.node(0), podOf(0), podOf(2))));
   EXPECT_TRUE(
       sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(0), podOf(0), podOf(1))));
+}
+
+}  // namespace
+}  // namespace zonewall::testing
+
+namespace zonewall::testing {
+namespace {
+
+// The same, run by zonewall-agent itself on three nodes: each leases its subnet from etcd
+// (reachable on the underlay), writes subnet.env and routes to the others over flannel.1; a
+// killed agent comes back to the same subnet; a node whose lease is deleted disappears from
+// the others' routes.
+class AgentNodes {
+ public:
+  AgentNodes(const Underlay& net, const EtcdServer& etcd, int nodes) : net_(net) {
+    std::filesystem::create_directories(dir_.path() / "policies");
+    for (int i = 0; i < nodes; ++i) start(i, etcd);
+  }
+  ~AgentNodes() {
+    while (!pids_.empty()) stop(pids_.begin()->first);
+  }
+  void start(int i, const EtcdServer& etcd) {
+    const std::string d = (dir_.path() / fmt::format("n{}", i)).string();
+    std::filesystem::create_directories(d + "/endpoints");
+    const std::string cmd = fmt::format(
+        "ip netns exec {} {} --node n{} --policy-dir {} --endpoints-dir {}/endpoints "
+        "--policy-wait-socket '' --metrics '' --nflog-group -1 --subnet-manager etcd "
+        "--etcd-endpoints {} --iface ul0 --public-ip {} --subnet-file {}/subnet.env "
+        "--subnet-lease-ttl 60 >>{}/agent.log 2>&1 & echo $!",
+        net_.node(i), ZONEWALL_AGENT, i, (dir_.path() / "policies").string(), d,
+        etcd.endpoint().url, Underlay::publicIp(i), d, d);
+    pids_[i] = std::stoi(run(cmd).out);
+  }
+  void stop(int i, int sig = SIGTERM) {
+    if (auto it = pids_.find(i); it != pids_.end()) {
+      kill(it->second, sig);
+      for (int k = 0; k < 50 && kill(it->second, 0) == 0; ++k) {
+        std::this_thread::sleep_for(100ms);
+      }
+      kill(it->second, SIGKILL);
+      pids_.erase(it);
+    }
+  }
+  std::string subnetEnv(int i) const {
+    std::ifstream in(dir_.path() / fmt::format("n{}/subnet.env", i));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::string log(int i) const {
+    std::ifstream in(dir_.path() / fmt::format("n{}/agent.log", i));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // FLANNEL_SUBNET's network, e.g. 10.244.7.0/24.
+  std::optional<Cidr> subnet(int i) const {
+    return agent::previousSubnet((dir_.path() / fmt::format("n{}/subnet.env", i)).string());
+  }
+
+ private:
+  const Underlay& net_;
+  TempDir dir_;
+  std::map<int, pid_t> pids_;
+};
+
+template <class Pred>
+bool eventually(Pred&& p, std::chrono::milliseconds within = 10s) {
+  const auto end = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < end) {
+    if (p()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return p();
+}
+
+TEST(Overlay, AgentsLeaseRouteAndFollowEachOther) {
+  if (!isRoot()) {
+    if (inCi()) FAIL() << "kernel tests must run as root in CI";
+    GTEST_SKIP() << "needs root (network namespaces)";
+  }
+  if (!haveEtcd()) {
+    if (inCi()) FAIL() << "/usr/bin/etcd missing: make install-deps installs etcd-server";
+    GTEST_SKIP() << "/usr/bin/etcd missing";
+  }
+  constexpr int kNodes = 3;
+  Underlay net(kNodes);
+  ASSERT_TRUE(net.ok());
+  ASSERT_TRUE(sh("ip -n " + net.underlay() + " addr add 10.98.0.1/24 dev br0"));
+  EtcdServer etcd(net.underlay(), "10.98.0.1");
+  // {"key": "/coreos.com/network/config", "value": {...}} in base64.
+  ASSERT_FALSE(etcd.post("/v3/kv/put",
+                         R"({"key":"L2NvcmVvcy5jb20vbmV0d29yay9jb25maWc=","value":")" +
+                             std::string("eyJOZXR3b3JrIjogIjEwLjI0NC4wLjAvMTYiLCAiQmFja2VuZCI6IHsi"
+                                         "VHlwZSI6ICJ2eGxhbiJ9fQ==") +
+                             R"("})")
+                   .empty());
+  AgentNodes agents(net, etcd, kNodes);
+  std::vector<Cidr> subnets;
+  for (int i = 0; i < kNodes; ++i) {
+    ASSERT_TRUE(eventually([&] { return agents.subnet(i).has_value(); })) << agents.log(i);
+    subnets.push_back(*agents.subnet(i));
+    EXPECT_NE(agents.subnetEnv(i).find("FLANNEL_NETWORK=10.244.0.0/16\n"), std::string::npos);
+    EXPECT_NE(agents.subnetEnv(i).find("FLANNEL_MTU=1450\n"), std::string::npos);
+    ASSERT_TRUE(sh(fmt::format("ip -n {} addr add {}/32 dev lo", net.node(i),
+                               formatAddr(Addr{subnets.back().base.v + 2}))));
+  }
+  EXPECT_EQ(std::set<Cidr>(subnets.begin(), subnets.end()).size(), subnets.size());
+  auto routes = [&](int i) {
+    return run("ip -n " + net.node(i) + " route show dev flannel.1").out;
+  };
+  for (int i = 0; i < kNodes; ++i) {
+    EXPECT_TRUE(eventually([&] {
+      std::string r = routes(i);
+      for (int j = 0; j < kNodes; ++j) {
+        if (j != i && r.find(subnets[static_cast<size_t>(j)].str()) == std::string::npos) {
+          return false;
+        }
+      }
+      return true;
+    })) << routes(i)
+        << agents.log(i);
+  }
+  auto pod = [&](int i) { return formatAddr(Addr{subnets[static_cast<size_t>(i)].base.v + 2}); };
+  for (int a = 0; a < kNodes; ++a) {
+    for (int b = 0; b < kNodes; ++b) {
+      if (a == b) continue;
+      EXPECT_TRUE(
+          sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(a), pod(a), pod(b))))
+          << pod(a) << " -> " << pod(b);
+    }
+  }
+  // A killed agent comes back to its subnet (its own lease, found by PublicIP) and adopts its
+  // device: the others keep their routes, its routes are not rewritten.
+  const std::string routes_before = routes(0);
+  agents.stop(0, SIGKILL);
+  agents.start(0, etcd);
+  auto leasedTimes = [&] {
+    const std::string log = agents.log(0);
+    const std::string want = "leased " + subnets[0].str() + " ";
+    int n = 0;
+    for (size_t at = log.find(want); at != std::string::npos; at = log.find(want, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_TRUE(eventually([&] { return leasedTimes() == 2; })) << agents.log(0);
+  EXPECT_EQ(*agents.subnet(0), subnets[0]);
+  EXPECT_EQ(routes(0), routes_before);
+  EXPECT_TRUE(
+      sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(1), pod(1), pod(0))));
+  // Node 2 leaves: its agent stops and its lease is deleted; the others drop its route.
+  agents.stop(2);
+  const std::string key = "/coreos.com/network/subnets/" + formatAddr(subnets[2].base) + "-" +
+                          std::to_string(subnets[2].prefix);
+  const std::string key64 = run("printf %s " + key + " | base64 -w0").out;
+  ASSERT_FALSE(etcd.post("/v3/kv/deleterange", R"({"key":")" + key64 + R"("})").empty());
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(eventually([&] { return routes(i).find(subnets[2].str()) == std::string::npos; }))
+        << routes(i);
+  }
+  EXPECT_TRUE(
+      sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(0), pod(0), pod(1))));
 }
 
 }  // namespace

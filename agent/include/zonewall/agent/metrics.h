@@ -45,6 +45,11 @@ class Metrics {
   prometheus::Counter& policy_waits;          ///< CNI ADDs that waited for their pod's commit
   prometheus::Counter& policy_wait_timeouts;  ///< ... and were answered by the timeout
   prometheus::Counter& logged_packets;        ///< packets Calico's Log action sent to nflog
+  prometheus::Counter& lease_renewals;        ///< this node's subnet lease renewed
+  prometheus::Counter& lease_renew_failures;  ///< ... a renewal failed (kept, retried)
+  prometheus::Counter& lease_lost;            ///< ... expired and taken by another node
+  prometheus::Gauge& overlay_peers;           ///< remote nodes the overlay routes to
+  prometheus::Counter& overlay_changes;       ///< neighbours, FDB entries, routes written
 
  private:
   explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
