@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "test_support.h"
+#include "zonewall/agent/base64.h"
 #include "zonewall/agent/etcd.h"
 
 extern char** environ;
@@ -70,10 +70,19 @@ class EtcdServer {
     endpoint_.url = client;
     netns_ = netns;
     for (int i = 0; i < 100 && pid_ > 0; ++i) {
-      if (ready()) return;
+      if (ready()) {
+        ok_ = true;
+        return;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    ADD_FAILURE() << "etcd did not come up; see " << log;
+    error_ = "etcd did not come up; see " + log;
+  }
+  /// Puts `value` at `key` (through the gateway, from inside its namespace).
+  bool put(const std::string& key, const std::string& value) const {
+    return !post("/v3/kv/put", R"({"key":")" + agent::base64Encode(key) + R"(","value":")" +
+                                   agent::base64Encode(value) + R"("})")
+                .empty();
   }
   /// A gateway call from inside its namespace (curl): the response body, empty on failure.
   std::string post(const std::string& path, const std::string& json_body) const {
@@ -91,6 +100,8 @@ class EtcdServer {
   EtcdServer(const EtcdServer&) = delete;
   EtcdServer& operator=(const EtcdServer&) = delete;
   const agent::EtcdEndpoint& endpoint() const { return endpoint_; }
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
 
  private:
   bool ready() const {
@@ -102,6 +113,8 @@ class EtcdServer {
   pid_t pid_ = -1;
   agent::EtcdEndpoint endpoint_;
   std::string netns_;
+  bool ok_ = false;
+  std::string error_;
 };
 
 }  // namespace zonewall::testing

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "base64.h"
+#include "zonewall/agent/base64.h"
 #include "zonewall/agent/etcd.h"
 
 namespace zonewall::agent {

@@ -8,7 +8,7 @@
 #include <iterator>
 #include <optional>
 
-#include "base64.h"
+#include "zonewall/agent/base64.h"
 #include "zonewall/agent/kube.h"
 
 namespace zonewall::agent {

@@ -36,6 +36,7 @@ class EtcdLeases : public ::testing::Test {
       GTEST_SKIP() << "/usr/bin/etcd missing (apt-get install etcd-server)";
     }
     etcd_ = std::make_unique<testing::EtcdServer>();
+    ASSERT_TRUE(etcd_->ok()) << etcd_->error();
   }
   void putConfig(const std::string& json) {
     EtcdClient c(etcd_->endpoint());

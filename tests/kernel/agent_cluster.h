@@ -10,11 +10,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "agent_harness.h"
 #include "cni_harness.h"
+#include "etcd_server.h"
 #include "kube_cluster.h"
 
 namespace zonewall::testing {
@@ -110,10 +112,23 @@ metadata: {name: bank, labels: {zone: bank}}
                      {"metadata", {{"name", name}}},
                      {"spec", {{"podCIDR", subnet}}}});
     }
-    // The underlay routes each node's pod subnet to it (the overlay's job, later).
-    nodes_[0]->inNode("ip route add 10.244.11.0/24 via 10.99.0.11");
-    nodes_[1]->inNode("ip route add 10.244.10.0/24 via 10.99.0.10");
+    // The pod network between the nodes is the agents' own: Flannel's etcd mode (a Debian
+    // etcd on the underlay) and the vxlan overlay. Each node's old subnet.env names the subnet
+    // its CNI configuration hands out, which its agent takes back from the two the network
+    // has.
+    etcd_ = std::make_unique<EtcdServer>(kube_->netns(), "10.99.0.1");
+    if (!etcd_->ok()) {
+      error_ = etcd_->error();
+      return;
+    }
+    if (!etcd_->put("/coreos.com/network/config",
+                    R"({"Network": "10.244.0.0/16", "SubnetMin": "10.244.10.0", )"
+                    R"("SubnetMax": "10.244.11.0", "Backend": {"Type": "vxlan"}})")) {
+      error_ = "etcd";
+      return;
+    }
     for (int i = 0; i < 2; ++i) {
+      std::ofstream(subnetFile(i)) << "FLANNEL_SUBNET=10.244." << (10 + i) << ".1/24\n";
       agents_.push_back(std::make_unique<AgentProcess>());
       if (!writeToken(i) || !startAgent(i)) {
         error_ = "agent " + std::to_string(i);
@@ -123,6 +138,20 @@ metadata: {name: bank, labels: {zone: bank}}
     for (int i = 0; i < 2; ++i) {
       if (!agents_[i]->waitLog("ready:", std::chrono::seconds(30))) {
         error_ = "agent " + std::to_string(i) + " not ready:\n" + agents_[i]->logText();
+        return;
+      }
+    }
+    // Both nodes route to each other's subnet over flannel.1 once they saw each other's lease.
+    for (int i = 0; i < 2; ++i) {
+      const std::string other = fmt::format("10.244.{}.0/24", 11 - i);
+      bool routed = false;
+      for (int k = 0; k < 100 && !routed; ++k) {
+        routed = run("ip -n " + nodes_[i]->ns() + " route show " + other).out.find("flannel.1") !=
+                 std::string::npos;
+        if (!routed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (!routed) {
+        error_ = "node " + std::to_string(i) + " has no route to " + other + ":\n" + logs();
         return;
       }
     }
@@ -177,17 +206,38 @@ metadata: {name: bank, labels: {zone: bank}}
     return true;
   }
 
+  std::string subnetFile(int i) const {
+    return (tmp_.path() / ("subnet-" + std::to_string(i) + ".env")).string();
+  }
+
   bool startAgent(int i) {
     std::string name = i == 0 ? "node-a" : "node-b";
-    return agents_[i]->start(
-        nodes_[i]->ns(),
-        {"--in-cluster", "--service-account-dir", saDir(i).string(), "--endpoints-dir",
-         nodes_[i]->endpointsDir(), "--policy-wait-socket", socket(i), "--metrics",
-         "127.0.0.1:9402", "--reconcile-interval", "5"},
-        (tmp_.path() / ("agent-" + std::to_string(i) + ".log")).string(),
-        {{"KUBERNETES_SERVICE_HOST", kube_->host()},
-         {"KUBERNETES_SERVICE_PORT", kube_->port()},
-         {"NODE_NAME", name}});
+    return agents_[i]->start(nodes_[i]->ns(),
+                             {"--in-cluster",
+                              "--service-account-dir",
+                              saDir(i).string(),
+                              "--endpoints-dir",
+                              nodes_[i]->endpointsDir(),
+                              "--policy-wait-socket",
+                              socket(i),
+                              "--metrics",
+                              "127.0.0.1:9402",
+                              "--reconcile-interval",
+                              "5",
+                              "--subnet-manager",
+                              "etcd",
+                              "--etcd-endpoints",
+                              etcd_->endpoint().url,
+                              "--iface",
+                              "ul0",
+                              "--public-ip",
+                              "10.99.0." + std::to_string(10 + i),
+                              "--subnet-file",
+                              subnetFile(i)},
+                             (tmp_.path() / ("agent-" + std::to_string(i) + ".log")).string(),
+                             {{"KUBERNETES_SERVICE_HOST", kube_->host()},
+                              {"KUBERNETES_SERVICE_PORT", kube_->port()},
+                              {"NODE_NAME", name}});
   }
 
   /// What kubelet and the runtime do for a pod: the API object exists (scheduled), CNI ADD
@@ -238,6 +288,7 @@ metadata: {name: bank, labels: {zone: bank}}
 
   TempDir tmp_;
   std::unique_ptr<KubeCluster> kube_;
+  std::unique_ptr<EtcdServer> etcd_;  ///< Flannel's datastore, on the underlay
   std::vector<std::unique_ptr<CniNode>> nodes_;
   std::vector<std::unique_ptr<AgentProcess>> agents_;
   std::map<std::string, Pod> pods_;

@@ -104,6 +104,7 @@ TEST(Overlay, NodesReachEachOtherOverVxlanFromTheirLeases) {
     GTEST_SKIP() << "/usr/bin/etcd missing";
   }
   EtcdServer etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
   constexpr int kNodes = 3;
   Underlay net(kNodes);
   ASSERT_TRUE(net.ok());
@@ -294,13 +295,9 @@ TEST(Overlay, AgentsLeaseRouteAndFollowEachOther) {
   ASSERT_TRUE(net.ok());
   ASSERT_TRUE(sh("ip -n " + net.underlay() + " addr add 10.98.0.1/24 dev br0"));
   EtcdServer etcd(net.underlay(), "10.98.0.1");
-  // {"key": "/coreos.com/network/config", "value": {...}} in base64.
-  ASSERT_FALSE(etcd.post("/v3/kv/put",
-                         R"({"key":"L2NvcmVvcy5jb20vbmV0d29yay9jb25maWc=","value":")" +
-                             std::string("eyJOZXR3b3JrIjogIjEwLjI0NC4wLjAvMTYiLCAiQmFja2VuZCI6IHsi"
-                                         "VHlwZSI6ICJ2eGxhbiJ9fQ==") +
-                             R"("})")
-                   .empty());
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  ASSERT_TRUE(etcd.put("/coreos.com/network/config",
+                       R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})"));
   AgentNodes agents(net, etcd, kNodes);
   std::vector<Cidr> subnets;
   for (int i = 0; i < kNodes; ++i) {
@@ -357,8 +354,8 @@ TEST(Overlay, AgentsLeaseRouteAndFollowEachOther) {
   agents.stop(2);
   const std::string key = "/coreos.com/network/subnets/" + formatAddr(subnets[2].base) + "-" +
                           std::to_string(subnets[2].prefix);
-  const std::string key64 = run("printf %s " + key + " | base64 -w0").out;
-  ASSERT_FALSE(etcd.post("/v3/kv/deleterange", R"({"key":")" + key64 + R"("})").empty());
+  ASSERT_FALSE(
+      etcd.post("/v3/kv/deleterange", R"({"key":")" + agent::base64Encode(key) + R"("})").empty());
   for (int i = 0; i < 2; ++i) {
     EXPECT_TRUE(eventually([&] { return routes(i).find(subnets[2].str()) == std::string::npos; }))
         << routes(i);
