@@ -43,40 +43,33 @@ inline int freePort() {
 class EtcdServer {
  public:
   /// On `host` inside network namespace `netns` ("" = this one, on loopback).
-  explicit EtcdServer(const std::string& netns = "", const std::string& host = "127.0.0.1") {
+  explicit EtcdServer(const std::string& netns = "", const std::string& host = "127.0.0.1")
+      : netns_(netns), log_((dir_.path() / "etcd.log").string()) {
     const std::string client = fmt::format("http://{}:{}", host, freePort());
     const std::string peer = fmt::format("http://{}:{}", host, freePort());
     const std::string data = (dir_.path() / "data").string();
-    const std::string log = (dir_.path() / "etcd.log").string();
-    std::vector<std::string> args;
-    if (!netns.empty()) args = {"/usr/sbin/ip", "netns", "exec", netns};  // which execs etcd
+    if (!netns.empty()) args_ = {"/usr/sbin/ip", "netns", "exec", netns};  // which execs etcd
     for (std::string a :
          {std::string("/usr/bin/etcd"), std::string("--name=n1"), "--data-dir=" + data,
           "--listen-client-urls=" + client, "--advertise-client-urls=" + client,
           "--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
           "--initial-cluster=n1=" + peer, std::string("--initial-cluster-state=new")}) {
-      args.push_back(a);
+      args_.push_back(a);
     }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // etcd 3.4 logs to stderr only: into a file here.
-    posix_spawn_file_actions_t io;
-    posix_spawn_file_actions_init(&io);
-    posix_spawn_file_actions_addopen(&io, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&io, 1, 2);
-    if (posix_spawn(&pid_, argv[0], &io, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&io);
     endpoint_.url = client;
-    netns_ = netns;
-    for (int i = 0; i < 100 && pid_ > 0; ++i) {
-      if (ready()) {
-        ok_ = true;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ok_ = spawn();
+  }
+  /// Kills it (a crashed or partitioned datastore); restart() brings it back with its data.
+  void stop() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+      pid_ = -1;
     }
-    error_ = "etcd did not come up; see " + log;
+  }
+  bool restart() {
+    stop();
+    return ok_ = spawn();
   }
   /// Puts `value` at `key` (through the gateway, from inside its namespace).
   bool put(const std::string& key, const std::string& value) const {
@@ -91,12 +84,7 @@ class EtcdServer {
             "curl -sf --max-time 5 -X POST " + endpoint_.url + path + " -d '" + json_body + "'");
     return r.exit_code == 0 ? r.out : "";
   }
-  ~EtcdServer() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
+  ~EtcdServer() { stop(); }
   EtcdServer(const EtcdServer&) = delete;
   EtcdServer& operator=(const EtcdServer&) = delete;
   const agent::EtcdEndpoint& endpoint() const { return endpoint_; }
@@ -104,15 +92,35 @@ class EtcdServer {
   const std::string& error() const { return error_; }
 
  private:
+  bool spawn() {
+    std::vector<char*> argv;
+    for (auto& a : args_) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // etcd 3.4 logs to stderr only: into a file here.
+    posix_spawn_file_actions_t io;
+    posix_spawn_file_actions_init(&io);
+    posix_spawn_file_actions_addopen(&io, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&io, 1, 2);
+    if (posix_spawn(&pid_, argv[0], &io, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&io);
+    for (int i = 0; i < 100 && pid_ > 0; ++i) {
+      if (ready()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    error_ = "etcd did not come up; see " + log_;
+    return false;
+  }
   bool ready() const {
     if (netns_.empty()) return agent::EtcdClient(endpoint_).range("/").has_value();
     return !post("/v3/kv/range", R"({"key":"Lw=="})").empty();
   }
 
   TempDir dir_;
+  std::string netns_;
+  std::string log_;
   pid_t pid_ = -1;
   agent::EtcdEndpoint endpoint_;
-  std::string netns_;
+  std::vector<std::string> args_;
   bool ok_ = false;
   std::string error_;
 };

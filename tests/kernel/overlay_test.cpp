@@ -219,7 +219,8 @@ namespace {
 // the others' routes.
 class AgentNodes {
  public:
-  AgentNodes(const Underlay& net, const EtcdServer& etcd, int nodes) : net_(net) {
+  AgentNodes(const Underlay& net, const EtcdServer& etcd, int nodes, int lease_ttl = 60)
+      : net_(net), lease_ttl_(lease_ttl) {
     std::filesystem::create_directories(dir_.path() / "policies");
     for (int i = 0; i < nodes; ++i) start(i, etcd);
   }
@@ -233,9 +234,9 @@ class AgentNodes {
         "ip netns exec {} {} --node n{} --policy-dir {} --endpoints-dir {}/endpoints "
         "--policy-wait-socket '' --metrics '' --nflog-group -1 --subnet-manager etcd "
         "--etcd-endpoints {} --iface ul0 --public-ip {} --subnet-file {}/subnet.env "
-        "--subnet-lease-ttl 60 >>{}/agent.log 2>&1 & echo $!",
+        "--subnet-lease-ttl {} >>{}/agent.log 2>&1 & echo $!",
         net_.node(i), ZONEWALL_AGENT, i, (dir_.path() / "policies").string(), d,
-        etcd.endpoint().url, Underlay::publicIp(i), d, d);
+        etcd.endpoint().url, Underlay::publicIp(i), d, lease_ttl_, d);
     pids_[i] = std::stoi(run(cmd).out);
   }
   void stop(int i, int sig = SIGTERM) {
@@ -267,6 +268,7 @@ class AgentNodes {
 
  private:
   const Underlay& net_;
+  int lease_ttl_;
   TempDir dir_;
   std::map<int, pid_t> pids_;
 };
@@ -362,6 +364,78 @@ TEST(Overlay, AgentsLeaseRouteAndFollowEachOther) {
   }
   EXPECT_TRUE(
       sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(0), pod(0), pod(1))));
+}
+
+// etcd goes away for longer than a renewal interval: the agents keep their leases, their
+// routes and their pods' reachability; when it is back, renewals resume and the leases live
+// on past the TTL they had when it went.
+TEST(Overlay, AgentsRideOutAnEtcdOutage) {
+  if (!isRoot()) {
+    if (inCi()) FAIL() << "kernel tests must run as root in CI";
+    GTEST_SKIP() << "needs root (network namespaces)";
+  }
+  if (!haveEtcd()) {
+    if (inCi()) FAIL() << "/usr/bin/etcd missing: make install-deps installs etcd-server";
+    GTEST_SKIP() << "/usr/bin/etcd missing";
+  }
+  constexpr int kNodes = 2;
+  constexpr int kTtl = 10;  // renewals every 5 s (margin: half the TTL)
+  Underlay net(kNodes);
+  ASSERT_TRUE(net.ok());
+  ASSERT_TRUE(sh("ip -n " + net.underlay() + " addr add 10.98.0.1/24 dev br0"));
+  EtcdServer etcd(net.underlay(), "10.98.0.1");
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  ASSERT_TRUE(etcd.put("/coreos.com/network/config",
+                       R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})"));
+  AgentNodes agents(net, etcd, kNodes, kTtl);
+  std::vector<Cidr> subnets;
+  for (int i = 0; i < kNodes; ++i) {
+    ASSERT_TRUE(eventually([&] { return agents.subnet(i).has_value(); })) << agents.log(i);
+    subnets.push_back(*agents.subnet(i));
+    ASSERT_TRUE(sh(fmt::format("ip -n {} addr add {}/32 dev lo", net.node(i),
+                               formatAddr(Addr{subnets.back().base.v + 2}))));
+  }
+  auto routes = [&](int i) {
+    return run("ip -n " + net.node(i) + " route show dev flannel.1").out;
+  };
+  for (int i = 0; i < kNodes; ++i) {
+    ASSERT_TRUE(eventually([&] {
+      return routes(i).find(subnets[static_cast<size_t>(1 - i)].str()) != std::string::npos;
+    })) << agents.log(i);
+  }
+  auto pod = [&](int i) { return formatAddr(Addr{subnets[static_cast<size_t>(i)].base.v + 2}); };
+  auto reaches = [&](int a, int b) {
+    return sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(a), pod(a), pod(b)));
+  };
+  ASSERT_TRUE(reaches(0, 1));
+  const std::string before0 = routes(0);
+  const std::string before1 = routes(1);
+  etcd.stop();
+  std::this_thread::sleep_for(std::chrono::seconds(kTtl * 3 / 4));
+  // A renewal failed on each node; nothing in the dataplane moved.
+  for (int i = 0; i < kNodes; ++i) {
+    EXPECT_TRUE(eventually([&] {
+      return agents.log(i).find("renewal failed") != std::string::npos;
+    })) << agents.log(i);
+  }
+  EXPECT_EQ(routes(0), before0);
+  EXPECT_EQ(routes(1), before1);
+  EXPECT_TRUE(reaches(0, 1));
+  EXPECT_TRUE(reaches(1, 0));
+  ASSERT_TRUE(etcd.restart()) << etcd.error();
+  // Past a whole TTL after etcd's return, the leases are still there: renewals resumed.
+  std::this_thread::sleep_for(std::chrono::seconds(kTtl + kTtl / 2));
+  for (int i = 0; i < kNodes; ++i) {
+    const std::string key = "/coreos.com/network/subnets/" +
+                            formatAddr(subnets[static_cast<size_t>(i)].base) + "-" +
+                            std::to_string(subnets[static_cast<size_t>(i)].prefix);
+    std::string got = etcd.post("/v3/kv/range", R"({"key":")" + agent::base64Encode(key) + R"("})");
+    EXPECT_NE(got.find("\"kvs\""), std::string::npos) << key << ": " << got << agents.log(i);
+  }
+  EXPECT_EQ(agents.subnet(0), subnets[0]);
+  EXPECT_EQ(routes(0), before0);
+  EXPECT_EQ(routes(1), before1);
+  EXPECT_TRUE(reaches(0, 1));
 }
 
 }  // namespace
