@@ -327,11 +327,6 @@ EtcdSubnetManager::leases() {
     }
     l.attrs = std::move(*attrs);
     l.etcd_lease = kv.lease;
-    if (kv.lease != 0) {
-      auto ttl = etcd_.timeToLive(kv.lease);
-      if (!ttl) return std::unexpected(ttl.error());
-      l.expiration = std::chrono::system_clock::now() + std::chrono::seconds(*ttl);
-    }
     out.push_back(std::move(l));
   }
   return std::pair{std::move(out), r->revision};

@@ -99,7 +99,7 @@ std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(NodeNetwor
 
 // Lists every lease and makes the overlay route to exactly the others. Our own key missing
 // (expired while etcd was away) is claimed again; taken by another node, it is lost: loud.
-std::expected<void, Error> NodeNetwork::resync() {
+std::expected<std::int64_t, Error> NodeNetwork::resync() {
   static thread_local std::unique_ptr<EtcdSubnetManager> lister;
   if (!lister)
     lister = std::make_unique<EtcdSubnetManager>(options_.etcd, options_.prefix, options_.ttl);
@@ -138,7 +138,7 @@ std::expected<void, Error> NodeNetwork::resync() {
     spdlog::info("overlay: {} entries added, {} removed, {} peers unchanged", changes->added,
                  changes->removed, changes->unchanged);
   }
-  return {};
+  return listed->second;
 }
 
 void NodeNetwork::followLeases() {
@@ -147,14 +147,13 @@ void NodeNetwork::followLeases() {
   while (!stop_) {
     if (revision == 0) {
       // (Re)list: the overlay from the whole set, then watch from just after it.
-      auto listed = watcher.leases();
+      auto listed = resync();
       if (!listed) {
-        spdlog::warn("leases: {} (retrying)", listed.error().str());
+        spdlog::warn("leases/overlay: {} (retrying)", listed.error().str());
         sleepUntil(std::chrono::steady_clock::now() + kRetry, stop_);
         continue;
       }
-      if (auto ok = resync(); !ok) spdlog::warn("overlay: {}", ok.error().str());
-      revision = listed->second + 1;
+      revision = *listed + 1;
     }
     auto next = watcher.watch(
         revision,

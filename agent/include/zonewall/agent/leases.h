@@ -56,7 +56,7 @@ struct SubnetLease {
   std::optional<Cidr> ipv6_subnet;
   LeaseAttrs attrs;
   std::int64_t etcd_lease = 0;
-  std::chrono::system_clock::time_point expiration;
+  std::chrono::system_clock::time_point expiration;  ///< set by acquire/renew (granted TTL)
 
   std::string key() const;  ///< "10.5.34.0-24", "10.5.34.0-24&fc00:0:0:1::-64"
 };
@@ -73,7 +73,8 @@ class EtcdSubnetManager {
                     std::chrono::seconds ttl = kFlannelTtl);
 
   std::expected<NetworkConfig, Error> config();
-  /// Every lease in the network and the revision they were read at.
+  /// Every lease in the network and the revision they were read at: one range read, no
+  /// per-lease TTL query (a listed lease's `expiration` is left unset; nothing here needs it).
   std::expected<std::pair<std::vector<SubnetLease>, std::int64_t>, Error> leases();
   /// Flannel's AcquireLease: this node's own lease if one has its PublicIP (taken back,
   /// renewed); else `previous` (from an old subnet.env) if still free; else a free subnet at

@@ -46,7 +46,8 @@ class NodeNetwork {
 
  private:
   NodeNetwork(NodeNetworkOptions options, Metrics& metrics);
-  std::expected<void, Error> resync();
+  /// Lists the leases and syncs the overlay to them; the revision they were read at.
+  std::expected<std::int64_t, Error> resync();
   void followLeases();
   void renewLoop();
 
