@@ -1,6 +1,6 @@
 // The vxlan overlay's netlink work at scale (issue 13): the neighbours, FDB entries and routes
 // for 1,000 remote nodes programmed from nothing, then one node joining, one leaving, and an
-// unchanged set, through zonewall's VxlanOverlay (libnl-3, one request per entry). Baseline in
+// unchanged set, through zonewall's Overlay (libnl-3, one request per entry). Baseline in
 // the same run: the same 3,000 entries on a second VXLAN device by `ip -batch` and
 // `bridge -batch` (iproute2, the tools an operator would script). Root: a network namespace.
 //
@@ -30,8 +30,8 @@ double ms(Clock::time_point a, Clock::time_point b) {
 
 bool sh(const std::string& cmd) { return testing::run(cmd + " >/dev/null 2>&1").exit_code == 0; }
 
-VxlanPeer peer(int i) {
-  VxlanPeer p;
+Peer peer(int i) {
+  Peer p;
   p.subnet = Cidr{Addr::fromV4((10u << 24) | (static_cast<unsigned>(1 + i) << 8)), 24, Family::kV4};
   p.public_ip = Addr::fromV4((10u << 24) | (98u << 16) | (static_cast<unsigned>(1 + i / 250) << 8) |
                              static_cast<unsigned>(1 + i % 250));
@@ -69,12 +69,12 @@ int main() {
     std::printf("overlay_bench: %s\n", guard.error().str().c_str());
     return 1;
   }
-  auto o = VxlanOverlay::ensure(VxlanSpec{1, 0, "ul0", *parseAddr("10.97.0.10")});
+  auto o = Overlay::vxlan(VxlanSpec{1, 0, "ul0", *parseAddr("10.97.0.10")});
   if (!o || !o->assign(Cidr{*parseAddr("10.0.0.0"), 24, Family::kV4})) {
     std::puts("overlay_bench: cannot create flannel.1");
     return 1;
   }
-  std::vector<VxlanPeer> peers;
+  std::vector<Peer> peers;
   for (int i = 0; i < kNodes; ++i) peers.push_back(peer(i));
   std::printf("overlay_bench: %d remote nodes (a neighbour, an FDB entry and a route each)\n",
               kNodes);
@@ -94,7 +94,7 @@ int main() {
   {
     std::ofstream ipb("/tmp/" + ns + ".ip");
     std::ofstream brb("/tmp/" + ns + ".bridge");
-    for (const VxlanPeer& p : peers) {
+    for (const Peer& p : peers) {
       ipb << fmt::format("neigh replace {} lladdr {} dev flannel.2 nud permanent\n",
                          formatAddr(p.subnet.base), formatMac(p.vtep_mac));
       brb << fmt::format("fdb replace {} dev flannel.2 dst {} self permanent\n",

@@ -81,34 +81,48 @@ int main(int argc, char** argv) {
   app.add_option("--log-packets-per-second", log_rate, "Logged packets written per second, at most")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  // The pod network between nodes: Flannel's etcd subnet manager and vxlan backend.
+  // The pod network between nodes: Flannel's subnet managers and backends.
   std::string subnet_manager = "none";
   NodeNetworkOptions net;
-  std::string public_ip;
-  int lease_ttl_s = static_cast<int>(net.ttl.count());
+  EtcdEndpoint etcd;
+  std::string etcd_prefix = "/coreos.com/network";
+  KubeSubnetOptions kube_subnets;
+  std::string public_ip, static_subnet, static_network;
+  int lease_ttl_s = static_cast<int>(EtcdSubnetManager::kFlannelTtl.count());
   int renew_margin_min = 60;
   app.add_option("--subnet-manager", subnet_manager,
-                 "none (subnet.env is someone else's), or etcd: lease this node's subnet in "
-                 "Flannel's etcd layout and run the vxlan overlay")
-      ->check(CLI::IsMember({"none", "etcd"}))
+                 "none (subnet.env is someone else's); etcd: lease this node's subnet in "
+                 "Flannel's etcd layout; kube: the node's spec.podCIDR and Flannel's node "
+                 "annotations; static: --subnet alone (a single node)")
+      ->check(CLI::IsMember({"none", "etcd", "kube", "static"}))
       ->capture_default_str();
-  app.add_option("--etcd-endpoints", net.etcd.url, "etcd's client URL (http:// or https://)");
-  app.add_option("--etcd-prefix", net.prefix, "Flannel's etcd prefix")->capture_default_str();
-  app.add_option("--etcd-cafile", net.etcd.ca_file, "etcd: the CA of its certificate");
-  app.add_option("--etcd-certfile", net.etcd.cert_file, "etcd: this client's certificate");
-  app.add_option("--etcd-keyfile", net.etcd.key_file, "etcd: this client's key");
-  app.add_option("--iface", net.iface, "The interface the tunnel runs over");
+  app.add_option("--etcd-endpoints", etcd.url, "etcd's client URL (http:// or https://)");
+  app.add_option("--etcd-prefix", etcd_prefix, "Flannel's etcd prefix")->capture_default_str();
+  app.add_option("--etcd-cafile", etcd.ca_file, "etcd: the CA of its certificate");
+  app.add_option("--etcd-certfile", etcd.cert_file, "etcd: this client's certificate");
+  app.add_option("--etcd-keyfile", etcd.key_file, "etcd: this client's key");
+  app.add_option("--net-config-path", kube_subnets.net_conf,
+                 "kube: Flannel's network config (net-conf.json)")
+      ->capture_default_str();
+  app.add_option("--kube-annotation-prefix", kube_subnets.annotation_prefix,
+                 "kube: the node annotations' prefix")
+      ->capture_default_str();
+  app.add_option("--subnet", static_subnet, "static: this node's pod subnet");
+  app.add_option("--network", static_network,
+                 "static: the cluster's pod network (default: --subnet)");
+  app.add_option("--iface", net.iface, "The interface the tunnel (or host-gw's routes) runs over");
   app.add_option("--public-ip", public_ip, "This node's address on --iface (the lease's PublicIP)");
   app.add_option("--subnet-file", net.subnet_file,
                  "Where subnet.env goes (the CNI plugin reads it)")
       ->capture_default_str();
-  app.add_flag("--ip-masq", net.ip_masq, "subnet.env: FLANNEL_IPMASQ=true");
+  app.add_flag("--ip-masq", net.ip_masq,
+               "Masquerade pod traffic leaving the pod network (table inet zonewall-masq)");
   app.add_option("--subnet-lease-ttl", lease_ttl_s,
-                 "Seconds a lease lives unrenewed (Flannel: 24 h)")
+                 "etcd: seconds a lease lives unrenewed (Flannel: 24 h)")
       ->check(CLI::Range(2, 7 * 86400))
       ->capture_default_str();
   app.add_option("--subnet-lease-renew-margin", renew_margin_min,
-                 "Minutes before expiry to renew (at most half the TTL)")
+                 "etcd: minutes before expiry to renew (at most half the TTL)")
       ->check(CLI::Range(1, 1439))
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
@@ -134,18 +148,33 @@ int main(int argc, char** argv) {
     std::cerr << "zonewall-agent: --node is empty\n";
     return 2;
   }
-  if (subnet_manager == "etcd") {
+  if (subnet_manager == "etcd" || subnet_manager == "kube") {
     auto ip = zonewall::parseAddr(public_ip);
-    if (net.etcd.url.empty() || net.iface.empty() || !ip || ip->family() != zonewall::Family::kV4) {
-      std::cerr << "zonewall-agent: --subnet-manager etcd needs --etcd-endpoints, --iface and an "
-                   "IPv4 --public-ip\n";
+    if (net.iface.empty() || !ip || ip->family() != zonewall::Family::kV4) {
+      std::cerr << "zonewall-agent: --subnet-manager " << subnet_manager
+                << " needs --iface and an IPv4 --public-ip\n";
       return 2;
     }
     net.public_ip = *ip;
-    net.ttl = std::chrono::seconds(lease_ttl_s);
     net.renew_margin = std::chrono::minutes(renew_margin_min);
   }
-
+  if (subnet_manager == "etcd" && etcd.url.empty()) {
+    std::cerr << "zonewall-agent: --subnet-manager etcd needs --etcd-endpoints\n";
+    return 2;
+  }
+  std::optional<zonewall::Cidr> subnet, network;
+  if (subnet_manager == "static") {
+    auto s = zonewall::parseCidr(static_subnet);
+    auto nw = zonewall::parseCidr(static_network.empty() ? static_subnet : static_network);
+    if (!s || !nw || s->cidr.family != zonewall::Family::kV4 ||
+        nw->cidr.family != zonewall::Family::kV4) {
+      std::cerr << "zonewall-agent: --subnet-manager static needs an IPv4 --subnet (and "
+                   "--network, if given, IPv4)\n";
+      return 2;
+    }
+    subnet = s->cidr;
+    network = nw->cidr;
+  }
   // Signals are taken by a thread of their own (sigwait), never by a handler.
   sigset_t signals;
   sigemptyset(&signals);
@@ -155,14 +184,47 @@ int main(int argc, char** argv) {
 
   Metrics metrics;
   // The subnet first: the CNI plugin hands out addresses from it.
-  std::unique_ptr<NodeNetwork> network;
+  std::optional<KubeConfig> kube;
+  if (policy_dir.empty()) {
+    auto config = in_cluster ? inClusterConfig(sa_dir) : loadKubeconfig(kubeconfig, context);
+    if (!config) {
+      spdlog::critical("{}", config.error().str());
+      return 2;
+    }
+    kube = std::move(*config);
+  }
+  std::unique_ptr<SubnetManager> subnets;
   if (subnet_manager == "etcd") {
-    auto n = NodeNetwork::start(net, metrics);
+    subnets =
+        std::make_unique<EtcdSubnetManager>(etcd, etcd_prefix, std::chrono::seconds(lease_ttl_s));
+  } else if (subnet_manager == "kube") {
+    if (!kube) {
+      std::cerr << "zonewall-agent: --subnet-manager kube needs the API server (--kubeconfig "
+                   "or --in-cluster)\n";
+      return 2;
+    }
+    kube_subnets.node = node;
+    auto m = kubeSubnetManager(*kube, kube_subnets, metrics);
+    if (!m) {
+      spdlog::critical("subnet manager: {}", m.error().str());
+      return 2;
+    }
+    subnets = std::move(*m);
+  } else if (subnet_manager == "static") {
+    NetworkConfig config;
+    config.network = *network;
+    config.subnet_len = subnet->prefix;
+    config.backend_type = "none";
+    subnets = staticSubnetManager(config, *subnet);
+  }
+  std::unique_ptr<NodeNetwork> network_;
+  if (subnets) {
+    auto n = NodeNetwork::start(std::move(subnets), net, metrics);
     if (!n) {
       spdlog::critical("subnet lease: {}", n.error().str());
       return 1;
     }
-    network = std::move(*n);
+    network_ = std::move(*n);
   }
   ClusterState state(node);
   std::vector<std::unique_ptr<Source>> sources;
@@ -174,13 +236,8 @@ int main(int argc, char** argv) {
     }
     sources.push_back(std::move(*s));
   } else {
-    auto config = in_cluster ? inClusterConfig(sa_dir) : loadKubeconfig(kubeconfig, context);
-    if (!config) {
-      spdlog::critical("{}", config.error().str());
-      return 2;
-    }
-    spdlog::info("API server {}", config->server);
-    sources.push_back(kubeSource(std::move(*config), state, metrics));
+    spdlog::info("API server {}", kube->server);
+    sources.push_back(kubeSource(*kube, state, metrics));
   }
   auto endpoints = endpointSource(endpoints_dir, state);
   if (!endpoints) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 namespace zonewall::agent {
 namespace {
@@ -449,6 +450,59 @@ std::expected<std::int64_t, Error> EtcdSubnetManager::watch(
         return on_change(l, ev.deleted);
       },
       stop);
+}
+
+void EtcdSubnetManager::follow(
+    const std::function<void(const std::vector<SubnetLease>&)>& on_leases,
+    const std::atomic<bool>& stop) {
+  using namespace std::chrono_literals;
+  EtcdSubnetManager own(endpoint_, prefix_, ttl_);  // this thread's connection
+  std::map<std::string, SubnetLease> known;
+  auto deliver = [&] {
+    std::vector<SubnetLease> all;
+    all.reserve(known.size());
+    for (const auto& [key, l] : known) all.push_back(l);
+    on_leases(all);
+  };
+  auto pause = [&](std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (!stop && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+  };
+  std::int64_t revision = 0;
+  while (!stop) {
+    if (revision == 0) {
+      // (Re)list: the whole set, then watch from just after it.
+      auto listed = own.leases();
+      if (!listed) {
+        spdlog::warn("leases: {} (retrying)", listed.error().str());
+        pause(2s);
+        continue;
+      }
+      known.clear();
+      for (SubnetLease& l : listed->first) known[l.key()] = std::move(l);
+      deliver();
+      revision = listed->second + 1;
+    }
+    auto next = own.watch(
+        revision,
+        [&](const SubnetLease& l, bool removed) {
+          if (removed) {
+            known.erase(l.key());
+          } else {
+            known[l.key()] = l;
+          }
+          deliver();
+          return !stop;
+        },
+        stop);
+    if (!next || *next == EtcdClient::kCompacted) {
+      if (!next && !stop) spdlog::warn("lease watch: {} (retrying)", next.error().str());
+      revision = 0;
+      pause(2s);
+      continue;
+    }
+    revision = *next;
+  }
 }
 
 std::expected<void, Error> writeSubnetEnv(const std::string& path, const NetworkConfig& config,

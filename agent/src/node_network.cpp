@@ -3,51 +3,66 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "zonewall/dataplane/masquerade.h"
+#include "zonewall/dataplane/transport.h"
 
 namespace zonewall::agent {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A lost connection or an ended watch is tried again after this.
-constexpr auto kRetry = 2s;
 // A failed renewal is tried again after this (Flannel: a minute).
 constexpr auto kRenewRetry = 10s;
+// A single node's pods get this MTU when no underlay is named.
+constexpr int kDefaultMtu = 1500;
 
-std::vector<VxlanPeer> vxlanPeers(const std::vector<SubnetLease>& leases, const SubnetLease& own) {
-  std::vector<VxlanPeer> out;
+// The other nodes' leases of this node's backend (Flannel's backends ignore other types).
+std::vector<Peer> peersOf(const std::vector<SubnetLease>& leases, const SubnetLease& own,
+                          const std::string& backend) {
+  std::vector<Peer> out;
   for (const SubnetLease& l : leases) {
     if (!l.subnet || l.key() == own.key()) continue;
-    if (l.attrs.backend_type != "vxlan") {
+    if (l.attrs.backend_type != backend) {
       spdlog::warn("ignoring lease {} of backend '{}'", l.key(), l.attrs.backend_type);
       continue;
     }
-    auto data = nlohmann::json::parse(l.attrs.backend_data, nullptr, false);
-    auto mac = parseMac(data.is_object() ? data.value("VtepMAC", std::string()) : "");
-    if (!mac) {
-      spdlog::warn("ignoring lease {}: no VtepMAC in {}", l.key(), l.attrs.backend_data);
-      continue;
+    Peer p{*l.subnet, l.attrs.public_ip, {}};
+    if (backend == "vxlan") {
+      auto data = nlohmann::json::parse(l.attrs.backend_data, nullptr, false);
+      auto mac = parseMac(data.is_object() ? data.value("VtepMAC", std::string()) : "");
+      if (!mac) {
+        spdlog::warn("ignoring lease {}: no VtepMAC in {}", l.key(), l.attrs.backend_data);
+        continue;
+      }
+      p.vtep_mac = *mac;
     }
-    out.push_back({*l.subnet, l.attrs.public_ip, *mac});
+    out.push_back(p);
   }
   return out;
 }
 
-// Sleeps until `until` or until `stop`, in short steps.
-void sleepUntil(std::chrono::steady_clock::time_point until, const std::atomic<bool>& stop) {
-  while (!stop && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(100ms);
+std::expected<int, Error> underlayMtu(const std::string& iface) {
+  std::ifstream in("/sys/class/net/" + iface + "/mtu");
+  int mtu = 0;
+  if (!(in >> mtu)) return fail(Error::Code::kInvalidInput, "no interface " + iface);
+  return mtu;
 }
 
 }  // namespace
 
-NodeNetwork::NodeNetwork(NodeNetworkOptions options, Metrics& metrics)
-    : options_(std::move(options)), metrics_(metrics) {}
+NodeNetwork::NodeNetwork(std::unique_ptr<SubnetManager> manager, NodeNetworkOptions options,
+                         Metrics& metrics)
+    : manager_(std::move(manager)), options_(std::move(options)), metrics_(metrics) {}
 
 NodeNetwork::~NodeNetwork() {
   stop_ = true;
-  if (watcher_.joinable()) watcher_.join();
+  wake_renewer_.notify_all();
+  if (follower_.joinable()) follower_.join();
   if (renewer_.joinable()) renewer_.join();
 }
 
@@ -56,143 +71,176 @@ SubnetLease NodeNetwork::lease() const {
   return lease_;
 }
 
-std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(NodeNetworkOptions options,
-                                                                      Metrics& metrics) {
-  std::unique_ptr<NodeNetwork> n(new NodeNetwork(std::move(options), metrics));
+std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(
+    std::unique_ptr<SubnetManager> manager, NodeNetworkOptions options, Metrics& metrics) {
+  std::unique_ptr<NodeNetwork> n(new NodeNetwork(std::move(manager), std::move(options), metrics));
   const NodeNetworkOptions& o = n->options_;
-  n->manager_ = std::make_unique<EtcdSubnetManager>(o.etcd, o.prefix, o.ttl);
   auto config = n->manager_->config();
   if (!config) return std::unexpected(config.error());
   n->config_ = *config;
-  if (config->backend_type != "vxlan") {
-    return fail(
-        Error::Code::kUnsupported,
-        fmt::format("backend '{}': zonewall-agent runs the vxlan backend", config->backend_type));
-  }
-  auto overlay = VxlanOverlay::ensure(VxlanSpec{config->vni, config->port, o.iface, o.public_ip});
-  if (!overlay) return std::unexpected(overlay.error());
-  n->overlay_ = std::make_unique<VxlanOverlay>(std::move(*overlay));
+  const bool single = n->manager_->name() == "static";
   LeaseAttrs attrs;
   attrs.public_ip = o.public_ip;
-  attrs.backend_type = "vxlan";
-  attrs.backend_data =
-      fmt::format(R"({{"VNI":{},"VtepMAC":"{}"}})", config->vni, formatMac(n->overlay_->mac()));
+  attrs.backend_type = config->backend_type;
+  int mtu = kDefaultMtu;
+  if (single) {
+    if (!o.iface.empty()) {
+      auto m = underlayMtu(o.iface);
+      if (!m) return std::unexpected(m.error());
+      mtu = *m;
+    }
+  } else if (config->backend_type == "vxlan") {
+    auto overlay = Overlay::vxlan(VxlanSpec{config->vni, config->port, o.iface, o.public_ip});
+    if (!overlay) return std::unexpected(overlay.error());
+    n->overlay_ = std::move(*overlay);
+    attrs.backend_data =
+        fmt::format(R"({{"VNI":{},"VtepMAC":"{}"}})", config->vni, formatMac(n->overlay_->mac()));
+  } else if (config->backend_type == "host-gw") {
+    auto overlay = Overlay::hostGw(o.iface, config->network);
+    if (!overlay) return std::unexpected(overlay.error());
+    n->overlay_ = std::move(*overlay);
+    attrs.backend_data = "null";  // Flannel's host-gw lease has no backend data
+  } else {
+    return fail(
+        Error::Code::kUnsupported,
+        fmt::format("backend '{}': zonewall-agent runs vxlan and host-gw", config->backend_type));
+  }
+  if (n->overlay_) mtu = n->overlay_->mtu();
   auto lease = n->manager_->acquire(*config, attrs, previousSubnet(o.subnet_file));
   if (!lease) return std::unexpected(lease.error());
   n->lease_ = *lease;
-  spdlog::info("leased {} (PublicIP {}, VTEP {}, until {}s from now)", lease->subnet->str(),
-               formatAddr(o.public_ip), formatMac(n->overlay_->mac()),
-               std::chrono::duration_cast<std::chrono::seconds>(lease->expiration -
-                                                                std::chrono::system_clock::now())
-                   .count());
-  if (auto ok = n->overlay_->assign(*lease->subnet); !ok) return std::unexpected(ok.error());
+  n->lease_ttl_ = lease->expiration - std::chrono::system_clock::now();
+  spdlog::info(
+      "leased {} from the {} subnet manager (PublicIP {}, backend {}{})",
+      lease->subnet ? lease->subnet->str() : lease->key(), n->manager_->name(),
+      formatAddr(lease->attrs.public_ip), config->backend_type,
+      n->manager_->expires()
+          ? fmt::format(", lease for {}s", std::chrono::duration_cast<std::chrono::seconds>(
+                                               lease->expiration - std::chrono::system_clock::now())
+                                               .count())
+          : "");
+  if (n->overlay_ && lease->subnet) {
+    if (auto ok = n->overlay_->assign(*lease->subnet); !ok) return std::unexpected(ok.error());
+  }
+  if (o.ip_masq) {
+    if (auto ok = n->masquerade(); !ok) return std::unexpected(ok.error());
+  }
   std::filesystem::create_directories(std::filesystem::path(o.subnet_file).parent_path());
-  if (auto ok = writeSubnetEnv(o.subnet_file, *config, *lease, n->overlay_->mtu(), o.ip_masq);
-      !ok) {
+  if (auto ok = writeSubnetEnv(o.subnet_file, *config, *lease, mtu, o.ip_masq); !ok) {
     return std::unexpected(ok.error());
   }
-  if (auto ok = n->resync(); !ok) return std::unexpected(ok.error());
-  n->watcher_ = std::thread([p = n.get()] { p->followLeases(); });
-  n->renewer_ = std::thread([p = n.get()] { p->renewLoop(); });
+  n->follower_ = std::thread([p = n.get()] {
+    p->manager_->follow([p](const std::vector<SubnetLease>& all) { p->onLeases(all); }, p->stop_);
+  });
+  if (n->manager_->expires()) n->renewer_ = std::thread([p = n.get()] { p->renewLoop(); });
   return n;
 }
 
-// Lists every lease and makes the overlay route to exactly the others. Our own key missing
-// (expired while etcd was away) is claimed again; taken by another node, it is lost: loud.
-std::expected<std::int64_t, Error> NodeNetwork::resync() {
-  static thread_local std::unique_ptr<EtcdSubnetManager> lister;
-  if (!lister)
-    lister = std::make_unique<EtcdSubnetManager>(options_.etcd, options_.prefix, options_.ttl);
-  auto listed = lister->leases();
-  if (!listed) return std::unexpected(listed.error());
-  std::lock_guard lock(mu_);
-  bool present = false;
-  for (const SubnetLease& l : listed->first) {
-    if (l.subnet != lease_.subnet) continue;
-    present = true;
-    if (l.attrs.public_ip != options_.public_ip) {
-      metrics_.lease_lost.Increment();
-      spdlog::critical(
-          "lease {} LOST: it expired and node {} holds it now; this node's pods "
-          "keep their addresses but no longer own them",
-          lease_.key(), formatAddr(l.attrs.public_ip));
+std::expected<void, Error> NodeNetwork::masquerade() {
+  dataplane::MasqueradeSpec spec;
+  spec.table = options_.masq_table;
+  if (lease_.subnet) spec.nets.push_back({config_.network, *lease_.subnet});
+  if (lease_.ipv6_subnet) spec.nets.push_back({config_.ipv6_network, *lease_.ipv6_subnet});
+  auto transport = dataplane::openNetlink("");
+  if (!transport) return std::unexpected(transport.error());
+  const dataplane::Batch batch = dataplane::encodeMasquerade(spec, 1);
+  if (auto ok = (*transport)->commit(batch); !ok) {
+    return fail(ok.error().code, "masquerade table: " + ok.error().str());
+  }
+  spdlog::info("masquerade: pod traffic from {} leaving {} (table inet {})",
+               lease_.subnet ? lease_.subnet->str() : "", config_.network.str(), spec.table);
+  return {};
+}
+
+void NodeNetwork::onLeases(const std::vector<SubnetLease>& leases) {
+  SubnetLease own;
+  {
+    std::lock_guard lock(mu_);
+    own = lease_;
+    if (manager_->expires()) {
+      auto it = std::find_if(leases.begin(), leases.end(),
+                             [&](const SubnetLease& l) { return l.key() == own.key(); });
+      if (it == leases.end()) {
+        if (!reclaim_ && !lost_) {
+          spdlog::warn("lease {} is gone from the datastore (expired?): claiming it again",
+                       own.key());
+          reclaim_ = true;
+          wake_renewer_.notify_all();
+        }
+      } else if (it->attrs.public_ip != options_.public_ip) {
+        if (!lost_) {
+          lost_ = true;
+          metrics_.lease_lost.Increment();
+          spdlog::critical(
+              "lease {} LOST: it expired and node {} holds it now; this node's pods keep "
+              "their addresses but no longer own them",
+              own.key(), formatAddr(it->attrs.public_ip));
+        }
+      } else {
+        lost_ = false;
+      }
     }
   }
-  if (!present) {
-    spdlog::warn("lease {} is gone from etcd (expired?): claiming it again", lease_.key());
-    auto again = lister->acquire(config_, lease_.attrs, lease_.subnet);
-    if (again && again->subnet == lease_.subnet) {
-      lease_ = *again;
-    } else if (again) {
-      (void)lister->release(*again);  // never move this node's pods to another subnet
-      metrics_.lease_lost.Increment();
-      spdlog::critical("lease {} LOST: another node took it", lease_.key());
-    }
-  }
-  const std::vector<VxlanPeer> peers = vxlanPeers(listed->first, lease_);
+  if (!overlay_) return;
+  const std::vector<Peer> peers = peersOf(leases, own, config_.backend_type);
   auto changes = overlay_->sync(peers);
-  if (!changes) return std::unexpected(changes.error());
+  if (!changes) {
+    spdlog::error("overlay: {} (retried at the next change)", changes.error().str());
+    return;
+  }
   metrics_.overlay_peers.Set(static_cast<double>(peers.size()));
   metrics_.overlay_changes.Increment(changes->added + changes->removed);
   if (changes->added + changes->removed > 0) {
     spdlog::info("overlay: {} entries added, {} removed, {} peers unchanged", changes->added,
                  changes->removed, changes->unchanged);
   }
-  return listed->second;
-}
-
-void NodeNetwork::followLeases() {
-  EtcdSubnetManager watcher(options_.etcd, options_.prefix, options_.ttl);
-  std::int64_t revision = 0;
-  while (!stop_) {
-    if (revision == 0) {
-      // (Re)list: the overlay from the whole set, then watch from just after it.
-      auto listed = resync();
-      if (!listed) {
-        spdlog::warn("leases/overlay: {} (retrying)", listed.error().str());
-        sleepUntil(std::chrono::steady_clock::now() + kRetry, stop_);
-        continue;
-      }
-      revision = *listed + 1;
-    }
-    auto next = watcher.watch(
-        revision,
-        [&](const SubnetLease&, bool) {
-          if (auto ok = resync(); !ok) spdlog::warn("overlay: {}", ok.error().str());
-          return !stop_;
-        },
-        stop_);
-    if (!next || *next == EtcdClient::kCompacted) {
-      if (!next && !stop_) spdlog::warn("lease watch: {} (retrying)", next.error().str());
-      revision = 0;
-      sleepUntil(std::chrono::steady_clock::now() + kRetry, stop_);
-      continue;
-    }
-    revision = *next;
-  }
 }
 
 void NodeNetwork::renewLoop() {
-  const auto margin = std::min(options_.renew_margin, options_.ttl / 2);
+  const auto margin =
+      std::min<std::chrono::system_clock::duration>(options_.renew_margin, lease_ttl_ / 2);
+  std::unique_lock lock(mu_);
   while (!stop_) {
-    SubnetLease l = lease();
-    const auto until_renew = l.expiration - margin - std::chrono::system_clock::now();
-    sleepUntil(std::chrono::steady_clock::now() +
-                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(until_renew),
-               stop_);
+    const auto renew_at = lease_.expiration - margin;
+    wake_renewer_.wait_until(lock, renew_at, [&] { return stop_ || reclaim_; });
     if (stop_) return;
-    l = lease();
-    if (auto ok = manager_->renew(l); ok) {
-      metrics_.lease_renewals.Increment();
-      std::lock_guard lock(mu_);
-      lease_ = l;
-      spdlog::debug("lease {} renewed", l.key());
+    SubnetLease l = lease_;
+    const bool reclaim = reclaim_;
+    lock.unlock();
+    std::expected<void, Error> ok;
+    if (reclaim) {
+      // Our key expired while etcd was away: the same subnet again, or lost.
+      auto again = manager_->acquire(config_, l.attrs, l.subnet);
+      if (again && again->key() == l.key()) {
+        l = *again;
+      } else if (again) {
+        (void)manager_->release(*again);  // never move this node's pods to another subnet
+        ok = fail(Error::Code::kConflict, "another node took it");
+      } else {
+        ok = std::unexpected(again.error());
+      }
     } else {
-      // etcd away: keep the lease, the addresses and the dataplane; try again soon.
-      metrics_.lease_renew_failures.Increment();
-      spdlog::warn("lease {}: renewal failed: {} (kept; retrying)", l.key(), ok.error().str());
-      sleepUntil(std::chrono::steady_clock::now() + kRenewRetry, stop_);
+      ok = manager_->renew(l);
     }
+    lock.lock();
+    if (ok) {
+      metrics_.lease_renewals.Increment();
+      lease_ = l;
+      reclaim_ = false;
+      spdlog::debug("lease {} renewed", l.key());
+      continue;
+    }
+    if (ok.error().code == Error::Code::kConflict) {
+      reclaim_ = false;
+      lost_ = true;
+      metrics_.lease_lost.Increment();
+      spdlog::critical("lease {} LOST: {}", l.key(), ok.error().str());
+      continue;
+    }
+    // etcd away: keep the lease, the addresses and the dataplane; try again soon.
+    metrics_.lease_renew_failures.Increment();
+    spdlog::warn("lease {}: renewal failed: {} (kept; retrying)", l.key(), ok.error().str());
+    wake_renewer_.wait_for(lock, kRenewRetry, [&] { return stop_.load(); });
   }
 }
 

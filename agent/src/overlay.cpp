@@ -82,14 +82,24 @@ struct Entries {
   std::map<Mac, Addr> fdb;
 };
 
-Entries wanted(const std::vector<VxlanPeer>& peers) {
+Entries wanted(const std::vector<Peer>& peers, bool vxlan) {
   Entries e;
-  for (const VxlanPeer& p : peers) {
+  for (const Peer& p : peers) {
+    if (!vxlan) {
+      e.routes[p.subnet] = p.public_ip;
+      continue;
+    }
     e.routes[p.subnet] = p.subnet.base;
     e.neighbours[p.subnet.base] = p.vtep_mac;
     e.fdb[p.vtep_mac] = p.public_ip;
   }
   return e;
+}
+
+NlSockPtr connectRoute() {
+  NlSockPtr sock(nl_socket_alloc());
+  if (sock && nl_connect(sock.get(), NETLINK_ROUTE) < 0) sock.reset();
+  return sock;
 }
 
 }  // namespace
@@ -116,9 +126,11 @@ std::optional<Mac> parseMac(std::string_view text) {
   return m;
 }
 
-struct VxlanOverlay::Impl {
+struct Overlay::Impl {
   NlSockPtr sock;
   VxlanSpec spec;
+  std::optional<Cidr> network;  ///< host-gw: the only routes it touches
+  std::string device;           ///< flannel.<VNI>, or host-gw's underlay
   int ifindex = 0;
   int mtu = 0;
   Mac mac{};
@@ -138,11 +150,15 @@ struct VxlanOverlay::Impl {
       if (rtnl_route_nh_get_ifindex(nh) != ifindex) continue;
       auto dst = ipOf(rtnl_route_get_dst(r));
       auto via = ipOf(rtnl_route_nh_get_gateway(nh));
-      if (dst && via) {
-        e.routes[Cidr{*dst, static_cast<int>(nl_addr_get_prefixlen(rtnl_route_get_dst(r))),
-                      dst->family()}] = *via;
+      if (!dst || !via) continue;
+      Cidr subnet{*dst, static_cast<int>(nl_addr_get_prefixlen(rtnl_route_get_dst(r))),
+                  dst->family()};
+      if (network && !(subnet.prefix >= network->prefix && network->contains(subnet.base))) {
+        continue;
       }
+      e.routes[subnet] = *via;
     }
+    if (network) return e;  // host-gw: the underlay's neighbours are not ours
     // Neighbours (an AF_UNSPEC dump) and the FDB (an AF_BRIDGE dump: `bridge fdb`).
     for (int family : {AF_UNSPEC, AF_BRIDGE}) {
       raw = nullptr;
@@ -184,13 +200,13 @@ struct VxlanOverlay::Impl {
     rtnl_route_nh_set_ifindex(nh, ifindex);
     NlAddrPtr gw = ipAddr(via);
     rtnl_route_nh_set_gateway(nh, gw.get());
-    rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
+    if (!network) rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
     rtnl_route_add_nexthop(r.get(), nh);
     int rc = add ? rtnl_route_add(sock.get(), r.get(), NLM_F_CREATE | NLM_F_REPLACE)
                  : rtnl_route_delete(sock.get(), r.get(), 0);
     if (rc < 0 && !(!add && rc == -NLE_OBJ_NOTFOUND)) {
       return kernelError(fmt::format("{} {} via {} dev {}", add ? "RTM_NEWROUTE" : "RTM_DELROUTE",
-                                     subnet.str(), formatAddr(via), spec.name()),
+                                     subnet.str(), formatAddr(via), device),
                          rc);
     }
     return {};
@@ -213,28 +229,42 @@ struct VxlanOverlay::Impl {
     if (rc < 0 && !(!add && rc == -NLE_OBJ_NOTFOUND)) {
       return kernelError(
           fmt::format("{} {} {} lladdr {} dev {}", add ? "RTM_NEWNEIGH" : "RTM_DELNEIGH",
-                      bridge ? "fdb dst" : "neigh", formatAddr(ip), formatMac(m), spec.name()),
+                      bridge ? "fdb dst" : "neigh", formatAddr(ip), formatMac(m), device),
           rc);
     }
     return {};
   }
 };
 
-VxlanOverlay::VxlanOverlay(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-VxlanOverlay::~VxlanOverlay() = default;
-VxlanOverlay::VxlanOverlay(VxlanOverlay&&) noexcept = default;
-VxlanOverlay& VxlanOverlay::operator=(VxlanOverlay&&) noexcept = default;
-const Mac& VxlanOverlay::mac() const { return impl_->mac; }
-int VxlanOverlay::mtu() const { return impl_->mtu; }
-int VxlanOverlay::ifindex() const { return impl_->ifindex; }
+Overlay::Overlay(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Overlay::~Overlay() = default;
+Overlay::Overlay(Overlay&&) noexcept = default;
+Overlay& Overlay::operator=(Overlay&&) noexcept = default;
+const Mac& Overlay::mac() const { return impl_->mac; }
+int Overlay::mtu() const { return impl_->mtu; }
+int Overlay::ifindex() const { return impl_->ifindex; }
+bool Overlay::isVxlan() const { return !impl_->network; }
 
-std::expected<VxlanOverlay, Error> VxlanOverlay::ensure(const VxlanSpec& spec) {
+std::expected<Overlay, Error> Overlay::hostGw(const std::string& underlay, const Cidr& network) {
+  auto impl = std::make_unique<Impl>();
+  impl->sock = connectRoute();
+  if (!impl->sock) return fail(Error::Code::kKernel, "netlink socket: cannot connect");
+  impl->network = network;
+  impl->device = underlay;
+  auto link = linkByName(impl->sock.get(), underlay);
+  if (!link) return std::unexpected(link.error());
+  if (!*link) return fail(Error::Code::kInvalidInput, "no interface " + underlay + " for host-gw");
+  impl->ifindex = rtnl_link_get_ifindex(link->get());
+  impl->mtu = static_cast<int>(rtnl_link_get_mtu(link->get()));
+  return Overlay(std::move(impl));
+}
+
+std::expected<Overlay, Error> Overlay::vxlan(const VxlanSpec& spec) {
   auto impl = std::make_unique<Impl>();
   impl->spec = spec;
-  impl->sock.reset(nl_socket_alloc());
-  if (int rc = impl->sock ? nl_connect(impl->sock.get(), NETLINK_ROUTE) : -NLE_NOMEM; rc < 0) {
-    return kernelError("netlink socket", rc);
-  }
+  impl->device = spec.name();
+  impl->sock = connectRoute();
+  if (!impl->sock) return fail(Error::Code::kKernel, "netlink socket: cannot connect");
   nl_sock* sock = impl->sock.get();
   auto underlay = linkByName(sock, spec.underlay);
   if (!underlay) return std::unexpected(underlay.error());
@@ -289,10 +319,11 @@ std::expected<VxlanOverlay, Error> VxlanOverlay::ensure(const VxlanSpec& spec) {
   if (int rc = rtnl_link_change(sock, link->get(), change.get(), 0); rc < 0) {
     return kernelError("RTM_NEWLINK " + name + " up", rc);
   }
-  return VxlanOverlay(std::move(impl));
+  return Overlay(std::move(impl));
 }
 
-std::expected<void, Error> VxlanOverlay::assign(const Cidr& subnet) {
+std::expected<void, Error> Overlay::assign(const Cidr& subnet) {
+  if (impl_->network) return {};
   // Flannel's EnsureV4AddressOnLink: the subnet's network address, /32.
   AddrPtr addr(rtnl_addr_alloc());
   rtnl_addr_set_ifindex(addr.get(), impl_->ifindex);
@@ -306,15 +337,14 @@ std::expected<void, Error> VxlanOverlay::assign(const Cidr& subnet) {
   return {};
 }
 
-std::expected<VxlanOverlay::Changes, Error> VxlanOverlay::sync(
-    const std::vector<VxlanPeer>& peers) {
+std::expected<Overlay::Changes, Error> Overlay::sync(const std::vector<Peer>& peers) {
   Impl& im = *impl_;
   if (!im.programmed) {
     auto now = im.readKernel();
     if (!now) return std::unexpected(now.error());
     im.programmed = std::move(*now);
   }
-  Entries want = wanted(peers);
+  Entries want = wanted(peers, !im.network);
   Entries& have = *im.programmed;
   Changes c;
   // Removals first: a subnet that moved to another node must not keep the old next hop.

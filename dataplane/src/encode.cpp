@@ -9,6 +9,7 @@
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter_ipv4.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "set_codec.h"
 #include "wire.h"
 #include "zonewall/dataplane/batch.h"
+#include "zonewall/dataplane/masquerade.h"
 
 namespace zonewall::dataplane {
 namespace {
@@ -132,6 +134,36 @@ class Encoder {
         header(NFT_MSG_NEWCHAIN, NLM_F_CREATE,
                {.op = Op::kAddChain, .object = c.name, .text = "chain " + c.name}),
         ch.get());
+    done();
+  }
+
+  // A base chain of type nat (the masquerade table's).
+  void addNatChain(const std::string& name, std::uint32_t hook, std::int32_t priority) {
+    NftnlChainPtr ch(nftnl_chain_alloc());
+    nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TABLE, table_.c_str());
+    nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_NAME, name.c_str());
+    nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_FAMILY, NFPROTO_INET);
+    nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_HOOKNUM, hook);
+    nftnl_chain_set_s32(ch.get(), NFTNL_CHAIN_PRIO, priority);
+    nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TYPE, "nat");
+    nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_POLICY, NF_ACCEPT);
+    nftnl_chain_nlmsg_build_payload(
+        header(NFT_MSG_NEWCHAIN, NLM_F_CREATE,
+               {.op = Op::kAddChain, .object = name, .text = "chain " + name}),
+        ch.get());
+    done();
+  }
+
+  // A rule built by the caller (its expressions already in `rule`).
+  void addBuiltRule(const std::string& chain, nftnl_rule* rule, size_t index,
+                    const std::string& text) {
+    nftnl_rule_set_str(rule, NFTNL_RULE_TABLE, table_.c_str());
+    nftnl_rule_set_str(rule, NFTNL_RULE_CHAIN, chain.c_str());
+    nftnl_rule_set_u32(rule, NFTNL_RULE_FAMILY, NFPROTO_INET);
+    nftnl_rule_nlmsg_build_payload(
+        header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND,
+               {.op = Op::kAddRule, .object = chain, .rule = index, .text = text}),
+        rule);
     done();
   }
 
@@ -330,6 +362,20 @@ std::vector<Batch> encodeReplace(const Ruleset& rs, std::uint32_t first_seq) {
                   rs.table, aside.table);
   for (Batch& b : in_place) out.push_back(std::move(b));
   return out;
+}
+
+Batch encodeMasquerade(const MasqueradeSpec& spec, std::uint32_t first_seq) {
+  Encoder enc(spec.table, first_seq);
+  enc.deleteTableIfExists(spec.table);
+  enc.addTable(spec.table);
+  const std::string chain = "postrouting";
+  enc.addNatChain(chain, NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC);
+  std::vector<MasqueradeRule> rules = masqueradeRules(spec);
+  for (size_t i = 0; i < rules.size(); ++i) {
+    enc.addBuiltRule(chain, rules[i].rule.get(), i,
+                     fmt::format("rule {} of chain {}: {}", i, chain, rules[i].text));
+  }
+  return enc.finish();
 }
 
 Batch encodeDropTable(const std::string& table, std::uint32_t first_seq) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "c_handle.h"
+#include "zonewall/dataplane/masquerade.h"
 #include "zonewall/dataplane/ruleset.h"
 
 namespace zonewall::dataplane {
@@ -21,5 +23,12 @@ void encodeRule(nftnl_rule* r, const Rule& rule,
 /// The expressions of a rule as libnftnl prints them, one string per expression, normalized
 /// where a kernel dump differs from what we build (live counter values, zero lookup flags).
 std::vector<std::string> exprsOf(const nftnl_rule* r);
+
+/// The masquerade table's rules (masquerade.h), in order, each with its nft text.
+struct MasqueradeRule {
+  NftnlRulePtr rule;
+  std::string text;
+};
+std::vector<MasqueradeRule> masqueradeRules(const MasqueradeSpec& spec);
 
 }  // namespace zonewall::dataplane

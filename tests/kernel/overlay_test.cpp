@@ -26,9 +26,9 @@ namespace {
 
 using agent::EtcdSubnetManager;
 using agent::LeaseAttrs;
+using agent::Overlay;
+using agent::Peer;
 using agent::SubnetLease;
-using agent::VxlanOverlay;
-using agent::VxlanPeer;
 using agent::VxlanSpec;
 using namespace std::chrono_literals;
 
@@ -71,7 +71,7 @@ class Underlay {
 // One node's half of the overlay, run inside its namespace: the device, the lease, the peers.
 struct Node {
   std::string netns;
-  std::optional<VxlanOverlay> overlay;
+  std::optional<Overlay> overlay;
   SubnetLease lease;
 };
 
@@ -82,8 +82,8 @@ auto inNetns(const std::string& netns, F&& f) {
   return f();
 }
 
-std::vector<VxlanPeer> peersOf(const std::vector<SubnetLease>& leases, const SubnetLease& own) {
-  std::vector<VxlanPeer> out;
+std::vector<Peer> peersOf(const std::vector<SubnetLease>& leases, const SubnetLease& own) {
+  std::vector<Peer> out;
   for (const SubnetLease& l : leases) {
     if (l.key() == own.key() || l.attrs.backend_type != "vxlan" || !l.subnet) continue;
     auto data = nlohmann::json::parse(l.attrs.backend_data, nullptr, false);
@@ -121,7 +121,7 @@ TEST(Overlay, NodesReachEachOtherOverVxlanFromTheirLeases) {
     n.netns = net.node(i);
     const Addr pub = *parseAddr(Underlay::publicIp(i));
     inNetns(n.netns, [&] {
-      auto o = VxlanOverlay::ensure(VxlanSpec{config->vni, config->port, "ul0", pub});
+      auto o = Overlay::vxlan(VxlanSpec{config->vni, config->port, "ul0", pub});
       ASSERT_TRUE(o.has_value()) << o.error().str();
       EXPECT_EQ(o->mtu(), 1500 - 50);
       n.overlay.emplace(std::move(*o));
@@ -176,7 +176,7 @@ TEST(Overlay, NodesReachEachOtherOverVxlanFromTheirLeases) {
   const agent::Mac mac_before = nodes[0].overlay->mac();
   nodes[0].overlay.reset();
   inNetns(nodes[0].netns, [&] {
-    auto o = VxlanOverlay::ensure(
+    auto o = Overlay::vxlan(
         VxlanSpec{config->vni, config->port, "ul0", *parseAddr(Underlay::publicIp(0))});
     ASSERT_TRUE(o.has_value()) << o.error().str();
     EXPECT_EQ(o->mac(), mac_before);

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,14 +67,40 @@ struct SubnetLease {
 std::string subnetKey(const std::optional<Cidr>& v4, const std::optional<Cidr>& v6);
 bool parseSubnetKey(const std::string& key, std::optional<Cidr>& v4, std::optional<Cidr>& v6);
 
+/// Where this node's subnet and the other nodes' leases come from (Flannel's subnet.Manager):
+/// etcd (below), the Kubernetes API (kubeSubnetManager) or this node's configuration alone
+/// (staticSubnetManager). Not thread-safe: one thread acquires and renews; follow() runs on
+/// another with connections of its own.
+class SubnetManager {
+ public:
+  virtual ~SubnetManager() = default;
+  virtual std::string name() const = 0;
+  virtual std::expected<NetworkConfig, Error> config() = 0;
+  /// This node's lease; `previous` is the subnet an old subnet.env names.
+  virtual std::expected<SubnetLease, Error> acquire(const NetworkConfig& config,
+                                                    const LeaseAttrs& attrs,
+                                                    const std::optional<Cidr>& previous) = 0;
+  /// Whether leases expire unless renewed (etcd), so that renew() must run before expiry.
+  virtual bool expires() const { return false; }
+  virtual std::expected<void, Error> renew(SubnetLease& /*lease*/) { return {}; }
+  /// Gives the lease up (a node leaving, or a claim that must not be kept).
+  virtual std::expected<void, Error> release(const SubnetLease& /*lease*/) { return {}; }
+  /// Follows every lease of the network, this node's included, until `stop`: `on_leases`
+  /// gets the whole set after the first read and after every change. Errors are logged and
+  /// retried with backoff; it returns only when stopped.
+  virtual void follow(const std::function<void(const std::vector<SubnetLease>&)>& on_leases,
+                      const std::atomic<bool>& stop) = 0;
+};
+
 /// The leases of one network in etcd, as Flannel's etcd subnet manager keeps them.
-class EtcdSubnetManager {
+class EtcdSubnetManager final : public SubnetManager {
  public:
   static constexpr std::chrono::seconds kFlannelTtl{24 * 3600};
   EtcdSubnetManager(EtcdEndpoint endpoint, std::string prefix = "/coreos.com/network",
                     std::chrono::seconds ttl = kFlannelTtl);
 
-  std::expected<NetworkConfig, Error> config();
+  std::string name() const override { return "etcd"; }
+  std::expected<NetworkConfig, Error> config() override;
   /// Every lease in the network and the revision they were read at: one range read, no
   /// per-lease TTL query (a listed lease's `expiration` is left unset; nothing here needs it).
   std::expected<std::pair<std::vector<SubnetLease>, std::int64_t>, Error> leases();
@@ -80,21 +108,27 @@ class EtcdSubnetManager {
   /// renewed); else `previous` (from an old subnet.env) if still free; else a free subnet at
   /// random among the first 100 — claimed by a create-if-absent transaction, retried when
   /// another node won the race. "out of subnets" when none is left.
-  std::expected<SubnetLease, Error> acquire(const NetworkConfig& config, const LeaseAttrs& attrs,
-                                            const std::optional<Cidr>& previous = std::nullopt);
+  std::expected<SubnetLease, Error> acquire(
+      const NetworkConfig& config, const LeaseAttrs& attrs,
+      const std::optional<Cidr>& previous = std::nullopt) override;
+  bool expires() const override { return true; }
   /// Flannel's RenewLease: the key written again under a fresh etcd lease of the full TTL.
   /// An error leaves `lease` as it was (keep it, retry).
-  std::expected<void, Error> renew(SubnetLease& lease);
+  std::expected<void, Error> renew(SubnetLease& lease) override;
   /// Whether `lease` still holds its key (false: it expired and may have been taken).
   std::expected<bool, Error> stillHeld(const SubnetLease& lease);
   /// Removes the lease (a node leaving).
-  std::expected<void, Error> release(const SubnetLease& lease);
+  std::expected<void, Error> release(const SubnetLease& lease) override;
 
   /// Watches the leases from `revision` (as leases() returned it): `on_change(lease, removed)`.
   /// Returns the revision to resume at, or EtcdClient::kCompacted (list again).
   std::expected<std::int64_t, Error> watch(
       std::int64_t revision, const std::function<bool(const SubnetLease&, bool removed)>& on_change,
       const std::atomic<bool>& stop);
+  /// leases(), then watch() from that revision, the set kept up to date event by event (a
+  /// compaction or a lost connection lists again), on a connection of its own.
+  void follow(const std::function<void(const std::vector<SubnetLease>&)>& on_leases,
+              const std::atomic<bool>& stop) override;
 
   const std::string& prefix() const { return prefix_; }
 
@@ -105,6 +139,31 @@ class EtcdSubnetManager {
   std::chrono::seconds ttl_;
   EtcdClient etcd_;
 };
+
+/// Flannel's kube subnet manager (pkg/subnet/kube): the network config from net-conf.json
+/// (the kube-flannel ConfigMap's file); this node's subnet is its `spec.podCIDR(s)`, which
+/// must lie inside the network; its lease is the node's annotations
+/// (`<prefix>/backend-type`, `backend-data`, `public-ip`, `kube-subnet-manager: "true"`,
+/// written through the nodes/status subresource as Flannel does, honouring
+/// `public-ip-overwrite`), and the other nodes' leases are read from theirs.
+struct KubeSubnetOptions {
+  std::string node;
+  std::string net_conf = "/etc/kube-flannel/net-conf.json";
+  std::string annotation_prefix = "flannel.alpha.coreos.com";
+  /// Set the node's NetworkUnavailable condition to False once the lease is taken.
+  bool set_network_unavailable = true;
+};
+struct KubeConfig;
+class Metrics;
+std::expected<std::unique_ptr<SubnetManager>, Error> kubeSubnetManager(const KubeConfig& kube,
+                                                                       KubeSubnetOptions options,
+                                                                       Metrics& metrics);
+/// Flannel's annotation names for a prefix (newAnnotations): errors as Flannel's.
+std::expected<std::string, Error> annotationPrefix(const std::string& prefix);
+
+/// One node alone (the embedded default): the network config as given, this node's subnet
+/// from configuration, no datastore, no other nodes.
+std::unique_ptr<SubnetManager> staticSubnetManager(NetworkConfig config, Cidr subnet);
 
 /// Writes Flannel's subnet.env (FLANNEL_NETWORK, FLANNEL_SUBNET as the subnet's first host
 /// address, the IPv6 pair when enabled, FLANNEL_MTU, FLANNEL_IPMASQ) atomically: a temporary

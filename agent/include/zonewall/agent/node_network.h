@@ -1,13 +1,17 @@
-// This node's half of the pod network, as flanneld runs it: lease a subnet in etcd (Flannel's
-// layout), write subnet.env for the CNI plugin, run the vxlan overlay to every other node's
-// lease, renew before expiry, follow the other leases as they come, change and go.
+// This node's half of the pod network, as flanneld runs it: take this node's subnet from a
+// subnet manager (etcd, the Kubernetes API, or configuration), write subnet.env for the CNI
+// plugin, run the backend (vxlan or host-gw) to every other node's lease, masquerade pod
+// traffic leaving the cluster network, renew before expiry, and follow the other leases as
+// they come, change and go.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <expected>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -18,26 +22,26 @@
 namespace zonewall::agent {
 
 struct NodeNetworkOptions {
-  EtcdEndpoint etcd;
-  std::string prefix = "/coreos.com/network";
-  std::chrono::seconds ttl = EtcdSubnetManager::kFlannelTtl;
   /// Renew this long before expiry (Flannel's --subnet-lease-renew-margin, 60 min), at most
   /// half the TTL.
   std::chrono::seconds renew_margin = std::chrono::minutes(60);
-  std::string iface;  ///< the underlay interface (Flannel's --iface)
+  std::string iface;  ///< the underlay interface (Flannel's --iface); "" for static
   Addr public_ip;     ///< this node's address on it (the lease's PublicIP)
   std::string subnet_file = "/run/flannel/subnet.env";
+  /// Flannel's --ip-masq: masquerade pod traffic leaving the cluster network (table
+  /// `masq_table`), and say so in subnet.env.
   bool ip_masq = false;
+  std::string masq_table = "zonewall-masq";
 };
 
 class NodeNetwork {
  public:
   /// Leases the subnet (this node's own from a previous run, else the one subnet.env names if
-  /// free, else a new one), brings the overlay up to every other lease and writes
+  /// free, else a new one), brings the backend up to every other lease and writes
   /// subnet.env; then follows the leases and renews in the background until destroyed. The
   /// lease is kept on exit: a restarted agent takes it back.
-  static std::expected<std::unique_ptr<NodeNetwork>, Error> start(NodeNetworkOptions options,
-                                                                  Metrics& metrics);
+  static std::expected<std::unique_ptr<NodeNetwork>, Error> start(
+      std::unique_ptr<SubnetManager> manager, NodeNetworkOptions options, Metrics& metrics);
   ~NodeNetwork();
   NodeNetwork(const NodeNetwork&) = delete;
   NodeNetwork& operator=(const NodeNetwork&) = delete;
@@ -45,21 +49,25 @@ class NodeNetwork {
   SubnetLease lease() const;
 
  private:
-  NodeNetwork(NodeNetworkOptions options, Metrics& metrics);
-  /// Lists the leases and syncs the overlay to them; the revision they were read at.
-  std::expected<std::int64_t, Error> resync();
-  void followLeases();
+  NodeNetwork(std::unique_ptr<SubnetManager> manager, NodeNetworkOptions options, Metrics& metrics);
+  std::expected<void, Error> masquerade();
+  /// Every lease as the manager sees it now: this node's checked, the others routed to.
+  void onLeases(const std::vector<SubnetLease>& leases);
   void renewLoop();
 
+  std::unique_ptr<SubnetManager> manager_;  ///< acquire and renew (the renewer's thread)
   NodeNetworkOptions options_;
   Metrics& metrics_;
   NetworkConfig config_;
   mutable std::mutex mu_;
+  std::condition_variable wake_renewer_;
   SubnetLease lease_;
-  std::unique_ptr<EtcdSubnetManager> manager_;  ///< renewals (its own connection)
-  std::unique_ptr<VxlanOverlay> overlay_;
+  std::chrono::system_clock::duration lease_ttl_{};  ///< as granted
+  bool reclaim_ = false;  ///< our key vanished from etcd: claim it again (the renewer does)
+  bool lost_ = false;
+  std::optional<Overlay> overlay_;  ///< none for a single node
   std::atomic<bool> stop_{false};
-  std::thread watcher_, renewer_;
+  std::thread follower_, renewer_;
 };
 
 }  // namespace zonewall::agent

@@ -1,9 +1,12 @@
-// Flannel's vxlan backend on this node, through libnl-3 (flannel-io/flannel
-// pkg/backend/vxlan): one VXLAN device `flannel.<VNI>` (learning off, the node's public
-// address as the tunnel source, MTU = underlay − 50, the leased subnet's network address /32
-// on it), and for each remote node's lease: a permanent neighbour (its subnet address → its
-// VTEP MAC), an FDB entry (VTEP MAC → its public address) and the route to its subnet via
-// that address, onlink. Remote nodes come and go by lease; sync() touches only what changed.
+// Flannel's backends on this node, through libnl-3 (flannel-io/flannel pkg/backend):
+// - vxlan: one VXLAN device `flannel.<VNI>` (learning off, the node's public address as the
+//   tunnel source, MTU = underlay − 50, the leased subnet's network address /32 on it), and
+//   for each remote node's lease: a permanent neighbour (its subnet address → its VTEP MAC),
+//   an FDB entry (VTEP MAC → its public address) and the route to its subnet via that
+//   address, onlink.
+// - host-gw: for each remote node's lease, the route to its subnet via its public address on
+//   the underlay (the nodes share a link); nothing else is touched on that interface.
+// Remote nodes come and go by lease; sync() touches only what changed.
 #pragma once
 
 #include <array>
@@ -31,29 +34,33 @@ struct VxlanSpec {
   std::string name() const { return "flannel." + std::to_string(vni); }
 };
 
-/// A remote node as its lease describes it (BackendType vxlan).
-struct VxlanPeer {
+/// A remote node as its lease describes it.
+struct Peer {
   Cidr subnet;
   Addr public_ip;
-  Mac vtep_mac{};
-  friend bool operator==(const VxlanPeer&, const VxlanPeer&) = default;
+  Mac vtep_mac{};  ///< vxlan: its VTEP's MAC (BackendData VtepMAC)
+  friend bool operator==(const Peer&, const Peer&) = default;
 };
 
-class VxlanOverlay {
+class Overlay {
  public:
-  /// Creates the device or adopts one that fits (a restarted agent keeps its MAC, so the
-  /// other nodes' FDB entries stay right); sets its MTU and brings it up. Its MAC goes into
-  /// the lease this node claims.
-  static std::expected<VxlanOverlay, Error> ensure(const VxlanSpec& spec);
-  /// Puts the leased subnet's network address on the device (/32).
+  /// vxlan: creates the device or adopts one that fits (a restarted agent keeps its MAC, so
+  /// the other nodes' FDB entries stay right); sets its MTU and brings it up. Its MAC goes
+  /// into the lease this node claims.
+  static std::expected<Overlay, Error> vxlan(const VxlanSpec& spec);
+  /// host-gw over `underlay`: only routes to subnets inside `network` are ever read or
+  /// changed there (the underlay's own routes are not the overlay's).
+  static std::expected<Overlay, Error> hostGw(const std::string& underlay, const Cidr& network);
+  /// vxlan: puts the leased subnet's network address on the device (/32); host-gw: nothing.
   std::expected<void, Error> assign(const Cidr& subnet);
-  ~VxlanOverlay();
-  VxlanOverlay(VxlanOverlay&&) noexcept;
-  VxlanOverlay& operator=(VxlanOverlay&&) noexcept;
+  ~Overlay();
+  Overlay(Overlay&&) noexcept;
+  Overlay& operator=(Overlay&&) noexcept;
 
-  const Mac& mac() const;
-  int mtu() const;
-  int ifindex() const;
+  bool isVxlan() const;
+  const Mac& mac() const;  ///< vxlan: the VTEP's MAC
+  int mtu() const;         ///< what pods get: underlay − 50 for vxlan, the underlay's for host-gw
+  int ifindex() const;     ///< the device routes go through
 
   struct Changes {
     int added = 0;
@@ -63,11 +70,11 @@ class VxlanOverlay {
   /// Makes the kernel hold exactly `peers`' neighbours, FDB entries and routes on the device:
   /// the first call reads what is there (from a previous run) and fixes only the difference;
   /// later ones diff against what they programmed.
-  std::expected<Changes, Error> sync(const std::vector<VxlanPeer>& peers);
+  std::expected<Changes, Error> sync(const std::vector<Peer>& peers);
 
  private:
   struct Impl;
-  explicit VxlanOverlay(std::unique_ptr<Impl> impl);
+  explicit Overlay(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
