@@ -219,8 +219,10 @@ namespace {
 // the others' routes.
 class AgentNodes {
  public:
-  AgentNodes(const Underlay& net, const EtcdServer& etcd, int nodes, int lease_ttl = 60)
-      : net_(net), lease_ttl_(lease_ttl) {
+  /// `extra`: more flags for every agent (--ip-masq, ...).
+  AgentNodes(const Underlay& net, const EtcdServer& etcd, int nodes, int lease_ttl = 60,
+             std::string extra = "")
+      : net_(net), lease_ttl_(lease_ttl), extra_(std::move(extra)) {
     std::filesystem::create_directories(dir_.path() / "policies");
     for (int i = 0; i < nodes; ++i) start(i, etcd);
   }
@@ -234,9 +236,9 @@ class AgentNodes {
         "ip netns exec {} {} --node n{} --policy-dir {} --endpoints-dir {}/endpoints "
         "--policy-wait-socket '' --metrics '' --nflog-group -1 --subnet-manager etcd "
         "--etcd-endpoints {} --iface ul0 --public-ip {} --subnet-file {}/subnet.env "
-        "--subnet-lease-ttl {} >>{}/agent.log 2>&1 & echo $!",
+        "--subnet-lease-ttl {} {} >>{}/agent.log 2>&1 & echo $!",
         net_.node(i), ZONEWALL_AGENT, i, (dir_.path() / "policies").string(), d,
-        etcd.endpoint().url, Underlay::publicIp(i), d, lease_ttl_, d);
+        etcd.endpoint().url, Underlay::publicIp(i), d, lease_ttl_, extra_, d);
     pids_[i] = std::stoi(run(cmd).out);
   }
   void stop(int i, int sig = SIGTERM) {
@@ -269,6 +271,7 @@ class AgentNodes {
  private:
   const Underlay& net_;
   int lease_ttl_;
+  std::string extra_;
   TempDir dir_;
   std::map<int, pid_t> pids_;
 };
@@ -436,6 +439,192 @@ TEST(Overlay, AgentsRideOutAnEtcdOutage) {
   EXPECT_EQ(routes(0), before0);
   EXPECT_EQ(routes(1), before1);
   EXPECT_TRUE(reaches(0, 1));
+}
+
+// Why a kernel + etcd test cannot run here ("" when it can).
+std::string missingForEtcdTests() {
+  if (!isRoot()) return "needs root (network namespaces)";
+  if (!haveEtcd()) return "/usr/bin/etcd missing: make install-deps installs etcd-server";
+  return "";
+}
+#define ZW_REQUIRE_ROOT_AND_ETCD()                                   \
+  if (const std::string why = missingForEtcdTests(); !why.empty()) { \
+    if (inCi()) FAIL() << why << " (kernel tests must run in CI)";   \
+    GTEST_SKIP() << why;                                             \
+  }
+
+// The underlay with etcd on its bridge (10.98.0.1) holding Flannel's network config.
+struct EtcdUnderlay {
+  Underlay net;
+  std::optional<EtcdServer> etcd;
+  bool ok = false;
+  EtcdUnderlay(int nodes, const std::string& config) : net(nodes) {
+    if (!net.ok() || !sh("ip -n " + net.underlay() + " addr add 10.98.0.1/24 dev br0")) return;
+    etcd.emplace(net.underlay(), "10.98.0.1");
+    ok = etcd->ok() && etcd->put("/coreos.com/network/config", config);
+  }
+};
+
+// Waits for every agent's subnet and puts a "pod" address (the subnet's .2) on its node's lo.
+std::vector<Cidr> subnetsWithPods(const EtcdUnderlay& u, const AgentNodes& agents, int nodes) {
+  std::vector<Cidr> out;
+  for (int i = 0; i < nodes; ++i) {
+    if (!eventually([&] { return agents.subnet(i).has_value(); })) {
+      ADD_FAILURE() << agents.log(i);
+      return {};
+    }
+    out.push_back(*agents.subnet(i));
+    EXPECT_TRUE(sh(fmt::format("ip -n {} addr add {}/32 dev lo", u.net.node(i),
+                               formatAddr(Addr{out.back().base.v + 2}))));
+  }
+  return out;
+}
+
+std::string podOn(const Cidr& subnet) { return formatAddr(Addr{subnet.base.v + 2}); }
+
+bool pingFrom(const std::string& netns, const std::string& from, const std::string& to) {
+  return sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", netns, from, to));
+}
+
+// host-gw: no tunnel; each node routes the others' subnets via their public addresses on the
+// shared underlay link. The underlay's own routes (outside the pod network) are never touched,
+// even when they look like the overlay's.
+TEST(Overlay, HostGwRoutesViaTheOtherNodesPublicAddresses) {
+  ZW_REQUIRE_ROOT_AND_ETCD();
+  constexpr int kNodes = 3;
+  EtcdUnderlay u(kNodes, R"({"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}})");
+  ASSERT_TRUE(u.ok);
+  // A route of the operator's on the underlay, via a node, outside the pod network.
+  ASSERT_TRUE(sh("ip -n " + u.net.node(0) + " route add 192.0.2.0/24 via 10.98.0.11 dev ul0"));
+  AgentNodes agents(u.net, *u.etcd, kNodes);
+  const std::vector<Cidr> subnets = subnetsWithPods(u, agents, kNodes);
+  ASSERT_EQ(subnets.size(), size_t{kNodes});
+  for (int i = 0; i < kNodes; ++i) {
+    // The underlay's MTU: nothing is encapsulated.
+    EXPECT_NE(agents.subnetEnv(i).find("FLANNEL_MTU=1500\n"), std::string::npos)
+        << agents.subnetEnv(i);
+    EXPECT_FALSE(sh("ip -n " + u.net.node(i) + " link show flannel.1"));
+    for (int j = 0; j < kNodes; ++j) {
+      if (i == j) continue;
+      const std::string want = fmt::format(
+          "{} via {} dev ul0", subnets[static_cast<size_t>(j)].str(), Underlay::publicIp(j));
+      EXPECT_TRUE(eventually([&] {
+        return run("ip -n " + u.net.node(i) + " route show").out.find(want) != std::string::npos;
+      })) << want
+          << "\n"
+          << run("ip -n " + u.net.node(i) + " route show").out << agents.log(i);
+    }
+  }
+  for (int a = 0; a < kNodes; ++a) {
+    for (int b = 0; b < kNodes; ++b) {
+      if (a != b) {
+        EXPECT_TRUE(pingFrom(u.net.node(a), podOn(subnets[static_cast<size_t>(a)]),
+                             podOn(subnets[static_cast<size_t>(b)])))
+            << a << " -> " << b;
+      }
+    }
+  }
+  // Node 2 leaves (its lease deleted): the others drop its route, and only that.
+  agents.stop(2);
+  const std::string key = "/coreos.com/network/subnets/" + formatAddr(subnets[2].base) + "-" +
+                          std::to_string(subnets[2].prefix);
+  ASSERT_FALSE(
+      u.etcd->post("/v3/kv/deleterange", R"({"key":")" + agent::base64Encode(key) + R"("})")
+          .empty());
+  EXPECT_TRUE(eventually([&] {
+    return run("ip -n " + u.net.node(0) + " route show").out.find(subnets[2].str()) ==
+           std::string::npos;
+  }));
+  const std::string routes0 = run("ip -n " + u.net.node(0) + " route show").out;
+  EXPECT_NE(routes0.find("192.0.2.0/24 via 10.98.0.11 dev ul0"), std::string::npos) << routes0;
+  EXPECT_NE(routes0.find(subnets[1].str() + " via 10.98.0.11 dev ul0"), std::string::npos)
+      << routes0;
+  EXPECT_TRUE(pingFrom(u.net.node(0), podOn(subnets[0]), podOn(subnets[1])));
+}
+
+// --ip-masq: a pod's traffic to an address outside the pod network leaves with the node's
+// address (the underlay host 10.98.0.1 has no route to the pods, so only a masqueraded ping
+// is answered); pod-to-pod traffic between nodes keeps the pod's address (counted by source
+// on the receiving node).
+TEST(Overlay, MasqueradesOnlyTrafficLeavingThePodNetwork) {
+  ZW_REQUIRE_ROOT_AND_ETCD();
+  constexpr int kNodes = 2;
+  EtcdUnderlay u(kNodes, R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})");
+  ASSERT_TRUE(u.ok);
+  AgentNodes agents(u.net, *u.etcd, kNodes, 60, "--ip-masq");
+  const std::vector<Cidr> subnets = subnetsWithPods(u, agents, kNodes);
+  ASSERT_EQ(subnets.size(), size_t{kNodes});
+  for (int i = 0; i < kNodes; ++i) {
+    EXPECT_NE(agents.subnetEnv(i).find("FLANNEL_IPMASQ=true\n"), std::string::npos);
+    ASSERT_TRUE(eventually([&] {
+      return run("ip -n " + u.net.node(i) + " route show dev flannel.1")
+                 .out.find(subnets[static_cast<size_t>(1 - i)].str()) != std::string::npos;
+    })) << agents.log(i);
+  }
+  const std::string table =
+      run("ip netns exec " + u.net.node(0) + " nft list table inet zonewall-masq").out;
+  for (const std::string& want : std::vector<std::string>{
+           "type nat hook postrouting priority srcnat; policy accept;",
+           "meta mark & 0x00004000 == 0x00004000 return",
+           "ip saddr " + subnets[0].str() + " ip daddr 10.244.0.0/16 return",
+           "ip saddr 10.244.0.0/16 ip daddr " + subnets[0].str() + " return",
+           "ip saddr != " + subnets[0].str() + " ip daddr 10.244.0.0/16 return",
+           "ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random"}) {
+    EXPECT_NE(table.find(want), std::string::npos) << want << "\n" << table;
+  }
+  // Leaving the pod network: masqueraded, so answered.
+  EXPECT_TRUE(pingFrom(u.net.node(0), podOn(subnets[0]), "10.98.0.1")) << table;
+  // Pod to pod: the source address arrives as it left.
+  ASSERT_TRUE(
+      sh(fmt::format("echo 'table inet zwtest {{ chain in {{ type filter hook input "
+                     "priority 0; ip saddr {} counter; }}; }}' | ip netns exec {} nft -f -",
+                     podOn(subnets[0]), u.net.node(1))));
+  EXPECT_TRUE(pingFrom(u.net.node(0), podOn(subnets[0]), podOn(subnets[1])));
+  const std::string counted =
+      run("ip netns exec " + u.net.node(1) + " nft list table inet zwtest").out;
+  EXPECT_NE(counted.find("counter packets 1 "), std::string::npos) << counted;
+  // Without the table nothing answers: the check above could fail.
+  ASSERT_TRUE(sh("ip netns exec " + u.net.node(0) + " nft delete table inet zonewall-masq"));
+  EXPECT_FALSE(pingFrom(u.net.node(0), podOn(subnets[0]), "10.98.0.1"));
+}
+
+// A lease whose node died is not renewed: after its TTL etcd frees the subnet, every other
+// node drops its routes, and a node that joins later takes that subnet (the network has room
+// for two) and is routed to in its place. While the network is full, a third node says so.
+TEST(Overlay, AnExpiredLeaseIsFreedAndTakenByANewNode) {
+  ZW_REQUIRE_ROOT_AND_ETCD();
+  constexpr int kTtl = 4;
+  EtcdUnderlay u(3, R"({"Network": "10.244.0.0/16", "SubnetMin": "10.244.1.0", )"
+                    R"("SubnetMax": "10.244.2.0", "Backend": {"Type": "vxlan"}})");
+  ASSERT_TRUE(u.ok);
+  AgentNodes agents(u.net, *u.etcd, 2, kTtl);
+  const std::vector<Cidr> subnets = subnetsWithPods(u, agents, 2);
+  ASSERT_EQ(subnets.size(), size_t{2});
+  auto routes = [&](int i) { return run("ip -n " + u.net.node(i) + " route show").out; };
+  ASSERT_TRUE(eventually([&] { return routes(1).find(subnets[0].str()) != std::string::npos; }));
+  // A third node finds the network full, says so and exits.
+  agents.start(2, *u.etcd);
+  EXPECT_TRUE(eventually([&] { return agents.log(2).find("out of subnets") != std::string::npos; }))
+      << agents.log(2);
+  EXPECT_FALSE(agents.subnet(2).has_value());
+  // Node 0 dies without a word: nothing renews its lease.
+  agents.stop(0, SIGKILL);
+  EXPECT_TRUE(eventually([&] { return routes(1).find(subnets[0].str()) == std::string::npos; },
+                         std::chrono::seconds(kTtl * 3)))
+      << routes(1) << agents.log(1);
+  // Node 2 joins now and gets the freed subnet; node 1 routes it to node 2's VTEP.
+  agents.stop(2);
+  agents.start(2, *u.etcd);
+  ASSERT_TRUE(eventually([&] { return agents.subnet(2).has_value(); })) << agents.log(2);
+  EXPECT_EQ(*agents.subnet(2), subnets[0]);
+  ASSERT_TRUE(sh(fmt::format("ip -n {} addr add {}/32 dev lo", u.net.node(2), podOn(subnets[0]))));
+  EXPECT_TRUE(eventually([&] { return routes(1).find(subnets[0].str()) != std::string::npos; }))
+      << routes(1) << agents.log(1);
+  const std::string fdb =
+      run("ip netns exec " + u.net.node(1) + " bridge fdb show dev flannel.1").out;
+  EXPECT_NE(fdb.find("dst " + Underlay::publicIp(2)), std::string::npos) << fdb;
+  EXPECT_EQ(fdb.find("dst " + Underlay::publicIp(0)), std::string::npos) << fdb;
+  EXPECT_TRUE(pingFrom(u.net.node(1), podOn(subnets[1]), podOn(subnets[0])));
 }
 
 }  // namespace
