@@ -59,6 +59,10 @@ inline void writeAtomic(const std::filesystem::path& p, const std::string& text)
   std::filesystem::rename(p.string() + ".tmp", p);
 }
 
+// Where the agents' subnets come from: Flannel's etcd mode (a Debian etcd on the underlay) or
+// its Kubernetes mode (each Node's spec.podCIDR, leases in the nodes' annotations).
+enum class Subnets { kEtcd, kKube };
+
 // Two nodes, their agents, and four pods: db and client on node-a, client and other on node-b.
 class Cluster {
  public:
@@ -70,7 +74,8 @@ class Cluster {
   };
 
   /// `pods`: start the four pods of the bank namespace (db, client-a, client-b, other).
-  explicit Cluster(const std::string& tag, bool pods = true) {
+  explicit Cluster(const std::string& tag, bool pods = true, Subnets subnets = Subnets::kEtcd)
+      : subnets_(subnets) {
     kube_ = std::make_unique<KubeCluster>();
     if (!kube_->ok()) {
       error_ = "apiserver: " + kube_->error();
@@ -116,16 +121,22 @@ metadata: {name: bank, labels: {zone: bank}}
     // etcd on the underlay) and the vxlan overlay. Each node's old subnet.env names the subnet
     // its CNI configuration hands out, which its agent takes back from the two the network
     // has.
-    etcd_ = std::make_unique<EtcdServer>(kube_->netns(), "10.99.0.1");
-    if (!etcd_->ok()) {
-      error_ = etcd_->error();
-      return;
-    }
-    if (!etcd_->put("/coreos.com/network/config",
-                    R"({"Network": "10.244.0.0/16", "SubnetMin": "10.244.10.0", )"
-                    R"("SubnetMax": "10.244.11.0", "Backend": {"Type": "vxlan"}})")) {
-      error_ = "etcd";
-      return;
+    // In Kubernetes mode the nodes' podCIDRs above are their subnets, and the network config
+    // is a file, as the kube-flannel ConfigMap mounts it.
+    const std::string net_conf = R"({"Network": "10.244.0.0/16", "SubnetMin": "10.244.10.0", )"
+                                 R"("SubnetMax": "10.244.11.0", "Backend": {"Type": "vxlan"}})";
+    if (subnets_ == Subnets::kKube) {
+      std::ofstream(netConfFile()) << net_conf;
+    } else {
+      etcd_ = std::make_unique<EtcdServer>(kube_->netns(), "10.99.0.1");
+      if (!etcd_->ok()) {
+        error_ = etcd_->error();
+        return;
+      }
+      if (!etcd_->put("/coreos.com/network/config", net_conf)) {
+        error_ = "etcd";
+        return;
+      }
     }
     for (int i = 0; i < 2; ++i) {
       std::ofstream(subnetFile(i)) << "FLANNEL_SUBNET=10.244." << (10 + i) << ".1/24\n";
@@ -210,30 +221,35 @@ metadata: {name: bank, labels: {zone: bank}}
     return (tmp_.path() / ("subnet-" + std::to_string(i) + ".env")).string();
   }
 
+  std::string netConfFile() const { return (tmp_.path() / "net-conf.json").string(); }
+
   bool startAgent(int i) {
     std::string name = i == 0 ? "node-a" : "node-b";
-    return agents_[i]->start(nodes_[i]->ns(),
-                             {"--in-cluster",
-                              "--service-account-dir",
-                              saDir(i).string(),
-                              "--endpoints-dir",
-                              nodes_[i]->endpointsDir(),
-                              "--policy-wait-socket",
-                              socket(i),
-                              "--metrics",
-                              "127.0.0.1:9402",
-                              "--reconcile-interval",
-                              "5",
-                              "--subnet-manager",
-                              "etcd",
-                              "--etcd-endpoints",
-                              etcd_->endpoint().url,
-                              "--iface",
-                              "ul0",
-                              "--public-ip",
-                              "10.99.0." + std::to_string(10 + i),
-                              "--subnet-file",
-                              subnetFile(i)},
+    std::vector<std::string> subnet_flags =
+        subnets_ == Subnets::kKube
+            ? std::vector<std::string>{"--subnet-manager", "kube", "--net-config-path",
+                                       netConfFile()}
+            : std::vector<std::string>{"--subnet-manager", "etcd", "--etcd-endpoints",
+                                       etcd_->endpoint().url};
+    std::vector<std::string> flags = {"--in-cluster",
+                                      "--service-account-dir",
+                                      saDir(i).string(),
+                                      "--endpoints-dir",
+                                      nodes_[i]->endpointsDir(),
+                                      "--policy-wait-socket",
+                                      socket(i),
+                                      "--metrics",
+                                      "127.0.0.1:9402",
+                                      "--reconcile-interval",
+                                      "5",
+                                      "--iface",
+                                      "ul0",
+                                      "--public-ip",
+                                      "10.99.0." + std::to_string(10 + i),
+                                      "--subnet-file",
+                                      subnetFile(i)};
+    flags.insert(flags.end(), subnet_flags.begin(), subnet_flags.end());
+    return agents_[i]->start(nodes_[i]->ns(), flags,
                              (tmp_.path() / ("agent-" + std::to_string(i) + ".log")).string(),
                              {{"KUBERNETES_SERVICE_HOST", kube_->host()},
                               {"KUBERNETES_SERVICE_PORT", kube_->port()},
@@ -286,6 +302,7 @@ metadata: {name: bank, labels: {zone: bank}}
     return (tmp_.path() / ("agent-" + std::to_string(i) + ".sock")).string();
   }
 
+  Subnets subnets_;
   TempDir tmp_;
   std::unique_ptr<KubeCluster> kube_;
   std::unique_ptr<EtcdServer> etcd_;  ///< Flannel's datastore, on the underlay

@@ -77,6 +77,58 @@ TEST(AgentKube, EnforcesWhatTheApiSays) {
   EXPECT_TRUE(eventually(other, c.target("db", 81), true)) << "no policy left: open";
 }
 
+// Flannel's Kubernetes mode: each agent takes its node's spec.podCIDR, writes Flannel's
+// annotations on its Node (through nodes/status, under deploy/'s ClusterRole) and marks the
+// node's network available; each routes to the other from the other's annotations over
+// flannel.1; policy is enforced across the tunnel. A Node deleted from the API leaves the
+// other node's routes.
+TEST(AgentKube, KubeSubnetManagerLeasesFromPodCidrsAndAnnotations) {
+  NEW_CLUSTER(c, "s", true, Subnets::kKube);
+  for (int i = 0; i < 2; ++i) {
+    const std::string name = i == 0 ? "node-a" : "node-b";
+    json node = json::parse(c.kube().call("GET", "/api/v1/nodes/" + name).body);
+    const json& a = node["metadata"]["annotations"];
+    EXPECT_EQ(a.value("flannel.alpha.coreos.com/kube-subnet-manager", ""), "true") << a;
+    EXPECT_EQ(a.value("flannel.alpha.coreos.com/backend-type", ""), "vxlan") << a;
+    EXPECT_EQ(a.value("flannel.alpha.coreos.com/public-ip", ""),
+              "10.99.0." + std::to_string(10 + i));
+    json data = json::parse(a.value("flannel.alpha.coreos.com/backend-data", "null"));
+    const std::string mac =
+        run("ip -n " + c.node(i).ns() + " -o link show flannel.1 | grep -o 'ether [^ ]*'").out;
+    ASSERT_TRUE(data.is_object()) << a;
+    EXPECT_EQ(data.value("VNI", 0), 1);
+    EXPECT_EQ("ether " + data.value("VtepMAC", "") + "\n", mac);
+    bool available = false;
+    for (const json& cond : node["status"].value("conditions", json::array())) {
+      available |=
+          cond.value("type", "") == "NetworkUnavailable" && cond.value("status", "") == "False";
+    }
+    EXPECT_TRUE(available) << node["status"];
+    std::ifstream env(c.subnetFile(i));
+    std::stringstream text;
+    text << env.rdbuf();
+    EXPECT_NE(text.str().find(fmt::format("FLANNEL_SUBNET=10.244.{}.1/24\n", 10 + i)),
+              std::string::npos)
+        << text.str();
+  }
+  const std::string other = c.pod("other").netns;
+  const std::string client_b = c.pod("client-b").netns;
+  ASSERT_TRUE(probeOk(other, c.target("db", 80), 900)) << "across nodes, no policy: open";
+  ASSERT_EQ(c.kube().create(dbPolicy({80})), 201);
+  EXPECT_TRUE(eventually(other, c.target("db", 80), false)) << c.logs();
+  EXPECT_TRUE(probeOk(client_b, c.target("db", 80), 900)) << "across the tunnel";
+  // node-b leaves the cluster: node-a stops routing to its subnet.
+  ASSERT_EQ(
+      c.kube().remove({{"apiVersion", "v1"}, {"kind", "Node"}, {"metadata", {{"name", "node-b"}}}}),
+      200);
+  bool gone = false;
+  for (int k = 0; k < 100 && !gone; ++k) {
+    gone = run("ip -n " + c.node(0).ns() + " route show 10.244.11.0/24").out.empty();
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(gone) << c.logs();
+}
+
 // While node-a's agent is frozen, the policy changes, etcd is compacted, the ServiceAccount
 // is recreated (old tokens die; the kubelet would project the new one) and the API server
 // restarts. Thawed, the agent finds its resourceVersion expired (410), relists, diffs, and
