@@ -7,13 +7,15 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DZONEWALL_WERROR=ON
 endif
 
-.PHONY: all deps build build-asan test test-asan style demo bench clean format kube
+.PHONY: all deps build build-asan test test-asan style demo bench clean format kube flannel
 
 # kube-apiserver + etcd for the agent's tests, built from Go modules into a cache outside the
 # checkout (about 8 minutes the first time, then instant). The machine's current Go comes first
 # on PATH: Debian's golang-go (1.19, for the libcni test driver) is too old to build them.
 KUBE_CACHE ?= $(HOME)/.cache/zonewall/kube
 GO_PATH_FIRST := $(if $(wildcard /usr/local/go/bin/go),/usr/local/go/bin:,)
+# flanneld for the interoperability test, the same way (about 3 minutes the first time).
+FLANNEL_CACHE ?= $(HOME)/.cache/zonewall/flannel
 
 all: build
 
@@ -25,7 +27,7 @@ build: deps
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The house style, then every test, then every test again under AddressSanitizer + UBSan.
-test: style build build-asan kube
+test: style build build-asan kube flannel
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 
@@ -40,6 +42,9 @@ test-asan: build-asan
 
 kube: deps
 	PATH="$(GO_PATH_FIRST)$$PATH" ./scripts/kube/build.sh $(KUBE_CACHE)
+
+flannel: deps
+	PATH="$(GO_PATH_FIRST)$$PATH" ./scripts/flannel/build.sh $(FLANNEL_CACHE)
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)

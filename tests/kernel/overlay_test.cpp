@@ -627,5 +627,93 @@ TEST(Overlay, AnExpiredLeaseIsFreedAndTakenByANewNode) {
   EXPECT_TRUE(pingFrom(u.net.node(1), podOn(subnets[1]), podOn(subnets[0])));
 }
 
+std::string flanneldBinary() {
+  if (const char* f = std::getenv("ZONEWALL_FLANNELD"); f != nullptr && *f != '\0') return f;
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "/root") +
+         "/.cache/zonewall/flannel/v0.28.10/bin/flanneld";
+}
+
+// The interoperability claim: a node running Flannel's own flanneld (built from the Go module
+// proxy by scripts/flannel/build.sh) and nodes running zonewall-agent share one etcd network.
+// Each side reads the other's leases (flanneld's lease is parsed by the agents, theirs by
+// flanneld), routes to it over flannel.1, and pods on either kind of node reach the others.
+TEST(Overlay, FlanneldAndZonewallNodesShareOneNetwork) {
+  ZW_REQUIRE_ROOT_AND_ETCD();
+  if (!std::filesystem::exists(flanneldBinary())) {
+    if (inCi()) FAIL() << "no " << flanneldBinary() << " (scripts/flannel/build.sh, make test)";
+    GTEST_SKIP() << "no " << flanneldBinary() << ": make flannel builds it";
+  }
+  constexpr int kNodes = 3;  // 0, 1: zonewall-agent; 2: flanneld
+  EtcdUnderlay u(kNodes, R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})");
+  ASSERT_TRUE(u.ok);
+  TempDir dir;
+  const std::string flannel_env = (dir.path() / "subnet.env").string();
+  const std::string flannel_log = (dir.path() / "flanneld.log").string();
+  const pid_t flanneld = std::stoi(
+      run(fmt::format("ip netns exec {} {} --etcd-endpoints {} --iface ul0 --public-ip {} "
+                      "--subnet-file {} --iptables-forward-rules=false >{} 2>&1 & echo $!",
+                      u.net.node(2), flanneldBinary(), u.etcd->endpoint().url,
+                      Underlay::publicIp(2), flannel_env, flannel_log))
+          .out);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      kill(pid, SIGTERM);
+      for (int k = 0; k < 50 && kill(pid, 0) == 0; ++k) std::this_thread::sleep_for(100ms);
+      kill(pid, SIGKILL);
+    }
+  } reap{flanneld};
+  auto flannelLog = [&] {
+    std::ifstream in(flannel_log);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  ASSERT_TRUE(eventually([&] { return agent::previousSubnet(flannel_env).has_value(); }, 30s))
+      << flannelLog();
+  AgentNodes agents(u.net, *u.etcd, 2);
+  std::vector<Cidr> subnets = subnetsWithPods(u, agents, 2);
+  ASSERT_EQ(subnets.size(), size_t{2});
+  subnets.push_back(*agent::previousSubnet(flannel_env));
+  ASSERT_TRUE(sh(fmt::format("ip -n {} addr add {}/32 dev lo", u.net.node(2), podOn(subnets[2]))));
+  // Both kinds of lease are the same JSON object shape in etcd.
+  auto all =
+      inNetns(u.net.underlay(), [&] { return EtcdSubnetManager(u.etcd->endpoint()).leases(); });
+  ASSERT_TRUE(all.has_value()) << all.error().str();
+  ASSERT_EQ(all->first.size(), size_t{kNodes});
+  for (const SubnetLease& l : all->first) {
+    EXPECT_EQ(l.attrs.backend_type, "vxlan") << l.key();
+    auto data = nlohmann::json::parse(l.attrs.backend_data, nullptr, false);
+    EXPECT_TRUE(data.is_object() && data.contains("VtepMAC") && data.value("VNI", 0) == 1)
+        << l.key() << ": " << l.attrs.backend_data;
+  }
+  // Every node routes to every other node's subnet over flannel.1 ...
+  for (int i = 0; i < kNodes; ++i) {
+    for (int j = 0; j < kNodes; ++j) {
+      if (i == j) continue;
+      EXPECT_TRUE(eventually(
+          [&] {
+            return run("ip -n " + u.net.node(i) + " route show dev flannel.1")
+                       .out.find(subnets[static_cast<size_t>(j)].str()) != std::string::npos;
+          },
+          20s))
+          << i << " -> " << j << "\n"
+          << run("ip -n " + u.net.node(i) + " route show").out
+          << (i == 2 ? flannelLog() : agents.log(i));
+    }
+  }
+  // ... and pods on either kind of node reach the others.
+  for (int a = 0; a < kNodes; ++a) {
+    for (int b = 0; b < kNodes; ++b) {
+      if (a != b) {
+        EXPECT_TRUE(pingFrom(u.net.node(a), podOn(subnets[static_cast<size_t>(a)]),
+                             podOn(subnets[static_cast<size_t>(b)])))
+            << a << " -> " << b;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace zonewall::testing
