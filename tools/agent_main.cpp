@@ -110,8 +110,11 @@ int main(int argc, char** argv) {
   app.add_option("--subnet", static_subnet, "static: this node's pod subnet");
   app.add_option("--network", static_network,
                  "static: the cluster's pod network (default: --subnet)");
-  app.add_option("--iface", net.iface, "The interface the tunnel (or host-gw's routes) runs over");
-  app.add_option("--public-ip", public_ip, "This node's address on --iface (the lease's PublicIP)");
+  app.add_option("--iface", net.iface,
+                 "The interface the tunnel (or host-gw's routes) runs over, by name or address "
+                 "(default: the default route's)");
+  app.add_option("--public-ip", public_ip,
+                 "The lease's PublicIP (default: --iface's first IPv4 address)");
   app.add_option("--subnet-file", net.subnet_file,
                  "Where subnet.env goes (the CNI plugin reads it)")
       ->capture_default_str();
@@ -149,13 +152,23 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (subnet_manager == "etcd" || subnet_manager == "kube") {
-    auto ip = zonewall::parseAddr(public_ip);
-    if (net.iface.empty() || !ip || ip->family() != zonewall::Family::kV4) {
-      std::cerr << "zonewall-agent: --subnet-manager " << subnet_manager
-                << " needs --iface and an IPv4 --public-ip\n";
+    // As flanneld: --iface (a name or an address) or the default route's interface, and its
+    // first IPv4 address unless --public-ip says otherwise.
+    auto ext = lookupExternalInterface(net.iface);
+    if (!ext) {
+      std::cerr << "zonewall-agent: --iface: " << ext.error().str() << "\n";
       return 2;
     }
-    net.public_ip = *ip;
+    net.iface = ext->name;
+    net.public_ip = ext->addr;
+    if (!public_ip.empty()) {
+      auto ip = zonewall::parseAddr(public_ip);
+      if (!ip || ip->family() != zonewall::Family::kV4) {
+        std::cerr << "zonewall-agent: --public-ip: not an IPv4 address: " << public_ip << "\n";
+        return 2;
+      }
+      net.public_ip = *ip;
+    }
     net.renew_margin = std::chrono::minutes(renew_margin_min);
   }
   if (subnet_manager == "etcd" && etcd.url.empty()) {

@@ -1,12 +1,15 @@
 #include "zonewall/agent/node_network.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <ifaddrs.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "zonewall/dataplane/masquerade.h"
 #include "zonewall/dataplane/transport.h"
@@ -53,7 +56,53 @@ std::expected<int, Error> underlayMtu(const std::string& iface) {
   return mtu;
 }
 
+// The interface of the first default IPv4 route (/proc/net/route: destination 0, mask 0).
+std::expected<std::string, Error> defaultRouteInterface() {
+  std::ifstream in("/proc/net/route");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string name, dest, gateway, flags, refcnt, use, metric, mask;
+    if ((f >> name >> dest >> gateway >> flags >> refcnt >> use >> metric >> mask) &&
+        dest == "00000000" && mask == "00000000") {
+      return name;
+    }
+  }
+  return fail(Error::Code::kNotFound, "unable to find default route (name the interface: --iface)");
+}
+
 }  // namespace
+
+std::expected<ExternalInterface, Error> lookupExternalInterface(const std::string& iface) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return fail(Error::Code::kIo, "getifaddrs", errno);
+  std::unique_ptr<ifaddrs, decltype(&freeifaddrs)> guard(list, freeifaddrs);
+  auto v4 = [](const ifaddrs* a) -> std::optional<Addr> {
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) return std::nullopt;
+    const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+    return addrFromBytes(reinterpret_cast<const unsigned char*>(&in->sin_addr), Family::kV4);
+  };
+  if (auto ip = parseAddr(iface)) {
+    for (const ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+      if (v4(a) == ip) return ExternalInterface{a->ifa_name, *ip};
+    }
+    return fail(Error::Code::kNotFound, fmt::format("no interface holds {}", iface));
+  }
+  std::string name = iface;
+  if (name.empty()) {
+    auto d = defaultRouteInterface();
+    if (!d) return std::unexpected(d.error());
+    name = *d;
+  }
+  for (const ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (name == a->ifa_name) {
+      if (auto ip = v4(a)) return ExternalInterface{name, *ip};
+    }
+  }
+  return fail(Error::Code::kNotFound,
+              fmt::format("interface {} has no IPv4 address (or does not exist)", name));
+}
 
 NodeNetwork::NodeNetwork(std::unique_ptr<SubnetManager> manager, NodeNetworkOptions options,
                          Metrics& metrics)

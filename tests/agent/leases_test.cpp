@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "test_support.h"
+#include "zonewall/agent/node_network.h"
 
 namespace zonewall::agent {
 namespace {
@@ -145,3 +146,49 @@ TEST(FlannelSubnetEnv, WrittenAsFlannelDoes) {
 
 }  // namespace
 }  // namespace zonewall::agent
+
+namespace zonewall::testing {
+namespace {
+
+// Flannel's own cases for the kube subnet manager's annotation prefix
+// (pkg/subnet/kube/annotations_test.go).
+TEST(FlannelKube, AnnotationPrefixAsFlannelReadsIt) {
+  const std::pair<const char*, const char*> kOk[] = {
+      {"flannel.alpha.coreos.com", "flannel.alpha.coreos.com/"},
+      {"flannel.alpha.coreos.com/", "flannel.alpha.coreos.com/"},
+      {"flannel.alpha.coreos.com/prefix", "flannel.alpha.coreos.com/prefix-"},
+      {"flannel.alpha.coreos.com/prefix-", "flannel.alpha.coreos.com/prefix-"},
+      {"org.com", "org.com/"},
+      {"org9.com", "org9.com/"},
+      {"org.com/9", "org.com/9-"},
+  };
+  for (const auto& [given, want] : kOk) {
+    auto p = agent::annotationPrefix(given);
+    ASSERT_TRUE(p.has_value()) << given << ": " << p.error().str();
+    EXPECT_EQ(*p + "backend-type", std::string(want) + "backend-type") << given;
+  }
+  for (const char* bad : {"org", "org/", "org/prefix", "org.COM", "org.com/PREFIX"}) {
+    auto p = agent::annotationPrefix(bad);
+    ASSERT_FALSE(p.has_value()) << bad;
+    EXPECT_NE(p.error().message.find("prefix must be in a format"), std::string::npos);
+  }
+  EXPECT_NE(agent::annotationPrefix("a.b/c/d").error().message.find("at most single slash"),
+            std::string::npos);
+}
+
+// --iface as flanneld takes it: a name, or an address one interface holds.
+TEST(FlannelIface, ByNameOrByAddress) {
+  auto by_name = agent::lookupExternalInterface("lo");
+  ASSERT_TRUE(by_name.has_value()) << by_name.error().str();
+  EXPECT_EQ(formatAddr(by_name->addr), "127.0.0.1");
+  auto by_addr = agent::lookupExternalInterface("127.0.0.1");
+  ASSERT_TRUE(by_addr.has_value()) << by_addr.error().str();
+  EXPECT_EQ(by_addr->name, "lo");
+  auto none = agent::lookupExternalInterface("zw-no-such0");
+  ASSERT_FALSE(none.has_value());
+  EXPECT_NE(none.error().message.find("zw-no-such0"), std::string::npos);
+  EXPECT_FALSE(agent::lookupExternalInterface("192.0.2.254").has_value());
+}
+
+}  // namespace
+}  // namespace zonewall::testing

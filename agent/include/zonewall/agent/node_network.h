@@ -21,6 +21,16 @@
 
 namespace zonewall::agent {
 
+/// The interface the pod network runs over and this node's address on it, found as flanneld
+/// finds them (pkg/ipmatch LookupExtIface): `iface` names the interface or is an address one
+/// holds; empty, it is the interface of the default IPv4 route. The address is the
+/// interface's first IPv4 address (or `iface` itself when it is one).
+struct ExternalInterface {
+  std::string name;
+  Addr addr;
+};
+std::expected<ExternalInterface, Error> lookupExternalInterface(const std::string& iface);
+
 struct NodeNetworkOptions {
   /// Renew this long before expiry (Flannel's --subnet-lease-renew-margin, 60 min), at most
   /// half the TTL.
