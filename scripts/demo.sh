@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the embedded example, a small bank cluster (examples/bank):
 # lint it, print its reachability matrix, explain one denied and one allowed connection; then,
-# as root, build its two nodes in network namespaces, program them with `zonewall apply`, and
-# show the matrix measured with real packets next to the compiler's, before and after a
-# policy change (scripts/live-demo.sh; it removes everything it creates).
+# as root, build its two nodes in network namespaces, where zonewall-agent leases each node's
+# subnet in etcd, runs the vxlan overlay between them and enforces the policies, and show the
+# matrix measured with real packets across the tunnel next to the compiler's, before and after
+# a policy change (scripts/live-demo.sh; it removes everything it creates).
 set -euo pipefail
 build=${1:-build}
 zw="$build/tools/zonewall"

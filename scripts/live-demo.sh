@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The live part of `make demo` (root): the bank example's two nodes as network namespaces,
-# joined by an underlay veth, every pod in its own namespace wired by zonewall-cni (a routed
-# veth, DESIGN.md's CNI recipe), `zonewall apply` on each node, and the reachability measured with real TCP
-# packets next to the compiler's matrix. Then zonewall-agent takes over each node (watching a
-# copy of the example), a policy file changes, and the script measures how long it took until a
-# packet was judged by the new policy, and shows the agent's log and metrics.
+# joined by an underlay veth, with etcd (Debian's etcd-server) on node-a as Flannel's datastore.
+# zonewall-agent runs on each node: it leases the node's pod subnet in Flannel's etcd layout,
+# brings up the vxlan overlay (flannel.1) to the other node, and enforces the policies of a
+# watched copy of the example. Every pod gets its own namespace wired by zonewall-cni (a routed
+# veth, DESIGN.md's CNI recipe); the reachability is measured with real TCP packets across the
+# tunnel next to the compiler's matrix. Then a policy file changes, and the script measures how
+# long it took until a packet was judged by the new policy, and shows the agent's log and metrics.
 # Everything it creates is removed on exit, whatever happens.
 set -euo pipefail
 build=${1:-build}
@@ -44,6 +46,55 @@ done
 ip -n "${node_ns[node-a]}" route add default via "${underlay[node-b]}"
 ip -n "${node_ns[node-b]}" route add default via "${underlay[node-a]}"
 
+# Flannel's datastore: etcd on node-a's underlay address, the network config in it. The
+# example's pods live in 10.244.0.0/24 (node-a) and 10.244.1.0/24 (node-b): the network has
+# room for exactly those two subnets.
+etcd_url="http://${underlay[node-a]}:2379"
+ip netns exec "${node_ns[node-a]}" etcd --name demo --data-dir "$work/etcd" \
+  --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+  --listen-peer-urls "http://127.0.0.1:2380" --initial-advertise-peer-urls "http://127.0.0.1:2380" \
+  --initial-cluster "demo=http://127.0.0.1:2380" >"$work/etcd.log" 2>&1 &
+etcdput() {  # key value, through etcd's v3 JSON gateway
+  ip netns exec "${node_ns[node-a]}" curl -sf -X POST "$etcd_url/v3/kv/put" \
+    -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"$(printf %s "$2" | base64 -w0)\"}" >/dev/null
+}
+for _ in $(seq 1 100); do etcdput /coreos.com/network/config \
+  '{"Network": "10.244.0.0/16", "SubnetMin": "10.244.0.0", "SubnetMax": "10.244.1.0", "Backend": {"Type": "vxlan"}}' \
+  && break; sleep 0.1; done
+
+# zonewall-agent on each node, as its DaemonSet runs it: the etcd subnet manager and the vxlan
+# backend for the pod network, a directory source (a copy of the example) for the policies. Each
+# node's old subnet.env names the subnet its pods were given, which its agent takes back.
+printf '\n\033[1m== zonewall-agent on each node: subnet leases in etcd, vxlan overlay, policies from a watched directory\033[0m\n'
+agent="$build/tools/zonewall-agent"
+cp -r "$ex" "$work/bank"
+declare -A agent_pid
+declare -A node_subnet=([node-a]=10.244.0 [node-b]=10.244.1)
+for node in node-a node-b; do
+  mkdir -p "$work/endpoints-$node"
+  echo "FLANNEL_SUBNET=${node_subnet[$node]}.1/24" > "$work/subnet-$node.env"
+  ip netns exec "${node_ns[$node]}" "$agent" --node "$node" --policy-dir "$work/bank" \
+    --endpoints-dir "$work/endpoints-$node" --policy-wait-socket "$work/agent-$node.sock" \
+    --metrics 127.0.0.1:9402 --subnet-manager etcd --etcd-endpoints "$etcd_url" --iface ul0 \
+    --subnet-file "$work/subnet-$node.env" >"$work/agent-$node.log" 2>&1 &
+  agent_pid[$node]=$!
+done
+for node in node-a node-b; do
+  other=node-b; [ "$node" = node-b ] && other=node-a
+  for _ in $(seq 1 100); do
+    grep -q "ready:" "$work/agent-$node.log" &&
+      ip -n "${node_ns[$node]}" route show dev flannel.1 | grep -q "${node_subnet[$other]}.0/24" && break
+    sleep 0.1
+  done
+  echo "--- $node"; sed 's/^/  /' "$work/agent-$node.log"
+  echo "  subnet.env: $(paste -sd ' ' "$work/subnet-$node.env")"
+  echo "  ip route show dev flannel.1: $(ip -n "${node_ns[$node]}" route show dev flannel.1 | paste -sd ';')"
+done
+echo "leases in etcd (Flannel's layout, one key per node, bound to an etcd lease):"
+ip netns exec "${node_ns[node-a]}" curl -sf -X POST "$etcd_url/v3/kv/range" \
+  -d "{\"key\":\"$(printf /coreos.com/network/subnets/ | base64 -w0)\",\"range_end\":\"$(printf /coreos.com/network/subnets0 | base64 -w0)\"}" |
+  jq -r '.kvs[] | "  \(.key | @base64d) = \(.value | @base64d)"'
+
 # Pods: "ns/name node ip", from the inventory.
 mapfile -t pods < <("$zw" inventory "$ex")
 i=0
@@ -57,16 +108,14 @@ for line in "${pods[@]}"; do
   # pod's address, so each ADD gets a one-address subnet: the plugin hands out exactly that.
   conf="{\"cniVersion\":\"1.1.0\",\"name\":\"zwdemo\",\"type\":\"zonewall\",
          \"ipam\":{\"subnet\":\"$ip/32\",\"dataDir\":\"$work/ipam-$node\"},
-         \"endpointsDir\":\"$work/endpoints-$node\"}"
+         \"endpointsDir\":\"$work/endpoints-$node\",
+         \"policyWaitSocket\":\"$work/agent-$node.sock\",\"policySetupTimeout\":10}"
   result=$(echo "$conf" | nsenter --net="/run/netns/$nodens" env CNI_COMMAND=ADD CNI_CONTAINERID="$pns" \
     CNI_NETNS="/run/netns/$pns" CNI_IFNAME=eth0 CNI_PATH="$(dirname "$cni")" \
     CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=${key%%/*};K8S_POD_NAME=${key#*/}" "$cni") \
     || { echo "zonewall-cni ADD $key failed: $result" >&2; exit 1; }
   # The host veth the plugin made is the one the dataplane's anti-spoofing expects.
   echo "$result" | grep -q "\"name\":\"$host\"" || { echo "unexpected host veth for $key: $result" >&2; exit 1; }
-  # The other node reaches this pod over the underlay.
-  other=node-a; [ "$node" = node-a ] && other=node-b
-  ip -n "${node_ns[$other]}" route add "$ip/32" via "${underlay[$node]}" dev ul0
   ip netns exec "$pns" "$probe" serve 8080 5432 9090 >/dev/null &
   echo "$key $ip $pns" >> "$work/pods"
   i=$((i + 1))
@@ -103,35 +152,13 @@ compare() {  # dir port title
   fi
 }
 
-apply_all() {
-  for node in node-a node-b; do "$zw" apply "$1" --node "$node" --netns "${node_ns[$node]}"; done
-}
-
-printf '\n\033[1m== live: two nodes, %d pods in network namespaces wired by zonewall-cni\033[0m\n' "${#pods[@]}"
+printf '\n\033[1m== live: two nodes, %d pods in network namespaces wired by zonewall-cni (each ADD waits for its node agent'"'"'s commit)\033[0m\n' "${#pods[@]}"
 for node in node-a node-b; do
   printf '%s: ' "$node"
   jq -r '"\(.namespace)/\(.pod) \(.ips[0]) on \(.hostVeth)"' "$work/endpoints-$node"/*.json | paste -sd ',' | sed 's/,/, /g'
 done
-printf '\n\033[1m== zonewall apply on each node\033[0m\n'
-apply_all "$ex"
-printf '\n\033[1m== allowed pairs on 5432/TCP, compiled vs measured with real packets\033[0m\n'
+printf '\n\033[1m== allowed pairs on 5432/TCP, compiled vs measured with real packets (across the tunnel)\033[0m\n'
 compare "$ex" 5432
-
-printf '\n\033[1m== zonewall-agent on each node: the directory source (a copy of the example), watched\033[0m\n'
-agent="$build/tools/zonewall-agent"
-cp -r "$ex" "$work/bank"
-declare -A agent_pid
-for node in node-a node-b; do
-  ip netns exec "${node_ns[$node]}" "$agent" --node "$node" --policy-dir "$work/bank" \
-    --endpoints-dir "$work/endpoints-$node" --policy-wait-socket "$work/agent-$node.sock" \
-    --metrics 127.0.0.1:9402 >"$work/agent-$node.log" 2>&1 &
-  agent_pid[$node]=$!
-done
-for node in node-a node-b; do
-  for _ in $(seq 1 100); do grep -q "ready:" "$work/agent-$node.log" && break; sleep 0.05; done
-  echo "--- $node"; sed 's/^/  /' "$work/agent-$node.log"
-done
-echo "(the kernel already held what apply committed: the agents' first plan found nothing to do)"
 
 printf '\n\033[1m== change: the ledger now also accepts batch jobs (security tier + its NetworkPolicy)\033[0m\n'
 batch_ns=$(awk '$1 == "internal/batch" {print $3}' "$work/pods")
