@@ -192,3 +192,36 @@ TEST(FlannelIface, ByNameOrByAddress) {
 
 }  // namespace
 }  // namespace zonewall::testing
+
+namespace zonewall::testing {
+namespace {
+
+// A single node (the embedded default): the subnet from configuration, subnet.env written as
+// Flannel writes it, no datastore and no overlay (nothing here needs root).
+TEST(StaticSubnets, OneNodeWritesSubnetEnvAndNothingElse) {
+  TempDir dir;
+  agent::NetworkConfig config;
+  config.network = parseCidr("10.244.0.0/16")->cidr;
+  config.subnet_len = 24;
+  agent::Metrics metrics;
+  agent::NodeNetworkOptions options;
+  options.subnet_file = (dir.path() / "run" / "subnet.env").string();
+  auto n = agent::NodeNetwork::start(
+      agent::staticSubnetManager(config, parseCidr("10.244.7.0/24")->cidr), options, metrics);
+  ASSERT_TRUE(n.has_value()) << n.error().str();
+  EXPECT_EQ((*n)->lease().subnet, parseCidr("10.244.7.0/24")->cidr);
+  std::ifstream in(options.subnet_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(),
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1500\n"
+            "FLANNEL_IPMASQ=false\n");
+  n->reset();
+  auto outside = agent::NodeNetwork::start(
+      agent::staticSubnetManager(config, parseCidr("10.9.0.0/24")->cidr), options, metrics);
+  ASSERT_FALSE(outside.has_value());
+  EXPECT_EQ(outside.error().message, "subnet 10.9.0.0/24 is not inside the network 10.244.0.0/16");
+}
+
+}  // namespace
+}  // namespace zonewall::testing
