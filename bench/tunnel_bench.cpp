@@ -77,8 +77,10 @@ int main() {
     std::puts("tunnel_bench: cannot set up the namespaces");
     return 1;
   }
-  const std::string server = fmt::format("ip netns exec {} {} serve 80 5001 >/dev/null 2>&1 & echo $!",
-                                         ns("p1"), std::string(ZONEWALL_PROBE));
+  const std::string server = fmt::format(
+      "ip netns exec {} {} serve 80 5001 "
+      ">/dev/null 2>&1 & echo $!",
+      ns("p1"), std::string(ZONEWALL_PROBE));
   const std::string server_pid = run(server).out;
   (void)server_pid;
 
