@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_netns.h"
 #include "etcd_server.h"
 #include "test_support.h"
 #include "zonewall/agent/leases.h"
@@ -31,7 +32,7 @@ using namespace zonewall;         // NOLINT
 using namespace zonewall::agent;  // NOLINT
 using Clock = std::chrono::steady_clock;
 
-bool sh(const std::string& cmd) { return testing::run(cmd + " >/dev/null 2>&1").exit_code == 0; }
+using bench::sh;
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -62,15 +63,9 @@ int main() {
     std::puts("lease_bench: /usr/bin/etcd missing (make deps installs etcd-server)");
     return 1;
   }
-  const std::string ns = fmt::format("zwb{}l", getpid());
-  struct Cleanup {
-    std::string ns;
-    ~Cleanup() { sh("ip netns del " + ns); }
-  } cleanup{ns};
-  if (!sh("ip netns add " + ns) || !sh("ip -n " + ns + " link set lo up") ||
-      !sh("ip -n " + ns + " link add ul0 type veth peer name ul1") ||
-      !sh("ip -n " + ns + " addr add 10.97.0.1/24 dev ul0") ||
-      !sh("ip -n " + ns + " link set ul0 up") || !sh("ip -n " + ns + " link set ul1 up")) {
+  const bench::UnderlayNetns netns(fmt::format("zwb{}l", getpid()), "10.97.0.1");
+  const std::string& ns = netns.name();
+  if (!netns.ok()) {
     std::puts("lease_bench: cannot set up the namespace");
     return 1;
   }

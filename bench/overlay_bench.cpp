@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_netns.h"
 #include "test_support.h"
 #include "zonewall/agent/overlay.h"
 #include "zonewall/base/netns.h"
@@ -28,7 +29,7 @@ double ms(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-bool sh(const std::string& cmd) { return testing::run(cmd + " >/dev/null 2>&1").exit_code == 0; }
+using bench::sh;
 
 Peer peer(int i) {
   Peer p;
@@ -52,15 +53,9 @@ int main() {
     return 0;
   }
   constexpr int kNodes = 1000;
-  const std::string ns = fmt::format("zwb{}ov", getpid());
-  struct Cleanup {
-    std::string ns;
-    ~Cleanup() { sh("ip netns del " + ns); }
-  } cleanup{ns};
-  if (!sh("ip netns add " + ns) || !sh("ip -n " + ns + " link set lo up") ||
-      !sh("ip -n " + ns + " link add ul0 type veth peer name ul1") ||
-      !sh("ip -n " + ns + " addr add 10.97.0.10/24 dev ul0") ||
-      !sh("ip -n " + ns + " link set ul0 up") || !sh("ip -n " + ns + " link set ul1 up")) {
+  const bench::UnderlayNetns netns(fmt::format("zwb{}ov", getpid()), "10.97.0.10");
+  const std::string& ns = netns.name();
+  if (!netns.ok()) {
     std::puts("overlay_bench: cannot set up the namespace");
     return 1;
   }

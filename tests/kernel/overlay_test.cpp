@@ -486,6 +486,18 @@ bool pingFrom(const std::string& netns, const std::string& from, const std::stri
   return sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", netns, from, to));
 }
 
+// Every node's pod pings every other node's pod.
+void expectEveryPodPingsEveryOther(const EtcdUnderlay& u, const std::vector<Cidr>& subnets) {
+  for (size_t a = 0; a < subnets.size(); ++a) {
+    for (size_t b = 0; b < subnets.size(); ++b) {
+      if (a != b) {
+        EXPECT_TRUE(pingFrom(u.net.node(static_cast<int>(a)), podOn(subnets[a]), podOn(subnets[b])))
+            << a << " -> " << b;
+      }
+    }
+  }
+}
+
 // host-gw: no tunnel; each node routes the others' subnets via their public addresses on the
 // shared underlay link. The underlay's own routes (outside the pod network) are never touched,
 // even when they look like the overlay's.
@@ -515,15 +527,7 @@ TEST(Overlay, HostGwRoutesViaTheOtherNodesPublicAddresses) {
           << run("ip -n " + u.net.node(i) + " route show").out << agents.log(i);
     }
   }
-  for (int a = 0; a < kNodes; ++a) {
-    for (int b = 0; b < kNodes; ++b) {
-      if (a != b) {
-        EXPECT_TRUE(pingFrom(u.net.node(a), podOn(subnets[static_cast<size_t>(a)]),
-                             podOn(subnets[static_cast<size_t>(b)])))
-            << a << " -> " << b;
-      }
-    }
-  }
+  expectEveryPodPingsEveryOther(u, subnets);
   // Node 2 leaves (its lease deleted): the others drop its route, and only that.
   agents.stop(2);
   const std::string key = "/coreos.com/network/subnets/" + formatAddr(subnets[2].base) + "-" +
@@ -704,15 +708,7 @@ TEST(Overlay, FlanneldAndZonewallNodesShareOneNetwork) {
     }
   }
   // ... and pods on either kind of node reach the others.
-  for (int a = 0; a < kNodes; ++a) {
-    for (int b = 0; b < kNodes; ++b) {
-      if (a != b) {
-        EXPECT_TRUE(pingFrom(u.net.node(a), podOn(subnets[static_cast<size_t>(a)]),
-                             podOn(subnets[static_cast<size_t>(b)])))
-            << a << " -> " << b;
-      }
-    }
-  }
+  expectEveryPodPingsEveryOther(u, subnets);
 }
 
 }  // namespace
