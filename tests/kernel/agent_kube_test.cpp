@@ -12,6 +12,7 @@
 
 #include "agent_cluster.h"
 #include "conformance/conformance_cases.h"
+#include "zonewall/base/host_veth.h"
 
 namespace zonewall::testing {
 namespace {
@@ -117,6 +118,35 @@ TEST(AgentKube, KubeSubnetManagerLeasesFromPodCidrsAndAnnotations) {
   ASSERT_EQ(c.kube().create(dbPolicy({80})), 201);
   EXPECT_TRUE(eventually(other, c.target("db", 80), false)) << c.logs();
   EXPECT_TRUE(probeOk(client_b, c.target("db", 80), 900)) << "across the tunnel";
+  // Anti-spoofing holds across the tunnel: db also admits 10.244.11.99 (an ipBlock no pod
+  // holds). From node-b's own address space that source reaches db over flannel.1; the pod
+  // "other" claiming it (its eth0 holds it, node-b routes it back to its veth) is dropped at
+  // its veth on node-b, before the tunnel, though node-a's ingress would admit it.
+  json bait = {
+      {"apiVersion", "networking.k8s.io/v1"},
+      {"kind", "NetworkPolicy"},
+      {"metadata", {{"name", "bait"}, {"namespace", "bank"}}},
+      {"spec",
+       {{"podSelector", {{"matchLabels", {{"app", "db"}}}}},
+        {"policyTypes", {"Ingress"}},
+        {"ingress",
+         json::array({{{"from", json::array({{{"ipBlock", {{"cidr", "10.244.11.99/32"}}}}})},
+                       {"ports", json::array({{{"port", 80}}})}}})}}}};
+  ASSERT_EQ(c.kube().create(bait), 201);
+  const std::string spoofed = c.target("db", 80) + "@10.244.11.99";
+  const std::string node_b = c.node(1).ns();
+  ASSERT_TRUE(run("ip -n " + node_b + " addr add 10.244.11.99/32 dev lo").exit_code == 0);
+  EXPECT_TRUE(eventually("/run/netns/" + node_b, spoofed, true))
+      << "the bait address is admitted across the tunnel";
+  ASSERT_TRUE(run("ip -n " + node_b + " addr del 10.244.11.99/32 dev lo").exit_code == 0);
+  ASSERT_TRUE(run("ip netns exec " + std::filesystem::path(other).filename().string() +
+                  " ip addr add 10.244.11.99/32 dev eth0")
+                  .exit_code == 0);
+  ASSERT_TRUE(
+      run("ip -n " + node_b + " route add 10.244.11.99/32 dev " + hostVethName("bank", "other"))
+          .exit_code == 0);
+  EXPECT_FALSE(probeOk(other, spoofed, 900)) << "a pod's spoofed source must not cross";
+  EXPECT_TRUE(probeOk(client_b, c.target("db", 80), 900)) << "the rest as before";
   // node-b leaves the cluster: node-a stops routing to its subnet.
   ASSERT_EQ(
       c.kube().remove({{"apiVersion", "v1"}, {"kind", "Node"}, {"metadata", {{"name", "node-b"}}}}),

@@ -11,6 +11,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -54,7 +55,11 @@ class Underlay {
     }
   }
   ~Underlay() {
-    for (int i = 0; i < count_; ++i) sh("ip netns del " + node(i));
+    // Whatever a test left running in a node (servers) goes with it.
+    for (int i = 0; i < count_; ++i) {
+      sh("ip netns pids " + node(i) + " | xargs -r kill -9");
+      sh("ip netns del " + node(i));
+    }
     sh("ip netns del " + prefix_ + "u");
   }
   bool ok() const { return ok_; }
@@ -340,7 +345,16 @@ TEST(Overlay, AgentsLeaseRouteAndFollowEachOther) {
   }
   // A killed agent comes back to its subnet (its own lease, found by PublicIP) and adopts its
   // device: the others keep their routes, its routes are not rewritten.
+  // ... and a connection that crosses the tunnel to node 0's pod lives through it.
   const std::string routes_before = routes(0);
+  ASSERT_TRUE(sh(fmt::format("ip netns exec {} {} serve 5001 >/dev/null 2>&1 &", net.node(0),
+                             ZONEWALL_PROBE)));
+  std::this_thread::sleep_for(200ms);
+  auto stream = std::async(std::launch::async, [&] {
+    return run(fmt::format("ip netns exec {} {} stream 6 {}:5001/TCP", net.node(1), ZONEWALL_PROBE,
+                           pod(0)));
+  });
+  std::this_thread::sleep_for(1s);
   agents.stop(0, SIGKILL);
   agents.start(0, etcd);
   auto leasedTimes = [&] {
@@ -355,6 +369,8 @@ TEST(Overlay, AgentsLeaseRouteAndFollowEachOther) {
   EXPECT_EQ(routes(0), routes_before);
   EXPECT_TRUE(
       sh(fmt::format("ip netns exec {} ping -c1 -W2 -I {} {}", net.node(1), pod(1), pod(0))));
+  const RunResult streamed = stream.get();
+  EXPECT_EQ(streamed.exit_code, 0) << "the connection across the restart: " << streamed.out;
   // Node 2 leaves: its agent stops and its lease is deleted; the others drop its route.
   agents.stop(2);
   const std::string key = "/coreos.com/network/subnets/" + formatAddr(subnets[2].base) + "-" +

@@ -306,7 +306,8 @@ int rate(double seconds, Target t) {
   return 0;
 }
 
-// One connection streaming for `seconds`: prints the throughput in MB/s.
+// One connection streaming for `seconds`: prints the throughput in MB/s; exits 1 when the
+// connection broke before the time was up.
 int stream(double seconds, const Target& t) {
   int fd = socket(t.addr.ss_family, SOCK_STREAM, 0);
   if (fd < 0 || connect(fd, reinterpret_cast<const sockaddr*>(&t.addr), t.len) != 0) {
@@ -317,13 +318,21 @@ int stream(double seconds, const Target& t) {
   auto start = std::chrono::steady_clock::now();
   auto end = start + std::chrono::duration<double>(seconds);
   double bytes = 0;
+  bool broken = false;
   while (std::chrono::steady_clock::now() < end) {
-    ssize_t n = send(fd, buf.data(), buf.size(), 0);
-    if (n <= 0) break;
+    ssize_t n = send(fd, buf.data(), buf.size(), MSG_NOSIGNAL);
+    if (n <= 0) {
+      broken = true;
+      break;
+    }
     bytes += static_cast<double>(n);
   }
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   close(fd);
+  if (broken) {
+    std::printf("%.1f MB/s (the connection broke after %.2f s)\n", bytes / elapsed / 1e6, elapsed);
+    return 1;
+  }
   std::printf("%.1f MB/s\n", bytes / elapsed / 1e6);
   return 0;
 }
