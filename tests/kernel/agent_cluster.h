@@ -63,7 +63,8 @@ inline void writeAtomic(const std::filesystem::path& p, const std::string& text)
 // its Kubernetes mode (each Node's spec.podCIDR, leases in the nodes' annotations).
 enum class Subnets { kEtcd, kKube };
 
-// Two nodes, their agents, and four pods: db and client on node-a, client and other on node-b.
+// Two nodes (or more: node-a, node-b, node-c, ...), their agents, and four pods: db and client
+// on node-a, client and other on node-b.
 class Cluster {
  public:
   struct Pod {
@@ -74,7 +75,8 @@ class Cluster {
   };
 
   /// `pods`: start the four pods of the bank namespace (db, client-a, client-b, other).
-  explicit Cluster(const std::string& tag, bool pods = true, Subnets subnets = Subnets::kEtcd)
+  explicit Cluster(const std::string& tag, bool pods = true, Subnets subnets = Subnets::kEtcd,
+                   int nodes = 2)
       : subnets_(subnets) {
     kube_ = std::make_unique<KubeCluster>();
     if (!kube_->ok()) {
@@ -103,9 +105,9 @@ kind: Namespace
 metadata: {name: bank, labels: {zone: bank}}
 )");
     }
-    for (int i = 0; i < 2; ++i) {
-      std::string name = i == 0 ? "node-a" : "node-b";
-      std::string subnet = i == 0 ? "10.244.10.0/24" : "10.244.11.0/24";
+    for (int i = 0; i < nodes; ++i) {
+      const std::string name = nodeName(i);
+      const std::string subnet = subnetOf(i);
       nodes_.push_back(
           std::make_unique<CniNode>(tag + std::to_string(i), std::vector<std::string>{subnet}));
       if (!nodes_.back()->ok() || !kube_->attach(nodes_.back()->ns(), i)) {
@@ -119,12 +121,14 @@ metadata: {name: bank, labels: {zone: bank}}
     }
     // The pod network between the nodes is the agents' own: Flannel's etcd mode (a Debian
     // etcd on the underlay) and the vxlan overlay. Each node's old subnet.env names the subnet
-    // its CNI configuration hands out, which its agent takes back from the two the network
+    // its CNI configuration hands out, which its agent takes back from those the network
     // has.
     // In Kubernetes mode the nodes' podCIDRs above are their subnets, and the network config
     // is a file, as the kube-flannel ConfigMap mounts it.
-    const std::string net_conf = R"({"Network": "10.244.0.0/16", "SubnetMin": "10.244.10.0", )"
-                                 R"("SubnetMax": "10.244.11.0", "Backend": {"Type": "vxlan"}})";
+    const std::string net_conf =
+        fmt::format(R"({{"Network": "10.244.0.0/16", "SubnetMin": "10.244.10.0", )"
+                    R"("SubnetMax": "10.244.{}.0", "Backend": {{"Type": "vxlan"}}}})",
+                    10 + nodes - 1);
     if (subnets_ == Subnets::kKube) {
       std::ofstream(netConfFile()) << net_conf;
     } else {
@@ -138,7 +142,7 @@ metadata: {name: bank, labels: {zone: bank}}
         return;
       }
     }
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < nodes; ++i) {
       std::ofstream(subnetFile(i)) << "FLANNEL_SUBNET=10.244." << (10 + i) << ".1/24\n";
       agents_.push_back(std::make_unique<AgentProcess>());
       if (!writeToken(i) || !startAgent(i)) {
@@ -146,24 +150,27 @@ metadata: {name: bank, labels: {zone: bank}}
         return;
       }
     }
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < nodes; ++i) {
       if (!agents_[i]->waitLog("ready:", std::chrono::seconds(30))) {
         error_ = "agent " + std::to_string(i) + " not ready:\n" + agents_[i]->logText();
         return;
       }
     }
-    // Both nodes route to each other's subnet over flannel.1 once they saw each other's lease.
-    for (int i = 0; i < 2; ++i) {
-      const std::string other = fmt::format("10.244.{}.0/24", 11 - i);
-      bool routed = false;
-      for (int k = 0; k < 100 && !routed; ++k) {
-        routed = run("ip -n " + nodes_[i]->ns() + " route show " + other).out.find("flannel.1") !=
-                 std::string::npos;
-        if (!routed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      if (!routed) {
-        error_ = "node " + std::to_string(i) + " has no route to " + other + ":\n" + logs();
-        return;
+    // Every node routes to every other's subnet over flannel.1 once it saw the other's lease.
+    for (int i = 0; i < nodes; ++i) {
+      for (int j = 0; j < nodes; ++j) {
+        if (i == j) continue;
+        const std::string other = subnetOf(j);
+        bool routed = false;
+        for (int k = 0; k < 100 && !routed; ++k) {
+          routed = run("ip -n " + nodes_[i]->ns() + " route show " + other).out.find("flannel.1") !=
+                   std::string::npos;
+          if (!routed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        if (!routed) {
+          error_ = "node " + std::to_string(i) + " has no route to " + other + ":\n" + logs();
+          return;
+        }
       }
     }
     if (!pods) {
@@ -223,8 +230,11 @@ metadata: {name: bank, labels: {zone: bank}}
 
   std::string netConfFile() const { return (tmp_.path() / "net-conf.json").string(); }
 
+  static std::string nodeName(int i) { return std::string("node-") + static_cast<char>('a' + i); }
+  static std::string subnetOf(int i) { return fmt::format("10.244.{}.0/24", 10 + i); }
+
   bool startAgent(int i) {
-    std::string name = i == 0 ? "node-a" : "node-b";
+    const std::string name = nodeName(i);
     std::vector<std::string> subnet_flags =
         subnets_ == Subnets::kKube
             ? std::vector<std::string>{"--subnet-manager", "kube", "--net-config-path",
@@ -260,7 +270,7 @@ metadata: {name: bank, labels: {zone: bank}}
   /// wires it (waiting for the agent's commit), the status gets its address.
   bool startPod(const std::string& name, const json& labels, int node,
                 const std::string& ns = "bank", const json& ports = json::array()) {
-    std::string node_name = node == 0 ? "node-a" : "node-b";
+    const std::string node_name = nodeName(node);
     json pod = {{"apiVersion", "v1"},
                 {"kind", "Pod"},
                 {"metadata", {{"name", name}, {"namespace", ns}, {"labels", labels}}},

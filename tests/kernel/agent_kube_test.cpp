@@ -78,6 +78,48 @@ TEST(AgentKube, EnforcesWhatTheApiSays) {
   EXPECT_TRUE(eventually(other, c.target("db", 81), true)) << "no policy left: open";
 }
 
+// Three nodes that lease their subnets from etcd and reach each other over their agents' vxlan
+// overlay, a pod wired by zonewall-cni on each: ping, TCP and UDP between every pair across
+// the tunnel; then a policy on node-c's pod admits only node-a's, enforced across nodes for
+// both protocols.
+TEST(AgentKube, ThreeNodesPingTcpUdpAcrossTheOverlay) {
+  NEW_CLUSTER(c, "3", false, Subnets::kEtcd, 3);
+  ASSERT_EQ(c.kube().apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"), 201);
+  const std::vector<std::string> names = {"a", "b", "c"};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        c.startPod(names[static_cast<size_t>(i)], {{"app", names[static_cast<size_t>(i)]}}, i, "x"))
+        << c.logs();
+  }
+  auto pod = [&](const std::string& n) { return c.pod("x/" + n); };
+  for (const std::string& from : names) {
+    for (const std::string& to : names) {
+      if (from == to) continue;
+      const std::string ns = std::filesystem::path(pod(from).netns).filename().string();
+      EXPECT_EQ(run("ip netns exec " + ns + " ping -c1 -W2 " + pod(to).ip).exit_code, 0)
+          << from << " -> " << to;
+      EXPECT_TRUE(probeOk(pod(from).netns, pod(to).ip + ":80/TCP", 900)) << from << " -> " << to;
+      EXPECT_TRUE(probeOk(pod(from).netns, pod(to).ip + ":80/UDP", 900)) << from << " -> " << to;
+    }
+  }
+  json only_a = {
+      {"apiVersion", "networking.k8s.io/v1"},
+      {"kind", "NetworkPolicy"},
+      {"metadata", {{"name", "only-a"}, {"namespace", "x"}}},
+      {"spec",
+       {{"podSelector", {{"matchLabels", {{"app", "c"}}}}},
+        {"policyTypes", {"Ingress"}},
+        {"ingress",
+         json::array(
+             {{{"from", json::array({{{"podSelector", {{"matchLabels", {{"app", "a"}}}}}}})}}})}}}};
+  ASSERT_EQ(c.kube().create(only_a), 201);
+  EXPECT_TRUE(eventually(pod("b").netns, pod("c").ip + ":80/TCP", false)) << c.logs();
+  EXPECT_FALSE(probeOk(pod("b").netns, pod("c").ip + ":80/UDP", 500));
+  EXPECT_TRUE(probeOk(pod("a").netns, pod("c").ip + ":80/TCP", 900));
+  EXPECT_TRUE(probeOk(pod("a").netns, pod("c").ip + ":80/UDP", 900));
+  EXPECT_TRUE(probeOk(pod("c").netns, pod("b").ip + ":80/UDP", 900)) << "egress stays open";
+}
+
 // Flannel's Kubernetes mode: each agent takes its node's spec.podCIDR, writes Flannel's
 // annotations on its Node (through nodes/status, under deploy/'s ClusterRole) and marks the
 // node's network available; each routes to the other from the other's annotations over
