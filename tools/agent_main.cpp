@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   EtcdEndpoint etcd;
   std::string etcd_prefix = "/coreos.com/network";
   KubeSubnetOptions kube_subnets;
-  std::string public_ip, static_subnet, static_network;
+  std::string public_ip, public_ipv6, static_subnet, static_network;
   int lease_ttl_s = static_cast<int>(EtcdSubnetManager::kFlannelTtl.count());
   int renew_margin_min = 60;
   app.add_option("--subnet-manager", subnet_manager,
@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
                  "(default: the default route's)");
   app.add_option("--public-ip", public_ip,
                  "The lease's PublicIP (default: --iface's first IPv4 address)");
+  app.add_option("--public-ipv6", public_ipv6,
+                 "The lease's PublicIPv6 when the network enables IPv6 (default: --iface's first "
+                 "global IPv6 address)");
   app.add_option("--subnet-file", net.subnet_file,
                  "Where subnet.env goes (the CNI plugin reads it)")
       ->capture_default_str();
@@ -161,6 +164,15 @@ int main(int argc, char** argv) {
     }
     net.iface = ext->name;
     net.public_ip = ext->addr;
+    net.public_ipv6 = ext->addr6;
+    if (!public_ipv6.empty()) {
+      auto ip = zonewall::parseAddr(public_ipv6);
+      if (!ip || ip->family() != zonewall::Family::kV6) {
+        std::cerr << "zonewall-agent: --public-ipv6: not an IPv6 address: " << public_ipv6 << "\n";
+        return 2;
+      }
+      net.public_ipv6 = *ip;
+    }
     if (!public_ip.empty()) {
       auto ip = zonewall::parseAddr(public_ip);
       if (!ip || ip->family() != zonewall::Family::kV4) {

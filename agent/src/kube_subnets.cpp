@@ -27,12 +27,15 @@ constexpr auto kNodePoll = 3s;
 constexpr auto kNodeWait = 30s;
 
 struct Annotations {
-  std::string managed, backend_data, backend_type, public_ip, public_ip_overwrite;
+  std::string managed, backend_data, backend_v6_data, backend_type, public_ip, public_ipv6,
+      public_ip_overwrite;
   explicit Annotations(const std::string& p)
       : managed(p + "kube-subnet-manager"),
         backend_data(p + "backend-data"),
+        backend_v6_data(p + "backend-v6-data"),
         backend_type(p + "backend-type"),
         public_ip(p + "public-ip"),
+        public_ipv6(p + "public-ipv6"),
         public_ip_overwrite(p + "public-ip-overwrite") {}
 };
 
@@ -129,18 +132,24 @@ class KubeSubnetManager final : public SubnetManager {
       lease.attrs.public_ip = *ip;
     }
     const std::string public_ip = formatAddr(lease.attrs.public_ip);
+    const std::string public_ipv6 = attrs.public_ipv6 ? formatAddr(*attrs.public_ipv6) : "";
     if (annotation(*node, names_.backend_data) != attrs.backend_data ||
         annotation(*node, names_.backend_type) != attrs.backend_type ||
         annotation(*node, names_.public_ip) != public_ip ||
-        annotation(*node, names_.managed) != "true") {
+        annotation(*node, names_.managed) != "true" ||
+        (attrs.public_ipv6 && (annotation(*node, names_.backend_v6_data) != attrs.backend_v6_data ||
+                               annotation(*node, names_.public_ipv6) != public_ipv6))) {
       // A strategic merge patch of the annotations through nodes/status: the one write
       // Flannel's ClusterRole grants.
-      json patch = {{"metadata",
-                     {{"annotations",
-                       {{names_.backend_type, attrs.backend_type},
-                        {names_.backend_data, attrs.backend_data},
-                        {names_.public_ip, public_ip},
-                        {names_.managed, "true"}}}}}};
+      json annotations = {{names_.backend_type, attrs.backend_type},
+                          {names_.backend_data, attrs.backend_data},
+                          {names_.public_ip, public_ip},
+                          {names_.managed, "true"}};
+      if (attrs.public_ipv6) {
+        annotations[names_.backend_v6_data] = attrs.backend_v6_data;
+        annotations[names_.public_ipv6] = public_ipv6;
+      }
+      json patch = {{"metadata", {{"annotations", annotations}}}};
       if (auto ok = patchStatus(path, patch); !ok) return std::unexpected(ok.error());
     }
     lease.expiration = std::chrono::system_clock::now() + std::chrono::hours(24);
@@ -254,7 +263,14 @@ class KubeSubnetManager final : public SubnetManager {
     l.attrs.backend_type = annotation(n, names_.backend_type);
     l.attrs.backend_data = annotation(n, names_.backend_data);
     if (config_.enable_ipv4) l.subnet = cidrs->first;
-    if (config_.enable_ipv6) l.ipv6_subnet = cidrs->second;
+    if (config_.enable_ipv6 && cidrs->second) {
+      auto ip6 = parseAddr(annotation(n, names_.public_ipv6));
+      if (ip6 && ip6->family() == Family::kV6) {
+        l.ipv6_subnet = cidrs->second;
+        l.attrs.public_ipv6 = *ip6;
+        l.attrs.backend_v6_data = annotation(n, names_.backend_v6_data);
+      }
+    }
     return l;
   }
 

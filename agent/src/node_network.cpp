@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <climits>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -24,22 +25,30 @@ constexpr auto kRenewRetry = 10s;
 // A single node's pods get this MTU when no underlay is named.
 constexpr int kDefaultMtu = 1500;
 
-// The other nodes' leases of this node's backend (Flannel's backends ignore other types).
+// The other nodes' leases of this node's backend (Flannel's backends ignore other types), as
+// peers of the overlay of one IP family.
 std::vector<Peer> peersOf(const std::vector<SubnetLease>& leases, const SubnetLease& own,
-                          const std::string& backend) {
+                          const std::string& backend, Family family) {
+  const bool v6 = family == Family::kV6;
   std::vector<Peer> out;
   for (const SubnetLease& l : leases) {
-    if (!l.subnet || l.key() == own.key()) continue;
+    const std::optional<Cidr>& subnet = v6 ? l.ipv6_subnet : l.subnet;
+    if (!subnet || l.key() == own.key()) continue;
     if (l.attrs.backend_type != backend) {
       spdlog::warn("ignoring lease {} of backend '{}'", l.key(), l.attrs.backend_type);
       continue;
     }
-    Peer p{*l.subnet, l.attrs.public_ip, {}};
+    if (v6 && !l.attrs.public_ipv6) {
+      spdlog::warn("ignoring lease {}: an IPv6 subnet but no PublicIPv6", l.key());
+      continue;
+    }
+    Peer p{*subnet, v6 ? *l.attrs.public_ipv6 : l.attrs.public_ip, {}};
     if (backend == "vxlan") {
-      auto data = nlohmann::json::parse(l.attrs.backend_data, nullptr, false);
+      const std::string& text = v6 ? l.attrs.backend_v6_data : l.attrs.backend_data;
+      auto data = nlohmann::json::parse(text, nullptr, false);
       auto mac = parseMac(data.is_object() ? data.value("VtepMAC", std::string()) : "");
       if (!mac) {
-        spdlog::warn("ignoring lease {}: no VtepMAC in {}", l.key(), l.attrs.backend_data);
+        spdlog::warn("ignoring lease {}: no VtepMAC in {}", l.key(), text);
         continue;
       }
       p.vtep_mac = *mac;
@@ -47,6 +56,28 @@ std::vector<Peer> peersOf(const std::vector<SubnetLease>& leases, const SubnetLe
     out.push_back(p);
   }
   return out;
+}
+
+// The backend of one IP family, and the lease's backend data for it.
+std::expected<std::pair<Overlay, std::string>, Error> makeBackend(const NetworkConfig& config,
+                                                                  const std::string& iface,
+                                                                  Addr local) {
+  const bool v6 = local.family() == Family::kV6;
+  if (config.backend_type == "vxlan") {
+    auto overlay = Overlay::vxlan(VxlanSpec{config.vni, config.port, iface, local});
+    if (!overlay) return std::unexpected(overlay.error());
+    std::string data =
+        fmt::format(R"({{"VNI":{},"VtepMAC":"{}"}})", config.vni, formatMac(overlay->mac()));
+    return std::pair{std::move(*overlay), std::move(data)};
+  }
+  if (config.backend_type == "host-gw") {
+    auto overlay = Overlay::hostGw(iface, v6 ? config.ipv6_network : config.network);
+    if (!overlay) return std::unexpected(overlay.error());
+    return std::pair{std::move(*overlay), std::string("null")};  // host-gw: no backend data
+  }
+  return fail(
+      Error::Code::kUnsupported,
+      fmt::format("backend '{}': zonewall-agent runs vxlan and host-gw", config.backend_type));
 }
 
 std::expected<int, Error> underlayMtu(const std::string& iface) {
@@ -85,7 +116,7 @@ std::expected<ExternalInterface, Error> lookupExternalInterface(const std::strin
   };
   if (auto ip = parseAddr(iface)) {
     for (const ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
-      if (v4(a) == ip) return ExternalInterface{a->ifa_name, *ip};
+      if (v4(a) == ip) return ExternalInterface{a->ifa_name, *ip, std::nullopt};
     }
     return fail(Error::Code::kNotFound, fmt::format("no interface holds {}", iface));
   }
@@ -95,9 +126,20 @@ std::expected<ExternalInterface, Error> lookupExternalInterface(const std::strin
     if (!d) return std::unexpected(d.error());
     name = *d;
   }
+  // The interface's first global IPv6 address (not link-local fe80::/10), for dual stack.
+  std::optional<Addr> addr6;
+  for (const ifaddrs* a = list; a != nullptr && !addr6; a = a->ifa_next) {
+    if (name != a->ifa_name || a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET6) {
+      continue;
+    }
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
+    if (!IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr)) {
+      addr6 = addrFromBytes(reinterpret_cast<const unsigned char*>(&in6->sin6_addr), Family::kV6);
+    }
+  }
   for (const ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
     if (name == a->ifa_name) {
-      if (auto ip = v4(a)) return ExternalInterface{name, *ip};
+      if (auto ip = v4(a)) return ExternalInterface{name, *ip, addr6};
     }
   }
   return fail(Error::Code::kNotFound,
@@ -138,23 +180,33 @@ std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(
       if (!m) return std::unexpected(m.error());
       mtu = *m;
     }
-  } else if (config->backend_type == "vxlan") {
-    auto overlay = Overlay::vxlan(VxlanSpec{config->vni, config->port, o.iface, o.public_ip});
-    if (!overlay) return std::unexpected(overlay.error());
-    n->overlay_ = std::move(*overlay);
-    attrs.backend_data =
-        fmt::format(R"({{"VNI":{},"VtepMAC":"{}"}})", config->vni, formatMac(n->overlay_->mac()));
-  } else if (config->backend_type == "host-gw") {
-    auto overlay = Overlay::hostGw(o.iface, config->network);
-    if (!overlay) return std::unexpected(overlay.error());
-    n->overlay_ = std::move(*overlay);
-    attrs.backend_data = "null";  // Flannel's host-gw lease has no backend data
   } else {
-    return fail(
-        Error::Code::kUnsupported,
-        fmt::format("backend '{}': zonewall-agent runs vxlan and host-gw", config->backend_type));
+    // One backend per IP family the network enables (flannel.1 and flannel-v6.1 for vxlan).
+    for (Family f : {Family::kV4, Family::kV6}) {
+      const bool v6 = f == Family::kV6;
+      if (!(v6 ? config->enable_ipv6 : config->enable_ipv4)) continue;
+      const std::optional<Addr> local = v6 ? o.public_ipv6 : std::optional(o.public_ip);
+      if (!local) {
+        return fail(Error::Code::kInvalidInput,
+                    "the network enables IPv6 (EnableIPv6) but this node has no IPv6 address "
+                    "(--public-ipv6, or a global one on --iface)");
+      }
+      auto backend = makeBackend(*config, o.iface, *local);
+      if (!backend) return std::unexpected(backend.error());
+      (v6 ? n->overlay6_ : n->overlay_) = std::move(backend->first);
+      if (v6) {
+        attrs.public_ipv6 = local;
+        attrs.backend_v6_data = std::move(backend->second);
+      } else {
+        attrs.backend_data = std::move(backend->second);
+      }
+    }
   }
-  if (n->overlay_) mtu = n->overlay_->mtu();
+  // Pods get what fits every tunnel they use (dual stack: the IPv6 device's, 20 bytes less).
+  if (n->overlay_ || n->overlay6_) {
+    mtu = std::min(n->overlay_ ? n->overlay_->mtu() : INT_MAX,
+                   n->overlay6_ ? n->overlay6_->mtu() : INT_MAX);
+  }
   auto lease = n->manager_->acquire(*config, attrs, previousSubnet(o.subnet_file));
   if (!lease) return std::unexpected(lease.error());
   n->lease_ = *lease;
@@ -170,6 +222,11 @@ std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(
           : "");
   if (n->overlay_ && lease->subnet) {
     if (auto ok = n->overlay_->assign(*lease->subnet); !ok) return std::unexpected(ok.error());
+  }
+  if (n->overlay6_ && lease->ipv6_subnet) {
+    if (auto ok = n->overlay6_->assign(*lease->ipv6_subnet); !ok) {
+      return std::unexpected(ok.error());
+    }
   }
   if (o.ip_masq) {
     if (auto ok = n->masquerade(); !ok) return std::unexpected(ok.error());
@@ -230,18 +287,25 @@ void NodeNetwork::onLeases(const std::vector<SubnetLease>& leases) {
       }
     }
   }
-  if (!overlay_) return;
-  const std::vector<Peer> peers = peersOf(leases, own, config_.backend_type);
-  auto changes = overlay_->sync(peers);
-  if (!changes) {
-    spdlog::error("overlay: {} (retried at the next change)", changes.error().str());
-    return;
+  int peers = 0, added = 0, removed = 0, unchanged = 0;
+  for (auto [overlay, family] : {std::pair{&overlay_, Family::kV4}, {&overlay6_, Family::kV6}}) {
+    if (!*overlay) continue;
+    const std::vector<Peer> want = peersOf(leases, own, config_.backend_type, family);
+    auto changes = (*overlay)->sync(want);
+    if (!changes) {
+      spdlog::error("overlay: {} (retried at the next change)", changes.error().str());
+      continue;
+    }
+    peers += static_cast<int>(want.size());
+    added += changes->added;
+    removed += changes->removed;
+    unchanged += changes->unchanged;
   }
-  metrics_.overlay_peers.Set(static_cast<double>(peers.size()));
-  metrics_.overlay_changes.Increment(changes->added + changes->removed);
-  if (changes->added + changes->removed > 0) {
-    spdlog::info("overlay: {} entries added, {} removed, {} peers unchanged", changes->added,
-                 changes->removed, changes->unchanged);
+  metrics_.overlay_peers.Set(peers);
+  metrics_.overlay_changes.Increment(added + removed);
+  if (added + removed > 0) {
+    spdlog::info("overlay: {} entries added, {} removed, {} peers unchanged", added, removed,
+                 unchanged);
   }
 }
 

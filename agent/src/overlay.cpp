@@ -32,8 +32,10 @@ using AddrPtr = CHandle<rtnl_addr, rtnl_addr_put>;
 using RoutePtr = CHandle<rtnl_route, rtnl_route_put>;
 using NeighPtr = CHandle<rtnl_neigh, rtnl_neigh_put>;
 
-// Flannel: the device's MTU leaves room for the outer IPv4 + UDP + VXLAN headers.
+// The device's MTU leaves room for the outer IP + UDP + VXLAN headers: 50 bytes over IPv4
+// (Flannel's), 70 over IPv6 (the kernel's VXLAN6_HEADROOM: it refuses more).
 constexpr int kVxlanOverhead = 50;
+constexpr int kVxlan6Overhead = 70;
 
 std::unexpected<Error> kernelError(const std::string& what, int nl_err) {
   return fail(Error::Code::kKernel,
@@ -129,6 +131,7 @@ std::optional<Mac> parseMac(std::string_view text) {
 struct Overlay::Impl {
   NlSockPtr sock;
   VxlanSpec spec;
+  int family = AF_INET;         ///< the overlay's address family
   std::optional<Cidr> network;  ///< host-gw: the only routes it touches
   std::string device;           ///< flannel.<VNI>, or host-gw's underlay
   int ifindex = 0;
@@ -139,7 +142,7 @@ struct Overlay::Impl {
   std::expected<Entries, Error> readKernel() {
     Entries e;
     nl_cache* raw = nullptr;
-    if (int rc = rtnl_route_alloc_cache(sock.get(), AF_INET, 0, &raw); rc < 0) {
+    if (int rc = rtnl_route_alloc_cache(sock.get(), family, 0, &raw); rc < 0) {
       return kernelError("RTM_GETROUTE", rc);
     }
     NlCachePtr routes(raw);
@@ -160,15 +163,15 @@ struct Overlay::Impl {
     }
     if (network) return e;  // host-gw: the underlay's neighbours are not ours
     // Neighbours (an AF_UNSPEC dump) and the FDB (an AF_BRIDGE dump: `bridge fdb`).
-    for (int family : {AF_UNSPEC, AF_BRIDGE}) {
+    for (int dump : {AF_UNSPEC, AF_BRIDGE}) {
       raw = nullptr;
       if (int rc = nl_cache_alloc_name("route/neigh", &raw); rc < 0) {
         return kernelError("neighbour cache", rc);
       }
       NlCachePtr neigh(raw);
-      nl_cache_set_arg1(neigh.get(), family);
+      nl_cache_set_arg1(neigh.get(), dump);
       if (int rc = nl_cache_refill(sock.get(), neigh.get()); rc < 0) {
-        return kernelError(family == AF_BRIDGE ? "RTM_GETNEIGH (fdb)" : "RTM_GETNEIGH", rc);
+        return kernelError(dump == AF_BRIDGE ? "RTM_GETNEIGH (fdb)" : "RTM_GETNEIGH", rc);
       }
       for (nl_object* o = nl_cache_get_first(neigh.get()); o; o = nl_cache_get_next(o)) {
         auto* n = reinterpret_cast<rtnl_neigh*>(o);
@@ -189,7 +192,7 @@ struct Overlay::Impl {
 
   std::expected<void, Error> route(const Cidr& subnet, Addr via, bool add) {
     RoutePtr r(rtnl_route_alloc());
-    rtnl_route_set_family(r.get(), AF_INET);
+    rtnl_route_set_family(r.get(), static_cast<std::uint8_t>(family));
     rtnl_route_set_table(r.get(), RT_TABLE_MAIN);
     rtnl_route_set_protocol(r.get(), RTPROT_BOOT);
     rtnl_route_set_type(r.get(), RTN_UNICAST);
@@ -250,6 +253,7 @@ std::expected<Overlay, Error> Overlay::hostGw(const std::string& underlay, const
   impl->sock = connectRoute();
   if (!impl->sock) return fail(Error::Code::kKernel, "netlink socket: cannot connect");
   impl->network = network;
+  impl->family = network.family == Family::kV6 ? AF_INET6 : AF_INET;
   impl->device = underlay;
   auto link = linkByName(impl->sock.get(), underlay);
   if (!link) return std::unexpected(link.error());
@@ -262,6 +266,7 @@ std::expected<Overlay, Error> Overlay::hostGw(const std::string& underlay, const
 std::expected<Overlay, Error> Overlay::vxlan(const VxlanSpec& spec) {
   auto impl = std::make_unique<Impl>();
   impl->spec = spec;
+  impl->family = spec.local.family() == Family::kV6 ? AF_INET6 : AF_INET;
   impl->device = spec.name();
   impl->sock = connectRoute();
   if (!impl->sock) return fail(Error::Code::kKernel, "netlink socket: cannot connect");
@@ -272,7 +277,8 @@ std::expected<Overlay, Error> Overlay::vxlan(const VxlanSpec& spec) {
     return fail(Error::Code::kInvalidInput, "no interface " + spec.underlay + " for the tunnel");
   }
   const int underlay_index = rtnl_link_get_ifindex(underlay->get());
-  impl->mtu = static_cast<int>(rtnl_link_get_mtu(underlay->get())) - kVxlanOverhead;
+  impl->mtu = static_cast<int>(rtnl_link_get_mtu(underlay->get())) -
+              (impl->family == AF_INET6 ? kVxlan6Overhead : kVxlanOverhead);
   const std::string name = spec.name();
   auto existing = linkByName(sock, name);
   if (!existing) return std::unexpected(existing.error());
@@ -324,15 +330,15 @@ std::expected<Overlay, Error> Overlay::vxlan(const VxlanSpec& spec) {
 
 std::expected<void, Error> Overlay::assign(const Cidr& subnet) {
   if (impl_->network) return {};
-  // Flannel's EnsureV4AddressOnLink: the subnet's network address, /32.
+  // Flannel's EnsureV4AddressOnLink / ConfigureIPv6: the subnet's network address, /32 or /128.
   AddrPtr addr(rtnl_addr_alloc());
   rtnl_addr_set_ifindex(addr.get(), impl_->ifindex);
-  NlAddrPtr own = ipAddr(subnet.base, 32);
+  NlAddrPtr own = ipAddr(subnet.base);
   rtnl_addr_set_local(addr.get(), own.get());
   if (int rc = rtnl_addr_add(impl_->sock.get(), addr.get(), NLM_F_REPLACE);
       rc < 0 && rc != -NLE_EXIST) {
     return kernelError(
-        fmt::format("RTM_NEWADDR {}/32 dev {}", formatAddr(subnet.base), impl_->spec.name()), rc);
+        fmt::format("RTM_NEWADDR {} dev {}", formatAddr(subnet.base), impl_->spec.name()), rc);
   }
   return {};
 }

@@ -727,5 +727,72 @@ TEST(Overlay, FlanneldAndZonewallNodesShareOneNetwork) {
   expectEveryPodPingsEveryOther(u, subnets);
 }
 
+// Dual stack (EnableIPv6): each node leases an IPv4 and an IPv6 subnet in one key
+// (`<v4>-<len>&<v6>-<len>`), publishes PublicIPv6 and BackendV6Data, and runs flannel-v6.1
+// beside flannel.1 (its own VTEP, the IPv6 underlay); pods ping each other over both. Remove
+// a node's lease: both families' routes go.
+TEST(Overlay, DualStackVxlanRoutesBothFamilies) {
+  ZW_REQUIRE_ROOT_AND_ETCD();
+  constexpr int kNodes = 2;
+  EtcdUnderlay u(kNodes, R"({"EnableIPv6": true, "Network": "10.244.0.0/16", )"
+                         R"("IPv6Network": "fd00:10:244::/48", "Backend": {"Type": "vxlan"}})");
+  ASSERT_TRUE(u.ok);
+  for (int i = 0; i < kNodes; ++i) {
+    ASSERT_TRUE(
+        sh(fmt::format("ip -n {} addr add fd00:98::{}/64 dev ul0 nodad", u.net.node(i), 10 + i)));
+  }
+  AgentNodes agents(u.net, *u.etcd, kNodes);
+  const std::vector<Cidr> subnets = subnetsWithPods(u, agents, kNodes);
+  ASSERT_EQ(subnets.size(), size_t{kNodes});
+  std::vector<Cidr> subnets6;
+  for (int i = 0; i < kNodes; ++i) {
+    const std::string env = agents.subnetEnv(i);
+    const std::string key = "FLANNEL_IPV6_SUBNET=";
+    const size_t at = env.find(key);
+    ASSERT_NE(at, std::string::npos) << env << agents.log(i);
+    auto first = parseCidr(env.substr(at + key.size(), env.find('\n', at) - at - key.size()));
+    ASSERT_TRUE(first.has_value()) << env;
+    subnets6.push_back(first->cidr);  // the subnet, its host bits (::1) masked
+    EXPECT_NE(env.find("FLANNEL_IPV6_NETWORK=fd00:10:244::/48\n"), std::string::npos) << env;
+    // What fits both tunnels: flannel-v6.1's 1500 - 70.
+    EXPECT_NE(env.find("FLANNEL_MTU=1430\n"), std::string::npos) << env;
+    ASSERT_TRUE(sh(fmt::format("ip -n {} addr add {}/128 dev lo nodad", u.net.node(i),
+                               formatAddr(Addr{subnets6.back().base.v + 2}))));
+  }
+  for (int i = 0; i < kNodes; ++i) {
+    const Cidr& other6 = subnets6[static_cast<size_t>(1 - i)];
+    EXPECT_TRUE(eventually([&] {
+      return run("ip -n " + u.net.node(i) + " -6 route show dev flannel-v6.1")
+                 .out.find(other6.str()) != std::string::npos;
+    })) << run("ip -n " + u.net.node(i) + " -6 route show").out
+        << agents.log(i);
+    const std::string fdb =
+        run("ip netns exec " + u.net.node(i) + " bridge fdb show dev flannel-v6.1").out;
+    EXPECT_NE(fdb.find(fmt::format("dst fd00:98::{}", 10 + (1 - i))), std::string::npos) << fdb;
+  }
+  expectEveryPodPingsEveryOther(u, subnets);
+  for (int a = 0; a < kNodes; ++a) {
+    const std::string from = formatAddr(Addr{subnets6[static_cast<size_t>(a)].base.v + 2});
+    const std::string to = formatAddr(Addr{subnets6[static_cast<size_t>(1 - a)].base.v + 2});
+    EXPECT_TRUE(
+        sh(fmt::format("ip netns exec {} ping -6 -c1 -W2 -I {} {}", u.net.node(a), from, to)))
+        << from << " -> " << to;
+  }
+  // Node 1 leaves: node 0 drops both its routes.
+  agents.stop(1);
+  const std::string key =
+      fmt::format("/coreos.com/network/subnets/{}-{}&{}-{}", formatAddr(subnets[1].base),
+                  subnets[1].prefix, formatAddr(subnets6[1].base), subnets6[1].prefix);
+  ASSERT_FALSE(
+      u.etcd->post("/v3/kv/deleterange", R"({"key":")" + agent::base64Encode(key) + R"("})")
+          .empty());
+  EXPECT_TRUE(eventually([&] {
+    return run("ip -n " + u.net.node(0) + " -6 route show dev flannel-v6.1")
+                   .out.find(subnets6[1].str()) == std::string::npos &&
+           run("ip -n " + u.net.node(0) + " route show dev flannel.1").out.find(subnets[1].str()) ==
+               std::string::npos;
+  })) << agents.log(0);
+}
+
 }  // namespace
 }  // namespace zonewall::testing

@@ -28,6 +28,7 @@ namespace zonewall::agent {
 struct ExternalInterface {
   std::string name;
   Addr addr;
+  std::optional<Addr> addr6;  ///< its first global IPv6 address (dual stack)
 };
 std::expected<ExternalInterface, Error> lookupExternalInterface(const std::string& iface);
 
@@ -35,8 +36,9 @@ struct NodeNetworkOptions {
   /// Renew this long before expiry (Flannel's --subnet-lease-renew-margin, 60 min), at most
   /// half the TTL.
   std::chrono::seconds renew_margin = std::chrono::minutes(60);
-  std::string iface;  ///< the underlay interface (Flannel's --iface); "" for static
-  Addr public_ip;     ///< this node's address on it (the lease's PublicIP)
+  std::string iface;                ///< the underlay interface (Flannel's --iface); "" for static
+  Addr public_ip;                   ///< this node's address on it (the lease's PublicIP)
+  std::optional<Addr> public_ipv6;  ///< PublicIPv6, for a network with EnableIPv6
   std::string subnet_file = "/run/flannel/subnet.env";
   /// Flannel's --ip-masq: masquerade pod traffic leaving the cluster network (table
   /// `masq_table`), and say so in subnet.env.
@@ -75,7 +77,8 @@ class NodeNetwork {
   std::chrono::system_clock::duration lease_ttl_{};  ///< as granted
   bool reclaim_ = false;  ///< our key vanished from etcd: claim it again (the renewer does)
   bool lost_ = false;
-  std::optional<Overlay> overlay_;  ///< none for a single node
+  std::optional<Overlay> overlay_;   ///< IPv4; none for a single node
+  std::optional<Overlay> overlay6_;  ///< IPv6, when the network enables it
   std::atomic<bool> stop_{false};
   std::thread follower_, renewer_;
 };

@@ -1,6 +1,7 @@
 // Flannel's backends on this node, through libnl-3 (flannel-io/flannel pkg/backend):
 // - vxlan: one VXLAN device `flannel.<VNI>` (learning off, the node's public address as the
-//   tunnel source, MTU = underlay − 50, the leased subnet's network address /32 on it), and
+//   tunnel source, MTU = underlay − 50, the leased subnet's network address /32 on it; for a
+//   dual-stack network also `flannel-v6.<VNI>` over the IPv6 underlay, MTU − 70, /128), and
 //   for each remote node's lease: a permanent neighbour (its subnet address → its VTEP MAC),
 //   an FDB entry (VTEP MAC → its public address) and the route to its subnet via that
 //   address, onlink.
@@ -30,11 +31,15 @@ struct VxlanSpec {
   int vni = 1;
   int port = 0;          ///< 0: the kernel's default (8472, as Flannel)
   std::string underlay;  ///< the interface that carries the tunnel
-  Addr local;            ///< this node's public address (the lease's PublicIP)
-  std::string name() const { return "flannel." + std::to_string(vni); }
+  Addr local;            ///< this node's public address (PublicIP, or PublicIPv6: IPv6 device)
+  /// flannel.<VNI>, or flannel-v6.<VNI> for the IPv6 device of a dual-stack network.
+  std::string name() const {
+    return (local.family() == Family::kV6 ? "flannel-v6." : "flannel.") + std::to_string(vni);
+  }
 };
 
-/// A remote node as its lease describes it.
+/// A remote node as its lease describes it (for an IPv6 overlay: its IPv6 subnet, PublicIPv6
+/// and BackendV6Data's VtepMAC).
 struct Peer {
   Cidr subnet;
   Addr public_ip;
@@ -51,7 +56,8 @@ class Overlay {
   /// host-gw over `underlay`: only routes to subnets inside `network` are ever read or
   /// changed there (the underlay's own routes are not the overlay's).
   static std::expected<Overlay, Error> hostGw(const std::string& underlay, const Cidr& network);
-  /// vxlan: puts the leased subnet's network address on the device (/32); host-gw: nothing.
+  /// vxlan: puts the leased subnet's network address on the device (/32, /128); host-gw:
+  /// nothing.
   std::expected<void, Error> assign(const Cidr& subnet);
   ~Overlay();
   Overlay(Overlay&&) noexcept;
@@ -59,8 +65,9 @@ class Overlay {
 
   bool isVxlan() const;
   const Mac& mac() const;  ///< vxlan: the VTEP's MAC
-  int mtu() const;         ///< what pods get: underlay − 50 for vxlan, the underlay's for host-gw
-  int ifindex() const;     ///< the device routes go through
+  /// What pods get: underlay − 50 for vxlan (− 70 over IPv6), the underlay's for host-gw.
+  int mtu() const;
+  int ifindex() const;  ///< the device routes go through
 
   struct Changes {
     int added = 0;
