@@ -123,6 +123,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--ip-masq", net.ip_masq,
                "Masquerade pod traffic leaving the pod network (table inet zonewall-masq)");
+  int check_s = static_cast<int>(net.check_interval.count());
+  app.add_option("--overlay-check-interval", check_s,
+                 "Seconds between reads of the overlay's routes, neighbours and FDB entries, "
+                 "repairing what someone else changed (0: never)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   app.add_option("--subnet-lease-ttl", lease_ttl_s,
                  "etcd: seconds a lease lives unrenewed (Flannel: 24 h)")
       ->check(CLI::Range(2, 7 * 86400))
@@ -187,6 +193,7 @@ int main(int argc, char** argv) {
     std::cerr << "zonewall-agent: --subnet-manager etcd needs --etcd-endpoints\n";
     return 2;
   }
+  net.check_interval = std::chrono::seconds(check_s);
   std::optional<zonewall::Cidr> subnet, network;
   if (subnet_manager == "static") {
     auto s = zonewall::parseCidr(static_subnet);

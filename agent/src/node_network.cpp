@@ -155,6 +155,7 @@ NodeNetwork::~NodeNetwork() {
   wake_renewer_.notify_all();
   if (follower_.joinable()) follower_.join();
   if (renewer_.joinable()) renewer_.join();
+  if (checker_.joinable()) checker_.join();
 }
 
 SubnetLease NodeNetwork::lease() const {
@@ -239,6 +240,9 @@ std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(
     p->manager_->follow([p](const std::vector<SubnetLease>& all) { p->onLeases(all); }, p->stop_);
   });
   if (n->manager_->expires()) n->renewer_ = std::thread([p = n.get()] { p->renewLoop(); });
+  if ((n->overlay_ || n->overlay6_) && o.check_interval.count() > 0) {
+    n->checker_ = std::thread([p = n.get()] { p->checkLoop(); });
+  }
   return n;
 }
 
@@ -287,13 +291,20 @@ void NodeNetwork::onLeases(const std::vector<SubnetLease>& leases) {
       }
     }
   }
+  syncOverlays(leases, own);
+}
+
+void NodeNetwork::syncOverlays(const std::vector<SubnetLease>& leases, const SubnetLease& own) {
+  std::lock_guard lock(overlay_mu_);
+  leases_ = leases;
   int peers = 0, added = 0, removed = 0, unchanged = 0;
   for (auto [overlay, family] : {std::pair{&overlay_, Family::kV4}, {&overlay6_, Family::kV6}}) {
     if (!*overlay) continue;
     const std::vector<Peer> want = peersOf(leases, own, config_.backend_type, family);
     auto changes = (*overlay)->sync(want);
     if (!changes) {
-      spdlog::error("overlay: {} (retried at the next change)", changes.error().str());
+      spdlog::error("overlay: {} (repaired at the next check)", changes.error().str());
+      (*overlay)->forget();
       continue;
     }
     peers += static_cast<int>(want.size());
@@ -306,6 +317,27 @@ void NodeNetwork::onLeases(const std::vector<SubnetLease>& leases) {
   if (added + removed > 0) {
     spdlog::info("overlay: {} entries added, {} removed, {} peers unchanged", added, removed,
                  unchanged);
+  }
+}
+
+// Flannel's route check, for every backend: read the kernel's entries again and put back what
+// someone removed or changed.
+void NodeNetwork::checkLoop() {
+  auto next = std::chrono::steady_clock::now() + options_.check_interval;
+  while (!stop_) {
+    if (std::chrono::steady_clock::now() < next) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    next = std::chrono::steady_clock::now() + options_.check_interval;
+    std::vector<SubnetLease> leases;
+    {
+      std::lock_guard lock(overlay_mu_);
+      if (overlay_) overlay_->forget();
+      if (overlay6_) overlay6_->forget();
+      leases = leases_;
+    }
+    syncOverlays(leases, lease());
   }
 }
 

@@ -343,6 +343,8 @@ std::expected<void, Error> Overlay::assign(const Cidr& subnet) {
   return {};
 }
 
+void Overlay::forget() { impl_->programmed.reset(); }
+
 std::expected<Overlay::Changes, Error> Overlay::sync(const std::vector<Peer>& peers) {
   Impl& im = *impl_;
   if (!im.programmed) {

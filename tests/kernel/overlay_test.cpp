@@ -524,7 +524,7 @@ TEST(Overlay, HostGwRoutesViaTheOtherNodesPublicAddresses) {
   ASSERT_TRUE(u.ok);
   // A route of the operator's on the underlay, via a node, outside the pod network.
   ASSERT_TRUE(sh("ip -n " + u.net.node(0) + " route add 192.0.2.0/24 via 10.98.0.11 dev ul0"));
-  AgentNodes agents(u.net, *u.etcd, kNodes);
+  AgentNodes agents(u.net, *u.etcd, kNodes, 60, "--overlay-check-interval 1");
   const std::vector<Cidr> subnets = subnetsWithPods(u, agents, kNodes);
   ASSERT_EQ(subnets.size(), size_t{kNodes});
   for (int i = 0; i < kNodes; ++i) {
@@ -544,6 +544,12 @@ TEST(Overlay, HostGwRoutesViaTheOtherNodesPublicAddresses) {
     }
   }
   expectEveryPodPingsEveryOther(u, subnets);
+  // A route deleted by hand comes back at the next check (Flannel's host-gw route check).
+  const std::string route1 = subnets[1].str() + " via 10.98.0.11 dev ul0";
+  ASSERT_TRUE(sh("ip -n " + u.net.node(0) + " route del " + subnets[1].str()));
+  EXPECT_TRUE(eventually([&] {
+    return run("ip -n " + u.net.node(0) + " route show").out.find(route1) != std::string::npos;
+  })) << agents.log(0);
   // Node 2 leaves (its lease deleted): the others drop its route, and only that.
   agents.stop(2);
   const std::string key = "/coreos.com/network/subnets/" + formatAddr(subnets[2].base) + "-" +
@@ -741,7 +747,7 @@ TEST(Overlay, DualStackVxlanRoutesBothFamilies) {
     ASSERT_TRUE(
         sh(fmt::format("ip -n {} addr add fd00:98::{}/64 dev ul0 nodad", u.net.node(i), 10 + i)));
   }
-  AgentNodes agents(u.net, *u.etcd, kNodes);
+  AgentNodes agents(u.net, *u.etcd, kNodes, 60, "--overlay-check-interval 1");
   const std::vector<Cidr> subnets = subnetsWithPods(u, agents, kNodes);
   ASSERT_EQ(subnets.size(), size_t{kNodes});
   std::vector<Cidr> subnets6;
@@ -778,6 +784,23 @@ TEST(Overlay, DualStackVxlanRoutesBothFamilies) {
         sh(fmt::format("ip netns exec {} ping -6 -c1 -W2 -I {} {}", u.net.node(a), from, to)))
         << from << " -> " << to;
   }
+  // An FDB entry and a neighbour deleted by hand come back at the next check.
+  auto fdb0 = [&] {
+    return run("ip netns exec " + u.net.node(0) + " bridge fdb show dev flannel-v6.1").out;
+  };
+  const size_t at = fdb0().find(" dst fd00:98::11");
+  ASSERT_NE(at, std::string::npos) << fdb0();
+  const std::string mac1 = fdb0().substr(fdb0().rfind('\n', at) + 1, 17);
+  ASSERT_TRUE(sh(fmt::format("ip netns exec {} bridge fdb del {} dev flannel-v6.1 dst fd00:98::11",
+                             u.net.node(0), mac1)));
+  ASSERT_TRUE(sh(fmt::format("ip -n {} -6 neigh del {} dev flannel-v6.1", u.net.node(0),
+                             formatAddr(subnets6[1].base))));
+  EXPECT_TRUE(eventually([&] {
+    return fdb0().find(mac1 + " dst fd00:98::11") != std::string::npos &&
+           run("ip -n " + u.net.node(0) + " -6 neigh show dev flannel-v6.1")
+                   .out.find(formatAddr(subnets6[1].base) + " lladdr " + mac1) != std::string::npos;
+  })) << fdb0()
+      << agents.log(0);
   // Node 1 leaves: node 0 drops both its routes.
   agents.stop(1);
   const std::string key =

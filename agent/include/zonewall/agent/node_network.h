@@ -44,6 +44,9 @@ struct NodeNetworkOptions {
   /// `masq_table`), and say so in subnet.env.
   bool ip_masq = false;
   std::string masq_table = "zonewall-masq";
+  /// How often the kernel's overlay entries are read and repaired (a route deleted by hand
+  /// comes back); 0: never.
+  std::chrono::seconds check_interval{10};
 };
 
 class NodeNetwork {
@@ -65,6 +68,9 @@ class NodeNetwork {
   std::expected<void, Error> masquerade();
   /// Every lease as the manager sees it now: this node's checked, the others routed to.
   void onLeases(const std::vector<SubnetLease>& leases);
+  /// Makes the overlays hold exactly the other leases' entries.
+  void syncOverlays(const std::vector<SubnetLease>& leases, const SubnetLease& own);
+  void checkLoop();
   void renewLoop();
 
   std::unique_ptr<SubnetManager> manager_;  ///< acquire and renew (the renewer's thread)
@@ -79,8 +85,10 @@ class NodeNetwork {
   bool lost_ = false;
   std::optional<Overlay> overlay_;   ///< IPv4; none for a single node
   std::optional<Overlay> overlay6_;  ///< IPv6, when the network enables it
+  std::mutex overlay_mu_;            ///< the overlays and `leases_`: the follower and the checker
+  std::vector<SubnetLease> leases_;  ///< the last set the manager reported
   std::atomic<bool> stop_{false};
-  std::thread follower_, renewer_;
+  std::thread follower_, renewer_, checker_;
 };
 
 }  // namespace zonewall::agent

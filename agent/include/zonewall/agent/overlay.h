@@ -78,6 +78,9 @@ class Overlay {
   /// the first call reads what is there (from a previous run) and fixes only the difference;
   /// later ones diff against what they programmed.
   std::expected<Changes, Error> sync(const std::vector<Peer>& peers);
+  /// Forgets what it programmed: the next sync reads the kernel again and repairs whatever
+  /// someone else changed (Flannel re-checks host-gw routes every 10 s).
+  void forget();
 
  private:
   struct Impl;
