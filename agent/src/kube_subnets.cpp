@@ -119,39 +119,6 @@ class KubeSubnetManager final : public SubnetManager {
     if (!cidrs) return std::unexpected(cidrs.error());
     SubnetLease lease;
     lease.attrs = attrs;
-    const std::string overwrite = annotation(*node, names_.public_ip_overwrite);
-    if (!overwrite.empty()) {
-      auto ip = parseAddr(overwrite);
-      if (!ip || ip->family() != Family::kV4) {
-        return fail(Error::Code::kInvalidInput,
-                    fmt::format("node \"{}\": annotation {}: not an IPv4 address: \"{}\"",
-                                options_.node, names_.public_ip_overwrite, overwrite));
-      }
-      spdlog::info("overriding public ip with '{}' from node annotation '{}'", overwrite,
-                   names_.public_ip_overwrite);
-      lease.attrs.public_ip = *ip;
-    }
-    const std::string public_ip = formatAddr(lease.attrs.public_ip);
-    const std::string public_ipv6 = attrs.public_ipv6 ? formatAddr(*attrs.public_ipv6) : "";
-    if (annotation(*node, names_.backend_data) != attrs.backend_data ||
-        annotation(*node, names_.backend_type) != attrs.backend_type ||
-        annotation(*node, names_.public_ip) != public_ip ||
-        annotation(*node, names_.managed) != "true" ||
-        (attrs.public_ipv6 && (annotation(*node, names_.backend_v6_data) != attrs.backend_v6_data ||
-                               annotation(*node, names_.public_ipv6) != public_ipv6))) {
-      // A strategic merge patch of the annotations through nodes/status: the one write
-      // Flannel's ClusterRole grants.
-      json annotations = {{names_.backend_type, attrs.backend_type},
-                          {names_.backend_data, attrs.backend_data},
-                          {names_.public_ip, public_ip},
-                          {names_.managed, "true"}};
-      if (attrs.public_ipv6) {
-        annotations[names_.backend_v6_data] = attrs.backend_v6_data;
-        annotations[names_.public_ipv6] = public_ipv6;
-      }
-      json patch = {{"metadata", {{"annotations", annotations}}}};
-      if (auto ok = patchStatus(path, patch); !ok) return std::unexpected(ok.error());
-    }
     lease.expiration = std::chrono::system_clock::now() + std::chrono::hours(24);
     if (cidrs->first && config.enable_ipv4) {
       if (!within(config.network, *cidrs->first)) {
@@ -175,17 +142,11 @@ class KubeSubnetManager final : public SubnetManager {
       return fail(Error::Code::kInvalidInput,
                   fmt::format("node \"{}\": no pod CIDR of an enabled IP family", options_.node));
     }
+    // Checked before anything is published: a node whose podCIDR the network does not hold
+    // never advertises a lease.
+    if (auto ok = publish(path, *node, lease); !ok) return std::unexpected(ok.error());
     if (options_.set_network_unavailable) {
-      // Flannel's CompleteLease: the node's network is up.
-      const std::string now = isoNow();
-      json condition = {
-          {"type", "NetworkUnavailable"}, {"status", "False"},
-          {"reason", "ZonewallIsUp"},     {"message", "zonewall-agent is running on this node"},
-          {"lastTransitionTime", now},    {"lastHeartbeatTime", now}};
-      if (auto ok = patchStatus(path, {{"status", {{"conditions", json::array({condition})}}}});
-          !ok) {
-        return std::unexpected(ok.error());
-      }
+      if (auto ok = markNetworkAvailable(path); !ok) return std::unexpected(ok.error());
     }
     return lease;
   }
@@ -244,6 +205,55 @@ class KubeSubnetManager final : public SubnetManager {
     char buf[32];
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return buf;
+  }
+
+  // The lease as Flannel's annotations on this node (the public-ip-overwrite annotation wins
+  // over our address), patched only when they differ: a strategic merge patch through
+  // nodes/status, the one write Flannel's ClusterRole grants.
+  std::expected<void, Error> publish(const std::string& path, const json& node,
+                                     SubnetLease& lease) {
+    const LeaseAttrs& attrs = lease.attrs;
+    const std::string overwrite = annotation(node, names_.public_ip_overwrite);
+    if (!overwrite.empty()) {
+      auto ip = parseAddr(overwrite);
+      if (!ip || ip->family() != Family::kV4) {
+        return fail(Error::Code::kInvalidInput,
+                    fmt::format("node \"{}\": annotation {}: not an IPv4 address: \"{}\"",
+                                options_.node, names_.public_ip_overwrite, overwrite));
+      }
+      spdlog::info("overriding public ip with '{}' from node annotation '{}'", overwrite,
+                   names_.public_ip_overwrite);
+      lease.attrs.public_ip = *ip;
+    }
+    const std::string public_ip = formatAddr(attrs.public_ip);
+    const std::string public_ipv6 = attrs.public_ipv6 ? formatAddr(*attrs.public_ipv6) : "";
+    if (annotation(node, names_.backend_data) == attrs.backend_data &&
+        annotation(node, names_.backend_type) == attrs.backend_type &&
+        annotation(node, names_.public_ip) == public_ip &&
+        annotation(node, names_.managed) == "true" &&
+        (!attrs.public_ipv6 || (annotation(node, names_.backend_v6_data) == attrs.backend_v6_data &&
+                                annotation(node, names_.public_ipv6) == public_ipv6))) {
+      return {};
+    }
+    json annotations = {{names_.backend_type, attrs.backend_type},
+                        {names_.backend_data, attrs.backend_data},
+                        {names_.public_ip, public_ip},
+                        {names_.managed, "true"}};
+    if (attrs.public_ipv6) {
+      annotations[names_.backend_v6_data] = attrs.backend_v6_data;
+      annotations[names_.public_ipv6] = public_ipv6;
+    }
+    return patchStatus(path, {{"metadata", {{"annotations", annotations}}}});
+  }
+
+  // Flannel's CompleteLease: the node's NetworkUnavailable condition is False.
+  std::expected<void, Error> markNetworkAvailable(const std::string& path) {
+    const std::string now = isoNow();
+    json condition = {
+        {"type", "NetworkUnavailable"}, {"status", "False"},
+        {"reason", "ZonewallIsUp"},     {"message", "zonewall-agent is running on this node"},
+        {"lastTransitionTime", now},    {"lastHeartbeatTime", now}};
+    return patchStatus(path, {{"status", {{"conditions", json::array({condition})}}}});
   }
 
   // Flannel's nodeToLease; nodes that flanneld (or an agent) does not manage have none.

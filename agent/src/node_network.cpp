@@ -170,44 +170,11 @@ std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(
   auto config = n->manager_->config();
   if (!config) return std::unexpected(config.error());
   n->config_ = *config;
-  const bool single = n->manager_->name() == "static";
   LeaseAttrs attrs;
   attrs.public_ip = o.public_ip;
   attrs.backend_type = config->backend_type;
-  int mtu = kDefaultMtu;
-  if (single) {
-    if (!o.iface.empty()) {
-      auto m = underlayMtu(o.iface);
-      if (!m) return std::unexpected(m.error());
-      mtu = *m;
-    }
-  } else {
-    // One backend per IP family the network enables (flannel.1 and flannel-v6.1 for vxlan).
-    for (Family f : {Family::kV4, Family::kV6}) {
-      const bool v6 = f == Family::kV6;
-      if (!(v6 ? config->enable_ipv6 : config->enable_ipv4)) continue;
-      const std::optional<Addr> local = v6 ? o.public_ipv6 : std::optional(o.public_ip);
-      if (!local) {
-        return fail(Error::Code::kInvalidInput,
-                    "the network enables IPv6 (EnableIPv6) but this node has no IPv6 address "
-                    "(--public-ipv6, or a global one on --iface)");
-      }
-      auto backend = makeBackend(*config, o.iface, *local);
-      if (!backend) return std::unexpected(backend.error());
-      (v6 ? n->overlay6_ : n->overlay_) = std::move(backend->first);
-      if (v6) {
-        attrs.public_ipv6 = local;
-        attrs.backend_v6_data = std::move(backend->second);
-      } else {
-        attrs.backend_data = std::move(backend->second);
-      }
-    }
-  }
-  // Pods get what fits every tunnel they use (dual stack: the IPv6 device's, 20 bytes less).
-  if (n->overlay_ || n->overlay6_) {
-    mtu = std::min(n->overlay_ ? n->overlay_->mtu() : INT_MAX,
-                   n->overlay6_ ? n->overlay6_->mtu() : INT_MAX);
-  }
+  auto mtu = n->startBackends(attrs);
+  if (!mtu) return std::unexpected(mtu.error());
   auto lease = n->manager_->acquire(*config, attrs, previousSubnet(o.subnet_file));
   if (!lease) return std::unexpected(lease.error());
   n->lease_ = *lease;
@@ -233,7 +200,7 @@ std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(
     if (auto ok = n->masquerade(); !ok) return std::unexpected(ok.error());
   }
   std::filesystem::create_directories(std::filesystem::path(o.subnet_file).parent_path());
-  if (auto ok = writeSubnetEnv(o.subnet_file, *config, *lease, mtu, o.ip_masq); !ok) {
+  if (auto ok = writeSubnetEnv(o.subnet_file, *config, *lease, *mtu, o.ip_masq); !ok) {
     return std::unexpected(ok.error());
   }
   n->follower_ = std::thread([p = n.get()] {
@@ -244,6 +211,36 @@ std::expected<std::unique_ptr<NodeNetwork>, Error> NodeNetwork::start(
     n->checker_ = std::thread([p = n.get()] { p->checkLoop(); });
   }
   return n;
+}
+
+// One backend per IP family the network enables (flannel.1 and flannel-v6.1 for vxlan), none
+// for a single node; the lease's attributes get their addresses and data. The MTU pods get.
+std::expected<int, Error> NodeNetwork::startBackends(LeaseAttrs& attrs) {
+  const NodeNetworkOptions& o = options_;
+  if (manager_->name() == "static") {
+    return o.iface.empty() ? kDefaultMtu : underlayMtu(o.iface);
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    const bool v6 = f == Family::kV6;
+    if (!(v6 ? config_.enable_ipv6 : config_.enable_ipv4)) continue;
+    const std::optional<Addr> local = v6 ? o.public_ipv6 : std::optional(o.public_ip);
+    if (!local) {
+      return fail(Error::Code::kInvalidInput,
+                  "the network enables IPv6 (EnableIPv6) but this node has no IPv6 address "
+                  "(--public-ipv6, or a global one on --iface)");
+    }
+    auto backend = makeBackend(config_, o.iface, *local);
+    if (!backend) return std::unexpected(backend.error());
+    (v6 ? overlay6_ : overlay_) = std::move(backend->first);
+    if (v6) {
+      attrs.public_ipv6 = local;
+      attrs.backend_v6_data = std::move(backend->second);
+    } else {
+      attrs.backend_data = std::move(backend->second);
+    }
+  }
+  // Pods get what fits every tunnel they use (dual stack: the IPv6 device's, 20 bytes less).
+  return std::min(overlay_ ? overlay_->mtu() : INT_MAX, overlay6_ ? overlay6_->mtu() : INT_MAX);
 }
 
 std::expected<void, Error> NodeNetwork::masquerade() {

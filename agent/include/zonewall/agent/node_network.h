@@ -65,6 +65,7 @@ class NodeNetwork {
 
  private:
   NodeNetwork(std::unique_ptr<SubnetManager> manager, NodeNetworkOptions options, Metrics& metrics);
+  std::expected<int, Error> startBackends(LeaseAttrs& attrs);
   std::expected<void, Error> masquerade();
   /// Every lease as the manager sees it now: this node's checked, the others routed to.
   void onLeases(const std::vector<SubnetLease>& leases);
