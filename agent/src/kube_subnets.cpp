@@ -86,8 +86,14 @@ std::expected<NetworkConfig, Error> readNetConf(const std::string& path) {
   text << in.rdbuf();
   auto config = parseNetworkConfig(text.str());
   if (!config) {
-    return fail(config.error().code,
-                fmt::format("{}: error parsing subnet config: {}", path, config.error().message));
+    Error err = config.error();
+    err.message = "error parsing subnet config: " + err.message;
+    if (err.loc.known()) {
+      err.loc.file = path;  // "net-conf.json:3:14: error parsing subnet config: ..."
+    } else {
+      err.message = path + ": " + err.message;
+    }
+    return std::unexpected(std::move(err));
   }
   return config;
 }

@@ -154,8 +154,31 @@ std::optional<Cidr> pickFree(Family f, Addr min, Addr max, int len,
 }  // namespace
 
 std::expected<NetworkConfig, Error> parseNetworkConfig(const std::string& json_text) {
-  json j = json::parse(json_text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    // Where the text stops being JSON, as line:col (the caller names the file or key).
+    // nlohmann's text: "[json.exception.parse_error.101] parse error at line 1, column 2:
+    // syntax error while parsing ..."; the position goes into the location instead.
+    std::string what = e.what();
+    if (auto at = what.find(": ", what.find("column")); at != std::string::npos) {
+      what = what.substr(at + 2);
+    }
+    Error err{.code = Error::Code::kInvalidInput, .message = "network config is not JSON: " + what};
+    err.loc.line = 1;
+    err.loc.col = 1;
+    for (size_t i = 0; i + 1 < e.byte && i < json_text.size(); ++i) {
+      if (json_text[i] == '\n') {
+        ++err.loc.line;
+        err.loc.col = 1;
+      } else {
+        ++err.loc.col;
+      }
+    }
+    return std::unexpected(std::move(err));
+  }
+  if (!j.is_object()) {
     return fail(Error::Code::kInvalidInput, "network config is not a JSON object");
   }
   NetworkConfig c;
@@ -309,7 +332,14 @@ std::expected<NetworkConfig, Error> EtcdSubnetManager::config() {
   }
   auto c = parseNetworkConfig((*kv)->value);
   if (!c) {
-    return fail(c.error().code, fmt::format("{}/config: {}", prefix_, c.error().message));
+    // Named by its etcd key as by a file: "/coreos.com/network/config:1:12: ...".
+    Error err = c.error();
+    if (err.loc.known()) {
+      err.loc.file = prefix_ + "/config";
+    } else {
+      err.message = prefix_ + "/config: " + err.message;
+    }
+    return std::unexpected(std::move(err));
   }
   return c;
 }

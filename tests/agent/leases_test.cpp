@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "test_support.h"
+#include "zonewall/agent/kube.h"
+#include "zonewall/agent/metrics.h"
 #include "zonewall/agent/node_network.h"
 
 namespace zonewall::agent {
@@ -221,6 +223,41 @@ TEST(StaticSubnets, OneNodeWritesSubnetEnvAndNothingElse) {
       agent::staticSubnetManager(config, parseCidr("10.9.0.0/24")->cidr), options, metrics);
   ASSERT_FALSE(outside.has_value());
   EXPECT_EQ(outside.error().message, "subnet 10.9.0.0/24 is not inside the network 10.244.0.0/16");
+}
+
+}  // namespace
+}  // namespace zonewall::testing
+
+namespace zonewall::testing {
+namespace {
+
+// A net-conf.json that is not JSON is refused at its line and column, named by its path; one
+// that is JSON but wrong, by the field, as Flannel says it.
+TEST(FlannelConfig, BadNetConfNamesFileLineAndColumn) {
+  TempDir dir;
+  const std::string path = (dir.path() / "net-conf.json").string();
+  std::ofstream(path)
+      << "{\n  \"Network\": \"10.244.0.0/16\",\n  \"Backend\": {\"Type\" \"vxlan\"}\n}\n";
+  agent::KubeConfig kube{.server = "https://127.0.0.1:1"};
+  agent::Metrics metrics;
+  auto m = agent::kubeSubnetManager(kube, {.node = "n", .net_conf = path}, metrics);
+  ASSERT_FALSE(m.has_value());
+  EXPECT_EQ(m.error().loc.file, path);
+  EXPECT_EQ(m.error().loc.line, 3);
+  EXPECT_EQ(m.error().loc.col, 28);  // the end of the token that broke it ("vxlan")
+  EXPECT_EQ(m.error().str().find(path + ":3:28: error parsing subnet config: network config is "
+                                        "not JSON: syntax error while parsing object separator"),
+            0u)
+      << m.error().str();
+  std::ofstream(path, std::ios::trunc) << R"({"Network": "10.3.0.0/29"})";
+  auto small = agent::kubeSubnetManager(kube, {.node = "n", .net_conf = path}, metrics);
+  ASSERT_FALSE(small.has_value());
+  EXPECT_EQ(small.error().str(), path +
+                                     ": error parsing subnet config: network is too small. "
+                                     "Minimum useful network prefix is /28");
+  auto missing = agent::kubeSubnetManager(kube, {.node = "n", .net_conf = path + ".gone"}, metrics);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_NE(missing.error().str().find(path + ".gone"), std::string::npos);
 }
 
 }  // namespace
