@@ -4,8 +4,10 @@
 #include "zonewall/agent/leases.h"
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "test_support.h"
@@ -258,6 +260,36 @@ TEST(FlannelConfig, BadNetConfNamesFileLineAndColumn) {
   auto missing = agent::kubeSubnetManager(kube, {.node = "n", .net_conf = path + ".gone"}, metrics);
   ASSERT_FALSE(missing.has_value());
   EXPECT_NE(missing.error().str().find(path + ".gone"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace zonewall::testing
+
+namespace zonewall::testing {
+namespace {
+
+// deploy/ wires the agent and the CNI plugin to one subnet.env: the path the DaemonSet tells
+// the agent to write is the path the ConfigMap's conflist tells the plugin to read, and the
+// network config file it names is the ConfigMap's net-conf.json (a valid Flannel config).
+TEST(Deploy, AgentAndPluginShareSubnetEnvAndNetConf) {
+  auto doc = [](const char* name) { return YAML::LoadFile(sourceDir() + "/deploy/" + name); };
+  const YAML::Node config = doc("configmap.yaml");
+  const auto conflist =
+      nlohmann::json::parse(config["data"]["10-zonewall.conflist"].as<std::string>());
+  const std::string plugin_reads = conflist["plugins"][0]["ipam"]["subnetFile"];
+  std::string agent_writes, net_conf;
+  const YAML::Node ds = doc("daemonset.yaml");
+  for (const auto& arg : ds["spec"]["template"]["spec"]["containers"][0]["args"]) {
+    const std::string a = arg.as<std::string>();
+    if (a.starts_with("--subnet-file=")) agent_writes = a.substr(a.find('=') + 1);
+    if (a.starts_with("--net-config-path=")) net_conf = a.substr(a.find('=') + 1);
+  }
+  EXPECT_EQ(plugin_reads, agent_writes);
+  EXPECT_EQ(agent_writes, agent::NodeNetworkOptions{}.subnet_file) << "Flannel's own path";
+  EXPECT_EQ(net_conf, "/etc/zonewall/net-conf.json");  // the ConfigMap mounted at /etc/zonewall
+  auto parsed = agent::parseNetworkConfig(config["data"]["net-conf.json"].as<std::string>());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().str();
+  EXPECT_EQ(parsed->backend_type, "vxlan");
 }
 
 }  // namespace
