@@ -99,15 +99,20 @@ std::vector<Peer> peersOf(const std::vector<SubnetLease>& leases, const SubnetLe
   return out;
 }
 
+// Why a kernel + etcd test cannot run here ("" when it can).
+std::string missingForEtcdTests() {
+  if (!isRoot()) return "needs root (network namespaces)";
+  if (!haveEtcd()) return "/usr/bin/etcd missing: make install-deps installs etcd-server";
+  return "";
+}
+#define ZW_REQUIRE_ROOT_AND_ETCD()                                   \
+  if (const std::string why = missingForEtcdTests(); !why.empty()) { \
+    if (inCi()) FAIL() << why << " (kernel tests must run in CI)";   \
+    GTEST_SKIP() << why;                                             \
+  }
+
 TEST(Overlay, NodesReachEachOtherOverVxlanFromTheirLeases) {
-  if (!isRoot()) {
-    if (inCi()) FAIL() << "kernel tests must run as root in CI";
-    GTEST_SKIP() << "needs root (network namespaces)";
-  }
-  if (!haveEtcd()) {
-    if (inCi()) FAIL() << "/usr/bin/etcd missing: make install-deps installs etcd-server";
-    GTEST_SKIP() << "/usr/bin/etcd missing";
-  }
+  ZW_REQUIRE_ROOT_AND_ETCD();
   EtcdServer etcd;
   ASSERT_TRUE(etcd.ok()) << etcd.error();
   constexpr int kNodes = 3;
@@ -291,23 +296,25 @@ bool eventually(Pred&& p, std::chrono::milliseconds within = 10s) {
   return p();
 }
 
+// The underlay with etcd on its bridge (10.98.0.1) holding Flannel's network config.
+struct EtcdUnderlay {
+  Underlay net;
+  std::optional<EtcdServer> etcd;
+  bool ok = false;
+  EtcdUnderlay(int nodes, const std::string& config) : net(nodes) {
+    if (!net.ok() || !sh("ip -n " + net.underlay() + " addr add 10.98.0.1/24 dev br0")) return;
+    etcd.emplace(net.underlay(), "10.98.0.1");
+    ok = etcd->ok() && etcd->put("/coreos.com/network/config", config);
+  }
+};
+
 TEST(Overlay, AgentsLeaseRouteAndFollowEachOther) {
-  if (!isRoot()) {
-    if (inCi()) FAIL() << "kernel tests must run as root in CI";
-    GTEST_SKIP() << "needs root (network namespaces)";
-  }
-  if (!haveEtcd()) {
-    if (inCi()) FAIL() << "/usr/bin/etcd missing: make install-deps installs etcd-server";
-    GTEST_SKIP() << "/usr/bin/etcd missing";
-  }
+  ZW_REQUIRE_ROOT_AND_ETCD();
   constexpr int kNodes = 3;
-  Underlay net(kNodes);
-  ASSERT_TRUE(net.ok());
-  ASSERT_TRUE(sh("ip -n " + net.underlay() + " addr add 10.98.0.1/24 dev br0"));
-  EtcdServer etcd(net.underlay(), "10.98.0.1");
-  ASSERT_TRUE(etcd.ok()) << etcd.error();
-  ASSERT_TRUE(etcd.put("/coreos.com/network/config",
-                       R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})"));
+  EtcdUnderlay u(kNodes, R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})");
+  ASSERT_TRUE(u.ok);
+  const Underlay& net = u.net;
+  EtcdServer& etcd = *u.etcd;
   AgentNodes agents(net, etcd, kNodes);
   std::vector<Cidr> subnets;
   for (int i = 0; i < kNodes; ++i) {
@@ -389,23 +396,13 @@ TEST(Overlay, AgentsLeaseRouteAndFollowEachOther) {
 // routes and their pods' reachability; when it is back, renewals resume and the leases live
 // on past the TTL they had when it went.
 TEST(Overlay, AgentsRideOutAnEtcdOutage) {
-  if (!isRoot()) {
-    if (inCi()) FAIL() << "kernel tests must run as root in CI";
-    GTEST_SKIP() << "needs root (network namespaces)";
-  }
-  if (!haveEtcd()) {
-    if (inCi()) FAIL() << "/usr/bin/etcd missing: make install-deps installs etcd-server";
-    GTEST_SKIP() << "/usr/bin/etcd missing";
-  }
+  ZW_REQUIRE_ROOT_AND_ETCD();
   constexpr int kNodes = 2;
   constexpr int kTtl = 10;  // renewals every 5 s (margin: half the TTL)
-  Underlay net(kNodes);
-  ASSERT_TRUE(net.ok());
-  ASSERT_TRUE(sh("ip -n " + net.underlay() + " addr add 10.98.0.1/24 dev br0"));
-  EtcdServer etcd(net.underlay(), "10.98.0.1");
-  ASSERT_TRUE(etcd.ok()) << etcd.error();
-  ASSERT_TRUE(etcd.put("/coreos.com/network/config",
-                       R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})"));
+  EtcdUnderlay u(kNodes, R"({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}})");
+  ASSERT_TRUE(u.ok);
+  const Underlay& net = u.net;
+  EtcdServer& etcd = *u.etcd;
   AgentNodes agents(net, etcd, kNodes, kTtl);
   std::vector<Cidr> subnets;
   for (int i = 0; i < kNodes; ++i) {
@@ -456,30 +453,6 @@ TEST(Overlay, AgentsRideOutAnEtcdOutage) {
   EXPECT_EQ(routes(1), before1);
   EXPECT_TRUE(reaches(0, 1));
 }
-
-// Why a kernel + etcd test cannot run here ("" when it can).
-std::string missingForEtcdTests() {
-  if (!isRoot()) return "needs root (network namespaces)";
-  if (!haveEtcd()) return "/usr/bin/etcd missing: make install-deps installs etcd-server";
-  return "";
-}
-#define ZW_REQUIRE_ROOT_AND_ETCD()                                   \
-  if (const std::string why = missingForEtcdTests(); !why.empty()) { \
-    if (inCi()) FAIL() << why << " (kernel tests must run in CI)";   \
-    GTEST_SKIP() << why;                                             \
-  }
-
-// The underlay with etcd on its bridge (10.98.0.1) holding Flannel's network config.
-struct EtcdUnderlay {
-  Underlay net;
-  std::optional<EtcdServer> etcd;
-  bool ok = false;
-  EtcdUnderlay(int nodes, const std::string& config) : net(nodes) {
-    if (!net.ok() || !sh("ip -n " + net.underlay() + " addr add 10.98.0.1/24 dev br0")) return;
-    etcd.emplace(net.underlay(), "10.98.0.1");
-    ok = etcd->ok() && etcd->put("/coreos.com/network/config", config);
-  }
-};
 
 // Waits for every agent's subnet and puts a "pod" address (the subnet's .2) on its node's lo.
 std::vector<Cidr> subnetsWithPods(const EtcdUnderlay& u, const AgentNodes& agents, int nodes) {
