@@ -171,21 +171,22 @@ int main(int argc, char** argv) {
     net.iface = ext->name;
     net.public_ip = ext->addr;
     net.public_ipv6 = ext->addr6;
-    if (!public_ipv6.empty()) {
-      auto ip = zonewall::parseAddr(public_ipv6);
-      if (!ip || ip->family() != zonewall::Family::kV6) {
-        std::cerr << "zonewall-agent: --public-ipv6: not an IPv6 address: " << public_ipv6 << "\n";
-        return 2;
+    // An address flag overrides the interface's: of the family it names, or exit 2.
+    auto addressFlag = [](const char* flag, const std::string& text, zonewall::Family family,
+                          auto& out) {
+      if (text.empty()) return true;
+      auto ip = zonewall::parseAddr(text);
+      if (!ip || ip->family() != family) {
+        std::cerr << "zonewall-agent: " << flag << ": not an IPv"
+                  << (family == zonewall::Family::kV4 ? 4 : 6) << " address: " << text << "\n";
+        return false;
       }
-      net.public_ipv6 = *ip;
-    }
-    if (!public_ip.empty()) {
-      auto ip = zonewall::parseAddr(public_ip);
-      if (!ip || ip->family() != zonewall::Family::kV4) {
-        std::cerr << "zonewall-agent: --public-ip: not an IPv4 address: " << public_ip << "\n";
-        return 2;
-      }
-      net.public_ip = *ip;
+      out = *ip;
+      return true;
+    };
+    if (!addressFlag("--public-ip", public_ip, zonewall::Family::kV4, net.public_ip) ||
+        !addressFlag("--public-ipv6", public_ipv6, zonewall::Family::kV6, net.public_ipv6)) {
+      return 2;
     }
     net.renew_margin = std::chrono::minutes(renew_margin_min);
   }
