@@ -102,7 +102,7 @@ std::vector<PortRange> complementPorts(const std::vector<PortRange>& in) {
 
 class ProgramBuilder::Impl {
  public:
-  explicit Impl(const Store& store) : named_(indexNamedPorts(store)) {}
+  explicit Impl(const Store& store) : named_(indexNamedPorts(store)), nodes_(store.nodes) {}
 
   std::uint32_t nextUid() { return next_uid_++; }
 
@@ -111,6 +111,13 @@ class ProgramBuilder::Impl {
     pol->uid = nextUid();
     pol->key = ProgramBuilder::keyOf(p);
     addK8s(*pol, p);
+    return pol;
+  }
+  LoweredPolicyPtr lowerAdmin(const AdminPolicy& p) {
+    auto pol = std::make_shared<LoweredPolicy>();
+    pol->uid = nextUid();
+    pol->key = ProgramBuilder::keyOf(p);
+    addAdmin(*pol, p);
     return pol;
   }
   LoweredPolicyPtr lowerCalico(const CalicoPolicy& p) {
@@ -128,7 +135,7 @@ class ProgramBuilder::Impl {
   }
 
   Attribution ruleAttribution(const LoweredPolicy& pol, Direction d, int index, Action a,
-                              const SourceLoc& loc) {
+                              const SourceLoc& loc, std::string rule_name = {}) {
     Attribution at;
     at.kind = Attribution::Kind::kRule;
     at.direction = d;
@@ -137,6 +144,7 @@ class ProgramBuilder::Impl {
     at.rule_index = index;
     at.action = a;
     at.loc = loc;
+    at.rule_name = std::move(rule_name);
     return at;
   }
 
@@ -214,6 +222,76 @@ class ProgramBuilder::Impl {
         out.push_back({action, exprAnd({local, np}), peer, l4, attr});
       } else {
         out.push_back({action, local, exprAnd({peer, np}), l4, attr});
+      }
+    }
+  }
+
+  // ---- network-policy-api (ANP, BANP, CNP) ----
+
+  // Pods by namespace and pod labels as Kubernetes shows them (no Calico labels, no network
+  // sets); nodes by their addresses as the inventory holds them now; networks as written.
+  AddrExprPtr adminPeer(const AdminPeer& p) {
+    switch (p.kind) {
+      case AdminPeer::Kind::kPods:
+        return exprEndpoints(p.pods, Scope{Scope::Kind::kNamespaces, {}, p.namespaces}, false);
+      case AdminPeer::Kind::kNetworks:
+        return exprCidrs(p.networks);
+      case AdminPeer::Kind::kNodes: {
+        std::vector<Cidr> addrs;
+        for (const Node& n : nodes_) {
+          if (!p.nodes.matches(n.labels)) continue;
+          for (Addr a : n.addrs)
+            addrs.push_back(Cidr{a, a.family() == Family::kV4 ? 32 : 128, a.family()});
+        }
+        return addrs.empty() ? exprOr({}) : exprCidrs(addrs);
+      }
+    }
+    return exprOr({});
+  }
+
+  void addAdmin(LoweredPolicy& pol, const AdminPolicy& p) {
+    pol.display = p.priority
+                      ? fmt::format("{} (tier {}, priority {})", p.display(), p.tier(), *p.priority)
+                      : fmt::format("{} (tier {})", p.display(), p.tier());
+    pol.tier = p.tier();
+    pol.loc = p.loc;
+    PolicyOrder where = policyOrder(p);
+    pol.order = where.order;
+    pol.sort_name = std::move(where.name);
+    pol.applies = adminPeer(p.subject);
+    // "CNPs with no ingress rules do not affect ingress traffic."
+    pol.applies_to[0] = !p.ingress_rules.empty();
+    pol.applies_to[1] = !p.egress_rules.empty();
+    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+      const auto& rules = d == Direction::kIngress ? p.ingress_rules : p.egress_rules;
+      auto& out = pol.rules[static_cast<int>(d)];
+      for (size_t i = 0; i < rules.size(); ++i) {
+        const AdminRule& r = rules[i];
+        std::uint32_t attr = addAttribution(
+            pol, ruleAttribution(pol, d, static_cast<int>(i), r.action, r.loc, r.name));
+        std::vector<AddrExprPtr> peers;
+        for (const AdminPeer& peer : r.peers) peers.push_back(adminPeer(peer));
+        AddrExprPtr peer = exprOr(std::move(peers));
+        if (r.ports.empty()) {
+          out.push_back({r.action, exprAll(), peer, L4Match::any(), attr});
+          continue;
+        }
+        L4Match numeric;
+        std::set<std::string> names;
+        for (const AdminPort& port : r.ports) {
+          if (!port.name.empty()) {
+            names.insert(port.name);
+          } else {
+            numeric.clauses.push_back({port.protocol, port.protocol, {{port.lo, port.hi}}});
+          }
+        }
+        if (!numeric.clauses.empty()) out.push_back({r.action, exprAll(), peer, numeric, attr});
+        // A named port carries no protocol here: it matches whichever the pod gives it.
+        for (const std::string& name : names) {
+          for (Protocol proto : {kTcp, kUdp, kSctp}) {
+            addNamed(out, d, r.action, exprAll(), peer, name, proto, {}, attr);
+          }
+        }
       }
     }
   }
@@ -388,6 +466,7 @@ class ProgramBuilder::Impl {
   }
 
   NamedPortIndex named_;
+  std::vector<Node> nodes_;
   std::uint32_t next_uid_ = Program::kDefaultsUid + 1;
 };
 
@@ -396,8 +475,9 @@ const char* directionName(Direction d) { return d == Direction::kIngress ? "ingr
 std::string Attribution::str() const {
   switch (kind) {
     case Kind::kRule:
-      return fmt::format("{} {} rule {} ({}) at {}", policy, directionName(direction), rule_index,
-                         actionName(action), loc.str());
+      return fmt::format("{} {} rule {}{} ({}) at {}", policy, directionName(direction), rule_index,
+                         rule_name.empty() ? "" : " '" + rule_name + "'", actionName(action),
+                         loc.str());
     case Kind::kEndOfTier:
       return fmt::format("end of tier '{}' ({}: no rule matched)", tier,
                          action == Action::kPass ? "pass" : "deny");
@@ -432,6 +512,12 @@ std::string ProgramBuilder::keyOf(const K8sPolicy& p) { return "k8s/" + p.ns + "
 std::string ProgramBuilder::keyOf(const CalicoPolicy& p) {
   return p.global ? "gnp/" + p.name : "cnp/" + p.ns + "/" + p.name;
 }
+std::string ProgramBuilder::keyOf(const AdminPolicy& p) {
+  const char* prefix = p.kind == AdminKind::kAdmin      ? "kanp/"
+                       : p.kind == AdminKind::kBaseline ? "kbanp/"
+                                                        : "kcnp/";
+  return prefix + p.name;
+}
 
 ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl>(store)) {
   for (const TierInOrder& t : tiersInOrder(store)) {
@@ -460,11 +546,13 @@ ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl
   // Everything at once: place unsorted, sort each tier once.
   for (const K8sPolicy& p : store.k8s_policies) place(impl_->lowerK8s(p), false);
   for (const CalicoPolicy& p : store.calico_policies) place(impl_->lowerCalico(p), false);
+  for (const AdminPolicy& p : store.admin_policies) place(impl_->lowerAdmin(p), false);
   for (auto& list : program_.policies) std::sort(list.begin(), list.end(), policyBefore);
 }
 
 void ProgramBuilder::upsert(const K8sPolicy& p) { place(impl_->lowerK8s(p), true); }
 void ProgramBuilder::upsert(const CalicoPolicy& p) { place(impl_->lowerCalico(p), true); }
+void ProgramBuilder::upsert(const AdminPolicy& p) { place(impl_->lowerAdmin(p), true); }
 
 bool ProgramBuilder::erase(const std::string& key) {
   auto it = by_key_.find(key);

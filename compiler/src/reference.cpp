@@ -188,6 +188,43 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
     return pol.selector.matches(calicoPodLabels(local));
   };
 
+  // ---- network-policy-api: ANP, BANP, CNP ----
+  // Pods by Kubernetes labels only; nodes by their InternalIP/ExternalIP addresses.
+  auto adminPodPeer = [&](const AdminPeer& p, const Pod* pod) {
+    return pod != nullptr && p.namespaces.matches(store_.namespaceLabels(pod->ns)) &&
+           p.pods.matches(pod->labels);
+  };
+  auto adminPeerMatches = [&](const AdminPeer& p) {
+    switch (p.kind) {
+      case AdminPeer::Kind::kPods:
+        return adminPodPeer(p, peer_pod);
+      case AdminPeer::Kind::kNetworks:
+        return std::any_of(p.networks.begin(), p.networks.end(),
+                           [&](const Cidr& c) { return c.contains(peer); });
+      case AdminPeer::Kind::kNodes:
+        return std::any_of(store_.nodes.begin(), store_.nodes.end(), [&](const Node& n) {
+          return p.nodes.matches(n.labels) &&
+                 std::find(n.addrs.begin(), n.addrs.end(), peer) != n.addrs.end();
+        });
+    }
+    return false;
+  };
+  auto adminRuleMatches = [&](const AdminRule& r) {
+    if (std::none_of(r.peers.begin(), r.peers.end(), adminPeerMatches)) return false;
+    if (r.ports.empty()) return true;
+    return std::any_of(r.ports.begin(), r.ports.end(), [&](const AdminPort& ap) {
+      if (!ap.name.empty()) {
+        auto v = dst_pod ? dst_pod->namedPort(ap.name, protocol) : std::nullopt;
+        return v && *v == port;
+      }
+      return ap.protocol == protocol && port >= ap.lo && port <= ap.hi;
+    });
+  };
+  auto adminApplies = [&](const AdminPolicy& p) {
+    const auto& rules = ingress ? p.ingress_rules : p.egress_rules;
+    return !rules.empty() && adminPodPeer(p.subject, &local);
+  };
+
   // ---- tiers, in order ----
   struct TierRef {
     double order;
@@ -202,6 +239,14 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
                      t.default_action});
   }
   if (!have_default) tiers.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny});
+  // Calico's two tiers of cluster-admin policy exist whether or not a Tier object says so.
+  for (const auto& [name, order] : {std::pair<std::string, double>{"kube-admin", 1000.0},
+                                    std::pair<std::string, double>{"kube-baseline", 1e7}}) {
+    if (std::none_of(tiers.begin(), tiers.end(),
+                     [&](const TierRef& t) { return t.name == name; })) {
+      tiers.push_back({order, name, Action::kPass});
+    }
+  }
   std::sort(tiers.begin(), tiers.end(), [](const TierRef& a, const TierRef& b) {
     return std::tie(a.order, a.name) < std::tie(b.order, b.name);
   });
@@ -214,6 +259,7 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
       std::string ns;
       const K8sPolicy* k8s;
       const CalicoPolicy* cal;
+      const AdminPolicy* adm = nullptr;
     };
     std::vector<PolRef> pols;
     if (tier.name == kDefaultTier) {
@@ -230,13 +276,32 @@ bool ReferenceEvaluator::allows(Direction d, const Pod& local, Addr local_addr, 
         pols.push_back({p.order.value_or(kLast), name, p.ns, nullptr, &p});
       }
     }
+    for (const AdminPolicy& p : store_.admin_policies) {
+      if ((p.baseline ? "kube-baseline" : "kube-admin") != tier.name || !adminApplies(p)) continue;
+      // Priority (a BANP has none: last), then the kind's Calico-style name.
+      const char* prefix = p.kind == AdminKind::kAdmin      ? "kanp."
+                           : p.kind == AdminKind::kBaseline ? "kbanp."
+                                                            : "kcnp.";
+      pols.push_back({p.priority ? double(*p.priority) : kLast, prefix + tier.name + "." + p.name,
+                      "", nullptr, nullptr, &p});
+    }
     if (pols.empty()) continue;  // the tier does not select the endpoint
     std::sort(pols.begin(), pols.end(), [](const PolRef& a, const PolRef& b) {
       return std::tie(a.order, a.name, a.ns) < std::tie(b.order, b.name, b.ns);
     });
     Result result = Result::kNoMatch;
     for (const PolRef& pr : pols) {
-      if (pr.k8s != nullptr) {
+      if (pr.adm != nullptr) {
+        // First matching rule decides: Allow/Accept, Deny, or Pass (the rest of the tier).
+        const auto& rules = ingress ? pr.adm->ingress_rules : pr.adm->egress_rules;
+        for (const AdminRule& r : rules) {
+          if (!adminRuleMatches(r)) continue;
+          result = r.action == Action::kAllow  ? Result::kAllow
+                   : r.action == Action::kDeny ? Result::kDeny
+                                               : Result::kPass;
+          break;
+        }
+      } else if (pr.k8s != nullptr) {
         const auto& rules = ingress ? pr.k8s->ingress_rules : pr.k8s->egress_rules;
         for (const K8sRule& r : rules) {
           if (k8sRuleMatches(*pr.k8s, r)) {

@@ -555,8 +555,8 @@ void readTier(Reader& r, const YAML::Node& doc, Store& store) {
     Action action;
   };
   for (const WellKnown& w : {WellKnown{kDefaultTier, kDefaultTierOrder, Action::kDeny},
-                             WellKnown{"kube-admin", 1000.0, Action::kPass},
-                             WellKnown{"kube-baseline", 10000000.0, Action::kPass}}) {
+                             WellKnown{kKubeAdminTier, kKubeAdminTierOrder, Action::kPass},
+                             WellKnown{kKubeBaselineTier, kKubeBaselineTierOrder, Action::kPass}}) {
     if (tier.name != w.name) continue;
     if (tier.order != w.order) {
       r.error(spec && spec["order"] ? spec["order"] : doc,

@@ -1,5 +1,5 @@
 // YAML → typed model: documents split and parsed, each object handed to the reader of its
-// kind (kubernetes.cpp, calico.cpp), yaml-cpp's exceptions turned into diagnostics here.
+// kind (kubernetes.cpp, calico.cpp, admin.cpp), yaml-cpp's exceptions turned into diagnostics here.
 #include "zonewall/policy/loader.h"
 
 #include <iterator>
@@ -32,6 +32,16 @@ void readObject(Reader& r, const YAML::Node& doc, Store& store) {
   }
   if (api == "v1" && kind == "Namespace") return readNamespace(r, doc, store);
   if (api == "v1" && kind == "Pod") return readPod(r, doc, store);
+  if (api == "v1" && kind == "Node") return readNode(r, doc, store);
+  if (api == "policy.networking.k8s.io/v1alpha1") {
+    if (kind == "AdminNetworkPolicy") return readAdminPolicy(r, doc, store, AdminKind::kAdmin);
+    if (kind == "BaselineAdminNetworkPolicy") {
+      return readAdminPolicy(r, doc, store, AdminKind::kBaseline);
+    }
+  }
+  if (api == "policy.networking.k8s.io/v1alpha2" && kind == "ClusterNetworkPolicy") {
+    return readAdminPolicy(r, doc, store, AdminKind::kCluster);
+  }
   if (api == "networking.k8s.io/v1" && kind == "NetworkPolicy") {
     return readK8sPolicy(r, doc, store);
   }
@@ -110,5 +120,7 @@ void mergeStore(Store& into, Store&& from) {
   move(into.calico_policies, from.calico_policies);
   move(into.network_sets, from.network_sets);
   move(into.tiers, from.tiers);
+  move(into.admin_policies, from.admin_policies);
+  move(into.nodes, from.nodes);
 }
 }  // namespace zonewall::policy

@@ -113,6 +113,15 @@ std::vector<TierInOrder> tiersInOrder(const Store& store) {
   if (!has_default) {
     out.push_back({kDefaultTierOrder, kDefaultTier, Action::kDeny, {}});
   }
+  // Calico creates these two whatever the datastore holds (validateStore checks that a
+  // Tier object of either name says what Calico fixes).
+  for (auto [name, order] : {std::pair{kKubeAdminTier, kKubeAdminTierOrder},
+                             std::pair{kKubeBaselineTier, kKubeBaselineTierOrder}}) {
+    if (std::none_of(store.tiers.begin(), store.tiers.end(),
+                     [&](const Tier& t) { return t.name == name; })) {
+      out.push_back({order, name, Action::kPass, {}});
+    }
+  }
   std::sort(out.begin(), out.end(), [](const TierInOrder& a, const TierInOrder& b) {
     return std::tie(a.order, a.name) < std::tie(b.order, b.name);
   });
@@ -127,6 +136,28 @@ PolicyOrder policyOrder(const CalicoPolicy& p) {
 PolicyOrder policyOrder(const K8sPolicy& p) {
   return {kK8sPolicyOrder, "knp.default." + p.name, p.ns};
 }
+
+PolicyOrder policyOrder(const AdminPolicy& p) {
+  const char* prefix = p.kind == AdminKind::kAdmin      ? "kanp."
+                       : p.kind == AdminKind::kBaseline ? "kbanp."
+                                                        : "kcnp.";
+  double order = p.priority ? *p.priority : std::numeric_limits<double>::infinity();
+  return {order, fmt::format("{}{}.{}", prefix, p.tier(), p.name), ""};
+}
+
+const char* adminKindName(AdminKind k) {
+  switch (k) {
+    case AdminKind::kAdmin:
+      return "AdminNetworkPolicy";
+    case AdminKind::kBaseline:
+      return "BaselineAdminNetworkPolicy";
+    case AdminKind::kCluster:
+      return "ClusterNetworkPolicy";
+  }
+  return "?";
+}
+
+std::string AdminPolicy::display() const { return fmt::format("{} {}", adminKindName(kind), name); }
 
 namespace {
 bool sameKind(const K8sPolicy&, const K8sPolicy&) { return true; }

@@ -291,7 +291,7 @@ void keepUnlessErrors(const Reader& r, size_t mark, std::vector<T>& into, T&& ob
   }
 }
 
-// The readers of each kind (kubernetes.cpp, calico.cpp); each appends to `store`.
+// The readers of each kind (kubernetes.cpp, calico.cpp, admin.cpp); each appends to `store`.
 void readNamespace(Reader& r, const YAML::Node& doc, Store& store);
 void readPod(Reader& r, const YAML::Node& doc, Store& store);
 void readK8sPolicy(Reader& r, const YAML::Node& doc, Store& store);
@@ -300,5 +300,8 @@ void readNetworkSet(Reader& r, const YAML::Node& doc, Store& store, bool global)
 void readTier(Reader& r, const YAML::Node& doc, Store& store);
 /// StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy.
 void readStagedPolicy(Reader& r, const YAML::Node& doc, Store& store);
+/// AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy (admin.cpp).
+void readAdminPolicy(Reader& r, const YAML::Node& doc, Store& store, AdminKind kind);
+void readNode(Reader& r, const YAML::Node& doc, Store& store);
 
 }  // namespace zonewall::policy

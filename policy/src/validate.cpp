@@ -35,8 +35,17 @@ void validateStore(const Store& store, Diagnostics& diags) {
         s.loc, set_seen);
   }
   for (const auto& t : store.tiers) dup("Tier", t.name, t.loc, tier_seen);
+  std::map<std::string, SourceLoc> admin_seen;
+  for (const auto& p : store.admin_policies) {
+    dup(adminKindName(p.kind), adminKindName(p.kind) + std::string("/") + p.name, p.loc,
+        admin_seen);
+  }
+  std::map<std::string, SourceLoc> node_seen;
+  for (const auto& n : store.nodes) dup("Node", n.name, n.loc, node_seen);
   auto checkTier = [&](const CalicoPolicy& p, const SourceLoc& loc) {
-    if (p.tier != kDefaultTier && !tier_seen.contains(p.tier)) {
+    const bool builtin =
+        p.tier == kDefaultTier || p.tier == kKubeAdminTier || p.tier == kKubeBaselineTier;
+    if (!builtin && !tier_seen.contains(p.tier)) {
       diags.error(loc,
                   fmt::format("policy '{}' names tier '{}', which is not defined", p.key(), p.tier),
                   "unknown-tier");

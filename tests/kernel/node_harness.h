@@ -140,6 +140,17 @@ class NodeHarness {
   /// stays inside its own namespace and never meets the node: upstream ignores it too).
   std::map<std::string, bool> probe(int port, const std::string& proto,
                                     int timeout_ms = 400) const {
+    std::map<std::string, bool> allowed;
+    for (const auto& [pair, verdict] : verdicts(port, proto, timeout_ms)) {
+      allowed[pair] = verdict == "ok";
+    }
+    return allowed;
+  }
+
+  /// As probe(), with zw_probe's verdict: "ok", "fail" (timed out: a silent drop) or
+  /// "refused" (a reset or an ICMP error came back).
+  std::map<std::string, std::string> verdicts(int port, const std::string& proto,
+                                              int timeout_ms = 400) const {
     std::vector<std::future<std::string>> outs;
     for (size_t i = 0; i < pods_.size(); ++i) {
       std::string cmd = "ip netns exec " + podNs(i) + " " + probeBinary() + " probe " +
@@ -152,7 +163,7 @@ class NodeHarness {
       }
       outs.push_back(std::async(std::launch::async, [cmd] { return run(cmd + " 2>&1").out; }));
     }
-    std::map<std::string, bool> result;
+    std::map<std::string, std::string> result;
     for (size_t i = 0; i < pods_.size(); ++i) {
       std::istringstream lines(outs[i].get());
       std::string target;
@@ -161,7 +172,7 @@ class NodeHarness {
       while (lines >> target >> verdict) {
         if (j == i) ++j;
         if (j >= pods_.size()) break;
-        result[pods_[i].key + " -> " + pods_[j].key] = verdict == "ok";
+        result[pods_[i].key + " -> " + pods_[j].key] = verdict;
         ++j;
       }
     }

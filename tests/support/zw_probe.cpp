@@ -3,7 +3,8 @@
 //   zw_probe serve PORT...                     TCP, UDP (and SCTP when the kernel has it) on
 //                                              every port of every address; runs until killed
 //   zw_probe probe TIMEOUT_MS IP:PORT/PROTO... tries every target at once; prints one line per
-//                                              target: "IP:PORT/PROTO ok" or "... fail"
+//                                              target: "IP:PORT/PROTO ok", "... fail" (timed
+//                                              out) or "... refused" (a reset or ICMP error)
 //   zw_probe watch STOPFILE TIMEOUT_MS TARGET...  probes again and again until STOPFILE
 //                                              exists; prints "TARGET ok=N fail=M"
 //   zw_probe sctp                              exit 0 if this kernel has SCTP
@@ -139,6 +140,7 @@ struct Target {
   int fd = -1;
   bool done = false;
   bool ok = false;
+  bool refused = false;  // an error came back (RST, ICMP unreachable): not a silent drop
 };
 
 bool parseTarget(const std::string& spec, Target& t) {
@@ -175,7 +177,7 @@ bool parseTarget(const std::string& spec, Target& t) {
 void attempt(int timeout_ms, std::vector<Target>& ts) {
   for (Target& t : ts) {
     t.fd = -1;
-    t.done = t.ok = false;
+    t.done = t.ok = t.refused = false;
     t.fd = socket(t.addr.ss_family, t.type | SOCK_NONBLOCK, t.proto);
     if (t.fd < 0) {
       t.done = true;
@@ -196,7 +198,7 @@ void attempt(int timeout_ms, std::vector<Target>& ts) {
     } else if (rc == 0) {
       t.done = t.ok = true;
     } else if (errno != EINPROGRESS) {
-      t.done = true;
+      t.done = t.refused = true;
     }
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -228,13 +230,14 @@ void attempt(int timeout_ms, std::vector<Target>& ts) {
         char buf[16];
         ssize_t n = recv(t->fd, buf, sizeof buf, 0);
         if (n > 0) t->done = t->ok = true;
-        if (n < 0 && errno != EAGAIN) t->done = true;  // ICMP unreachable
+        if (n < 0 && errno != EAGAIN) t->done = t->refused = true;  // ICMP unreachable
       } else {
         int err = 0;
         socklen_t el = sizeof err;
         getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el);
         t->done = true;
         t->ok = err == 0;
+        t->refused = err != 0;
       }
     }
   }
@@ -252,7 +255,9 @@ void attempt(int timeout_ms, std::vector<Target>& ts) {
 
 int probe(int timeout_ms, std::vector<Target>& ts) {
   attempt(timeout_ms, ts);
-  for (const Target& t : ts) std::printf("%s %s\n", t.text.c_str(), t.ok ? "ok" : "fail");
+  for (const Target& t : ts) {
+    std::printf("%s %s\n", t.text.c_str(), t.ok ? "ok" : t.refused ? "refused" : "fail");
+  }
   return 0;
 }
 

@@ -1,5 +1,5 @@
-// Lowering: Kubernetes and Calico policies into one ordered program, the exact semantics of
-// DESIGN.md made explicit.
+// Lowering: Kubernetes, Calico and cluster-admin policies into one ordered program, the exact
+// semantics of DESIGN.md made explicit.
 //
 //   tiers (by order, then name)
 //     policies (by order, missing = last; ties by Calico's internal name)
@@ -125,7 +125,8 @@ struct Attribution {
   Direction direction = Direction::kIngress;
   std::string policy;  ///< "NetworkPolicy x/name", "GlobalNetworkPolicy name", ...
   std::string tier;
-  int rule_index = -1;  ///< 0-based index in the policy's ingress or egress list
+  int rule_index = -1;    ///< 0-based index in the policy's ingress or egress list
+  std::string rule_name;  ///< an admin policy rule's name, if it has one
   Action action = Action::kAllow;
   SourceLoc loc;
 
@@ -194,11 +195,13 @@ class ProgramBuilder {
   /// Adds or replaces (same kind, namespace and name) one policy.
   void upsert(const policy::K8sPolicy& p);
   void upsert(const policy::CalicoPolicy& p);
+  void upsert(const policy::AdminPolicy& p);
   /// Removes a policy by LoweredPolicy::key; false if there was none.
   bool erase(const std::string& key);
 
   static std::string keyOf(const policy::K8sPolicy& p);
   static std::string keyOf(const policy::CalicoPolicy& p);
+  static std::string keyOf(const policy::AdminPolicy& p);
 
  private:
   void place(LoweredPolicyPtr pol, bool keep_sorted);

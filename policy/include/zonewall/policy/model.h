@@ -216,6 +216,77 @@ struct StagedPolicy {
   std::string target() const;
 };
 
+// ---- Kubernetes v1 Node (the inventory of `nodes` peers) ----
+
+struct Node {
+  std::string name;
+  Labels labels;
+  std::vector<Addr> addrs;  ///< status.addresses of type InternalIP and ExternalIP
+  SourceLoc loc;
+};
+
+// ---- network-policy-api: AdminNetworkPolicy and BaselineAdminNetworkPolicy
+// (policy.networking.k8s.io/v1alpha1), ClusterNetworkPolicy (v1alpha2) ----
+
+/// The Calico tiers cluster-admin policies live in (Calico's names, orders and default
+/// actions, fixed by its API): every Admin-tier policy ahead of every Calico tier of a higher
+/// order and of the default tier; every Baseline-tier policy after them.
+inline constexpr const char* kKubeAdminTier = "kube-admin";
+inline constexpr const char* kKubeBaselineTier = "kube-baseline";
+inline constexpr double kKubeAdminTierOrder = 1000.0;
+inline constexpr double kKubeBaselineTierOrder = 10000000.0;
+
+enum class AdminKind : std::uint8_t {
+  kAdmin,     ///< AdminNetworkPolicy (v1alpha1)
+  kBaseline,  ///< BaselineAdminNetworkPolicy (v1alpha1): no priority, Allow/Deny only
+  kCluster,   ///< ClusterNetworkPolicy (v1alpha2): spec.tier Admin or Baseline
+};
+const char* adminKindName(AdminKind k);
+
+/// A subject or a peer: pods (namespaceSelector + podSelector; `namespaces:` is the same
+/// with every pod), node addresses, or CIDRs.
+struct AdminPeer {
+  enum class Kind : std::uint8_t { kPods, kNodes, kNetworks };
+  Kind kind = Kind::kPods;
+  Selector namespaces = Selector::all();  ///< kPods
+  Selector pods = Selector::all();        ///< kPods
+  Selector nodes = Selector::all();       ///< kNodes
+  std::vector<Cidr> networks;             ///< kNetworks
+  SourceLoc loc;
+};
+
+/// One entry of `ports` (v1alpha1) or `protocols` (v1alpha2).
+struct AdminPort {
+  Protocol protocol = kTcp;
+  std::uint16_t lo = 0;
+  std::uint16_t hi = 0;
+  std::string name;  ///< a named port: any protocol the destination pod gives it (lo/hi unused)
+  SourceLoc loc;
+};
+
+struct AdminRule {
+  std::string name;
+  Action action = Action::kAllow;  ///< Allow (v1alpha2: Accept), Deny, Pass
+  std::vector<AdminPeer> peers;    ///< never empty
+  std::vector<AdminPort> ports;    ///< empty = every protocol and port
+  SourceLoc loc;
+};
+
+struct AdminPolicy {
+  AdminKind kind = AdminKind::kAdmin;
+  std::string name;
+  bool baseline = false;        ///< in the Baseline tier (a BANP, or a CNP with tier Baseline)
+  std::optional<int> priority;  ///< 0..1000; a BANP has none (after every Baseline CNP)
+  AdminPeer subject;            ///< kPods
+  std::vector<AdminRule> ingress_rules;
+  std::vector<AdminRule> egress_rules;
+  SourceLoc loc;
+
+  const char* tier() const { return baseline ? kKubeBaselineTier : kKubeAdminTier; }
+  /// "AdminNetworkPolicy name", "ClusterNetworkPolicy name", ...
+  std::string display() const;
+};
+
 /// Everything loaded: the inventory and the policies.
 struct Store {
   std::vector<Namespace> namespaces;
@@ -224,6 +295,8 @@ struct Store {
   std::vector<CalicoPolicy> calico_policies;
   std::vector<NetworkSet> network_sets;
   std::vector<Tier> tiers;
+  std::vector<AdminPolicy> admin_policies;
+  std::vector<Node> nodes;
   std::vector<StagedPolicy> staged;  ///< never enforced: see promoteStaged()
 
   const Namespace* findNamespace(std::string_view name) const;
@@ -242,9 +315,11 @@ Store promoteStaged(const Store& store);
 
 // Calico's evaluation order, written once (the reference evaluator keeps an independent copy
 // on purpose): tiers by order — a tier without one after every ordered tier, the default
-// tier at kDefaultTierOrder unless it says otherwise — ties by name; in a tier, policies by
-// order (none: last), ties by Calico's internal name ("tier.name"; a Kubernetes policy is
-// "knp.default.name" at kK8sPolicyOrder), then by namespace.
+// tier at kDefaultTierOrder unless it says otherwise, kube-admin and kube-baseline at their
+// fixed orders — ties by name; in a tier, policies by order (none: last), ties by Calico's
+// internal name ("tier.name"; a Kubernetes policy is "knp.default.name" at kK8sPolicyOrder;
+// an admin policy's order is its priority, its name "kanp.kube-admin.name",
+// "kbanp.kube-baseline.name" or "kcnp.<tier>.name"), then by namespace.
 
 /// A tier as it is evaluated.
 struct TierInOrder {
@@ -267,5 +342,6 @@ struct PolicyOrder {
 };
 PolicyOrder policyOrder(const CalicoPolicy& p);
 PolicyOrder policyOrder(const K8sPolicy& p);
+PolicyOrder policyOrder(const AdminPolicy& p);
 
 }  // namespace zonewall::policy
