@@ -1,7 +1,9 @@
 // Random clusters, policies and flows for differential tests: seeded and reproducible, mixing
 // Kubernetes and Calico policies, ipBlocks with excepts, named ports, endPort ranges, tiers,
 // Pass/Log/Deny, IPv6, network sets (namespaced ones seen from global rules), rules of one IP
-// version, and staged policies.
+// version, staged policies, and cluster-admin policies (AdminNetworkPolicy,
+// BaselineAdminNetworkPolicy, ClusterNetworkPolicy: tied priorities, Pass, networks that
+// overlap pods, nodes, named ports, port ranges).
 #pragma once
 
 #include <random>
@@ -68,6 +70,18 @@ class Generator {
         y << calicoPolicy(i, namespaces, tiers);
       }
     }
+    // Nodes, for admin policies' `nodes` peers (one dual-stack).
+    y << "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {role: "
+      << oneOf({"worker", "infra"}) << "}}\nstatus: {addresses: [{type: InternalIP, address: "
+      << "172.18.0.1}, {type: Hostname, address: n1}]}\n";
+    y << "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {role: worker}}\n"
+      << "status: {addresses: [{type: InternalIP, address: 172.18.0.2}, {type: ExternalIP, "
+      << "address: \"fd00:18::2\"}]}\n";
+    if (coin(0.5)) {
+      int admins = pick(1, 3);
+      for (int i = 0; i < admins; ++i) y << adminPolicy(i, false);
+      if (coin(0.4)) y << adminPolicy(0, true);
+    }
     // Staged policies, named like the enforced ones (so promotion may replace or delete one).
     int staged = coin(0.3) ? pick(1, 2) : 0;
     for (int i = 0; i < staged; ++i) y << stagedPolicy(i, namespaces, tiers);
@@ -79,10 +93,11 @@ class Generator {
     if (coin(0.7) && !pod_ips_.empty())
       return pod_ips_[pick(0, static_cast<int>(pod_ips_.size()) - 1)];
     return oneOf({"10.0.0.3", "10.0.1.200", "192.0.2.1", "192.0.2.200", "203.0.113.5", "fd00::99",
-                  "2001:db8::1"});
+                  "2001:db8::1", "172.18.0.1", "172.18.0.2", "fd00:18::2"});
   }
   /// One random policy as a YAML document (Kubernetes or Calico), named `name`.
   std::string policyYaml(int i, int namespaces, bool tiers) {
+    if (coin(0.25)) return adminPolicy(i, false);
     return coin() ? k8sPolicy(i, namespaces) : calicoPolicy(i, namespaces, tiers);
   }
   /// Random labels for a pod, as a Labels map.
@@ -341,6 +356,115 @@ class Generator {
       body += "  types: " + oneOf({"[Ingress]", "[Egress]", "[Ingress, Egress]"}) + "\n";
     body += "  ingress: " + calicoRules() + "\n  egress: " + calicoRules() + "\n";
     return head + body;
+  }
+
+  // ---- cluster-admin policy ----
+
+  std::string adminPodPeer() {
+    if (coin(0.4)) return "{namespaces: " + labelSelector() + "}";
+    return "{pods: {namespaceSelector: " +
+           oneOf({"{}", "{matchLabels: {team: red}}", "{matchLabels: {team: blue}}"}) +
+           ", podSelector: " + labelSelector() + "}}";
+  }
+
+  // Egress peers may also be networks (overlapping the pods' 10.0.0.0/23 and fd00::/64) and
+  // nodes; `addressed` says whether one was chosen (then no named port: the CRD's rule).
+  std::string adminPeers(bool ingress, bool& addressed) {
+    std::string out = "[";
+    int n = pick(1, 2);
+    for (int i = 0; i < n; ++i) {
+      int kind = ingress ? 0 : pick(0, 3);
+      if (kind <= 1) {
+        out += adminPodPeer();
+      } else if (kind == 2) {
+        addressed = true;
+        out += "{networks: [" +
+               oneOf({"10.0.0.0/24", "10.0.1.8/29", "\"fd00::/64\"", "192.0.2.0/25", "0.0.0.0/0"}) +
+               (coin(0.3) ? ", \"fd00::10/126\"" : "") + "]}";
+      } else {
+        addressed = true;
+        out += "{nodes: " +
+               oneOf({"{}", "{matchLabels: {role: worker}}", "{matchLabels: {role: infra}}"}) + "}";
+      }
+      out += ",";
+    }
+    out.back() = ']';
+    return out;
+  }
+
+  std::string adminPorts(bool v2, bool named_ok) {
+    std::string out = "[";
+    int n = pick(1, 2);
+    for (int i = 0; i < n; ++i) {
+      int kind = pick(0, named_ok ? 2 : 1);
+      std::string proto = oneOf({"TCP", "UDP", "SCTP"});
+      std::string p = v2 ? std::string(proto == "TCP"   ? "tcp"
+                                       : proto == "UDP" ? "udp"
+                                                        : "sctp")
+                         : proto;
+      if (kind == 0) {
+        std::string port = oneOf({"80", "53", "443"});
+        out += v2 ? "{" + p + ": {destinationPort: {number: " + port + "}}}"
+                  : "{portNumber: {protocol: " + p + ", port: " + port + "}}";
+      } else if (kind == 1) {
+        std::string hi = oneOf({"1500", "2000"});
+        out += v2 ? "{" + p + ": {destinationPort: {range: {start: 1000, end: " + hi + "}}}}"
+                  : "{portRange: {protocol: " + p + ", start: 1000, end: " + hi + "}}";
+      } else {
+        std::string name = oneOf({"web", "dns"});
+        out += v2 ? "{destinationNamedPort: " + name + "}" : "{namedPort: " + name + "}";
+      }
+      out += ",";
+    }
+    out.back() = ']';
+    return out;
+  }
+
+  std::string adminRules(bool ingress, bool v2, bool baseline_v1) {
+    std::string out = "[";
+    int n = pick(0, 3);
+    for (int i = 0; i < n; ++i) {
+      std::string action = baseline_v1 ? oneOf({"Allow", "Deny"})
+                           : v2        ? oneOf({"Accept", "Deny", "Pass"})
+                                       : oneOf({"Allow", "Deny", "Pass"});
+      bool addressed = false;
+      std::string rule = "{name: r" + std::to_string(i) + ", action: " + action + ", " +
+                         (ingress ? "from" : "to") + ": " + adminPeers(ingress, addressed);
+      if (coin(0.6))
+        rule += ", " + std::string(v2 ? "protocols" : "ports") + ": " + adminPorts(v2, !addressed);
+      out += rule + "},";
+    }
+    if (out.back() == ',') out.pop_back();
+    return out + "]";
+  }
+
+  // An AdminNetworkPolicy or ClusterNetworkPolicy (Admin or Baseline tier) named a<i>, or,
+  // with `banp`, the BaselineAdminNetworkPolicy "default".
+  std::string adminPolicy(int i, bool banp) {
+    bool v2 = !banp && coin(0.5);
+    std::string head;
+    std::string spec;
+    if (banp) {
+      head =
+          "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\n"
+          "metadata: {name: default}\n";
+    } else if (v2) {
+      head =
+          "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
+          "metadata: {name: a" +
+          std::to_string(i) + "}\n";
+      spec = "  tier: " + oneOf({"Admin", "Admin", "Baseline"}) + "\n";
+    } else {
+      head =
+          "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
+          "metadata: {name: a" +
+          std::to_string(i) + "}\n";
+    }
+    if (!banp) spec += "  priority: " + oneOf({"0", "5", "5", "10", "1000"}) + "\n";
+    spec += "  subject: " + adminPodPeer() + "\n";
+    spec += "  ingress: " + adminRules(true, v2, banp) + "\n";
+    spec += "  egress: " + adminRules(false, v2, banp) + "\n";
+    return "---\n" + head + "spec:\n" + spec;
   }
 
   std::mt19937 rng_;
