@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cassert>
 #include <unordered_map>
 
@@ -20,7 +21,8 @@ namespace {
 constexpr size_t kMaxRelabels = 16;
 
 bool isPolicy(Kind k) {
-  return k == Kind::kNetworkPolicy || k == Kind::kCalicoPolicy || k == Kind::kGlobalPolicy;
+  return k == Kind::kNetworkPolicy || k == Kind::kCalicoPolicy || k == Kind::kGlobalPolicy ||
+         k == Kind::kAdminPolicy || k == Kind::kBaselineAdminPolicy || k == Kind::kClusterPolicy;
 }
 
 bool samePorts(const policy::Pod& a, const policy::Pod& b) {
@@ -80,6 +82,17 @@ const compiler::NodeTable& ClusterCompiler::table() const {
 // endpoint of any table depends on it.
 bool ClusterCompiler::inert(const ClusterState::Change& c) const {
   const std::string& key = c.key.second;
+  if (c.key.first == Kind::kNode) {
+    // A heartbeat: labels and addresses as they were (only they reach the compiler).
+    auto was = std::find_if(built_->store.nodes.begin(), built_->store.nodes.end(),
+                            [&](const policy::Node& n) { return n.name == key; });
+    const policy::Node* now =
+        c.now && c.now->store.nodes.size() == 1 ? &c.now->store.nodes[0] : nullptr;
+    if (was == built_->store.nodes.end() || now == nullptr) {
+      return was == built_->store.nodes.end() && now == nullptr;
+    }
+    return was->labels == now->labels && was->addrs == now->addrs;
+  }
   if (c.key.first != Kind::kPod || built_->recorded.contains(key) ||
       built_->unknown.contains(key)) {
     return false;
@@ -179,11 +192,17 @@ std::expected<void, Error> ClusterCompiler::rebuild(ClusterState::Snapshot& s) {
   for (std::uint32_t i = 0; i < b->store.pods.size(); ++i) {
     b->pod_index.emplace(b->store.pods[i].key(), i);
   }
-  b->tiers.insert(policy::kDefaultTier);
+  b->tiers.insert({policy::kDefaultTier, policy::kKubeAdminTier, policy::kKubeBaselineTier});
   for (const auto& t : b->store.tiers) b->tiers.insert(t.name);
   for (const auto& p : b->store.k8s_policies) {
     b->builder_keys.emplace(ObjectKey{Kind::kNetworkPolicy, p.key()},
                             compiler::ProgramBuilder::keyOf(p));
+  }
+  for (const auto& p : b->store.admin_policies) {
+    const Kind k = p.kind == policy::AdminKind::kAdmin      ? Kind::kAdminPolicy
+                   : p.kind == policy::AdminKind::kBaseline ? Kind::kBaselineAdminPolicy
+                                                            : Kind::kClusterPolicy;
+    b->builder_keys.emplace(ObjectKey{k, p.name}, compiler::ProgramBuilder::keyOf(p));
   }
   for (const auto& p : b->store.calico_policies) {
     b->builder_keys.emplace(
@@ -215,6 +234,10 @@ std::expected<void, Error> ClusterCompiler::applyPolicies(const ClusterState::Sn
       continue;
     }
     for (const auto& p : c.now->store.k8s_policies) {
+      b.builder->upsert(p);
+      b.builder_keys[c.key] = compiler::ProgramBuilder::keyOf(p);
+    }
+    for (const auto& p : c.now->store.admin_policies) {
       b.builder->upsert(p);
       b.builder_keys[c.key] = compiler::ProgramBuilder::keyOf(p);
     }

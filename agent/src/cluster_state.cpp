@@ -15,8 +15,16 @@ const char* kindName(Kind k) {
       return "Namespace";
     case Kind::kPod:
       return "Pod";
+    case Kind::kNode:
+      return "Node";
     case Kind::kNetworkPolicy:
       return "NetworkPolicy";
+    case Kind::kAdminPolicy:
+      return "AdminNetworkPolicy";
+    case Kind::kBaselineAdminPolicy:
+      return "BaselineAdminNetworkPolicy";
+    case Kind::kClusterPolicy:
+      return "ClusterNetworkPolicy";
     case Kind::kTier:
       return "Tier";
     case Kind::kCalicoPolicy:
@@ -192,7 +200,8 @@ void ClusterState::assemble(Snapshot& s) const {
   }
   std::unordered_map<std::string, bool> seen_local;
 
-  std::set<std::string> tiers{policy::kDefaultTier};
+  std::set<std::string> tiers{policy::kDefaultTier, policy::kKubeAdminTier,
+                              policy::kKubeBaselineTier};
   for (const auto& [key, obj] : objects_) {
     if (key.first == Kind::kTier) {
       for (const auto& t : obj.store.tiers) tiers.insert(t.name);
@@ -231,6 +240,8 @@ void ClusterState::assemble(Snapshot& s) const {
     append(st.k8s_policies, o.k8s_policies);
     append(st.network_sets, o.network_sets);
     append(st.tiers, o.tiers);
+    append(st.admin_policies, o.admin_policies);
+    append(st.nodes, o.nodes);
   }
   for (const auto& [file, r] : endpoints_) {
     std::string key = r.pod_namespace + "/" + r.pod_name;

@@ -14,9 +14,15 @@ const char* apiVersionOf(Kind k) {
   switch (k) {
     case Kind::kNamespace:
     case Kind::kPod:
+    case Kind::kNode:
       return "v1";
     case Kind::kNetworkPolicy:
       return "networking.k8s.io/v1";
+    case Kind::kAdminPolicy:
+    case Kind::kBaselineAdminPolicy:
+      return "policy.networking.k8s.io/v1alpha1";
+    case Kind::kClusterPolicy:
+      return "policy.networking.k8s.io/v1alpha2";
     default:
       return "projectcalico.org/v3";
   }
@@ -96,6 +102,17 @@ Converted fromApi(Kind k, const json& obj) {
     terminating = meta != obj.end() && meta->is_object() && meta->contains("deletionTimestamp") &&
                   !(*meta)["deletionTimestamp"].is_null();
     doc = trimPod(obj);
+  } else if (k == Kind::kNode) {
+    // Labels and addresses: a node's status changes on every heartbeat, those rarely.
+    doc = {{"metadata", {{"name", name}}}};
+    if (auto m = obj.find("metadata"); m != obj.end() && m->is_object()) {
+      keep(*m, doc["metadata"], "labels");
+    }
+    if (auto st = obj.find("status"); st != obj.end() && st->is_object()) {
+      json s = json::object();
+      keep(*st, s, "addresses");
+      doc["status"] = std::move(s);
+    }
   } else {
     doc = obj;
     // What the loader does not read and an API server adds (managedFields is most of it).
@@ -152,6 +169,13 @@ std::map<ObjectKey, Object> objectsOf(policy::Store&& store) {
   for (auto& p : store.calico_policies) {
     put(p.global ? Kind::kGlobalPolicy : Kind::kCalicoPolicy, p.key(),
         &policy::Store::calico_policies, p);
+  }
+  for (auto& n : store.nodes) put(Kind::kNode, n.name, &policy::Store::nodes, n);
+  for (auto& p : store.admin_policies) {
+    const Kind k = p.kind == policy::AdminKind::kAdmin      ? Kind::kAdminPolicy
+                   : p.kind == policy::AdminKind::kBaseline ? Kind::kBaselineAdminPolicy
+                                                            : Kind::kClusterPolicy;
+    put(k, p.name, &policy::Store::admin_policies, p);
   }
   for (auto& s : store.network_sets) {
     put(s.global ? Kind::kGlobalNetworkSet : Kind::kNetworkSet,

@@ -93,11 +93,13 @@ class Cluster {
         return;
       }
     }
-    std::ifstream crds(sourceDir() + "/tests/kernel/data/calico-crds.yaml");
-    std::string crd_text((std::istreambuf_iterator<char>(crds)), {});
-    if (kube_->apply(crd_text) != 201) {
-      error_ = "calico CRDs";
-      return;
+    for (const char* f : {"calico-crds", "network-policy-api-crds"}) {
+      std::ifstream crds(sourceDir() + "/tests/kernel/data/" + f + ".yaml");
+      std::string crd_text((std::istreambuf_iterator<char>(crds)), {});
+      if (kube_->apply(crd_text) != 201) {
+        error_ = std::string("CRDs of ") + f + ".yaml";
+        return;
+      }
     }
     if (pods) {
       kube_->apply(R"(apiVersion: v1

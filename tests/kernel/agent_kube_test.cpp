@@ -78,6 +78,74 @@ TEST(AgentKube, EnforcesWhatTheApiSays) {
   EXPECT_TRUE(eventually(other, c.target("db", 81), true)) << "no policy left: open";
 }
 
+// Cluster-admin policy through the API, in the order the network-policy-api defines: a
+// BaselineAdminNetworkPolicy denies db's ingress until a NetworkPolicy isolates db (then the
+// NetworkPolicy decides); an AdminNetworkPolicy's Deny overrides that NetworkPolicy; a
+// ClusterNetworkPolicy (v1alpha2) of a lower priority number Passes the clients on to it again.
+TEST(AgentKube, ClusterAdminPoliciesThroughTheApi) {
+  NEW_CLUSTER(c, "a");
+  const std::string other = c.pod("other").netns;
+  const std::string client_a = c.pod("client-a").netns;
+  const std::string client_b = c.pod("client-b").netns;
+  ASSERT_TRUE(probeOk(client_a, c.target("db", 80), 900)) << "no policy yet: open";
+  const json db = {{"matchLabels", {{"app", "db"}}}};
+  const json clients = {{"namespaceSelector", json::object()},
+                        {"podSelector", {{"matchLabels", {{"role", "client"}}}}}};
+  const json banp = {
+      {"apiVersion", "policy.networking.k8s.io/v1alpha1"},
+      {"kind", "BaselineAdminNetworkPolicy"},
+      {"metadata", {{"name", "default"}}},
+      {"spec",
+       {{"subject", {{"pods", {{"namespaceSelector", json::object()}, {"podSelector", db}}}}},
+        {"ingress", json::array({{{"name", "default-deny"},
+                                  {"action", "Deny"},
+                                  {"from", json::array({{{"namespaces", json::object()}}})}}})}}}};
+  ASSERT_EQ(c.kube().create(banp), 201);
+  EXPECT_TRUE(eventually(client_a, c.target("db", 80), false)) << "baseline denies" << c.logs();
+  EXPECT_FALSE(probeOk(other, c.target("db", 80), 300));
+
+  ASSERT_EQ(c.kube().create(dbPolicy({80})), 201);
+  EXPECT_TRUE(eventually(client_b, c.target("db", 80), true)) << "NetworkPolicy overrides it";
+  EXPECT_TRUE(probeOk(client_a, c.target("db", 80), 900));
+  EXPECT_FALSE(probeOk(other, c.target("db", 80), 300)) << "db is isolated by the policy";
+
+  const json anp = {
+      {"apiVersion", "policy.networking.k8s.io/v1alpha1"},
+      {"kind", "AdminNetworkPolicy"},
+      {"metadata", {{"name", "lock-db"}}},
+      {"spec",
+       {{"priority", 10},
+        {"subject", {{"pods", {{"namespaceSelector", json::object()}, {"podSelector", db}}}}},
+        {"ingress",
+         json::array({{{"name", "no-clients"},
+                       {"action", "Deny"},
+                       {"from", json::array({{{"pods", clients}}})},
+                       {"ports", json::array({{{"portNumber",
+                                                {{"protocol", "TCP"}, {"port", 80}}}}})}}})}}}};
+  ASSERT_EQ(c.kube().create(anp), 201);
+  EXPECT_TRUE(eventually(client_a, c.target("db", 80), false)) << "admin overrides" << c.logs();
+  EXPECT_FALSE(probeOk(client_b, c.target("db", 80), 300));
+
+  const json cnp = {
+      {"apiVersion", "policy.networking.k8s.io/v1alpha2"},
+      {"kind", "ClusterNetworkPolicy"},
+      {"metadata", {{"name", "delegate-clients"}}},
+      {"spec",
+       {{"tier", "Admin"},
+        {"priority", 5},
+        {"subject", {{"pods", {{"namespaceSelector", json::object()}, {"podSelector", db}}}}},
+        {"ingress",
+         json::array({{{"action", "Pass"}, {"from", json::array({{{"pods", clients}}})}}})}}}};
+  ASSERT_EQ(c.kube().create(cnp), 201);
+  EXPECT_TRUE(eventually(client_a, c.target("db", 80), true)) << "passed on" << c.logs();
+  EXPECT_TRUE(probeOk(client_b, c.target("db", 80), 900));
+
+  ASSERT_EQ(c.kube().remove(dbPolicy({})), 200);
+  EXPECT_TRUE(eventually(client_b, c.target("db", 80), false)) << "on to the baseline again";
+  for (const json* o : {&cnp, &anp, &banp}) ASSERT_EQ(c.kube().remove(*o), 200);
+  EXPECT_TRUE(eventually(other, c.target("db", 80), true)) << "nothing left: open" << c.logs();
+}
+
 // Three nodes that lease their subnets from etcd and reach each other over their agents' vxlan
 // overlay, a pod wired by zonewall-cni on each: ping, TCP and UDP between every pair across
 // the tunnel; then a policy on node-c's pod admits only node-a's, enforced across nodes for

@@ -1,13 +1,16 @@
 // The cluster compiled for this node, kept alive between snapshots: the agent's use of the
 // incremental compiler.
 //
-//   a snapshot's changes ──┬─ policies only (NetworkPolicy, Calico NetworkPolicy and
-//                          │  GlobalNetworkPolicy added, changed, deleted)
+//   a snapshot's changes ──┬─ policies only (NetworkPolicy, Calico NetworkPolicy,
+//                          │  GlobalNetworkPolicy, AdminNetworkPolicy,
+//                          │  BaselineAdminNetworkPolicy, ClusterNetworkPolicy added,
+//                          │  changed, deleted)
 //                          │     → ProgramBuilder upsert/erase → NodeCompiler::programChanged
 //                          ├─ pods' labels only (same node, addresses, ports, state)
 //                          │     → Inventory::relabel → NodeCompiler::podLabelsChanged
 //                          ├─ pods without an address before and after (created, not yet
-//                          │  given one) → nothing: the table stays
+//                          │  given one), nodes whose labels and addresses stay (a
+//                          │  heartbeat) → nothing: the table stays
 //                          └─ anything else (pods added, deleted or readdressed, namespaces,
 //                             tiers, sets, endpoint records) → the whole store, compiled afresh
 //

@@ -29,10 +29,14 @@ namespace zonewall::agent {
 enum class Kind : std::uint8_t {
   kNamespace,
   kPod,
-  kNetworkPolicy,  ///< networking.k8s.io/v1
-  kTier,           ///< projectcalico.org/v3 from here on
-  kCalicoPolicy,   ///< NetworkPolicy
-  kGlobalPolicy,   ///< GlobalNetworkPolicy
+  kNode,                 ///< v1: labels and addresses, for cluster-admin `nodes` peers
+  kNetworkPolicy,        ///< networking.k8s.io/v1
+  kAdminPolicy,          ///< policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy
+  kBaselineAdminPolicy,  ///< v1alpha1 BaselineAdminNetworkPolicy
+  kClusterPolicy,        ///< v1alpha2 ClusterNetworkPolicy
+  kTier,                 ///< projectcalico.org/v3 from here on
+  kCalicoPolicy,         ///< NetworkPolicy
+  kGlobalPolicy,         ///< GlobalNetworkPolicy
   kNetworkSet,
   kGlobalNetworkSet,
 };
