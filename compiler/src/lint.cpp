@@ -83,6 +83,7 @@ class Linter {
     checkPassInLastTier();
     checkK8sPeers();
     checkWorld();
+    checkAdmin();
   }
 
  private:
@@ -476,6 +477,121 @@ class Linter {
     }
   }
 
+  // ---- cluster-admin policy (ANP, BANP, CNP) ----
+
+  static std::string adminPeerKey(const AdminPeer& p) {
+    switch (p.kind) {
+      case AdminPeer::Kind::kPods:
+        return "pods:" + p.namespaces.str() + "/" + p.pods.str();
+      case AdminPeer::Kind::kNodes:
+        return "nodes:" + p.nodes.str();
+      case AdminPeer::Kind::kNetworks:
+        return "networks:" + cidrList(p.networks);
+    }
+    return "?";
+  }
+
+  // Whether every address `b` matches, `a` matches too (conservatively: the same peer, every
+  // pod against a pod peer, or networks that contain b's).
+  static bool peerCovers(const AdminPeer& a, const AdminPeer& b) {
+    if (adminPeerKey(a) == adminPeerKey(b)) return true;
+    if (a.kind == AdminPeer::Kind::kPods && b.kind == AdminPeer::Kind::kPods) {
+      return a.namespaces.isAll() && a.pods.isAll();
+    }
+    if (a.kind == AdminPeer::Kind::kNetworks && b.kind == AdminPeer::Kind::kNetworks) {
+      return std::all_of(b.networks.begin(), b.networks.end(), [&](const Cidr& nb) {
+        return std::any_of(a.networks.begin(), a.networks.end(), [&](const Cidr& na) {
+          return na.family == nb.family && na.prefix <= nb.prefix && na.contains(nb.base);
+        });
+      });
+    }
+    return false;
+  }
+
+  static bool portsCover(const std::vector<AdminPort>& a, const std::vector<AdminPort>& b) {
+    if (a.empty()) return true;
+    if (b.empty()) return false;
+    return std::all_of(b.begin(), b.end(), [&](const AdminPort& pb) {
+      return std::any_of(a.begin(), a.end(), [&](const AdminPort& pa) {
+        if (!pa.name.empty() || !pb.name.empty()) return pa.name == pb.name;
+        return pa.protocol == pb.protocol && pa.lo <= pb.lo && pb.hi <= pa.hi;
+      });
+    });
+  }
+
+  void checkAdmin() {
+    // Priorities: upstream leaves equal priorities in a tier undefined.
+    std::map<std::pair<bool, int>, const AdminPolicy*> by_priority;
+    const AdminPolicy* banp = nullptr;
+    for (const AdminPolicy& p : store_.admin_policies) {
+      if (p.kind == AdminKind::kBaseline) {
+        if (p.name != "default") {
+          diags_.warning(p.loc,
+                         fmt::format("BaselineAdminNetworkPolicy '{}': the API server accepts "
+                                     "only the name 'default' (the singleton)",
+                                     p.name),
+                         "banp-name");
+        }
+        if (banp != nullptr) {
+          diags_.warning(p.loc,
+                         fmt::format("a second BaselineAdminNetworkPolicy ('{}' is at {}): the "
+                                     "API allows one",
+                                     banp->name, banp->loc.str()),
+                         "banp-name");
+        }
+        banp = &p;
+      }
+      if (p.priority) {
+        auto [it, fresh] = by_priority.try_emplace({p.baseline, *p.priority}, &p);
+        if (!fresh) {
+          diags_.warning(p.loc,
+                         fmt::format("{} has priority {}, as {} (at {}) in the {} tier: upstream "
+                                     "leaves their order undefined; zonewall takes them by name",
+                                     p.display(), *p.priority, it->second->display(),
+                                     it->second->loc.str(), p.baseline ? "Baseline" : "Admin"),
+                         "admin-priority-tie");
+        }
+      }
+      if (store_.hasInventory() &&
+          nothing(exprEndpoints(
+              p.subject.pods, Scope{Scope::Kind::kNamespaces, {}, p.subject.namespaces}, false))) {
+        diags_.warning(p.loc, fmt::format("{} selects no pod of the inventory", p.display()),
+                       "policy-selects-nothing");
+      }
+      for (const auto* rules : {&p.ingress_rules, &p.egress_rules}) {
+        for (size_t i = 0; i < rules->size(); ++i) {
+          const AdminRule& r = (*rules)[i];
+          if (p.baseline && r.action == Action::kPass) {
+            diags_.warning(r.loc,
+                           fmt::format("Pass in the Baseline tier ({}): nothing comes after the "
+                                       "baseline, so the traffic is allowed",
+                                       p.display()),
+                           "pass-in-baseline");
+          }
+          for (size_t j = 0; j < i; ++j) {
+            const AdminRule& e = (*rules)[j];
+            const bool covered =
+                portsCover(e.ports, r.ports) &&
+                std::all_of(r.peers.begin(), r.peers.end(), [&](const AdminPeer& pr) {
+                  return std::any_of(e.peers.begin(), e.peers.end(),
+                                     [&](const AdminPeer& pe) { return peerCovers(pe, pr); });
+                });
+            if (covered) {
+              diags_.warning(r.loc,
+                             fmt::format("rule {}{} of {} is never reached: rule {}{} at {} "
+                                         "decides ({}) all its traffic first",
+                                         i, r.name.empty() ? "" : " '" + r.name + "'", p.display(),
+                                         j, e.name.empty() ? "" : " '" + e.name + "'", e.loc.str(),
+                                         actionName(e.action)),
+                             "shadowed-rule");
+              break;
+            }
+          }
+        }
+      }
+    }
+  }
+
   const Store& store_;
   const Inventory& inv_;
   Diagnostics& diags_;
@@ -518,6 +634,12 @@ const std::vector<LintRule>& lintRules() {
       {"allow-from-world", "Ingress allowed from 0.0.0.0/0 or ::/0."},
       {"staged-policy", "A staged policy: never enforced; what promoting it would do."},
       {"staged-delete-missing", "A staged Delete names a policy that is not defined."},
+      {"admin-priority-tie",
+       "Two cluster-admin policies of one tier share a priority: upstream leaves their order "
+       "undefined."},
+      {"banp-name", "A BaselineAdminNetworkPolicy not named 'default', or more than one."},
+      {"pass-in-baseline",
+       "A Pass in the Baseline tier: the traffic goes on to the default allow."},
   };
   return rules;
 }

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "zonewall/policy/loader.h"
 
 namespace zonewall::compiler {
@@ -124,6 +127,77 @@ spec:
   EXPECT_TRUE(has(ds, "pass-in-last-tier", 7)) << dump(ds);
   EXPECT_TRUE(has(ds, "k8s-peer-split", 17)) << dump(ds);
   EXPECT_TRUE(has(ds, "allow-from-world", 19)) << dump(ds);
+}
+
+// Cluster-admin policy: tied priorities, a second BANP not named default, Pass in the
+// Baseline tier, a rule an earlier one of its policy decides first, a subject without pods.
+TEST(Lint, ClusterAdminPolicy) {
+  auto ds = lintText(std::string(kInventory) + R"(
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: a}
+spec:
+  priority: 5
+  subject: {namespaces: {}}
+  ingress:
+  - action: Deny
+    from: [{namespaces: {}}]
+    ports: [{portRange: {start: 1, end: 1024}}]
+  - name: late
+    action: Allow
+    from: [{pods: {namespaceSelector: {matchLabels: {team: a}}, podSelector: {}}}]
+    ports: [{portNumber: {port: 80}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: b}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {matchLabels: {team: nobody}}}
+  egress:
+  - action: Deny
+    to: [{networks: [10.0.0.0/8]}]
+  - action: Accept
+    to: [{networks: [10.1.0.0/16]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: c}
+spec:
+  tier: Baseline
+  priority: 5
+  subject: {namespaces: {}}
+  ingress:
+  - action: Pass
+    from: [{namespaces: {}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: extra}
+spec:
+  subject: {namespaces: {}}
+)");
+  const int base =
+      1 + static_cast<int>(std::count(kInventory, kInventory + std::strlen(kInventory), '\n'));
+  EXPECT_TRUE(has(ds, "shadowed-rule", base + 12)) << dump(ds);  // 'late'
+  EXPECT_TRUE(has(ds, "admin-priority-tie", base + 17)) << dump(ds);
+  EXPECT_TRUE(has(ds, "policy-selects-nothing", base + 17)) << dump(ds);
+  EXPECT_TRUE(has(ds, "shadowed-rule", base + 27)) << dump(ds);  // 10.1/16 inside 10/8
+  EXPECT_TRUE(has(ds, "pass-in-baseline", base + 38)) << dump(ds);
+  EXPECT_TRUE(has(ds, "banp-name", base + 47)) << dump(ds);
+  // Not a tie: the Baseline tier's priority 5 is another tier's.
+  EXPECT_EQ(std::count_if(ds.begin(), ds.end(),
+                          [](const auto& d) { return d.rule_id == "admin-priority-tie"; }),
+            1)
+      << dump(ds);
 }
 
 }  // namespace

@@ -236,6 +236,109 @@ TEST(Loader, BadInputCorpusReportsExactLocations) {
   }
 }
 
+// Cluster-admin policy in both API versions, and Nodes: every field lands in the model.
+TEST(Loader, ReadsClusterAdminPolicyAndNodes) {
+  Diagnostics d;
+  Store s = load(R"(
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: secure}
+spec:
+  priority: 10
+  subject:
+    namespaces: {matchLabels: {zone: secure}}
+  ingress:
+  - name: ledger
+    action: Allow
+    from: [{pods: {namespaceSelector: {matchLabels: {zone: internal}}, podSelector: {}}}]
+    ports:
+    - portNumber: {port: 5432}
+    - namedPort: metrics
+    - portRange: {protocol: UDP, start: 1000, end: 2000}
+  egress:
+  - action: Pass
+    to: [{networks: [10.0.0.0/8, "fd00::/64"]}, {nodes: {matchLabels: {role: infra}}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}}
+  ingress:
+  - action: Deny
+    from: [{namespaces: {}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: dns}
+spec:
+  tier: Baseline
+  priority: 0
+  subject: {pods: {podSelector: {}}}
+  egress:
+  - action: Accept
+    to: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}]
+    protocols:
+    - udp: {destinationPort: {number: 53}}
+    - tcp: {destinationPort: {range: {start: 8000, end: 8080}}}
+    - destinationNamedPort: dns
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {role: infra}}
+status:
+  addresses:
+  - {type: InternalIP, address: 192.168.1.10}
+  - {type: ExternalIP, address: "2001:db8::10"}
+  - {type: Hostname, address: n1}
+)",
+                 d);
+  ASSERT_FALSE(d.hasErrors()) << errors(d);
+  ASSERT_EQ(s.admin_policies.size(), 3u);
+  const AdminPolicy& anp = s.admin_policies[0];
+  EXPECT_EQ(anp.kind, AdminKind::kAdmin);
+  EXPECT_FALSE(anp.baseline);
+  EXPECT_EQ(anp.priority, 10);
+  EXPECT_EQ(anp.subject.namespaces.str(), "zone == 'secure'");
+  EXPECT_TRUE(anp.subject.pods.isAll());
+  ASSERT_EQ(anp.ingress_rules.size(), 1u);
+  const AdminRule& ledger = anp.ingress_rules[0];
+  EXPECT_EQ(ledger.name, "ledger");
+  EXPECT_EQ(ledger.action, Action::kAllow);
+  ASSERT_EQ(ledger.ports.size(), 3u);
+  EXPECT_EQ(ledger.ports[0].protocol, kTcp);  // defaulted
+  EXPECT_EQ(ledger.ports[0].lo, 5432);
+  EXPECT_EQ(ledger.ports[1].name, "metrics");
+  EXPECT_EQ(ledger.ports[2].protocol, kUdp);
+  EXPECT_EQ(ledger.ports[2].hi, 2000);
+  ASSERT_EQ(anp.egress_rules.size(), 1u);
+  EXPECT_EQ(anp.egress_rules[0].action, Action::kPass);
+  ASSERT_EQ(anp.egress_rules[0].peers.size(), 2u);
+  EXPECT_EQ(anp.egress_rules[0].peers[0].networks.size(), 2u);
+  EXPECT_EQ(anp.egress_rules[0].peers[1].kind, AdminPeer::Kind::kNodes);
+  const AdminPolicy& banp = s.admin_policies[1];
+  EXPECT_TRUE(banp.baseline);
+  EXPECT_FALSE(banp.priority);
+  EXPECT_EQ(banp.tier(), std::string(kKubeBaselineTier));
+  const AdminPolicy& cnp = s.admin_policies[2];
+  EXPECT_EQ(cnp.kind, AdminKind::kCluster);
+  EXPECT_TRUE(cnp.baseline);
+  EXPECT_EQ(cnp.priority, 0);
+  EXPECT_TRUE(cnp.subject.namespaces.isAll()) << "v1alpha2 defaults namespaceSelector to {}";
+  ASSERT_EQ(cnp.egress_rules.size(), 1u);
+  const auto& ports = cnp.egress_rules[0].ports;
+  ASSERT_EQ(ports.size(), 3u);
+  EXPECT_EQ(ports[0].protocol, kUdp);
+  EXPECT_EQ(ports[0].lo, 53);
+  EXPECT_EQ(ports[1].lo, 8000);
+  EXPECT_EQ(ports[1].hi, 8080);
+  EXPECT_EQ(ports[2].name, "dns");
+  ASSERT_EQ(s.nodes.size(), 1u);
+  EXPECT_EQ(s.nodes[0].labels.at("role"), "infra");
+  ASSERT_EQ(s.nodes[0].addrs.size(), 2u) << "InternalIP and ExternalIP; the Hostname is a name";
+  EXPECT_EQ(formatAddr(s.nodes[0].addrs[1]), "2001:db8::10");
+}
+
 // A policy with an error is dropped whole: it never reaches the compiler half-read.
 TEST(Loader, DropsInvalidPolicies) {
   Diagnostics d;
