@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the embedded example, a small bank cluster (examples/bank):
-# lint it, print its reachability matrix, explain one denied and one allowed connection; then,
+# lint it, print its reachability matrix, explain connections denied and allowed by Calico's
+# security tier, a NetworkPolicy, the AdminNetworkPolicy and the baseline; then,
 # as root, build its two nodes in network namespaces, where zonewall-agent leases each node's
 # subnet in etcd, runs the vxlan overlay between them and enforces the policies, and show the
 # matrix measured with real packets across the tunnel next to the compiler's, before and after
@@ -25,6 +26,12 @@ step "why can batch not reach the ledger's database?"
 
 step "and why can the API?"
 "$zw" explain "$ex" --from internal/api-1 --to secure/ledger --port 5432/TCP
+
+step "the security tier lets the API through to the secure zone; why can it not reach the vault?"
+"$zw" explain "$ex" --from internal/api-1 --to secure/vault --port 8200/TCP
+
+step "batch has no NetworkPolicy of its own: the cluster baseline decides"
+"$zw" explain "$ex" --from internal/api-1 --to internal/batch --port 8081/TCP
 
 step "node-a's table: $("$zw" compile "$ex" --node node-a --format json | jq -c .counts)"
 if command -v nft >/dev/null && [ "$(id -u)" -eq 0 ]; then

@@ -160,7 +160,7 @@ done
 printf '\n\033[1m== allowed pairs on 5432/TCP, compiled vs measured with real packets (across the tunnel)\033[0m\n'
 compare "$ex" 5432
 
-printf '\n\033[1m== change: the ledger now also accepts batch jobs (security tier + its NetworkPolicy)\033[0m\n'
+printf '\n\033[1m== change: the ledger now also accepts batch jobs (security tier + admin policy + its NetworkPolicy)\033[0m\n'
 batch_ns=$(awk '$1 == "internal/batch" {print $3}' "$work/pods")
 ledger_ip=$(awk '$1 == "secure/ledger" {print $2}' "$work/pods")
 before=$(ip netns exec "$batch_ns" "$probe" probe 300 "$ledger_ip:5432/TCP")
@@ -186,9 +186,13 @@ spec:
 YAML
 sed "s/selector: zone == 'secure' || app == 'api'/selector: zone == 'secure' || app in {'api', 'batch'}/" \
   "$work/bank/calico/tiers.yaml" > "$work/tiers.yaml"
-# Two edits, as an operator's tool writes them (each file renamed into place).
+# The AdminNetworkPolicy passes the ledger's clients on to the secure team's policy: batch too.
+sed "s/matchLabels: {app: api}/matchExpressions: [{key: app, operator: In, values: [api, batch]}]/" \
+  "$work/bank/admin/cluster-admin.yaml" > "$work/cluster-admin.yaml"
+# Three edits, as an operator's tool writes them (each file renamed into place).
 t0=$(date +%s%N)
 mv "$work/tiers.yaml" "$work/bank/calico/tiers.yaml"
+mv "$work/cluster-admin.yaml" "$work/bank/admin/cluster-admin.yaml"
 mv "$work/ledger-batch.yaml" "$work/bank/kubernetes/ledger-batch.yaml"
 until ip netns exec "$batch_ns" "$probe" probe 20 "$ledger_ip:5432/TCP" | grep -q ' ok$'; do
   [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] || { echo "not enforced after 5 s"; exit 1; }

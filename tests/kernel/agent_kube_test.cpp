@@ -407,6 +407,7 @@ TEST(AgentKube, EnforcesTheBankExampleThroughTheApi) {
   TempDir expected;
   std::filesystem::copy(ex + "/kubernetes", expected.path() / "kubernetes");
   std::filesystem::copy(ex + "/calico", expected.path() / "calico");
+  std::filesystem::copy(ex + "/admin", expected.path() / "admin");
   expected.write("namespaces.yaml", slurp(ex + "/inventory/namespaces.yaml"));
   YAML::Emitter pods_out;
   std::vector<std::string> keys;
@@ -433,6 +434,7 @@ TEST(AgentKube, EnforcesTheBankExampleThroughTheApi) {
     calico.replace(at, 20, "crd.projectcalico.org/v1");
   }
   ASSERT_EQ(c.kube().apply(calico), 201);
+  ASSERT_EQ(c.kube().apply(slurp(ex + "/admin/cluster-admin.yaml")), 201);
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
 
   for (int port : {8080, 5432, 9090}) {

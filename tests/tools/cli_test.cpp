@@ -1,6 +1,8 @@
 // The `zonewall` CLI contract: exit codes, formats, golden outputs. Runs the real binary.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -165,7 +167,9 @@ TEST(Cli, Explain) {
 }
 
 // The security team stages a stricter secure-zone isolation (api may no longer pass) and the
-// deletion of the ledger's own policy, to preview them against the bank before promoting.
+// deletion of the ledger's own policy (the cluster baseline keeps the ledger closed then); the
+// internal team stages a policy that lets the API call batch jobs (and so isolates batch from
+// the monitoring scrape the baseline allowed): previewed against the bank before promoting.
 const char* kBankStaged = R"(apiVersion: projectcalico.org/v3
 kind: StagedGlobalNetworkPolicy
 metadata:
@@ -185,6 +189,15 @@ apiVersion: projectcalico.org/v3
 kind: StagedKubernetesNetworkPolicy
 metadata: {name: ledger, namespace: secure}
 spec: {stagedAction: Delete}
+---
+apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata: {name: batch, namespace: internal}
+spec:
+  podSelector: {matchLabels: {app: batch}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: api}}}]
+    ports: [{port: http}]
 )";
 
 // Staged policies are linted, never enforced, and previewed by explain/matrix --staged.
@@ -211,7 +224,7 @@ TEST(Cli, StagedPoliciesPreviewedNeverEnforced) {
   RunResult e = run(
       zw("explain " + in + " --from internal/api-1 --to secure/ledger --port 5432/TCP --staged"));
   ASSERT_EQ(e.exit_code, 0) << e.out;
-  EXPECT_NE(e.out.find("verdict: ALLOWED\nif the 2 staged policies were promoted:"),
+  EXPECT_NE(e.out.find("verdict: ALLOWED\nif the 3 staged policies were promoted:"),
             std::string::npos)
       << e.out;
   EXPECT_NE(e.out.find("security.secure-zone-isolation ingress rule 1 (Deny) at " + staged + ":14"),
@@ -223,28 +236,26 @@ TEST(Cli, StagedPoliciesPreviewedNeverEnforced) {
   RunResult plain =
       run(zw("explain " + in + " --from internal/api-1 --to secure/ledger --port 5432/TCP"));
   EXPECT_EQ(plain.out.find("staged"), std::string::npos) << plain.out;
-  // matrix --staged: the closed cells, in JSON and text.
-  RunResult m = run(zw("matrix " + in + " --port 5432 --format json --staged"));
-  ASSERT_EQ(m.exit_code, 0) << m.out;
-  auto doc = nlohmann::json::parse(m.out);
-  size_t closed = 0;
-  size_t opened = 0;
-  for (const auto& row : doc["results"]) {
-    closed += row["allowed"] == true && row["staged"] == false;
-    opened += row["allowed"] == false && row["staged"] == true;
-    if (row["from"] == "internal/api-1" && row["to"] == "secure/ledger") {
-      EXPECT_EQ(row["allowed"], true);
-      EXPECT_EQ(row["staged"], false);
+  // matrix --staged: the cells promotion would open and close, in JSON and text.
+  auto cells = [&](const std::string& port) {
+    RunResult m = run(zw("matrix " + in + " --port " + port + " --format json --staged"));
+    EXPECT_EQ(m.exit_code, 0) << m.out;
+    std::map<std::string, std::pair<bool, bool>> out;  // "from -> to" → (now, staged)
+    const auto doc = nlohmann::json::parse(m.out);
+    for (const auto& row : doc["results"]) {
+      out[row["from"].get<std::string>() + " -> " + row["to"].get<std::string>()] = {
+          row["allowed"], row["staged"]};
     }
-    // Deleting the ledger's own policy lets the secure zone's other pods in.
-    if (row["from"] == "secure/vault" && row["to"] == "secure/ledger") {
-      EXPECT_EQ(row["allowed"], false);
-      EXPECT_EQ(row["staged"], true);
-    }
-  }
-  EXPECT_GE(closed, 1u);
-  EXPECT_GE(opened, 1u);
-  RunResult text = run(zw("matrix " + in + " --port 5432 --staged"));
+    return out;
+  };
+  auto ledger = cells("5432");
+  EXPECT_EQ(ledger["internal/api-1 -> secure/ledger"], std::pair(true, false));
+  // Without the ledger's own policy the baseline decides: still closed to its zone.
+  EXPECT_EQ(ledger["secure/vault -> secure/ledger"], std::pair(false, false));
+  auto batch = cells("8081");
+  EXPECT_EQ(batch["internal/api-1 -> internal/batch"], std::pair(false, true));
+  EXPECT_EQ(batch["monitoring/prometheus -> internal/batch"], std::pair(true, false));
+  RunResult text = run(zw("matrix " + in + " --port 8081 --staged"));
   const size_t body = text.out.find('\n');
   EXPECT_NE(text.out.find("'+' opened, '-' closed"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("  -", body), std::string::npos) << text.out;
