@@ -1,9 +1,8 @@
 // The `zonewall` CLI contract: exit codes, formats, golden outputs. Runs the real binary.
 #include <gtest/gtest.h>
 
-#include <map>
-
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -243,8 +242,8 @@ TEST(Cli, StagedPoliciesPreviewedNeverEnforced) {
     std::map<std::string, std::pair<bool, bool>> out;  // "from -> to" → (now, staged)
     const auto doc = nlohmann::json::parse(m.out);
     for (const auto& row : doc["results"]) {
-      out[row["from"].get<std::string>() + " -> " + row["to"].get<std::string>()] = {
-          row["allowed"], row["staged"]};
+      out[row["from"].get<std::string>() + " -> " + row["to"].get<std::string>()] = {row["allowed"],
+                                                                                     row["staged"]};
     }
     return out;
   };
