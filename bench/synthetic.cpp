@@ -62,7 +62,62 @@ class Builder {
     // A security tier in front of the default tier, as platform teams run it.
     st.tiers.push_back(Tier{"security", 100.0, Action::kPass, {}});
     for (size_t m = 0; m < spec_.policies; ++m) addPolicy(st, m);
+    for (size_t a = 0; a < spec_.admin_policies; ++a) {
+      st.admin_policies.push_back(adminPolicy(a, 0));
+    }
+    if (spec_.baseline) st.admin_policies.push_back(baselinePolicy());
     return st;
+  }
+
+  // A platform team's: a team's namespaces, or an application of a zone, as subject;
+  // monitoring passed on to the teams' own policies, the public zone denied the privileged
+  // ports, frontends allowed on http (a named port), and egress to an outside range denied.
+  AdminPolicy adminPolicy(size_t i, int salt) const {
+    AdminPolicy p;
+    p.kind = AdminKind::kAdmin;
+    p.name = fmt::format("admin-{}", i);
+    p.priority = static_cast<int>((i * 10 + static_cast<size_t>(salt)) % 1001);
+    auto pods = [](const std::string& ns_sel, const std::string& pod_sel) {
+      AdminPeer peer;
+      peer.namespaces = sel(ns_sel);
+      peer.pods = sel(pod_sel);
+      return peer;
+    };
+    p.subject = i % 2 == 0 ? pods(fmt::format("team == 'team-{}'", i % kTeams), "all()")
+                           : pods(fmt::format("zone == '{}'", kZones[i % 3]),
+                                  fmt::format("app == 'app-{}'",
+                                              (i + static_cast<size_t>(salt)) % kAppsPerNamespace));
+    AdminRule pass{"monitoring", Action::kPass, {pods("team == 'team-0'", "all()")}, {}, {}};
+    AdminRule deny{"public-privileged",
+                   Action::kDeny,
+                   {pods("zone == 'public'", "all()")},
+                   {AdminPort{kTcp, 1, 1024, "", {}}},
+                   {}};
+    AdminRule allow{"frontends",
+                    Action::kAllow,
+                    {pods("all()", "role == 'frontend'")},
+                    {AdminPort{kTcp, 0, 0, "http", {}}},
+                    {}};
+    p.ingress_rules = {pass, deny, allow};
+    AdminPeer outside;
+    outside.kind = AdminPeer::Kind::kNetworks;
+    outside.networks = {parseCidr(fmt::format("192.168.{}.0/24", i % 256))->cidr};
+    p.egress_rules = {AdminRule{"no-outside", Action::kDeny, {outside}, {}, {}}};
+    return p;
+  }
+
+  static AdminPolicy baselinePolicy() {
+    AdminPolicy p;
+    p.kind = AdminKind::kBaseline;
+    p.name = "default";
+    p.baseline = true;
+    AdminPeer every;
+    p.subject = every;
+    AdminPeer monitoring;
+    monitoring.namespaces = sel("team == 'team-0'");
+    p.ingress_rules = {AdminRule{"monitoring", Action::kAllow, {monitoring}, {}, {}},
+                       AdminRule{"default-deny", Action::kDeny, {every}, {}, {}}};
+    return p;
   }
 
   static std::string nsName(size_t n) { return fmt::format("ns-{}", n); }
@@ -177,6 +232,10 @@ std::string k8sSelectorYaml(const Selector& s) {
 }  // namespace
 
 Store syntheticCluster(const SyntheticSpec& spec) { return Builder(spec).build(); }
+
+AdminPolicy syntheticAdminPolicy(const SyntheticSpec& spec, size_t i, int salt) {
+  return Builder(spec).adminPolicy(i, salt);
+}
 
 std::string syntheticPolicyYaml(const SyntheticSpec& spec) {
   SyntheticSpec s = spec;

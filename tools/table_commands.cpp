@@ -33,6 +33,7 @@ json tableJson(const compiler::NodeTable& t) {
       j["rule"] = a.rule_index;
       j["action"] = policy::actionName(a.action);
     }
+    if (!a.rule_name.empty()) j["rule_name"] = a.rule_name;
     if (a.loc.known()) j["location"] = a.loc.str();
     attributions.push_back(j);
   }

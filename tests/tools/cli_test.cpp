@@ -165,6 +165,36 @@ TEST(Cli, Explain) {
       2);
 }
 
+// explain names the cluster-admin policy that decided: kind, name, tier, priority, the rule's
+// index and name, its file:line — and the baseline's.
+TEST(Cli, ExplainNamesTheAdminPolicyThatDecided) {
+  std::string cd = "cd " + sourceDir() + " && ";
+  RunResult vault =
+      run(cd + zw("explain examples/bank --from internal/api-1 --to secure/vault --port 8200/TCP"));
+  ASSERT_EQ(vault.exit_code, 0) << vault.out;
+  EXPECT_NE(vault.out.find("ingress  secure/vault (10.244.1.30) (node 'node-b'): DENY by "
+                           "AdminNetworkPolicy secure-ingress (tier kube-admin, priority 10) "
+                           "ingress rule 3 'nobody-else' (Deny) at "
+                           "examples/bank/admin/cluster-admin.yaml:45:5"),
+            std::string::npos)
+      << vault.out;
+  EXPECT_NE(vault.out.find("verdict: DENIED"), std::string::npos) << vault.out;
+  RunResult ledger =
+      run(cd + zw("explain examples/bank --from secure/ledger --to secure/vault --port 8200/TCP"));
+  EXPECT_NE(ledger.out.find("ALLOW by AdminNetworkPolicy secure-ingress (tier kube-admin, "
+                            "priority 10) ingress rule 1 'ledger-to-vault' (Allow) at "
+                            "examples/bank/admin/cluster-admin.yaml:30:5"),
+            std::string::npos)
+      << ledger.out;
+  RunResult batch = run(
+      cd + zw("explain examples/bank --from internal/api-1 --to internal/batch --port 8081/TCP"));
+  EXPECT_NE(batch.out.find("DENY by BaselineAdminNetworkPolicy default (tier kube-baseline) "
+                           "ingress rule 1 'default-deny' (Deny) at "
+                           "examples/bank/admin/cluster-admin.yaml:65:5"),
+            std::string::npos)
+      << batch.out;
+}
+
 // The security team stages a stricter secure-zone isolation (api may no longer pass) and the
 // deletion of the ledger's own policy (the cluster baseline keeps the ledger closed then); the
 // internal team stages a policy that lets the API call batch jobs (and so isolates batch from
