@@ -57,6 +57,10 @@ struct LocalState {
   std::unordered_map<std::uint32_t, std::vector<Segment>> segs;  // by remote class index
   std::unordered_map<std::vector<std::uint32_t>, std::vector<Segment>, VecHash> cache;
   std::unordered_map<std::uint32_t, std::vector<std::uint32_t>> rules_of_pred;
+  // `segs` as table rows, by remote class id (local_class unset, outcome internal): what emit()
+  // copies; rebuilt only when `segs` changed (remote class ids never change).
+  std::vector<Entry> rows;
+  bool rows_stale = true;
   bool painted = false;
   bool reused = false;  // moved into the next generation of states
 };
@@ -146,6 +150,7 @@ class NodeCompiler::State {
     std::string node = std::move(table_.node);
     table_ = NodeTable{};
     table_.node = std::move(node);
+    attr_handles_.clear();
     locals_.clear();
     locals_by_ns_.clear();
     applies_.clear();
@@ -330,7 +335,9 @@ class NodeCompiler::State {
   void dropDeadClasses() {
     for (std::uint32_t c : remote_.dropDead()) {
       for (auto& dir : locals_state_) {
-        for (LocalState& st : dir) st.segs.erase(c);
+        for (LocalState& st : dir) {
+          if (st.segs.erase(c) != 0) st.rows_stale = true;
+        }
       }
     }
   }
@@ -348,15 +355,19 @@ class NodeCompiler::State {
 
   void paintPair(LocalState& st, std::uint32_t c) {
     const RemoteGroup& rc = remote_[c];
-    st.segs.erase(c);
-    if (rc.family != st.family) return;
+    // Only a painting that differs makes the state's rows stale (a class repainted the same,
+    // as most are after a pod moves between classes, costs emit() nothing).
+    auto forget = [&] {
+      if (st.segs.erase(c) != 0) st.rows_stale = true;
+    };
+    if (rc.family != st.family) return forget();
     std::vector<std::uint32_t> positions;
     for (std::uint32_t p : rc.preds) {
       if (auto it = st.rules_of_pred.find(p); it != st.rules_of_pred.end()) {
         positions.insert(positions.end(), it->second.begin(), it->second.end());
       }
     }
-    if (positions.empty()) return;  // no rule names this class: the default applies
+    if (positions.empty()) return forget();  // no rule names this class: the default applies
     std::sort(positions.begin(), positions.end());
     auto it = st.cache.find(positions);
     if (it == st.cache.end()) {
@@ -365,7 +376,13 @@ class NodeCompiler::State {
                         paint(st.prog, st.prog.psegs, positions, st.default_outcome, outcomes_))
                .first;
     }
-    if (!it->second.empty()) st.segs[c] = it->second;
+    if (it->second.empty()) return forget();
+    auto [at, fresh] = st.segs.try_emplace(c, it->second);
+    if (!fresh) {
+      if (at->second == it->second) return;
+      at->second = it->second;
+    }
+    st.rows_stale = true;
   }
 
   void paintDirty() {
@@ -388,9 +405,31 @@ class NodeCompiler::State {
 
   // ---- the table ----
 
+  void refreshRows(LocalState& st) {
+    std::vector<std::pair<RemoteClassId, const std::vector<Segment>*>> pairs;
+    pairs.reserve(st.segs.size());
+    for (const auto& [c, segs] : st.segs) pairs.push_back({remote_[c].id, &segs});
+    std::sort(pairs.begin(), pairs.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    st.rows.clear();
+    for (const auto& [rid, segs] : pairs) {
+      for (const Segment& s : *segs) {
+        st.rows.push_back({0, rid, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, s.outcome});
+      }
+    }
+    st.rows_stale = false;
+  }
+
   void emit() {
     std::unordered_map<AttributionHandle, std::uint32_t> attr_ids;
     std::vector<std::uint32_t> outcome_ids(outcomes_.size(), ~0U);
+    // The last table's attributions, to move rather than copy (a handle's attribution never
+    // changes: a changed policy is lowered under a new uid).
+    std::unordered_map<AttributionHandle, Attribution> previous;
+    for (size_t k = 0; k < attr_handles_.size(); ++k) {
+      previous.emplace(attr_handles_[k], std::move(table_.attributions[k]));
+    }
+    attr_handles_.clear();
     table_.attributions.clear();
     table_.outcomes.clear();
     // Outcomes and attributions in first-use order of the (sorted) table: deterministic.
@@ -403,8 +442,13 @@ class NodeCompiler::State {
           auto [ai, afresh] =
               attr_ids.emplace(h, static_cast<std::uint32_t>(table_.attributions.size()));
           if (afresh) {
-            const Attribution* a = findAttribution(h);
-            table_.attributions.push_back(a ? *a : Attribution{});
+            attr_handles_.push_back(h);
+            if (auto was = previous.find(h); was != previous.end()) {
+              table_.attributions.push_back(std::move(was->second));
+            } else {
+              const Attribution* a = findAttribution(h);
+              table_.attributions.push_back(a ? *a : Attribution{});
+            }
           }
           return ai->second;
         };
@@ -431,18 +475,13 @@ class NodeCompiler::State {
       dt.classes.clear();
       dt.entries.clear();
       std::uint32_t next_id = 1;
-      for (const LocalState& st : locals_state_[di]) {
+      for (LocalState& st : locals_state_[di]) {
         LocalClass lc{next_id++, st.family, outcomeId(st.default_outcome), st.addrs};
         std::sort(lc.addrs.begin(), lc.addrs.end());
-        std::vector<std::pair<RemoteClassId, const std::vector<Segment>*>> pairs;
-        for (const auto& [c, segs] : st.segs) pairs.push_back({remote_[c].id, &segs});
-        std::sort(pairs.begin(), pairs.end(),
-                  [](const auto& a, const auto& b) { return a.first < b.first; });
-        for (const auto& [rid, segs] : pairs) {
-          for (const Segment& s : *segs) {
-            dt.entries.push_back(
-                {lc.id, rid, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, outcomeId(s.outcome)});
-          }
+        if (st.rows_stale) refreshRows(st);
+        for (const Entry& e : st.rows) {
+          dt.entries.push_back({lc.id, e.remote_class, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi,
+                                outcomeId(e.outcome)});
         }
         dt.classes.push_back(std::move(lc));
       }
@@ -453,7 +492,8 @@ class NodeCompiler::State {
   Program prog_;
   std::unordered_map<std::uint32_t, const LoweredPolicy*> by_uid_;
   NodeTable table_;
-  std::vector<size_t> locals_;  // indices into inv_.addrs()
+  std::vector<AttributionHandle> attr_handles_;  // of table_.attributions, by index
+  std::vector<size_t> locals_;                   // indices into inv_.addrs()
   std::unordered_map<std::uint32_t, std::vector<size_t>>
       applies_;  // by policy uid: locals it selects
   std::unordered_map<std::string, std::vector<size_t>> locals_by_ns_;

@@ -20,6 +20,7 @@ void RemoteClassifier::clear() {
   used_ids_.clear();
   dirty_.clear();
   dead_.clear();
+  listed_.clear();
   pod_class_.clear();
   cuts_.clear();
   iv_class_.clear();
@@ -266,22 +267,30 @@ std::expected<void, Error> RemoteClassifier::refine() {
 }
 
 void RemoteClassifier::emit() const {
-  table_.remote_classes.clear();
-  for (const RemoteGroup& rc : classes_) {
-    if (!rc.alive() || rc.id == kNoRemoteClass) {
-      continue;
-    }
-    RemoteClass out{rc.id, rc.family, {}};
-    for (std::uint32_t p : rc.preds) {
-      out.predicates.push_back(preds_[p]->key);
-    }
-    std::sort(out.predicates.begin(), out.predicates.end());
-    table_.remote_classes.push_back(std::move(out));
+  // The classes the table lists, in its order. Most changes (a pod relabelled within its
+  // classes, a policy that splits none) leave them as they were: then the list and its
+  // predicate texts stay, not rebuilt string by string.
+  std::vector<std::uint32_t> listed;
+  for (std::uint32_t c = 0; c < classes_.size(); ++c) {
+    if (classes_[c].alive() && classes_[c].id != kNoRemoteClass) listed.push_back(c);
   }
-  std::sort(table_.remote_classes.begin(), table_.remote_classes.end(),
-            [](const RemoteClass& a, const RemoteClass& b) {
-              return std::tie(a.family, a.id) < std::tie(b.family, b.id);
-            });
+  std::sort(listed.begin(), listed.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return std::tie(classes_[a].family, classes_[a].id) <
+           std::tie(classes_[b].family, classes_[b].id);
+  });
+  if (listed != listed_ || table_.remote_classes.size() != listed.size()) {
+    table_.remote_classes.clear();
+    for (std::uint32_t c : listed) {
+      const RemoteGroup& rc = classes_[c];
+      RemoteClass out{rc.id, rc.family, {}};
+      for (std::uint32_t p : rc.preds) {
+        out.predicates.push_back(preds_[p]->key);
+      }
+      std::sort(out.predicates.begin(), out.predicates.end());
+      table_.remote_classes.push_back(std::move(out));
+    }
+    listed_ = std::move(listed);
+  }
   table_.remote_ranges.clear();
   for (size_t k = 0; k < cuts_.size(); ++k) {
     RemoteClassId id = classes_[iv_class_[k]].id;

@@ -95,6 +95,9 @@ class RemoteClassifier {
   std::vector<std::uint32_t> pod_class_;  ///< by address index
   std::vector<U128> cuts_;                ///< where the intervals start, ascending
   std::vector<std::uint32_t> iv_class_;   ///< by interval
+  /// The classes table_.remote_classes lists, as emit() last wrote them (a class's index
+  /// keeps its predicates: they are its identity).
+  mutable std::vector<std::uint32_t> listed_;
 };
 
 }  // namespace zonewall::compiler
