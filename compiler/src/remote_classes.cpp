@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string_view>
+#include <unordered_map>
 
 #include "zonewall/base/hash.h"
 
@@ -278,9 +279,20 @@ void RemoteClassifier::emit() const {
     return std::tie(classes_[a].family, classes_[a].id) <
            std::tie(classes_[b].family, classes_[b].id);
   });
-  if (listed != listed_ || table_.remote_classes.size() != listed.size()) {
+  if (listed != listed_ || table_.remote_classes.size() != listed_.size()) {
+    // Classes listed before move over; only new ones have their predicate texts written.
+    std::unordered_map<std::uint32_t, RemoteClass> before;
+    if (table_.remote_classes.size() == listed_.size()) {
+      for (size_t k = 0; k < listed_.size(); ++k) {
+        before.emplace(listed_[k], std::move(table_.remote_classes[k]));
+      }
+    }
     table_.remote_classes.clear();
     for (std::uint32_t c : listed) {
+      if (auto it = before.find(c); it != before.end()) {
+        table_.remote_classes.push_back(std::move(it->second));
+        continue;
+      }
       const RemoteGroup& rc = classes_[c];
       RemoteClass out{rc.id, rc.family, {}};
       for (std::uint32_t p : rc.preds) {
