@@ -199,10 +199,7 @@ std::expected<void, Error> ClusterCompiler::rebuild(ClusterState::Snapshot& s) {
                             compiler::ProgramBuilder::keyOf(p));
   }
   for (const auto& p : b->store.admin_policies) {
-    const Kind k = p.kind == policy::AdminKind::kAdmin      ? Kind::kAdminPolicy
-                   : p.kind == policy::AdminKind::kBaseline ? Kind::kBaselineAdminPolicy
-                                                            : Kind::kClusterPolicy;
-    b->builder_keys.emplace(ObjectKey{k, p.name}, compiler::ProgramBuilder::keyOf(p));
+    b->builder_keys.emplace(ObjectKey{kindOf(p), p.name}, compiler::ProgramBuilder::keyOf(p));
   }
   for (const auto& p : b->store.calico_policies) {
     b->builder_keys.emplace(

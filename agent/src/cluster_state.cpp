@@ -39,6 +39,18 @@ const char* kindName(Kind k) {
   return "?";
 }
 
+Kind kindOf(const policy::AdminPolicy& p) {
+  switch (p.kind) {
+    case policy::AdminKind::kAdmin:
+      return Kind::kAdminPolicy;
+    case policy::AdminKind::kBaseline:
+      return Kind::kBaselineAdminPolicy;
+    case policy::AdminKind::kCluster:
+      return Kind::kClusterPolicy;
+  }
+  return Kind::kClusterPolicy;
+}
+
 void ClusterState::changed(std::unique_lock<std::mutex>& lock, const ObjectKey* key) {
   if (key != nullptr) {
     dirty_.insert(*key);

@@ -172,10 +172,7 @@ std::map<ObjectKey, Object> objectsOf(policy::Store&& store) {
   }
   for (auto& n : store.nodes) put(Kind::kNode, n.name, &policy::Store::nodes, n);
   for (auto& p : store.admin_policies) {
-    const Kind k = p.kind == policy::AdminKind::kAdmin      ? Kind::kAdminPolicy
-                   : p.kind == policy::AdminKind::kBaseline ? Kind::kBaselineAdminPolicy
-                                                            : Kind::kClusterPolicy;
-    put(k, p.name, &policy::Store::admin_policies, p);
+    put(kindOf(p), p.name, &policy::Store::admin_policies, p);
   }
   for (auto& s : store.network_sets) {
     put(s.global ? Kind::kGlobalNetworkSet : Kind::kNetworkSet,

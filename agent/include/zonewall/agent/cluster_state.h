@@ -41,6 +41,8 @@ enum class Kind : std::uint8_t {
   kGlobalNetworkSet,
 };
 const char* kindName(Kind k);
+/// The kind a cluster-admin policy is listed as.
+Kind kindOf(const policy::AdminPolicy& p);
 
 /// One object, as the policy loader read it: `store` holds exactly that object.
 struct Object {
