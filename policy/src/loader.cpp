@@ -122,5 +122,6 @@ void mergeStore(Store& into, Store&& from) {
   move(into.tiers, from.tiers);
   move(into.admin_policies, from.admin_policies);
   move(into.nodes, from.nodes);
+  move(into.staged, from.staged);
 }
 }  // namespace zonewall::policy

@@ -339,6 +339,34 @@ status:
   EXPECT_EQ(formatAddr(s.nodes[0].addrs[1]), "2001:db8::10");
 }
 
+// mergeStore (the CLI loads large inputs in parallel, one store per worker) keeps every kind:
+// a staged policy, a cluster-admin policy or a Node of a second store is not lost.
+TEST(Loader, MergeStoreKeepsEveryKind) {
+  Diagnostics d;
+  Store a = load("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n", d);
+  Store b = load(R"(apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata: {name: p, namespace: x}
+spec: {stagedAction: Delete}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec: {subject: {namespaces: {}}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+)",
+                 d);
+  ASSERT_FALSE(d.hasErrors()) << errors(d);
+  mergeStore(a, std::move(b));
+  EXPECT_EQ(a.namespaces.size(), 1u);
+  EXPECT_EQ(a.staged.size(), 1u);
+  EXPECT_EQ(a.admin_policies.size(), 1u);
+  EXPECT_EQ(a.nodes.size(), 1u);
+}
+
 // A policy with an error is dropped whole: it never reaches the compiler half-read.
 TEST(Loader, DropsInvalidPolicies) {
   Diagnostics d;
