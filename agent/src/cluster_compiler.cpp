@@ -192,7 +192,7 @@ std::expected<void, Error> ClusterCompiler::rebuild(ClusterState::Snapshot& s) {
   for (std::uint32_t i = 0; i < b->store.pods.size(); ++i) {
     b->pod_index.emplace(b->store.pods[i].key(), i);
   }
-  b->tiers.insert({policy::kDefaultTier, policy::kKubeAdminTier, policy::kKubeBaselineTier});
+  b->tiers.insert(std::begin(policy::kBuiltinTiers), std::end(policy::kBuiltinTiers));
   for (const auto& t : b->store.tiers) b->tiers.insert(t.name);
   for (const auto& p : b->store.k8s_policies) {
     b->builder_keys.emplace(ObjectKey{Kind::kNetworkPolicy, p.key()},

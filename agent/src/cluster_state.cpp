@@ -212,8 +212,7 @@ void ClusterState::assemble(Snapshot& s) const {
   }
   std::unordered_map<std::string, bool> seen_local;
 
-  std::set<std::string> tiers{policy::kDefaultTier, policy::kKubeAdminTier,
-                              policy::kKubeBaselineTier};
+  std::set<std::string> tiers(std::begin(policy::kBuiltinTiers), std::end(policy::kBuiltinTiers));
   for (const auto& [key, obj] : objects_) {
     if (key.first == Kind::kTier) {
       for (const auto& t : obj.store.tiers) tiers.insert(t.name);

@@ -37,10 +37,8 @@ const json* field(const json& obj, const char* name) {
   return nullptr;
 }
 
-int bits(Family f) { return f == Family::kV4 ? 32 : 128; }
-
 // The span of a /len of family f, as an offset in the 128-bit space.
-U128 spanOf(Family f, int len) { return static_cast<U128>(1) << (bits(f) - len); }
+U128 spanOf(Family f, int len) { return static_cast<U128>(1) << (familyBits(f) - len); }
 
 Addr plus(Addr a, U128 d) { return Addr{a.v + d}; }
 

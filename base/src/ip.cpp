@@ -68,12 +68,12 @@ bool Cidr::contains(Addr a) const {
   if (a.family() != family) {
     return false;
   }
-  int host_bits = (family == Family::kV4 ? 32 : 128) - prefix;
+  int host_bits = familyBits(family) - prefix;
   return (a.v & ~hostMask(host_bits)) == base.v;
 }
 
 std::vector<Range> Cidr::ranges() const {
-  int host_bits = (family == Family::kV4 ? 32 : 128) - prefix;
+  int host_bits = familyBits(family) - prefix;
   Range r{base.v, base.v | hostMask(host_bits)};
   if (family == Family::kV4) {
     return {r};
@@ -102,7 +102,7 @@ std::optional<CidrParse> parseCidr(std::string_view text, bool allow_bare) {
     return std::nullopt;
   }
   Family fam = addr->family();
-  int max_prefix = fam == Family::kV4 ? 32 : 128;
+  int max_prefix = familyBits(fam);
   int prefix = max_prefix;
   if (slash == std::string_view::npos) {
     if (!allow_bare) {

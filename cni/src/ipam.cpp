@@ -32,8 +32,6 @@ std::string cursorName(Family f) {
   return fmt::format("{}{}", kCursorPrefix, f == Family::kV4 ? 4 : 6);
 }
 
-int familyBits(Family f) { return f == Family::kV4 ? 32 : 128; }
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))

@@ -88,8 +88,6 @@ std::optional<Addr> fromNlAddr(nl_addr* a) {
   return std::nullopt;
 }
 
-int bits(Addr a) { return a.family() == Family::kV4 ? 32 : 128; }
-
 // The link named `name`, or null when it does not exist.
 Expected<RtnlLinkPtr> getLink(nl_sock* sock, const std::string& name) {
   rtnl_link* link = nullptr;
@@ -183,7 +181,7 @@ Expected<void> addRoute(nl_sock* sock, int ifindex, Addr dst, int prefix, std::o
   rtnl_route_nh_set_ifindex(nh, ifindex);
   NlAddrPtr g;
   if (gw) {
-    g = nlAddr(*gw, bits(*gw));
+    g = nlAddr(*gw, familyBits(gw->family()));
     rtnl_route_nh_set_gateway(nh, g.get());
     rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
   }
@@ -237,7 +235,9 @@ Expected<void> configureHost(nl_sock* host, int ifindex, const VethSpec& spec) {
     if (auto ok = addAddress(host, ifindex, gatewayFor(Family::kV6), 64, h); !ok) return ok;
   }
   for (Addr a : spec.addresses) {
-    if (auto ok = addRoute(host, ifindex, a, bits(a), std::nullopt, /*replace=*/true, h); !ok)
+    if (auto ok =
+            addRoute(host, ifindex, a, familyBits(a.family()), std::nullopt, /*replace=*/true, h);
+        !ok)
       return ok;
   }
   return {};
@@ -247,7 +247,7 @@ Expected<void> configureHost(nl_sock* host, int ifindex, const VethSpec& spec) {
 // interface of a pod whose first one already owns the default route adds only its address.
 Expected<std::vector<Family>> configurePod(nl_sock* pod, int ifindex, const VethSpec& spec) {
   for (Addr a : spec.addresses) {
-    if (auto ok = addAddress(pod, ifindex, a, bits(a), spec.ifname); !ok)
+    if (auto ok = addAddress(pod, ifindex, a, familyBits(a.family()), spec.ifname); !ok)
       return std::unexpected(ok.error());
   }
   if (auto ok = setLinkUp(pod, ifindex, nullptr); !ok) return std::unexpected(ok.error());
@@ -474,7 +474,7 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
       nl_addr* d = rtnl_route_get_dst(r);
       auto have = fromNlAddr(d);
       if (rtnl_route_get_table(r) != RT_TABLE_MAIN || !have || *have != want ||
-          static_cast<int>(nl_addr_get_prefixlen(d)) != bits(want)) {
+          static_cast<int>(nl_addr_get_prefixlen(d)) != familyBits(want.family())) {
         return;
       }
       for (int i = 0; i < rtnl_route_get_nnexthops(r); ++i) {
@@ -483,7 +483,8 @@ Expected<void> checkVeth(const Netns& pod_ns, const VethSpec& spec, const Result
     });
     if (!found) {
       return checkFailed(fmt::format("route {}/{} dev {} is missing from the host",
-                                     zonewall::formatAddr(want), bits(want), spec.host_veth));
+                                     zonewall::formatAddr(want), familyBits(want.family()),
+                                     spec.host_veth));
     }
   }
   return {};

@@ -106,25 +106,13 @@ class ProgramBuilder::Impl {
 
   std::uint32_t nextUid() { return next_uid_++; }
 
-  LoweredPolicyPtr lowerK8s(const K8sPolicy& p) {
+  /// One policy of any kind, under a uid of its own.
+  template <class P>
+  LoweredPolicyPtr lowerOne(const P& p) {
     auto pol = std::make_shared<LoweredPolicy>();
     pol->uid = nextUid();
     pol->key = ProgramBuilder::keyOf(p);
-    addK8s(*pol, p);
-    return pol;
-  }
-  LoweredPolicyPtr lowerAdmin(const AdminPolicy& p) {
-    auto pol = std::make_shared<LoweredPolicy>();
-    pol->uid = nextUid();
-    pol->key = ProgramBuilder::keyOf(p);
-    addAdmin(*pol, p);
-    return pol;
-  }
-  LoweredPolicyPtr lowerCalico(const CalicoPolicy& p) {
-    auto pol = std::make_shared<LoweredPolicy>();
-    pol->uid = nextUid();
-    pol->key = ProgramBuilder::keyOf(p);
-    addCalico(*pol, p);
+    add(*pol, p);
     return pol;
   }
 
@@ -159,7 +147,7 @@ class ProgramBuilder::Impl {
     return exprEndpoints(p.pod_selector.value_or(Selector::all()), peerScope(p, ns), false);
   }
 
-  void addK8s(LoweredPolicy& pol, const K8sPolicy& p) {
+  void add(LoweredPolicy& pol, const K8sPolicy& p) {
     pol.display = "NetworkPolicy " + p.key();
     PolicyOrder where = policyOrder(p);
     pol.order = where.order;
@@ -240,8 +228,7 @@ class ProgramBuilder::Impl {
         std::vector<Cidr> addrs;
         for (const Node& n : nodes_) {
           if (!p.nodes.matches(n.labels)) continue;
-          for (Addr a : n.addrs)
-            addrs.push_back(Cidr{a, a.family() == Family::kV4 ? 32 : 128, a.family()});
+          for (Addr a : n.addrs) addrs.push_back(hostCidr(a));
         }
         return addrs.empty() ? exprOr({}) : exprCidrs(addrs);
       }
@@ -249,7 +236,7 @@ class ProgramBuilder::Impl {
     return exprOr({});
   }
 
-  void addAdmin(LoweredPolicy& pol, const AdminPolicy& p) {
+  void add(LoweredPolicy& pol, const AdminPolicy& p) {
     pol.display = p.priority
                       ? fmt::format("{} (tier {}, priority {})", p.display(), p.tier(), *p.priority)
                       : fmt::format("{} (tier {})", p.display(), p.tier());
@@ -321,7 +308,7 @@ class ProgramBuilder::Impl {
     return exprAnd(parts);
   }
 
-  void addCalico(LoweredPolicy& pol, const CalicoPolicy& p) {
+  void add(LoweredPolicy& pol, const CalicoPolicy& p) {
     pol.display = (p.global ? "GlobalNetworkPolicy " : "Calico NetworkPolicy ") + p.key();
     pol.tier = p.tier;
     pol.loc = p.loc;
@@ -544,15 +531,15 @@ ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl
     program_.passed_all[static_cast<int>(d)] = a;
   }
   // Everything at once: place unsorted, sort each tier once.
-  for (const K8sPolicy& p : store.k8s_policies) place(impl_->lowerK8s(p), false);
-  for (const CalicoPolicy& p : store.calico_policies) place(impl_->lowerCalico(p), false);
-  for (const AdminPolicy& p : store.admin_policies) place(impl_->lowerAdmin(p), false);
+  for (const K8sPolicy& p : store.k8s_policies) place(impl_->lowerOne(p), false);
+  for (const CalicoPolicy& p : store.calico_policies) place(impl_->lowerOne(p), false);
+  for (const AdminPolicy& p : store.admin_policies) place(impl_->lowerOne(p), false);
   for (auto& list : program_.policies) std::sort(list.begin(), list.end(), policyBefore);
 }
 
-void ProgramBuilder::upsert(const K8sPolicy& p) { place(impl_->lowerK8s(p), true); }
-void ProgramBuilder::upsert(const CalicoPolicy& p) { place(impl_->lowerCalico(p), true); }
-void ProgramBuilder::upsert(const AdminPolicy& p) { place(impl_->lowerAdmin(p), true); }
+void ProgramBuilder::upsert(const K8sPolicy& p) { place(impl_->lowerOne(p), true); }
+void ProgramBuilder::upsert(const CalicoPolicy& p) { place(impl_->lowerOne(p), true); }
+void ProgramBuilder::upsert(const AdminPolicy& p) { place(impl_->lowerOne(p), true); }
 
 bool ProgramBuilder::erase(const std::string& key) {
   auto it = by_key_.find(key);

@@ -345,6 +345,22 @@ class AdminReader {
     return std::nullopt;
   }
 
+  // A list the CRD bounds: at least one item (MinItems=1), at most `limit` (MaxItems; reported,
+  // and the items read all the same so that their own errors show too). False: nothing to read.
+  bool nonEmptyList(const YAML::Node& n, const char* key, size_t limit, const char* items,
+                    const char* empty_id) {
+    if (n.IsNull() || (n.IsSequence() && n.size() == 0)) {
+      r_.error(n, fmt::format("'{}' needs at least one entry", key), empty_id);
+      return false;
+    }
+    if (!r_.isSeq(n, key)) return false;
+    if (n.size() > limit) {
+      r_.error(n, fmt::format("'{}' has {} {}; the API allows {}", key, n.size(), items, limit),
+               "out-of-range");
+    }
+    return true;
+  }
+
   std::vector<AdminRule> readRules(const YAML::Node& rules, bool ingress, const std::string& what) {
     std::vector<AdminRule> out;
     if (!rules || !r_.isSeq(rules, what)) return out;
@@ -375,35 +391,19 @@ class AdminReader {
       }
       if (auto a = readAction(rule)) ar.action = *a;
       YAML::Node peers = rule[peers_key];
-      if (!peers || (peers.IsSequence() && peers.size() == 0) || peers.IsNull()) {
-        r_.error(peers ? peers : rule,
-                 fmt::format("rule needs '{}' with at least one peer", peers_key), "missing-field");
-      } else if (r_.isSeq(peers, peers_key)) {
-        if (peers.size() > limits_.peers) {
-          r_.error(peers,
-                   fmt::format("'{}' has {} peers; the API allows {}", peers_key, peers.size(),
-                               limits_.peers),
-                   "out-of-range");
-        }
+      if (!peers) {
+        r_.error(rule, fmt::format("rule needs '{}' with at least one peer", peers_key),
+                 "missing-field");
+      } else if (nonEmptyList(peers, peers_key, limits_.peers, "peers", "missing-field")) {
         for (const YAML::Node& p : peers) {
           if (auto peer = readPeer(p, ingress)) ar.peers.push_back(std::move(*peer));
         }
       }
-      if (YAML::Node ports = rule[ports_key]) {
-        if (ports.IsNull() || (ports.IsSequence() && ports.size() == 0)) {
-          r_.error(ports, fmt::format("'{}' needs at least one entry when present", ports_key),
-                   "invalid-port");
-        } else if (r_.isSeq(ports, ports_key)) {
-          if (ports.size() > limits_.ports) {
-            r_.error(ports,
-                     fmt::format("'{}' has {} entries; the API allows {}", ports_key, ports.size(),
-                                 limits_.ports),
-                     "out-of-range");
-          }
-          for (const YAML::Node& p : ports) {
-            auto port = v_ == Version::kV1Alpha2 ? readProtocolV1Alpha2(p) : readPortV1Alpha1(p);
-            if (port) ar.ports.push_back(std::move(*port));
-          }
+      if (YAML::Node ports = rule[ports_key];
+          ports && nonEmptyList(ports, ports_key, limits_.ports, "entries", "invalid-port")) {
+        for (const YAML::Node& p : ports) {
+          auto port = v_ == Version::kV1Alpha2 ? readProtocolV1Alpha2(p) : readPortV1Alpha1(p);
+          if (port) ar.ports.push_back(std::move(*port));
         }
       }
       // The CRDs' CEL rule: a named port resolves on a pod, never on nodes or networks.

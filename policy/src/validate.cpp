@@ -1,6 +1,8 @@
 // Checks across documents: duplicate names, policies in undefined tiers, pod IP clashes.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <iterator>
 #include <map>
 
 #include "zonewall/policy/loader.h"
@@ -43,8 +45,8 @@ void validateStore(const Store& store, Diagnostics& diags) {
   std::map<std::string, SourceLoc> node_seen;
   for (const auto& n : store.nodes) dup("Node", n.name, n.loc, node_seen);
   auto checkTier = [&](const CalicoPolicy& p, const SourceLoc& loc) {
-    const bool builtin =
-        p.tier == kDefaultTier || p.tier == kKubeAdminTier || p.tier == kKubeBaselineTier;
+    const bool builtin = std::find(std::begin(kBuiltinTiers), std::end(kBuiltinTiers), p.tier) !=
+                         std::end(kBuiltinTiers);
     if (!builtin && !tier_seen.contains(p.tier)) {
       diags.error(loc,
                   fmt::format("policy '{}' names tier '{}', which is not defined", p.key(), p.tier),

@@ -19,6 +19,8 @@ namespace zonewall {
 __extension__ using U128 = unsigned __int128;
 
 enum class Family : std::uint8_t { kV4 = 4, kV6 = 6 };
+/// Address width in bits: 32 or 128.
+inline constexpr int familyBits(Family f) { return f == Family::kV4 ? 32 : 128; }
 
 inline constexpr U128 kV4MappedBase = static_cast<U128>(0xffffULL) << 32;
 inline constexpr U128 kV4MappedLast = kV4MappedBase | 0xffffffffULL;
@@ -76,6 +78,8 @@ struct CidrParse {
   Cidr cidr;
   bool host_bits_set = false;  ///< "10.0.0.5/24": accepted, masked, worth a lint note
 };
+/// The one-address CIDR of `a` (/32 or /128).
+inline Cidr hostCidr(Addr a) { return Cidr{a, familyBits(a.family()), a.family()}; }
 /// Parses "10.0.0.0/8", "fd00::/64"; a bare address is a host route (/32, /128).
 std::optional<CidrParse> parseCidr(std::string_view text, bool allow_bare = false);
 

@@ -235,6 +235,8 @@ inline constexpr const char* kKubeAdminTier = "kube-admin";
 inline constexpr const char* kKubeBaselineTier = "kube-baseline";
 inline constexpr double kKubeAdminTierOrder = 1000.0;
 inline constexpr double kKubeBaselineTierOrder = 10000000.0;
+/// The tiers Calico creates itself: they exist without a Tier object.
+inline constexpr const char* kBuiltinTiers[] = {kDefaultTier, kKubeAdminTier, kKubeBaselineTier};
 
 enum class AdminKind : std::uint8_t {
   kAdmin,     ///< AdminNetworkPolicy (v1alpha1)
