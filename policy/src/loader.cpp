@@ -2,7 +2,9 @@
 // kind (kubernetes.cpp, calico.cpp, admin.cpp), yaml-cpp's exceptions turned into diagnostics here.
 #include "zonewall/policy/loader.h"
 
+#include <algorithm>
 #include <iterator>
+#include <optional>
 #include <string_view>
 
 #include "reader.h"
@@ -59,21 +61,49 @@ void readObject(Reader& r, const YAML::Node& doc, Store& store) {
   r.error(kind_n, fmt::format("unknown kind '{}' in apiVersion '{}'", kind, api), "unknown-kind");
 }
 
+// The first line of `text` that holds more than blanks, comments, directives and document
+// markers (0-based), if any.
+std::optional<int> firstContentLine(std::string_view text) {
+  int line = 0;
+  for (size_t pos = 0; pos < text.size(); ++line) {
+    size_t eol = std::min(text.find('\n', pos), text.size());
+    std::string_view l = text.substr(pos, eol - pos);
+    size_t first = l.find_first_not_of(" \t\r");
+    if (first != std::string_view::npos && l[first] != '#' && l[0] != '%' &&
+        !l.starts_with("---") && !l.starts_with("...")) {
+      return line;
+    }
+    pos = eol + 1;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 void loadSources(const std::vector<SourceText>& sources, Store& store, Diagnostics& diags) {
-  for (const SourceText& src : sources) {
-    Reader r(src.name, src.line_offset, diags);
-    std::vector<YAML::Node> docs;
-    try {
-      docs = YAML::LoadAll(src.text);
-    } catch (const YAML::Exception& e) {
-      SourceLoc loc{src.name, e.mark.line >= 0 ? src.line_offset + e.mark.line + 1 : 0,
-                    e.mark.column >= 0 ? e.mark.column + 1 : 0};
-      diags.error(loc, fmt::format("YAML syntax error: {}", e.msg), "yaml-syntax");
-      continue;
-    }
-    for (const YAML::Node& doc : docs) {
+  for (const SourceText& source : sources) {
+    // One document at a time: yaml-cpp 0.7's LoadAll never returns on some malformed streams
+    // (a lone ",": its parser reports a document without consuming the token, allocating
+    // forever; jbeder/yaml-cpp#1040, fixed upstream after 0.8).
+    for (const SourceText& src : splitDocuments(source)) {
+      Reader r(src.name, src.line_offset, diags);
+      YAML::Node doc;
+      try {
+        doc = YAML::Load(src.text);
+      } catch (const YAML::Exception& e) {
+        SourceLoc loc{src.name, e.mark.line >= 0 ? src.line_offset + e.mark.line + 1 : 0,
+                      e.mark.column >= 0 ? e.mark.column + 1 : 0};
+        diags.error(loc, fmt::format("YAML syntax error: {}", e.msg), "yaml-syntax");
+        continue;
+      }
+      if (doc.IsNull()) {
+        // An empty document, or one yaml-cpp read as nothing although it holds something.
+        if (auto line = firstContentLine(src.text)) {
+          diags.error({src.name, src.line_offset + *line + 1, 1},
+                      "a document must be a Kubernetes object (a mapping)", "invalid-object");
+        }
+        continue;
+      }
       try {
         readObject(r, doc, store);
       } catch (const YAML::Exception& e) {
@@ -94,15 +124,21 @@ std::vector<SourceText> splitDocuments(const SourceText& source) {
     size_t eol = t.find('\n', pos);
     size_t end = eol == std::string::npos ? t.size() : eol;
     std::string_view l(t.data() + pos, end - pos);
-    bool marker =
-        l.starts_with("---") && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
-    if (marker && pos > start) {
+    auto marker = [&](std::string_view m) {
+      return l.starts_with(m) && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    };
+    if (marker("---") && pos > start) {  // a document starts here
       out.push_back({source.name, t.substr(start, pos - start), source.line_offset + start_line});
       start = pos;
       start_line = line;
     }
     ++line;
     pos = eol == std::string::npos ? t.size() : eol + 1;
+    if (marker("...")) {  // a document ends with this line
+      out.push_back({source.name, t.substr(start, pos - start), source.line_offset + start_line});
+      start = pos;
+      start_line = line;
+    }
   }
   if (start < t.size() || out.empty()) {
     out.push_back({source.name, t.substr(start), source.line_offset + start_line});
