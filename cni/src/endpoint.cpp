@@ -58,7 +58,7 @@ Expected<EndpointRecord> endpointFromJson(const json& j) {
 Expected<void> writeEndpoint(const std::string& dir, const EndpointRecord& r) {
   if (auto ok = makeDirs(dir); !ok) return ok;
   return writeFileAtomic(dir, endpointFileName(r.network, r.container_id, r.ifname),
-                         endpointToJson(r).dump() + "\n");
+                         jsonText(endpointToJson(r)) + "\n");
 }
 
 Expected<void> removeEndpoint(const std::string& dir, std::string_view network,

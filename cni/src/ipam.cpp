@@ -44,7 +44,7 @@ std::string encodeReservation(const Reservation& r) {
   if (!r.pod_namespace.empty()) j["namespace"] = r.pod_namespace;
   if (!r.pod_name.empty()) j["pod"] = r.pod_name;
   if (!r.host_veth.empty()) j["hostVeth"] = r.host_veth;
-  return j.dump() + "\n";
+  return jsonText(j) + "\n";
 }
 
 }  // namespace

@@ -227,7 +227,7 @@ Expected<void> cmdStatus(const NetConf& conf) {
 }
 
 Outcome errorOutcome(const Error& e, std::string_view stdin_bytes) {
-  return {1, errorToJson(e, versionForReply(stdin_bytes)).dump() + "\n"};
+  return {1, jsonText(errorToJson(e, versionForReply(stdin_bytes))) + "\n"};
 }
 
 }  // namespace
@@ -247,7 +247,7 @@ Outcome runPlugin(const std::map<std::string, std::string>& env_vars,
   auto env = parseEnvironment(env_vars);
   if (!env) return errorOutcome(env.error(), stdin_bytes);
   if (env->command == Command::kVersion) {
-    return {0, versionReply(versionForReply(stdin_bytes)).dump() + "\n"};
+    return {0, jsonText(versionReply(versionForReply(stdin_bytes))) + "\n"};
   }
   auto conf = parseNetConf(stdin_bytes, env->command);
   if (!conf) return errorOutcome(conf.error(), stdin_bytes);
@@ -257,7 +257,7 @@ Outcome runPlugin(const std::map<std::string, std::string>& env_vars,
     case Command::kAdd: {
       auto result = cmdAdd(*env, *conf);
       if (!result) return errorOutcome(result.error(), stdin_bytes);
-      return {0, result->dump() + "\n"};
+      return {0, jsonText(*result) + "\n"};
     }
     case Command::kDel:
       done = cmdDel(*env, *conf);

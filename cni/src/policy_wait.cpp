@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "zonewall/base/fd.h"
+#include "zonewall/cni/protocol.h"
 
 namespace zonewall::cni {
 
@@ -27,7 +28,7 @@ PolicyWait waitForPolicy(const std::string& socket_path, const std::string& host
   }
   nlohmann::json req = {{"hostVeth", host_veth}, {"ips", nlohmann::json::array()}};
   for (zonewall::Addr a : ips) req["ips"].push_back(zonewall::formatAddr(a));
-  std::string line = req.dump() + "\n";
+  std::string line = jsonText(req) + "\n";
   if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(line.size())) {
     return PolicyWait::kFailed;

@@ -534,6 +534,10 @@ json mergeResultJson(const json& prev, json ours) {
   return out;
 }
 
+std::string jsonText(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 json errorToJson(const Error& e, std::string_view version) {
   json out = {{"cniVersion", version}, {"code", static_cast<int>(e.code)}, {"msg", e.msg}};
   if (!e.details.empty()) out["details"] = e.details;

@@ -153,6 +153,9 @@ Expected<Result> resultFromJson(const nlohmann::json& j);
 nlohmann::json mergeResultJson(const nlohmann::json& prev, nlohmann::json ours);
 
 nlohmann::json errorToJson(const Error& e, std::string_view version);
+/// `j` as text, as Go's encoding/json writes it: invalid UTF-8 (a message or name echoing what
+/// the runtime passed) becomes U+FFFD instead of an exception.
+std::string jsonText(const nlohmann::json& j);
 nlohmann::json versionReply(std::string_view version);
 
 }  // namespace zonewall::cni
