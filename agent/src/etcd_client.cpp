@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "zonewall/agent/base64.h"
+#include "zonewall/agent/decode.h"
 #include "zonewall/agent/etcd.h"
 
 namespace zonewall::agent {
@@ -17,25 +18,6 @@ KubeConfig httpConfig(const EtcdEndpoint& e) {
   c.cert_file = e.cert_file;
   c.key_file = e.key_file;
   return c;
-}
-
-// The gateway's int64s are JSON strings; a field at its default is absent.
-std::int64_t int64Of(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end()) return 0;
-  if (it->is_string()) return std::stoll(it->get<std::string>());
-  if (it->is_number_integer()) return it->get<std::int64_t>();
-  return 0;
-}
-
-std::string bytesOf(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) return {};
-  return base64Decode(it->get<std::string>()).value_or("");
-}
-
-EtcdClient::KeyValue kvOf(const json& j) {
-  return {bytesOf(j, "key"), bytesOf(j, "value"), int64Of(j, "lease"), int64Of(j, "mod_revision")};
 }
 
 }  // namespace
@@ -68,26 +50,19 @@ std::expected<std::string, Error> EtcdClient::call(const std::string& path,
 std::expected<EtcdClient::Lease, Error> EtcdClient::grant(std::int64_t ttl_seconds) {
   auto body = call("/v3/lease/grant", json{{"TTL", ttl_seconds}}.dump());
   if (!body) return std::unexpected(body.error());
-  json j = json::parse(*body, nullptr, false);
-  if (j.contains("error") && !j["error"].get<std::string>().empty()) {
-    return fail(Error::Code::kIo, "etcd lease grant: " + j["error"].get<std::string>());
-  }
-  return Lease{int64Of(j, "ID"), int64Of(j, "TTL")};
+  return etcd_reply::grant(*body);
 }
 
 std::expected<std::int64_t, Error> EtcdClient::keepAlive(std::int64_t id) {
   auto body = call("/v3/lease/keepalive", json{{"ID", std::to_string(id)}}.dump());
   if (!body) return std::unexpected(body.error());
-  json j = json::parse(*body, nullptr, false);
-  // {"result":{"ID":...,"TTL":"30"}}; an expired lease comes back without TTL.
-  return j.contains("result") ? int64Of(j["result"], "TTL") : 0;
+  return etcd_reply::keepAlive(*body);
 }
 
 std::expected<std::int64_t, Error> EtcdClient::timeToLive(std::int64_t id) {
   auto body = call("/v3/lease/timetolive", json{{"ID", std::to_string(id)}}.dump());
   if (!body) return std::unexpected(body.error());
-  json j = json::parse(*body, nullptr, false);
-  return std::max<std::int64_t>(0, int64Of(j, "TTL"));
+  return etcd_reply::timeToLive(*body);
 }
 
 std::expected<void, Error> EtcdClient::revoke(std::int64_t id) {
@@ -108,16 +83,7 @@ std::expected<bool, Error> EtcdClient::createIfAbsent(const std::string& key,
       {"failure", json::array({{{"request_range", {{"key", k}}}}})}};
   auto body = call("/v3/kv/txn", txn.dump());
   if (!body) return std::unexpected(body.error());
-  json j = json::parse(*body, nullptr, false);
-  if (j.value("succeeded", false)) return true;
-  if (current != nullptr) {
-    for (const json& r : j.value("responses", json::array())) {
-      if (r.contains("response_range")) {
-        for (const json& kv : r["response_range"].value("kvs", json::array())) *current = kvOf(kv);
-      }
-    }
-  }
-  return false;
+  return etcd_reply::txn(*body, current);
 }
 
 std::expected<void, Error> EtcdClient::put(const std::string& key, const std::string& value,
@@ -132,9 +98,10 @@ std::expected<void, Error> EtcdClient::put(const std::string& key, const std::st
 std::expected<std::optional<EtcdClient::KeyValue>, Error> EtcdClient::get(const std::string& key) {
   auto body = call("/v3/kv/range", json{{"key", base64Encode(key)}}.dump());
   if (!body) return std::unexpected(body.error());
-  json j = json::parse(*body, nullptr, false);
-  for (const json& kv : j.value("kvs", json::array())) return kvOf(kv);
-  return std::nullopt;
+  auto r = etcd_reply::range(*body);
+  if (!r) return std::unexpected(r.error());
+  if (r->kvs.empty()) return std::nullopt;
+  return std::move(r->kvs.front());
 }
 
 std::expected<EtcdClient::Range, Error> EtcdClient::range(const std::string& prefix) {
@@ -142,11 +109,7 @@ std::expected<EtcdClient::Range, Error> EtcdClient::range(const std::string& pre
       "/v3/kv/range",
       json{{"key", base64Encode(prefix)}, {"range_end", base64Encode(prefixEnd(prefix))}}.dump());
   if (!body) return std::unexpected(body.error());
-  json j = json::parse(*body, nullptr, false);
-  Range r;
-  r.revision = j.contains("header") ? int64Of(j["header"], "revision") : 0;
-  for (const json& kv : j.value("kvs", json::array())) r.kvs.push_back(kvOf(kv));
-  return r;
+  return etcd_reply::range(*body);
 }
 
 std::expected<void, Error> EtcdClient::del(const std::string& key) {
@@ -167,27 +130,18 @@ std::expected<std::int64_t, Error> EtcdClient::watch(
   std::int64_t next = start_revision;
   bool compacted = false;
   auto on_line = [&](std::string_view line) {
-    json j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.contains("result")) return true;
-    const json& r = j["result"];
-    if (r.value("canceled", false)) {
-      compacted = int64Of(r, "compact_revision") != 0;
+    auto m = etcd_reply::watchMessage(line);
+    if (!m) return true;
+    if (m->canceled) {
+      compacted = m->compact_revision != 0;
       return false;
     }
-    for (const json& e : r.value("events", json::array())) {
-      WatchEvent ev;
-      ev.deleted = e.value("type", std::string("PUT")) == "DELETE";
-      ev.kv = kvOf(e.value("kv", json::object()));
-      if (ev.deleted && e.contains("prev_kv")) ev.kv.value = bytesOf(e["prev_kv"], "value");
-      ev.revision = ev.kv.mod_revision;
+    for (const WatchEvent& ev : m->events) {
       next = std::max(next, ev.revision + 1);
       if (!on_event(ev)) return false;
     }
-    // A progress notification (no events, not the creation) says the watch has caught up to
-    // its header's revision: resume after it.
-    if (!r.contains("events") && !r.value("created", false) && r.contains("header")) {
-      next = std::max(next, int64Of(r["header"], "revision") + 1);
-    }
+    // After a progress notification, resume past the revision it reports.
+    if (m->progress_revision > 0) next = std::max(next, m->progress_revision + 1);
     return true;
   };
   auto status = http_.stream("/v3/watch", on_line, stop, idle, nullptr,

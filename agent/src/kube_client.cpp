@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "zonewall/agent/base64.h"
+#include "zonewall/agent/decode.h"
 #include "zonewall/agent/kube.h"
 
 namespace zonewall::agent {
@@ -142,25 +143,30 @@ struct KubeClient::Impl {
   // Per request.
   const std::atomic<bool>* stop = nullptr;
   const std::function<bool(std::string_view)>* on_line = nullptr;
-  std::string buffer;
+  std::string buffer;  ///< a request's body
+  LineSplitter lines;  ///< a stream's lines
   bool ended_by_reader = false;
+  bool line_too_long = false;
   std::chrono::seconds retry_after{0};
 
   static size_t write(char* data, size_t size, size_t n, void* self_ptr) {
     auto* self = static_cast<Impl*>(self_ptr);
-    self->buffer.append(data, size * n);
-    if (self->on_line != nullptr) {
-      // Watch events end in '\n'; a write carries any fragment of them.
-      size_t start = 0;
-      for (size_t nl; (nl = self->buffer.find('\n', start)) != std::string::npos; start = nl + 1) {
-        if (!(*self->on_line)(std::string_view(self->buffer).substr(start, nl - start))) {
-          self->ended_by_reader = true;
-          return 0;  // aborts the transfer
-        }
-      }
-      self->buffer.erase(0, start);
+    if (self->on_line == nullptr) {
+      self->buffer.append(data, size * n);
+      return size * n;
     }
-    return size * n;
+    // Watch events end in '\n'; a write carries any fragment of them.
+    switch (self->lines.feed(std::string_view(data, size * n), *self->on_line)) {
+      case LineSplitter::Status::kMore:
+        return size * n;
+      case LineSplitter::Status::kStopped:
+        self->ended_by_reader = true;
+        return 0;  // aborts the transfer
+      case LineSplitter::Status::kTooLong:
+        self->line_too_long = true;
+        return 0;
+    }
+    return 0;
   }
   static size_t header(char* data, size_t size, size_t n, void* self_ptr) {
     auto* self = static_cast<Impl*>(self_ptr);
@@ -252,7 +258,9 @@ struct KubeClient::Impl {
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, this);
     stop = &stop_flag;
     buffer.clear();
+    lines = LineSplitter();
     ended_by_reader = false;
+    line_too_long = false;
     retry_after = std::chrono::seconds(0);
     return headers;
   }
@@ -311,11 +319,15 @@ std::expected<long, Error> KubeClient::stream(const std::string& path,
   curl_slist_free_all(headers);
   impl_->on_line = nullptr;
   curl_easy_getinfo(impl_->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (impl_->line_too_long) {
+    return fail(Error::Code::kIo,
+                fmt::format("watch {}: a line longer than {} bytes", path, LineSplitter::kMaxLine));
+  }
   if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && impl_->ended_by_reader)) {
     return fail(Error::Code::kIo, fmt::format("watch {}: {}", path, curl_easy_strerror(rc)));
   }
   if (status != 200 && error_body != nullptr) {
-    *error_body = error_text + impl_->buffer;
+    *error_body = error_text + impl_->lines.rest();
   }
   return status;
 }

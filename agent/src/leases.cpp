@@ -175,6 +175,9 @@ std::expected<NetworkConfig, Error> parseNetworkConfig(const std::string& json_t
       }
     }
     return std::unexpected(std::move(err));
+  } catch (const json::exception& e) {  // a number out of range
+    return std::unexpected(Error{.code = Error::Code::kInvalidInput,
+                                 .message = std::string("network config: ") + e.what()});
   }
   if (!j.is_object()) {
     return fail(Error::Code::kInvalidInput, "network config is not a JSON object");

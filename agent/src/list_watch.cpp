@@ -21,13 +21,6 @@ constexpr std::chrono::seconds kCrdRetry{30};
 constexpr std::chrono::milliseconds kBackoffMin{200};
 constexpr std::chrono::milliseconds kBackoffMax{30'000};
 
-std::string resourceVersionOf(const json& obj) {
-  auto m = obj.find("metadata");
-  if (m == obj.end() || !m->is_object()) return "";
-  auto rv = m->find("resourceVersion");
-  return rv != m->end() && rv->is_string() ? rv->get<std::string>() : "";
-}
-
 }  // namespace
 
 std::chrono::milliseconds Backoff::next() {
@@ -37,14 +30,6 @@ std::chrono::milliseconds Backoff::next() {
   return std::chrono::milliseconds(pick(rng_));
 }
 void Backoff::reset() { delay_ = kBackoffMin; }
-
-std::string statusMessage(const std::string& body) {
-  auto j = json::parse(body, nullptr, false);
-  if (j.is_object() && j.contains("message") && j["message"].is_string()) {
-    return j["message"].get<std::string>();
-  }
-  return body.substr(0, 200);
-}
 
 std::string urlEncode(const std::string& s) {
   std::string out;
@@ -133,17 +118,16 @@ bool ListWatch::list(const ListWatchHandlers& h) {
       onHttpError(resp->status, resp->body, resp->retry_after, "list");
       return false;
     }
-    auto page = json::parse(resp->body, nullptr, false);
-    if (!page.is_object() || !page.contains("items") || !page["items"].is_array()) {
-      spdlog::error("list {}: the response is not a list", name_);
+    auto page = parseKubeListPage(resp->body);
+    if (!page) {
+      spdlog::error("list {}: {}", name_, page.error().str());
       pause(backoff_.next());
       return false;
     }
-    for (const json& item : page["items"]) h.list_item(item);
-    count += page["items"].size();
-    const json& meta = page.value("metadata", json::object());
-    rv_ = meta.value("resourceVersion", "");
-    cont = meta.value("continue", "");
+    for (const json& item : page->items) h.list_item(item);
+    count += page->items.size();
+    rv_ = page->resource_version;
+    cont = page->continue_token;
     if (cont.empty()) break;
   }
   absent_logged_ = false;
@@ -155,27 +139,28 @@ bool ListWatch::list(const ListWatchHandlers& h) {
 
 // Handles one watch event; false when the watch must end (relist).
 bool ListWatch::event(std::string_view line, bool& relist, const ListWatchHandlers& h) {
-  auto ev = json::parse(line, nullptr, false);
-  if (!ev.is_object() || !ev.contains("type") || !ev.contains("object")) {
+  auto ev = parseKubeWatchEvent(line);
+  if (!ev) {
     spdlog::warn("watch {}: not an event: {}", name_, std::string(line.substr(0, 200)));
     return true;
   }
-  const std::string type = ev["type"].is_string() ? ev["type"].get<std::string>() : "";
-  const json& obj = ev["object"];
-  if (type == "ERROR") {
+  if (ev->type == "ERROR") {
     // A Status inside a 200 stream; 410 means the resourceVersion was compacted away.
-    if (obj.value("code", 0) == 410) {
+    if (ev->error_code == 410) {
       spdlog::info("watch {}: resourceVersion {} expired; listing again", name_, rv_);
       relist = true;
     } else {
-      spdlog::warn("watch {}: error event: {}", name_, obj.dump().substr(0, 300));
+      spdlog::warn("watch {}: error event: {}", name_,
+                   ev->object.dump(-1, ' ', false, json::error_handler_t::replace).substr(0, 300));
     }
     return false;
   }
-  if (std::string rv = resourceVersionOf(obj); !rv.empty()) {
-    rv_ = rv;
+  if (!ev->resource_version.empty()) {
+    rv_ = ev->resource_version;
   }
-  if (type == "ADDED" || type == "MODIFIED" || type == "DELETED") h.event(type, obj);
+  if (ev->type == "ADDED" || ev->type == "MODIFIED" || ev->type == "DELETED") {
+    h.event(ev->type, ev->object);
+  }
   return true;  // BOOKMARK: the resourceVersion only
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "zonewall/agent/decode.h"
 #include "zonewall/agent/kube.h"
 #include "zonewall/agent/metrics.h"
 
@@ -36,8 +37,6 @@ class Backoff {
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
-/// The one-line reason of a Status body, or the body's start.
-std::string statusMessage(const std::string& body);
 std::string urlEncode(const std::string& s);
 
 struct ListWatchHandlers {

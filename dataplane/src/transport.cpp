@@ -18,8 +18,6 @@
 #include <optional>
 
 #include "c_handle.h"
-#include "rule_codec.h"
-#include "set_codec.h"
 #include "wire.h"
 #include "zonewall/base/netns.h"
 
@@ -106,48 +104,17 @@ class NetlinkTransport final : public Transport {
   }
 
   std::expected<TableSnapshot, Error> read(const std::string& table) override {
-    TableSnapshot snap;
-    auto table_dump = dump(NFT_MSG_GETTABLE, "", "", [&](const nlmsghdr* nlh) {
-      NftnlTablePtr t(nftnl_table_alloc());
-      if (nftnl_table_nlmsg_parse(nlh, t.get()) == 0 &&
-          nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) == NFPROTO_INET &&
-          asideTable(table) == nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)) {
-        snap.aside_exists = true;
-      }
-    });
+    DumpDecoder decoder(table);
+    auto table_dump = dump(NFT_MSG_GETTABLE, "", "", decoder);
     if (!table_dump) {
       return std::unexpected(table_dump.error());
     }
     // ENOENT from a table-scoped dump: the table does not exist (or vanished meanwhile).
     auto missing = [](const Error& e) { return e.sys_errno == ENOENT; };
-    auto chain_dump = dump(NFT_MSG_GETCHAIN, table, "", [&](const nlmsghdr* nlh) {
-      NftnlChainPtr c(nftnl_chain_alloc());
-      if (nftnl_chain_nlmsg_parse(nlh, c.get()) == 0 &&
-          table == nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) {
-        snap.chains.insert(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME));
-      }
-    });
-    auto rule_dump =
-        chain_dump ? dump(NFT_MSG_GETRULE, table, "",
-                          [&](const nlmsghdr* nlh) {
-                            NftnlRulePtr r(nftnl_rule_alloc());
-                            if (nftnl_rule_nlmsg_parse(nlh, r.get()) == 0 &&
-                                table == nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) {
-                              snap.rules[nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)].push_back(
-                                  exprsOf(r.get()));
-                            }
-                          })
-                   : chain_dump;
-    auto set_dump = rule_dump
-                        ? dump(NFT_MSG_GETSET, table, "",
-                               [&](const nlmsghdr* nlh) {
-                                 NftnlSetPtr set(nftnl_set_alloc());
-                                 if (nftnl_set_nlmsg_parse(nlh, set.get()) == 0) {
-                                   snap.sets[nftnl_set_get_str(set.get(), NFTNL_SET_NAME)].shape =
-                                       shapeOf(set.get());
-                                 }
-                               })
-                        : rule_dump;
+    auto chain_dump = dump(NFT_MSG_GETCHAIN, table, "", decoder);
+    auto rule_dump = chain_dump ? dump(NFT_MSG_GETRULE, table, "", decoder) : chain_dump;
+    auto set_dump = rule_dump ? dump(NFT_MSG_GETSET, table, "", decoder) : rule_dump;
+    TableSnapshot& snap = decoder.snapshot();
     if (!set_dump) {
       if (missing(set_dump.error())) {
         return TableSnapshot{.aside_exists = snap.aside_exists};  // exists = false
@@ -155,24 +122,20 @@ class NetlinkTransport final : public Transport {
       return std::unexpected(set_dump.error());
     }
     snap.exists = true;
-    for (auto& [name, set] : snap.sets) {
-      NftnlSetPtr holder(nftnl_set_alloc());
-      auto el_dump = dump(NFT_MSG_GETSETELEM, table, name, [&](const nlmsghdr* nlh) {
-        nftnl_set_elems_nlmsg_parse(nlh, holder.get());
-      });
-      if (!el_dump) {
+    std::vector<std::string> names;
+    for (const auto& [name, set] : snap.sets) names.push_back(name);
+    for (const std::string& name : names) {
+      if (auto el_dump = dump(NFT_MSG_GETSETELEM, table, name, decoder); !el_dump) {
         return std::unexpected(el_dump.error());
       }
-      set.elements = elementsOf(holder.get());
     }
-    return snap;
+    return std::move(snap);
   }
 
  private:
-  // One dump request (table-scoped; for set elements, the set too), every answer to `each`.
-  template <class F>
+  // One dump request (table-scoped; for set elements, the set too), every answer to `decoder`.
   std::expected<void, Error> dump(std::uint16_t type, const std::string& table,
-                                  const std::string& set, F&& each) {
+                                  const std::string& set, DumpDecoder& decoder) {
     std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 8);
     std::uint32_t seq = ++dump_seq_;
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_INET,
@@ -199,11 +162,8 @@ class NetlinkTransport final : public Transport {
       int err = errno;
       return fail(Error::Code::kKernel, "sending a dump request", err);
     }
-    struct Ctx {
-      F* each;
-    } ctx{&each};
     auto cb = [](const nlmsghdr* h, void* data) -> int {
-      (*static_cast<Ctx*>(data)->each)(h);
+      static_cast<DumpDecoder*>(data)->add(h, h->nlmsg_len);
       return MNL_CB_OK;
     };
     std::uint32_t port = mnl_socket_get_portid(sock_.get());
@@ -213,7 +173,7 @@ class NetlinkTransport final : public Transport {
         int err = errno;
         return fail(Error::Code::kKernel, "reading a dump", err);
       }
-      int rc = mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, port, cb, &ctx);
+      int rc = mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, port, cb, &decoder);
       if (rc == MNL_CB_STOP) return {};
       if (rc < 0) {
         int err = errno;

@@ -3,6 +3,7 @@
 // fake kernel (everything above it, the Programmer included, runs without root).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <expected>
 #include <map>
@@ -46,6 +47,26 @@ struct TableSnapshot {
   std::set<std::string> chains;  ///< every chain of the table
   std::map<std::string, std::vector<std::vector<std::string>>> rules;  ///< by chain: exprsOf
   std::map<std::string, SetSnapshot> sets;                             ///< every set, by name
+};
+
+/// Builds a TableSnapshot of table `table` from the kernel's answers to dump requests (pure):
+/// netlink messages as read from the socket, told apart by their type (tables, chains, rules,
+/// sets, set elements); other tables' messages and other types are ignored, and so is a
+/// message libnftnl cannot parse (what it would have shown is then missing, which the drift
+/// analysis reports). The Transport feeds it each answer; the fuzz target (fuzz/) garbage: no
+/// input makes it crash or loop.
+class DumpDecoder {
+ public:
+  explicit DumpDecoder(std::string table) : table_(std::move(table)) {}
+  /// One message (`len`: the bytes available at `msg`; a message claiming more is ignored).
+  void add(const void* msg, std::size_t len);
+  /// Every whole message in `bytes`, in order.
+  void addAll(const void* bytes, std::size_t len);
+  TableSnapshot& snapshot() { return snap_; }
+
+ private:
+  std::string table_;
+  TableSnapshot snap_;
 };
 
 class Transport {
