@@ -19,6 +19,8 @@ packages=(
   # podman + runc + a static busybox as a real container runtime.
   containernetworking-plugins golang-go golang-github-appc-cni-dev iputils-ping
   podman runc busybox-static catatonit
+  # The libFuzzer targets (fuzz/): clang with its fuzzer and sanitizer runtimes.
+  clang-16 libclang-rt-16-dev
 )
 
 missing=()
