@@ -7,7 +7,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DZONEWALL_WERROR=ON
 endif
 
-.PHONY: all deps build build-asan test test-asan style demo bench clean format kube flannel
+.PHONY: all deps build build-asan test test-asan style demo bench clean format kube flannel fuzz
 
 # kube-apiserver + etcd for the agent's tests, built from Go modules into a cache outside the
 # checkout (about 8 minutes the first time, then instant). The machine's current Go comes first
@@ -26,10 +26,12 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# The house style, then every test, then every test again under AddressSanitizer + UBSan.
+# The house style, then every test, then every test again under AddressSanitizer + UBSan, then
+# every fuzz target for a short bounded time from its corpus.
 test: style build build-asan kube flannel
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 build-asan: deps
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZONEWALL_SANITIZE=ON \
@@ -56,8 +58,13 @@ bench: build
 	  if [ "$$(id -u)" -eq 0 ]; then ./$(BUILD_DIR)/bench/$$b; else echo "$$b: needs root"; fi; \
 	done
 
+# Every libFuzzer target for FUZZ_SECONDS each (fuzz/, README "Fuzzing").
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	CMAKE_FLAGS="$(CMAKE_FLAGS)" ./scripts/fuzz.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD_DIR) build-asan
+	rm -rf $(BUILD_DIR) build-asan build-fuzz
 
 # clang-format on every tracked C++ file, and lines within 100 columns (scripts/check-style.sh).
 style: deps

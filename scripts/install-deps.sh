@@ -20,7 +20,7 @@ packages=(
   containernetworking-plugins golang-go golang-github-appc-cni-dev iputils-ping
   podman runc busybox-static catatonit
   # The libFuzzer targets (fuzz/): clang with its fuzzer and sanitizer runtimes.
-  clang-16 libclang-rt-16-dev
+  clang-16 libclang-rt-16-dev llvm-16
 )
 
 missing=()

@@ -255,7 +255,7 @@ std::string LeaseAttrs::toJson() const {
   // omitempty (null when absent), the rest omitempty.
   std::string out = fmt::format(R"({{"PublicIP":"{}","PublicIPv6":{})", formatAddr(public_ip),
                                 public_ipv6 ? "\"" + formatAddr(*public_ipv6) + "\"" : "null");
-  if (!backend_type.empty()) out += fmt::format(R"(,"BackendType":"{}")", backend_type);
+  if (!backend_type.empty()) out += R"(,"BackendType":)" + json(backend_type).dump();
   if (!backend_data.empty()) out += R"(,"BackendData":)" + backend_data;
   if (!backend_v6_data.empty()) out += R"(,"BackendV6Data":)" + backend_v6_data;
   return out + "}";
@@ -267,6 +267,7 @@ std::expected<LeaseAttrs, Error> LeaseAttrs::fromJson(const std::string& text) {
     return fail(Error::Code::kInvalidInput, "lease attributes are not a JSON object");
   }
   LeaseAttrs a;
+  a.public_ip = Addr::fromV4(0);  // Go's zero ip.IP4, "0.0.0.0", when absent (an IPv6-only lease)
   auto ip = addrField(j, "PublicIP", Family::kV4);
   if (!ip) return std::unexpected(ip.error());
   if (*ip) a.public_ip = **ip;

@@ -27,7 +27,7 @@ std::optional<std::string> explainElement(const Batch& b, std::uint32_t index,
   nlmsghdr* msg = nullptr;
   int left = static_cast<int>(b.bytes.size());
   auto* nlh = reinterpret_cast<nlmsghdr*>(const_cast<char*>(b.bytes.data()));
-  for (std::uint32_t i = 0; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left), ++i) {
+  for (std::uint32_t i = 0; messageFits(nlh, left); nlh = mnl_nlmsg_next(nlh, &left), ++i) {
     if (i == index) {
       msg = nlh;
       break;
@@ -79,29 +79,30 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
   std::map<std::string, NftnlSetPtr> holders;
   std::vector<std::string> set_order;
   int left = static_cast<int>(batch.bytes.size());
-  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(batch.bytes.data()); mnl_nlmsg_ok(nlh, left);
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(batch.bytes.data()); messageFits(nlh, left);
        nlh = mnl_nlmsg_next(nlh, &left)) {
     if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES) continue;  // batch begin/end
+    if (!hasNfgenmsg(nlh)) return fail(Error::Code::kInternal, "message shorter than its header");
     switch (nlh->nlmsg_type & 0xff) {
       case NFT_MSG_NEWTABLE: {
         NftnlTablePtr t(nftnl_table_alloc());
         if (nftnl_table_nlmsg_parse(nlh, t.get()) < 0)
           return fail(Error::Code::kInternal, "table message", errno);
-        out.tables.push_back(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME));
+        out.tables.emplace_back(nftString(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)));
         break;
       }
       case NFT_MSG_NEWCHAIN: {
         NftnlChainPtr c(nftnl_chain_alloc());
         if (nftnl_chain_nlmsg_parse(nlh, c.get()) < 0)
           return fail(Error::Code::kInternal, "chain message", errno);
-        out.chains.push_back(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME));
+        out.chains.emplace_back(nftString(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME)));
         break;
       }
       case NFT_MSG_NEWSET: {
         NftnlSetPtr set(nftnl_set_alloc());
         if (nftnl_set_nlmsg_parse(nlh, set.get()) < 0)
           return fail(Error::Code::kInternal, "set message", errno);
-        std::string name = nftnl_set_get_str(set.get(), NFTNL_SET_NAME);
+        std::string name(nftString(nftnl_set_get_str(set.get(), NFTNL_SET_NAME)));
         set_order.push_back(name);
         holders[name].reset(nftnl_set_alloc());
         break;
@@ -111,7 +112,7 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
         if (nftnl_set_elems_nlmsg_parse(nlh, tmp.get()) < 0) {
           return fail(Error::Code::kInternal, "set element message", errno);
         }
-        std::string name = nftnl_set_get_str(tmp.get(), NFTNL_SET_NAME);
+        std::string name(nftString(nftnl_set_get_str(tmp.get(), NFTNL_SET_NAME)));
         auto& holder = holders[name];
         if (std::ranges::find(set_order, name) == set_order.end())
           set_order.push_back(name);  // an existing set's
@@ -123,7 +124,8 @@ std::expected<DecodedBatch, Error> decodeBatch(const Batch& batch, const Ruleset
         NftnlRulePtr r(nftnl_rule_alloc());
         if (nftnl_rule_nlmsg_parse(nlh, r.get()) < 0)
           return fail(Error::Code::kInternal, "rule message", errno);
-        out.rules[nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)].push_back(exprsOf(r.get()));
+        out.rules[std::string(nftString(nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)))].push_back(
+            exprsOf(r.get()));
         break;
       }
       default:

@@ -12,29 +12,23 @@
 #include "c_handle.h"
 #include "rule_codec.h"
 #include "set_codec.h"
+#include "wire.h"
 #include "zonewall/dataplane/batch.h"
 #include "zonewall/dataplane/transport.h"
 
 namespace zonewall::dataplane {
-namespace {
-
-// libnftnl's getters return NULL for an attribute the message did not carry.
-std::string_view str(const char* s) { return s == nullptr ? std::string_view() : s; }
-
-}  // namespace
 
 void DumpDecoder::add(const void* msg, std::size_t len) {
   const auto* nlh = static_cast<const nlmsghdr*>(msg);
-  if (!mnl_nlmsg_ok(nlh, static_cast<int>(std::min<std::size_t>(len, INT32_MAX)))) return;
-  // libnftnl reads the nfgenmsg after the header without checking that it is there.
-  if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(nfgenmsg))) return;
+  if (!messageFits(nlh, static_cast<int>(std::min<std::size_t>(len, INT32_MAX)))) return;
+  if (!hasNfgenmsg(nlh)) return;
   if (NFNL_SUBSYS_ID(nlh->nlmsg_type) != NFNL_SUBSYS_NFTABLES) return;
   switch (NFNL_MSG_TYPE(nlh->nlmsg_type)) {
     case NFT_MSG_NEWTABLE: {
       NftnlTablePtr t(nftnl_table_alloc());
       if (nftnl_table_nlmsg_parse(nlh, t.get()) == 0 &&
           nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) == NFPROTO_INET &&
-          str(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)) == asideTable(table_)) {
+          nftString(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)) == asideTable(table_)) {
         snap_.aside_exists = true;
       }
       break;
@@ -42,25 +36,25 @@ void DumpDecoder::add(const void* msg, std::size_t len) {
     case NFT_MSG_NEWCHAIN: {
       NftnlChainPtr c(nftnl_chain_alloc());
       if (nftnl_chain_nlmsg_parse(nlh, c.get()) == 0 &&
-          str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) == table_) {
-        snap_.chains.emplace(str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME)));
+          nftString(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) == table_) {
+        snap_.chains.emplace(nftString(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME)));
       }
       break;
     }
     case NFT_MSG_NEWRULE: {
       NftnlRulePtr r(nftnl_rule_alloc());
       if (nftnl_rule_nlmsg_parse(nlh, r.get()) == 0 &&
-          str(nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) == table_) {
-        snap_.rules[std::string(str(nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)))].push_back(
-            exprsOf(r.get()));
+          nftString(nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) == table_) {
+        snap_.rules[std::string(nftString(nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN)))]
+            .push_back(exprsOf(r.get()));
       }
       break;
     }
     case NFT_MSG_NEWSET: {
       NftnlSetPtr set(nftnl_set_alloc());
       if (nftnl_set_nlmsg_parse(nlh, set.get()) == 0 &&
-          str(nftnl_set_get_str(set.get(), NFTNL_SET_TABLE)) == table_) {
-        snap_.sets[std::string(str(nftnl_set_get_str(set.get(), NFTNL_SET_NAME)))].shape =
+          nftString(nftnl_set_get_str(set.get(), NFTNL_SET_TABLE)) == table_) {
+        snap_.sets[std::string(nftString(nftnl_set_get_str(set.get(), NFTNL_SET_NAME)))].shape =
             shapeOf(set.get());
       }
       break;
@@ -69,10 +63,11 @@ void DumpDecoder::add(const void* msg, std::size_t len) {
       // Elements only of a set the set dump showed (asked for by name, one set at a time).
       NftnlSetPtr holder(nftnl_set_alloc());
       if (nftnl_set_elems_nlmsg_parse(nlh, holder.get()) != 0 ||
-          str(nftnl_set_get_str(holder.get(), NFTNL_SET_TABLE)) != table_) {
+          nftString(nftnl_set_get_str(holder.get(), NFTNL_SET_TABLE)) != table_) {
         break;
       }
-      auto it = snap_.sets.find(std::string(str(nftnl_set_get_str(holder.get(), NFTNL_SET_NAME))));
+      auto it =
+          snap_.sets.find(std::string(nftString(nftnl_set_get_str(holder.get(), NFTNL_SET_NAME))));
       if (it == snap_.sets.end()) break;
       for (ElementBytes& e : elementsOf(holder.get())) {
         it->second.elements.push_back(std::move(e));
@@ -87,7 +82,7 @@ void DumpDecoder::add(const void* msg, std::size_t len) {
 void DumpDecoder::addAll(const void* bytes, std::size_t len) {
   const auto* nlh = static_cast<const nlmsghdr*>(bytes);
   int left = static_cast<int>(std::min<std::size_t>(len, INT32_MAX));
-  for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+  for (; messageFits(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
     add(nlh, static_cast<std::size_t>(left));
   }
 }

@@ -17,9 +17,11 @@
 
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "zonewall/base/ip.h"
@@ -84,6 +86,20 @@ std::uint16_t portFrom(const unsigned char* p);
 int verdictCode(const Verdict& v);
 /// The verdict of a kernel verdict code (NF_ACCEPT, NFT_JUMP, ...) and chain name.
 Verdict verdictOf(int code, std::string chain);
+
+/// mnl_nlmsg_ok, minus its hole: it compares (int)nlmsg_len, so a length past 2^31 passes,
+/// and one within 3 of 2^32 aligns to 0 and mnl_nlmsg_next never moves on.
+inline bool messageFits(const nlmsghdr* nlh, int left) {
+  return left >= static_cast<int>(sizeof(nlmsghdr)) && nlh->nlmsg_len >= sizeof(nlmsghdr) &&
+         nlh->nlmsg_len <= static_cast<unsigned>(left);
+}
+
+/// A string attribute libnftnl parsed: its getters return NULL for one the message lacked.
+inline std::string_view nftString(const char* s) { return s == nullptr ? std::string_view() : s; }
+/// Whether an nf_tables message holds the nfgenmsg libnftnl reads after the header unchecked.
+inline bool hasNfgenmsg(const nlmsghdr* nlh) {
+  return nlh->nlmsg_len >= mnl_nlmsg_size(sizeof(nfgenmsg));
+}
 
 /// Calls f(attribute) for each netlink attribute in [begin, end).
 template <class F>

@@ -2,6 +2,8 @@
 // kind (kubernetes.cpp, calico.cpp, admin.cpp), yaml-cpp's exceptions turned into diagnostics here.
 #include "zonewall/policy/loader.h"
 
+#include <yaml-cpp/depthguard.h>
+
 #include <algorithm>
 #include <iterator>
 #include <optional>
@@ -90,6 +92,11 @@ void loadSources(const std::vector<SourceText>& sources, Store& store, Diagnosti
       YAML::Node doc;
       try {
         doc = YAML::Load(src.text);
+      } catch (const YAML::DeepRecursion& e) {
+        // yaml-cpp's own bound on nesting (its stack), reported as "bad file".
+        diags.error({src.name, src.line_offset + e.mark.line + 1, e.mark.column + 1},
+                    fmt::format("YAML nested deeper than {} levels", e.depth()), "yaml-syntax");
+        continue;
       } catch (const YAML::Exception& e) {
         SourceLoc loc{src.name, e.mark.line >= 0 ? src.line_offset + e.mark.line + 1 : 0,
                       e.mark.column >= 0 ? e.mark.column + 1 : 0};

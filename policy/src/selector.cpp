@@ -117,6 +117,9 @@ bool eval(const Node& n, const LabelView& lv) {
 
 // Calico's tokenizer refuses longer label names (tokenizer.MaxLabelLength).
 constexpr size_t kMaxLabelLength = 512;
+// zonewall's bound on nested parentheses and negations (Calico's recursive parser has none,
+// Go's stacks grow); no selector written by a person comes near it.
+constexpr int kMaxNesting = 256;
 
 // Recursive-descent parser over the raw text, accepting exactly what Calico's tokenizer and
 // parser accept (libcalico-go/lib/selector); tracks the offset for error messages.
@@ -258,6 +261,17 @@ class Parser {
     if (failed_) {
       return makeNode(Node::Op::kAll);
     }
+    // Parentheses and '!' nest by recursion (here, and when the selector is evaluated or
+    // printed): bounded, so that no selector text can exhaust the stack.
+    struct Nesting {
+      int& depth;
+      explicit Nesting(int& d) : depth(++d) {}
+      ~Nesting() { --depth; }
+    } nesting(depth_);
+    if (depth_ > kMaxNesting) {
+      fail(fmt::format("selector nested deeper than {} levels", kMaxNesting));
+      return makeNode(Node::Op::kAll);
+    }
     skipWs();
     if (pos_ >= s_.size()) {
       fail("unexpected end of selector");
@@ -344,6 +358,7 @@ class Parser {
 
   std::string_view s_;
   size_t pos_ = 0;
+  int depth_ = 0;
   bool failed_ = false;
   SelectorParseError error_;
 };

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "compiler/generator.h"
+#include "compiler/harness.h"
 #include "zonewall/agent/objects.h"
 #include "zonewall/compiler/compile.h"
 #include "zonewall/compiler/inventory.h"

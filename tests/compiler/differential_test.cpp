@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "compiler/generator.h"
+#include "compiler/harness.h"
 #include "zonewall/compiler/compile.h"
 
 namespace zonewall::compiler {

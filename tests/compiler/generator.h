@@ -11,13 +11,18 @@
 #include <string>
 #include <vector>
 
-#include "compiler/harness.h"
+#include "compiler/yaml_builders.h"
+#include "zonewall/policy/model.h"
 
 namespace zonewall::compiler {
 
-class Generator {
+/// Draws its choices from `Engine`: std::mt19937 seeded for the tests, the fuzzer's bytes for
+/// the differential fuzz target (fuzz/fuzz_differential.cpp).
+template <class Engine>
+class BasicGenerator {
  public:
-  explicit Generator(std::uint32_t seed) : rng_(seed) {}
+  template <class... Args>
+  explicit BasicGenerator(Args&&... args) : rng_(std::forward<Args>(args)...) {}
 
   std::string cluster() {
     std::ostringstream y;
@@ -106,7 +111,7 @@ class Generator {
   }
   int pickInt(int lo, int hi) { return pick(lo, hi); }
 
-  std::pair<Protocol, std::uint16_t> l4() {
+  std::pair<policy::Protocol, std::uint16_t> l4() {
     int p = pick(0, 9);
     if (p < 4) return {policy::kTcp, portValue()};
     if (p < 6) return {policy::kUdp, portValue()};
@@ -467,8 +472,10 @@ class Generator {
     return "---\n" + head + "spec:\n" + spec;
   }
 
-  std::mt19937 rng_;
+  Engine rng_;
   std::vector<std::string> pod_ips_;
 };
+
+using Generator = BasicGenerator<std::mt19937>;
 
 }  // namespace zonewall::compiler

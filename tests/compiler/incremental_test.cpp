@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "compiler/generator.h"
+#include "compiler/harness.h"
 #include "zonewall/compiler/compile.h"
 
 namespace zonewall::compiler {
