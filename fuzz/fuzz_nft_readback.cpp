@@ -82,7 +82,6 @@ const dp::Ruleset& expected() {
   return rs;
 }
 
-
 // The fuzzer's bytes as a stream of choices (zeros once they run out).
 class Bytes {
  public:
