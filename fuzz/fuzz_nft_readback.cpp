@@ -60,7 +60,9 @@ metadata: {name: api, namespace: bank}
 spec:
   podSelector: {matchLabels: {app: api}}
   ingress:
-  - from: [{podSelector: {matchLabels: {app: web}}}, {ipBlock: {cidr: 192.0.2.0/24, except: [192.0.2.128/25]}}]
+  - from:
+    - podSelector: {matchLabels: {app: web}}
+    - ipBlock: {cidr: 192.0.2.0/24, except: [192.0.2.128/25]}
     ports: [{port: https}, {port: 9000, endPort: 9100}, {port: 53, protocol: UDP}]
   egress:
   - to: [{ipBlock: {cidr: "fd00::/64"}}]
