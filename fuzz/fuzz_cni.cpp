@@ -34,12 +34,14 @@ std::map<std::string, std::string> envOf(std::string_view text) {
   return env;
 }
 
-void checkError(const cni::Error& e) {
+// The error the plugin would print: a code the spec reserves, a message, and the reply in the
+// version the configuration asked for.
+void checkError(const cni::Error& e, const std::string& version) {
   int code = static_cast<int>(e.code);
   if (e.msg.empty() || code < 1 || (code > 11 && code < 50) || (code > 51 && code < 100)) {
     std::abort();
   }
-  (void)cni::jsonText(cni::errorToJson(e, "1.1.0"));
+  (void)cni::jsonText(cni::errorToJson(e, version));
 }
 
 }  // namespace
@@ -55,24 +57,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     env = envOf(input.substr(0, nul));
     config = input.substr(nul + 1);
   }
+  const std::string version = cni::versionForReply(config);
   if (auto e = cni::parseEnvironment(env); !e) {
-    checkError(e.error());
+    checkError(e.error(), version);
   } else {
     (void)cni::isValidName(e->container_id);
     (void)cni::isValidIfname(e->ifname);
   }
-  const std::string version = cni::versionForReply(config);
   for (cni::Command c : {cni::Command::kAdd, cni::Command::kDel, cni::Command::kCheck,
                          cni::Command::kGc, cni::Command::kStatus}) {
     auto conf = cni::parseNetConf(config, c);
     if (!conf) {
-      checkError(conf.error());
+      checkError(conf.error(), version);
       continue;
     }
     if (!conf->prev_result) continue;
     auto prev = cni::resultFromJson(*conf->prev_result);
     if (!prev) {
-      checkError(prev.error());
+      checkError(prev.error(), version);
       continue;
     }
     cni::Result ours;
@@ -89,6 +91,5 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!back || !(*back == *r)) std::abort();
     }
   }
-  (void)version;
   return 0;
 }

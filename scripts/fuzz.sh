@@ -20,7 +20,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 mkdir -p "$build"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE= \
   -DCMAKE_CXX_COMPILER=clang++-16 -DZONEWALL_FUZZ=ON -DZONEWALL_BUILD_TESTS=OFF \
   -DZONEWALL_BUILD_BENCH=OFF ${CMAKE_FLAGS:-} > "$build/configure.log" 2>&1 ||
   { cat "$build/configure.log"; exit 1; }

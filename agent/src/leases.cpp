@@ -13,6 +13,8 @@
 #include <random>
 #include <thread>
 
+#include "zonewall/base/json.h"
+
 namespace zonewall::agent {
 namespace {
 
@@ -152,33 +154,12 @@ std::optional<Cidr> pickFree(Family f, Addr min, Addr max, int len,
 }  // namespace
 
 std::expected<NetworkConfig, Error> parseNetworkConfig(const std::string& json_text) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    // Where the text stops being JSON, as line:col (the caller names the file or key).
-    // nlohmann's text: "[json.exception.parse_error.101] parse error at line 1, column 2:
-    // syntax error while parsing ..."; the position goes into the location instead.
-    std::string what = e.what();
-    if (auto at = what.find(": ", what.find("column")); at != std::string::npos) {
-      what = what.substr(at + 2);
-    }
-    Error err{.code = Error::Code::kInvalidInput, .message = "network config is not JSON: " + what};
-    err.loc.line = 1;
-    err.loc.col = 1;
-    for (size_t i = 0; i + 1 < e.byte && i < json_text.size(); ++i) {
-      if (json_text[i] == '\n') {
-        ++err.loc.line;
-        err.loc.col = 1;
-      } else {
-        ++err.loc.col;
-      }
-    }
-    return std::unexpected(std::move(err));
-  } catch (const json::exception& e) {  // a number out of range
-    return std::unexpected(Error{.code = Error::Code::kInvalidInput,
-                                 .message = std::string("network config: ") + e.what()});
+  auto parsed = parseJson(json_text);
+  if (!parsed) {
+    parsed.error().message = "network config is not JSON: " + parsed.error().message;
+    return std::unexpected(std::move(parsed.error()));
   }
+  const json& j = *parsed;
   if (!j.is_object()) {
     return fail(Error::Code::kInvalidInput, "network config is not a JSON object");
   }

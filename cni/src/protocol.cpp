@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "zonewall/base/json.h"
+
 namespace zonewall::cni {
 
 using nlohmann::json;
@@ -325,12 +327,15 @@ std::string versionForReply(std::string_view stdin_bytes) {
 }
 
 Expected<NetConf> parseNetConf(std::string_view stdin_bytes, Command command) {
-  json j;
-  try {
-    j = json::parse(stdin_bytes);
-  } catch (const json::parse_error& e) {
-    return fail(ErrorCode::kDecode, "stdin: the network configuration is not valid JSON", e.what());
+  auto parsed = parseJson(stdin_bytes);
+  if (!parsed) {
+    const zonewall::Error& e = parsed.error();
+    return fail(ErrorCode::kDecode, "stdin: the network configuration is not valid JSON",
+                e.loc.known()
+                    ? fmt::format("line {}, column {}: {}", e.loc.line, e.loc.col, e.message)
+                    : e.message);
   }
+  const json& j = *parsed;
   if (!j.is_object()) {
     return fail(ErrorCode::kInvalidConfig,
                 "stdin: the network configuration must be a JSON object");

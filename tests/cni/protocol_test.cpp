@@ -159,6 +159,9 @@ TEST(NetConf, RefusesBadConfigsWithTheSpecCode) {
   const ConfCase cases[] = {
       {.name = "valid", .conf = ok},
       {.name = "not JSON", .conf = "{\"cniVersion\":", .error = ErrorCode::kDecode},
+      {.name = "a number beyond double (found by fuzzing)",
+       .conf = R"({"cniVersion":"1.0.0","name":"zw","type":"z","mtu":1E400})",
+       .error = ErrorCode::kDecode},
       {.name = "not an object", .conf = "[1]", .error = ErrorCode::kInvalidConfig},
       {.name = "no cniVersion",
        .conf = R"({"name":"zw","type":"zonewall"})",
@@ -246,6 +249,19 @@ TEST(NetConf, RefusesBadConfigsWithTheSpecCode) {
     EXPECT_EQ(conf.error().code, *c.error) << conf.error().msg;
     EXPECT_NE(conf.error().msg.find(c.message_part), std::string::npos) << conf.error().msg;
   }
+}
+
+// Where the text stops being JSON, or which number does not fit, is in the error's details.
+TEST(NetConf, DecodeErrorsSayWhere) {
+  auto truncated = parseNetConf("{\"cniVersion\":\n  \"1.0.0\",\n  \"name\"", Command::kAdd);
+  ASSERT_FALSE(truncated.has_value());
+  EXPECT_EQ(truncated.error().code, ErrorCode::kDecode);
+  EXPECT_TRUE(truncated.error().details.starts_with("line 3, column 9: syntax error"))
+      << truncated.error().details;
+  auto overflow = parseNetConf(R"({"cniVersion":"1.0.0","mtu":-1e999})", Command::kAdd);
+  ASSERT_FALSE(overflow.has_value());
+  EXPECT_EQ(overflow.error().code, ErrorCode::kDecode);
+  EXPECT_EQ(overflow.error().details, "number overflow parsing '-1e999'");
 }
 
 // The fields zonewall reads, including both subnet forms and the defaults.
