@@ -1,5 +1,7 @@
 #include "zonewall/base/json.h"
 
+#include <fmt/format.h>
+
 #include <string>
 
 namespace zonewall {
@@ -34,9 +36,38 @@ SourceLoc positionOf(std::string_view text, size_t byte) {
   return loc;
 }
 
+// The byte at which `text` opens its (limit+1)-th nested array or object, or npos. Brackets in
+// strings do not count; whatever is not JSON is left to the parser.
+size_t tooDeepAt(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
 
 std::expected<nlohmann::json, Error> parseJson(std::string_view text) {
+  if (size_t at = tooDeepAt(text, kMaxJsonDepth); at != std::string_view::npos) {
+    return std::unexpected(Error{Error::Code::kInvalidInput,
+                                 fmt::format("nested deeper than {} levels", kMaxJsonDepth),
+                                 positionOf(text, at + 1), 0});
+  }
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {

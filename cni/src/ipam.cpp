@@ -14,6 +14,7 @@
 #include <set>
 
 #include "files.h"
+#include "zonewall/base/hash.h"
 
 namespace zonewall::cni {
 
@@ -129,22 +130,39 @@ std::pair<Addr, Addr> allocatableRange(const Cidr& subnet) {
   return {Addr{first}, Addr{last}};
 }
 
+// `path` opened (created if need be) and flock'ed exclusively, blocking.
+Expected<UniqueFd> lockFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return fail(ErrorCode::kIo, fmt::format("open {}: {}", path, std::strerror(errno)));
+  while (::flock(fd.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      return fail(ErrorCode::kIo, fmt::format("flock {}: {}", path, std::strerror(errno)));
+    }
+  }
+  return fd;
+}
+
 Expected<AddressPool> AddressPool::open(const std::string& data_dir, const std::string& network) {
   std::string dir = fmt::format("{}/{}", data_dir, network);
   if (auto ok = makeDirs(dir); !ok) return std::unexpected(ok.error());
-  std::string lock_path = fmt::format("{}/{}", dir, kLockFile);
-  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock) {
-    return fail(ErrorCode::kIo, fmt::format("open {}: {}", lock_path, std::strerror(errno)));
-  }
-  while (::flock(lock.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) {
-      return fail(ErrorCode::kIo, fmt::format("flock {}: {}", lock_path, std::strerror(errno)));
-    }
-  }
+  auto lock = lockFile(fmt::format("{}/{}", dir, kLockFile));
+  if (!lock) return std::unexpected(lock.error());
   // Any temporary file here belongs to a writer that died holding the lock.
   removeStaleTemporaries(dir);
-  return AddressPool(std::move(dir), std::move(lock));
+  return AddressPool(std::move(dir), std::move(*lock));
+}
+
+Expected<AttachmentLock> AttachmentLock::take(const std::string& data_dir,
+                                              const std::string& network,
+                                              std::string_view container_id,
+                                              std::string_view ifname) {
+  std::string dir = fmt::format("{}/{}/attachment-locks", data_dir, network);
+  if (auto ok = makeDirs(dir); !ok) return std::unexpected(ok.error());
+  std::uint64_t h = zonewall::fnv1a(
+      ifname, zonewall::fnv1a(std::string_view("\0", 1), zonewall::fnv1a(container_id)));
+  auto fd = lockFile(fmt::format("{}/{:02x}", dir, h % kStripes));
+  if (!fd) return std::unexpected(fd.error());
+  return AttachmentLock(std::move(*fd));
 }
 
 std::vector<Addr> AddressPool::addresses() const {

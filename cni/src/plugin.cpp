@@ -31,6 +31,8 @@ Reservation ownerOf(const Environment& env) {
 }
 
 Expected<json> cmdAdd(const Environment& env, const NetConf& conf) {
+  auto serialized = AttachmentLock::take(conf.data_dir, conf.name, env.container_id, env.ifname);
+  if (!serialized) return std::unexpected(serialized.error());
   auto netns = Netns::open(env.netns);
   if (!netns) return std::unexpected(netns.error());
   auto node = resolveSubnets(conf);
@@ -114,6 +116,8 @@ Expected<json> cmdAdd(const Environment& env, const NetConf& conf) {
 }
 
 Expected<void> cmdDel(const Environment& env, const NetConf& conf) {
+  auto serialized = AttachmentLock::take(conf.data_dir, conf.name, env.container_id, env.ifname);
+  if (!serialized) return std::unexpected(serialized.error());
   auto pool = AddressPool::open(conf.data_dir, conf.name);
   if (!pool) return std::unexpected(pool.error());
   std::vector<Reservation> owned = pool->ownedBy(env.container_id, env.ifname);
@@ -146,6 +150,8 @@ Expected<void> cmdCheck(const Environment& env, const NetConf& conf) {
     return fail(ErrorCode::kInvalidConfig, "CHECK needs prevResult (the result of ADD)");
   auto prev = resultFromJson(*conf.prev_result);
   if (!prev) return std::unexpected(prev.error());
+  auto serialized = AttachmentLock::take(conf.data_dir, conf.name, env.container_id, env.ifname);
+  if (!serialized) return std::unexpected(serialized.error());
   auto netns = Netns::open(env.netns);
   if (!netns) return std::unexpected(netns.error());
 

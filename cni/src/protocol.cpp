@@ -262,12 +262,12 @@ Expected<Environment> parseEnvironment(const std::map<std::string, std::string>&
   // VERSION is called with dummy values for everything else: validate nothing more.
   if (out.command == Command::kVersion) return out;
 
-  if (const std::string* p = lookup(env, "CNI_PATH")) out.path = *p;
+  // CNI_PATH is required for every command but VERSION, as the reference plugins' skel
+  // requires it, though zonewall execs no other plugin.
+  auto path = required(env, "CNI_PATH", out.command);
   if (out.command == Command::kGc || out.command == Command::kStatus) {
-    if (out.path.empty()) {
-      return fail(ErrorCode::kInvalidEnvironment,
-                  fmt::format("CNI_PATH is required for {}", commandName(out.command)));
-    }
+    if (!path) return std::unexpected(path.error());
+    out.path = *path;
     return out;
   }
 
@@ -301,6 +301,8 @@ Expected<Environment> parseEnvironment(const std::map<std::string, std::string>&
     return fail(ErrorCode::kInvalidEnvironment,
                 fmt::format("CNI_NETNS=\"{}\" must be an absolute path", out.netns));
   }
+  if (!path) return std::unexpected(path.error());
+  out.path = *path;
 
   if (const std::string* a = lookup(env, "CNI_ARGS")) {
     auto args = parseCniArgs(*a);
@@ -407,6 +409,12 @@ Expected<NetConf> parseNetConf(std::string_view stdin_bytes, Command command) {
   if (auto it = j.find("prevResult"); it != j.end() && !it->is_null()) {
     if (!it->is_object())
       return fail(ErrorCode::kInvalidConfig, "prevResult: an object is required");
+    // ADD merges into it and CHECK compares with it: a malformed one is refused before anything
+    // is touched. DEL reads only interface names from it and must not fail on it (a pod whose
+    // DEL always fails would keep its address forever).
+    if (command == Command::kAdd || command == Command::kCheck) {
+      if (auto prev = resultFromJson(*it); !prev) return std::unexpected(prev.error());
+    }
     conf.prev_result = *it;
   }
   if (command == Command::kGc) {
@@ -463,59 +471,88 @@ json resultToJson(const Result& r, std::string_view version) {
 Expected<Result> resultFromJson(const json& j) {
   Result r;
   if (!j.is_object()) return fail(ErrorCode::kInvalidConfig, "prevResult: an object is required");
-  if (auto it = j.find("interfaces"); it != j.end() && it->is_array()) {
-    for (size_t i = 0; i < it->size(); ++i) {
-      const json& o = (*it)[i];
-      auto name =
-          o.is_object()
-              ? stringField(o, "name", fmt::format("prevResult.interfaces[{}].", i))
-              : fail(ErrorCode::kInvalidConfig, "prevResult.interfaces: objects are required");
-      if (!name) return std::unexpected(name.error());
-      Interface iface{.name = *name};
-      iface.mac = o.value("mac", "");
-      iface.sandbox = o.value("sandbox", "");
-      r.interfaces.push_back(std::move(iface));
+  // A list field that is there is a list (null reads as absent, as in Go).
+  auto list = [&](const char* key) -> Expected<const json*> {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return nullptr;
+    if (!it->is_array()) {
+      return fail(ErrorCode::kInvalidConfig, fmt::format("prevResult.{}: a list is required", key));
     }
+    return &*it;
+  };
+  // An optional string member of a list item.
+  auto optional = [](const json& o, const char* key, const std::string& where,
+                     std::string& to) -> Expected<void> {
+    auto it = o.find(key);
+    if (it == o.end() || it->is_null()) return {};
+    if (!it->is_string()) {
+      return fail(ErrorCode::kInvalidConfig, fmt::format("{}{}: a string is required", where, key));
+    }
+    to = it->get<std::string>();
+    return {};
+  };
+  auto interfaces = list("interfaces");
+  if (!interfaces) return std::unexpected(interfaces.error());
+  for (size_t i = 0; *interfaces != nullptr && i < (*interfaces)->size(); ++i) {
+    const json& o = (**interfaces)[i];
+    std::string where = fmt::format("prevResult.interfaces[{}].", i);
+    auto name = o.is_object() ? stringField(o, "name", where)
+                              : fail(ErrorCode::kInvalidConfig,
+                                     "prevResult.interfaces: objects are required");
+    if (!name) return std::unexpected(name.error());
+    Interface iface{.name = *name};
+    if (auto ok = optional(o, "mac", where, iface.mac); !ok) return std::unexpected(ok.error());
+    if (auto ok = optional(o, "sandbox", where, iface.sandbox); !ok) {
+      return std::unexpected(ok.error());
+    }
+    r.interfaces.push_back(std::move(iface));
   }
-  if (auto it = j.find("ips"); it != j.end() && it->is_array()) {
-    for (size_t i = 0; i < it->size(); ++i) {
-      const json& o = (*it)[i];
-      std::string where = fmt::format("prevResult.ips[{}].", i);
-      auto text = o.is_object()
-                      ? stringField(o, "address", where)
-                      : fail(ErrorCode::kInvalidConfig, "prevResult.ips: objects are required");
-      if (!text) return std::unexpected(text.error());
-      size_t slash = text->find('/');
-      auto addr = zonewall::parseAddr(std::string_view(*text).substr(0, slash));
-      auto cidr = zonewall::parseCidr(*text);
-      if (!addr || !cidr || slash == std::string::npos) {
-        return fail(ErrorCode::kInvalidConfig,
-                    fmt::format("{}address \"{}\" is not an address/prefix", where, *text));
+  auto ips = list("ips");
+  if (!ips) return std::unexpected(ips.error());
+  for (size_t i = 0; *ips != nullptr && i < (*ips)->size(); ++i) {
+    const json& o = (**ips)[i];
+    std::string where = fmt::format("prevResult.ips[{}].", i);
+    auto text = o.is_object()
+                    ? stringField(o, "address", where)
+                    : fail(ErrorCode::kInvalidConfig, "prevResult.ips: objects are required");
+    if (!text) return std::unexpected(text.error());
+    size_t slash = text->find('/');
+    auto addr = zonewall::parseAddr(std::string_view(*text).substr(0, slash));
+    auto cidr = zonewall::parseCidr(*text);
+    if (!addr || !cidr || slash == std::string::npos) {
+      return fail(ErrorCode::kInvalidConfig,
+                  fmt::format("{}address \"{}\" is not an address/prefix", where, *text));
+    }
+    IpConfig ip{.address = *addr, .prefix = cidr->cidr.prefix};
+    if (auto idx = o.find("interface"); idx != o.end() && !idx->is_null()) {
+      if (!idx->is_number_integer() || *idx < 0 || *idx >= static_cast<int>(r.interfaces.size())) {
+        return fail(
+            ErrorCode::kInvalidConfig,
+            fmt::format("{}interface {} is not an index of interfaces", where, idx->dump()));
       }
-      IpConfig ip{.address = *addr, .prefix = cidr->cidr.prefix};
-      if (auto idx = o.find("interface"); idx != o.end()) {
-        if (!idx->is_number_integer() || *idx < 0 ||
-            *idx >= static_cast<int>(r.interfaces.size())) {
-          return fail(
-              ErrorCode::kInvalidConfig,
-              fmt::format("{}interface {} is not an index of interfaces", where, idx->dump()));
-        }
-        ip.interface = idx->get<int>();
-      }
-      r.ips.push_back(ip);
+      ip.interface = idx->get<int>();
     }
+    r.ips.push_back(ip);
   }
-  if (auto it = j.find("routes"); it != j.end() && it->is_array()) {
-    for (size_t i = 0; i < it->size(); ++i) {
-      const json& o = (*it)[i];
-      auto dst = o.is_object()
-                     ? stringField(o, "dst", fmt::format("prevResult.routes[{}].", i))
-                     : fail(ErrorCode::kInvalidConfig, "prevResult.routes: objects are required");
-      if (!dst) return std::unexpected(dst.error());
-      r.routes.push_back({*dst, o.value("gw", "")});
+  auto routes = list("routes");
+  if (!routes) return std::unexpected(routes.error());
+  for (size_t i = 0; *routes != nullptr && i < (*routes)->size(); ++i) {
+    const json& o = (**routes)[i];
+    std::string where = fmt::format("prevResult.routes[{}].", i);
+    auto dst = o.is_object()
+                   ? stringField(o, "dst", where)
+                   : fail(ErrorCode::kInvalidConfig, "prevResult.routes: objects are required");
+    if (!dst) return std::unexpected(dst.error());
+    Route route{.dst = *dst};
+    if (auto ok = optional(o, "gw", where, route.gw); !ok) return std::unexpected(ok.error());
+    r.routes.push_back(std::move(route));
+  }
+  if (auto it = j.find("dns"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      return fail(ErrorCode::kInvalidConfig, "prevResult.dns: an object is required");
     }
+    r.dns = *it;
   }
-  if (auto it = j.find("dns"); it != j.end() && it->is_object()) r.dns = *it;
   return r;
 }
 

@@ -271,7 +271,8 @@ void forEachObject(nl_cache* cache, Fn fn) {
 }  // namespace
 
 Expected<Netns> Netns::open(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO given as the netns must not block the plugin until a writer comes.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) {
     int err = errno;
     return fail(err == ENOENT ? ErrorCode::kUnknownContainer : ErrorCode::kInvalidEnvironment,

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -140,8 +141,15 @@ class CniNode {
     ::close(in[0]);
     ::close(out[1]);
     if (pid > 0) {
-      // Configs are far below the pipe's 64 KiB: this never blocks.
-      [[maybe_unused]] ssize_t n = ::write(in[1], stdin_text.data(), stdin_text.size());
+      // The plugin reads all of stdin before it writes; one that exits without reading it is
+      // an EPIPE here, not a SIGPIPE.
+      ::signal(SIGPIPE, SIG_IGN);
+      for (size_t done = 0; done < stdin_text.size();) {
+        ssize_t n = ::write(in[1], stdin_text.data() + done, stdin_text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<size_t>(n);
+      }
     }
     ::close(in[1]);
     return {pid, out[0]};
@@ -183,13 +191,15 @@ class CniNode {
     return sh("nsenter --net=" + netns_path + " " + cmd);
   }
 
-  /// Files in the IPAM directory that are reservations (named by an address).
+  /// Files in the IPAM directory that are reservations (named by an address; the attachment
+  /// locks are in a subdirectory).
   std::vector<std::string> reservations() const {
     std::vector<std::string> out;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(poolDir(), ec)) {
       std::string n = e.path().filename();
-      if (n != "lock" && !n.starts_with("last_reserved_ip") && !n.starts_with("."))
+      if (!e.is_directory() && n != "lock" && !n.starts_with("last_reserved_ip") &&
+          !n.starts_with("."))
         out.push_back(n);
     }
     std::sort(out.begin(), out.end());

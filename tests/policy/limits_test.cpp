@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "zonewall/base/json.h"
 #include "zonewall/policy/loader.h"
 #include "zonewall/policy/selector.h"
 
@@ -65,6 +66,29 @@ TEST(Limits, SelectorOfAHundredThousandTermsParsesAndMatches) {
   auto any = parseSelector("a == 'x'" + repeat(" || a == 'y'", 99999));
   ASSERT_TRUE(any.has_value());
   EXPECT_TRUE(any->matches(Labels{{"a", "y"}}));
+}
+
+// JSON from runtimes and datastores (base/json.h): nesting is bounded as in Go's encoding/json,
+// counted outside strings only; syntax errors and numbers past double are located errors.
+TEST(Limits, JsonNestingAndNumbersAreBounded) {
+  auto nest = [](int depth) { return repeat("[", depth) + repeat("]", depth); };
+  EXPECT_TRUE(parseJson(nest(kMaxJsonDepth)).has_value());
+  auto deep = parseJson("\n " + nest(kMaxJsonDepth + 1));
+  ASSERT_FALSE(deep.has_value());
+  EXPECT_EQ(deep.error().message, "nested deeper than 10000 levels");
+  EXPECT_EQ(deep.error().loc.line, 2);
+  EXPECT_EQ(deep.error().loc.col, kMaxJsonDepth + 2);
+  auto in_strings = parseJson(R"({"a":")" + repeat("[{", 20000) + R"(\"[", "b":"\\"})");
+  ASSERT_TRUE(in_strings.has_value()) << in_strings.error().str();
+  EXPECT_EQ((*in_strings)["b"], "\\");
+  auto syntax = parseJson("{\"a\":\n  [1,,2]}");
+  ASSERT_FALSE(syntax.has_value());
+  EXPECT_EQ(syntax.error().loc.line, 2);
+  EXPECT_EQ(syntax.error().loc.col, 6);  // the second comma
+  EXPECT_TRUE(syntax.error().message.starts_with("syntax error")) << syntax.error().message;
+  auto overflow = parseJson("[1E400]");
+  ASSERT_FALSE(overflow.has_value());
+  EXPECT_EQ(overflow.error().message, "number overflow parsing '1E400'");
 }
 
 }  // namespace

@@ -90,6 +90,25 @@ class AddressPool {
   UniqueFd lock_;  ///< holds the flock of the pool's directory while the pool lives
 };
 
+/// Serializes the commands on one attachment (container id + interface name): ADD, CHECK and DEL
+/// of it run one at a time, as the spec requires of runtimes, so that one which does not (or a
+/// retried DEL racing a timed-out ADD) cannot leave a veth and its route over an address already
+/// released. Striped over kStripes files in the pool directory's attachment-locks/, so that
+/// attachments of different containers seldom wait on each other and no file is left per
+/// container. Taken before the pool's lock, never after it.
+class AttachmentLock {
+ public:
+  static constexpr unsigned kStripes = 256;
+
+  /// Blocks until no other command holds this attachment's stripe.
+  static Expected<AttachmentLock> take(const std::string& data_dir, const std::string& network,
+                                       std::string_view container_id, std::string_view ifname);
+
+ private:
+  explicit AttachmentLock(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;  ///< holds the flock while the lock lives
+};
+
 /// The first and last address a subnet hands out: IPv4 skips the network and broadcast
 /// addresses (below /31), IPv6 the subnet-router anycast address (below /127).
 std::pair<zonewall::Addr, zonewall::Addr> allocatableRange(const zonewall::Cidr& subnet);
