@@ -87,6 +87,13 @@ std::string stringAt(const json& j, const char* a, const char* b) {
 
 Converted fromApi(Kind k, const json& obj) {
   Converted out;
+  if (!obj.is_object()) {  // found by fuzzing: a watch event whose object is a number
+    out.errors.push_back(Diagnostic{
+        .loc = {.file = std::string(kindName(k))},
+        .message = fmt::format("the API server sent a {}, not an object", obj.type_name()),
+        .rule_id = "invalid-object"});
+    return out;
+  }
   std::string ns = stringAt(obj, "metadata", "namespace");
   std::string name = stringAt(obj, "metadata", "name");
   out.key = ns.empty() ? name : ns + "/" + name;

@@ -67,6 +67,18 @@ TEST(FromApi, PodKeepsWhatTheModelReads) {
   EXPECT_FALSE(c.object->terminating);
 }
 
+// A watch event whose object is not an object (found by fuzzing) is rejected, not a crash.
+TEST(FromApi, ObjectThatIsNotAnObjectIsRejected) {
+  for (Kind k : {Kind::kPod, Kind::kNetworkPolicy, Kind::kCalicoPolicy, Kind::kNode}) {
+    for (const json& j : {json(6), json("x"), json::array({1}), json(nullptr)}) {
+      Converted c = fromApi(k, j);
+      EXPECT_FALSE(c.object) << j.dump();
+      ASSERT_EQ(c.errors.size(), 1u) << j.dump();
+      EXPECT_NE(c.errors[0].message.find("not an object"), std::string::npos);
+    }
+  }
+}
+
 TEST(FromApi, PodWithoutAnAddressYetIsStillAPod) {
   Converted c = fromApi(Kind::kPod, apiPod("bank", "web-0", "node-a", ""));
   ASSERT_TRUE(c.object);
