@@ -28,17 +28,34 @@ std::vector<PortRange> normalize(std::vector<PortRange> in) {
   return out;
 }
 
+// Linear in both (a rule may list 65,536 ranges).
 std::vector<PortRange> intersectPorts(const std::vector<PortRange>& a,
                                       const std::vector<PortRange>& b) {
+  const std::vector<PortRange> x = normalize(a);
+  const std::vector<PortRange> y = normalize(b);
   std::vector<PortRange> out;
-  for (const PortRange& x : a) {
-    for (const PortRange& y : b) {
-      std::uint16_t lo = std::max(x.lo, y.lo);
-      std::uint16_t hi = std::min(x.hi, y.hi);
-      if (lo <= hi) out.push_back({lo, hi});
-    }
+  for (size_t i = 0, j = 0; i < x.size() && j < y.size();) {
+    std::uint16_t lo = std::max(x[i].lo, y[j].lo);
+    std::uint16_t hi = std::min(x[i].hi, y[j].hi);
+    if (lo <= hi) out.push_back({lo, hi});
+    (x[i].hi < y[j].hi ? i : j) += 1;  // the one that ends first has nothing more to meet
   }
-  return normalize(std::move(out));
+  return out;
+}
+
+// One clause per protocol range, its ports the union of the clauses' (a Kubernetes or admin
+// rule lists each port as its own entry, up to 65,536 of them).
+L4Match mergeClauses(const L4Match& in) {
+  std::map<std::pair<Protocol, Protocol>, std::vector<PortRange>> by_proto;
+  for (const L4Clause& c : in.clauses) {
+    auto& ports = by_proto[{c.proto_lo, c.proto_hi}];
+    ports.insert(ports.end(), c.ports.begin(), c.ports.end());
+  }
+  L4Match out;
+  for (auto& [protos, ports] : by_proto) {
+    out.clauses.push_back({protos.first, protos.second, normalize(std::move(ports))});
+  }
+  return out;
 }
 
 // In a tier: by order (missing = last), then Calico's internal name, then namespace.
@@ -185,7 +202,7 @@ class ProgramBuilder::Impl {
           numeric.clauses.push_back(c);
         }
         if (!numeric.clauses.empty()) {
-          out.push_back({Action::kAllow, exprAll(), peer, numeric, attr});
+          out.push_back({Action::kAllow, exprAll(), peer, mergeClauses(numeric), attr});
         }
         for (const auto& [name, proto] : names) {
           addNamed(out, d, Action::kAllow, exprAll(), peer, name, proto, {}, attr);
@@ -272,7 +289,9 @@ class ProgramBuilder::Impl {
             numeric.clauses.push_back({port.protocol, port.protocol, {{port.lo, port.hi}}});
           }
         }
-        if (!numeric.clauses.empty()) out.push_back({r.action, exprAll(), peer, numeric, attr});
+        if (!numeric.clauses.empty()) {
+          out.push_back({r.action, exprAll(), peer, mergeClauses(numeric), attr});
+        }
         // A named port carries no protocol here: it matches whichever the pod gives it.
         for (const std::string& name : names) {
           for (Protocol proto : {kTcp, kUdp, kSctp}) {

@@ -18,19 +18,22 @@ struct Cell {
 };
 
 // Paints `rule` on the open cells of one row that `ports` cover, splitting cells at the
-// ports' edges.
+// ports' edges. Cells and ports both ascend: one pass over each.
 void paintRule(std::vector<Cell>& cells, const std::vector<PortRange>& ports,
                const ProgRule& rule) {
   std::vector<Cell> out;
   out.reserve(cells.size() + 2 * ports.size());
+  size_t first = 0;  // the first port range that does not end before the current cell
   for (Cell& c : cells) {
+    while (first < ports.size() && ports[first].hi < c.lo) ++first;
     if (c.status != Cell::kOpen) {
       out.push_back(std::move(c));
       continue;
     }
     std::uint32_t pos = c.lo;
-    for (const PortRange& pr : ports) {
-      if (pr.hi < pos || pr.lo > c.hi) continue;
+    for (size_t i = first; i < ports.size() && ports[i].lo <= c.hi; ++i) {
+      const PortRange& pr = ports[i];
+      if (pr.hi < pos) continue;
       std::uint32_t lo = std::max<std::uint32_t>(pr.lo, pos);
       std::uint32_t hi = std::min<std::uint32_t>(pr.hi, c.hi);
       if (lo > pos) {

@@ -89,6 +89,16 @@ void loadSources(const std::vector<SourceText>& sources, Store& store, Diagnosti
     // forever; jbeder/yaml-cpp#1040, fixed upstream after 0.8).
     for (const SourceText& src : splitDocuments(source)) {
       Reader r(src.name, src.line_offset, diags);
+      if (src.text.size() > kMaxDocumentBytes) {
+        diags.error(
+            {src.name, src.line_offset + firstContentLine(src.text).value_or(0) + 1, 1},
+            fmt::format("document of {:.1f} MiB: zonewall reads at most {} MiB per "
+                        "document (an API object is at most 3 MiB); split it into "
+                        "several documents or files",
+                        static_cast<double>(src.text.size()) / (1 << 20), kMaxDocumentBytes >> 20),
+            "document-too-large");
+        continue;
+      }
       YAML::Node doc;
       try {
         doc = YAML::Load(src.text);

@@ -1,5 +1,6 @@
 // The `zonewall` CLI contract: exit codes, formats, golden outputs. Runs the real binary.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <fstream>
 #include <map>
@@ -289,6 +290,81 @@ TEST(Cli, StagedPoliciesPreviewedNeverEnforced) {
   EXPECT_NE(text.out.find("'+' opened, '-' closed"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("  -", body), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("  +", body), std::string::npos) << text.out;
+}
+
+// The largest resident set of any child waited for so far, in bytes (each test runs in its own
+// process under ctest).
+size_t childrenMaxRss() {
+  rusage u{};
+  ::getrusage(RUSAGE_CHILDREN, &u);
+  return static_cast<size_t>(u.ru_maxrss) * 1024;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;  // shadow memory and redzones: no memory bound holds
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// Resource bounds (README "Fuzzing"): 65,536 port ranges load, lint and compile to what they say,
+// in the documented memory (about 100 bytes per byte of the largest document); a policy with a
+// million peers is past the per-document limit and is refused at its first line, unparsed.
+TEST(Cli, ResourceBoundsOnHugePolicies) {
+  TempDir dir;
+  const std::string head =
+      "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+      "metadata: {name: huge, namespace: public}\nspec:\n  podSelector: {}\n  ingress:\n";
+  const std::string inv = bank() + "/inventory";
+  const std::string peers = (dir.path() / "peers.yaml").string();
+  {
+    std::ofstream out(peers);
+    out << head << "  - from:\n";
+    for (int i = 0; i < 1000000; ++i) {
+      out << "    - ipBlock: {cidr: 10." << (i >> 16) << '.' << ((i >> 8) & 255) << '.' << (i & 255)
+          << "/32}\n";
+    }
+  }
+  RunResult refused = run(zw("lint " + peers + " " + inv + " 2>&1"));
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.out.find(peers + ":1:1: error: document of 3"), std::string::npos)
+      << refused.out;
+  EXPECT_NE(refused.out.find("[document-too-large]"), std::string::npos) << refused.out;
+  // Read, never parsed: the file and a copy or two of it (first, so that no other child's
+  // resident set is in the figure).
+  if (!kSanitized) {
+    EXPECT_LT(childrenMaxRss(), 4 * std::filesystem::file_size(peers) + (64u << 20));
+  }
+
+  const std::string ports = (dir.path() / "ports.yaml").string();
+  {
+    std::ofstream out(ports);
+    out << head << "  - ports:\n";
+    for (int i = 0; i < 65536; ++i) {  // every odd port, once for TCP and once for UDP
+      int p = (i % 32768) * 2 + 1;
+      out << "    - {port: " << p << ", endPort: " << p
+          << ", protocol: " << (i < 32768 ? "TCP" : "UDP") << "}\n";
+    }
+  }
+  RunResult compiled = run(zw("compile " + ports + " " + inv + " --node node-a --format json"));
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.out.substr(0, 500);
+  EXPECT_TRUE(nlohmann::json::parse(compiled.out, nullptr, false).is_object());
+  EXPECT_EQ(run(zw("lint " + ports + " " + inv)).exit_code, 0);
+  for (auto [port, verdict] : {std::pair{"40001/TCP", "ALLOW"},
+                               {"40000/TCP", "DENY"},
+                               {"65535/UDP", "ALLOW"},
+                               {"2/UDP", "DENY"}}) {
+    RunResult r = run(zw("explain " + ports + " " + inv + " --from 10.1.2.3 --to public/web-1 " +
+                         "--port " + port));
+    EXPECT_NE(
+        r.out.find(std::string("ingress  public/web-1 (10.244.0.10) (node 'node-a'): ") + verdict),
+        std::string::npos)
+        << port << "\n"
+        << r.out;
+  }
+  size_t ports_size = std::filesystem::file_size(ports);
+  if (!kSanitized) {
+    EXPECT_LT(childrenMaxRss(), 100 * ports_size + (128u << 20));
+  }
 }
 
 }  // namespace
