@@ -54,6 +54,19 @@ whether promoting them changes the verdict.
 Exit: 0 explained, 1 the input has errors, 2 usage or unreadable input.
 )";
 
+constexpr const char* kDiffHelp =
+    R"(usage: zonewall diff OLD... --to NEW... [--format text|json|markdown|sarif]
+
+What a change of policy (or of pods' labels) does: the flows it opens and closes between pods
+present in both revisions, grouped by namespace and by the labels the group's pods share
+("public/app=web"), port ranges merged, each with the rule after the change that opened or
+closed it and the one that decided before (file:line:col). OLD and NEW are files, directories,
+or git:REV:PATH (read with `git show` from the repository of the current directory), e.g.
+  zonewall diff git:origin/main:policies --to policies --format markdown
+markdown is what a bot posts on a pull request; sarif is for code-scanning services.
+Exit: 0 compared, 2 usage, unreadable input or input with errors.
+)";
+
 constexpr const char* kApplyHelp =
     R"(usage: zonewall apply PATH... --node NODE [--netns NAME] [--dry-run]
 
@@ -95,6 +108,8 @@ commands:
   explain  PATH... --from NS/POD|IP --to NS/POD|IP --port N/PROTO
                                                        why a connection is allowed or denied
   inventory PATH... [--format text|json]               the pods: node, IPs, named ports
+  diff     OLD... --to NEW... [--format text|json|markdown|sarif]
+                                                       the flows a change opens and closes
   apply    PATH... --node NODE [--netns NAME] [--dry-run]
                                                        program the node's table into nftables
   verify   PATH... --node NODE [--netns NAME] [--repair]
@@ -175,6 +190,15 @@ int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream&
   c = add("inventory", kInventoryHelp, [&] { return runInventory(inventory, io); });
   addPaths(c, inventory.paths);
   c->add_option("--format", inventory.format)->check(CLI::IsMember({"text", "json"}));
+
+  DiffOptions diff;
+  c = add("diff", kDiffHelp, [&] { return runDiff(diff, io); });
+  c->add_option("OLD", diff.before, "files, directories or git:REV:PATH before the change")
+      ->required();
+  c->add_option("--to", diff.after, "files, directories or git:REV:PATH after the change")
+      ->required();
+  c->add_option("--format", diff.format)
+      ->check(CLI::IsMember({"text", "json", "markdown", "sarif"}));
 
   KernelOptions apply;
   bool dry_run = false;

@@ -4,6 +4,7 @@
 //   table_commands.cpp    compile, inventory   a node's table; the pods
 //   analysis_commands.cpp matrix, explain      reachability and why, from every node's table
 //   kernel_commands.cpp   apply, verify        program and check the kernel (root)
+//   review_commands.cpp   diff                 what a change opens and closes
 #pragma once
 
 #include <iosfwd>
@@ -55,6 +56,13 @@ struct ExplainOptions {
   bool staged = false;  ///< explain again with the staged policies promoted
 };
 int runExplain(const ExplainOptions& o, Io io);
+
+struct DiffOptions {
+  std::vector<std::string> before;  ///< OLD...: files, directories, git:REV:PATH
+  std::vector<std::string> after;   ///< --to NEW...
+  std::string format = "text";      ///< text, json, markdown, sarif
+};
+int runDiff(const DiffOptions& o, Io io);
 
 struct KernelOptions {
   std::vector<std::string> paths;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "cli.h"
+#include "git.h"
 
 namespace zonewall::tools {
 namespace {
@@ -18,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Reads PATH... (files, directories recursively for *.yaml/*.yml in sorted order, "-" for
-// stdin): every text, or the first thing that cannot be read.
+// stdin, git:REV:PATH): every text, or the first thing that cannot be read.
 std::expected<std::vector<policy::SourceText>, Error> readSources(
     const std::vector<std::string>& paths, std::istream& in) {
   std::vector<policy::SourceText> out;
@@ -38,6 +39,12 @@ std::expected<std::vector<policy::SourceText>, Error> readSources(
     if (path == "-") {
       std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       out.push_back({"<stdin>", std::move(text)});
+      continue;
+    }
+    if (isGitPath(path)) {
+      auto texts = readGitPath(path);
+      if (!texts) return std::unexpected(texts.error());
+      for (auto& t : *texts) out.push_back(std::move(t));
       continue;
     }
     std::error_code ec;

@@ -1,5 +1,6 @@
 // A command's input: PATH... read (files, directories of *.yaml/*.yml recursively in sorted
-// order, "-" for stdin), loaded into one Store with every diagnostic, and validated.
+// order, "-" for stdin, git:REV:PATH at a revision), loaded into one Store with every diagnostic,
+// and validated.
 #pragma once
 
 #include <expected>

@@ -1,12 +1,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "commands.h"
 #include "input.h"
+#include "sarif.h"
 #include "zonewall/compiler/inventory.h"
 #include "zonewall/compiler/lint.h"
 
@@ -15,24 +15,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-// The version SARIF names as the tool's.
-constexpr const char* kVersion = "0.1.0";
-
-// A SARIF artifactLocation.uri: a URI reference, so characters outside RFC 3986's
-// unreserved set and '/' are percent-encoded; stdin has no file and is called "stdin".
-std::string sarifUri(const std::string& file) {
-  if (file == "<stdin>") return "stdin";
-  std::string out;
-  for (unsigned char c : file) {
-    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 json sarif(const Diagnostics& diags) {
   json rules = json::array();
   for (const auto& r : compiler::lintRules()) {
@@ -40,30 +22,15 @@ json sarif(const Diagnostics& diags) {
   }
   json results = json::array();
   for (const auto& d : diags.all()) {
-    json region = json::object();
-    if (d.loc.line > 0) {
-      region["startLine"] = d.loc.line;
-      region["startColumn"] = std::max(1, d.loc.col);
-    }
-    json phys = {{"artifactLocation", {{"uri", sarifUri(d.loc.file)}}}};
-    if (!region.empty()) phys["region"] = region;
     const char* level = d.severity == zonewall::Severity::kError     ? "error"
                         : d.severity == zonewall::Severity::kWarning ? "warning"
                                                                      : "note";
     results.push_back({{"ruleId", d.rule_id},
                        {"level", level},
                        {"message", {{"text", d.message}}},
-                       {"locations", json::array({{{"physicalLocation", phys}}})}});
+                       {"locations", json::array({sarifLocation(d.loc)})}});
   }
-  return {{"$schema", "https://json.schemastore.org/sarif-2.1.0.json"},
-          {"version", "2.1.0"},
-          {"runs", json::array({{{"tool",
-                                  {{"driver",
-                                    {{"name", "zonewall"},
-                                     {"version", kVersion},
-                                     {"informationUri", "https://github.com/zonewall/zonewall"},
-                                     {"rules", rules}}}}},
-                                 {"results", results}}})}};
+  return sarifLog(std::move(rules), std::move(results));
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ class NodeCompiler::State {
     setProgram(prog);
     const auto& addrs = inv_.addrs();
     for (size_t i = 0; i < addrs.size(); ++i) {
-      if (inv_.store().pods[addrs[i].pod].node == table_.node) {
+      if (isLocal(inv_.store().pods[addrs[i].pod])) {
         locals_by_ns_[inv_.store().pods[addrs[i].pod].ns].push_back(locals_.size());
         locals_.push_back(i);
       }
@@ -115,7 +115,7 @@ class NodeCompiler::State {
 
   std::expected<void, Error> podLabelsChanged(std::uint32_t pod) {
     std::vector<size_t> changed = inv_.addrsOf(pod);
-    bool local = inv_.store().pods[pod].node == table_.node;
+    bool local = isLocal(inv_.store().pods[pod]);
     if (local) {
       for (size_t li = 0; li < locals_.size(); ++li) {
         if (inv_.addrs()[locals_[li]].pod != pod) continue;
@@ -177,6 +177,10 @@ class NodeCompiler::State {
   }
 
   // ---- locals and their programs ----
+
+  bool isLocal(const Pod& pod) const {
+    return table_.node == kEveryNode || pod.node == table_.node;
+  }
 
   // The local addresses (by position in locals_) a policy selects, ascending.
   std::vector<size_t> computeApplies(const LoweredPolicy& pol) const {

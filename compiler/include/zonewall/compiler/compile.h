@@ -12,6 +12,10 @@
 
 namespace zonewall::compiler {
 
+/// The node name that makes every pod of the inventory local: one table for the whole cluster,
+/// whose classes are the cluster's (what analysis reasons on). No node can have this name.
+inline constexpr const char* kEveryNode = "*";
+
 /// One node's compiler, kept alive so that a change recomputes only what it touches: the
 /// agent's core. After any sequence of changes the table decides every packet as a fresh
 /// compile of the same input would (class ids may differ where a fresh compile would have
