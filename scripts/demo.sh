@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the embedded example, a small bank cluster (examples/bank):
 # lint it, print its reachability matrix, explain connections denied and allowed by Calico's
-# security tier, a NetworkPolicy, the AdminNetworkPolicy and the baseline; then,
+# security tier, a NetworkPolicy, the AdminNetworkPolicy and the baseline; review a policy
+# change (diff) and check the bank's zone contract; then,
 # as root, build its two nodes in network namespaces, where zonewall-agent leases each node's
 # subnet in etcd, runs the vxlan overlay between them and enforces the policies, and show the
 # matrix measured with real packets across the tunnel next to the compiler's, before and after
@@ -32,6 +33,13 @@ step "the security tier lets the API through to the secure zone; why can it not 
 
 step "batch has no NetworkPolicy of its own: the cluster baseline decides"
 "$zw" explain "$ex" --from internal/api-1 --to internal/batch --port 8081/TCP
+
+step "review a pull request: what does the ledger-batch change (examples/bank-change) do?"
+"$zw" diff "$ex" --to "$ex/inventory" "$ex/kubernetes" examples/bank-change \
+  --contract examples/contracts/bank.yaml
+
+step "does the bank keep the promises its security team made? (examples/contracts/bank.yaml)"
+"$zw" check "$ex" --contract examples/contracts/bank.yaml
 
 step "node-a's table: $("$zw" compile "$ex" --node node-a --format json | jq -c .counts)"
 if command -v nft >/dev/null && [ "$(id -u)" -eq 0 ]; then

@@ -64,7 +64,24 @@ closed it and the one that decided before (file:line:col). OLD and NEW are files
 or git:REV:PATH (read with `git show` from the repository of the current directory), e.g.
   zonewall diff git:origin/main:policies --to policies --format markdown
 markdown is what a bot posts on a pull request; sarif is for code-scanning services.
-Exit: 0 compared, 2 usage, unreadable input or input with errors.
+--contract FILE: a ZoneContract (see `zonewall check`); an opened flow that breaks one of its
+deny or allowOnly statements is marked, with one pod pair, protocol and port.
+Exit: 0 compared (and no opened flow breaks the contract), 1 an opened flow breaks the
+contract, 2 usage, unreadable input or input with errors.
+)";
+
+constexpr const char* kCheckHelp =
+    R"(usage: zonewall check PATH... --contract FILE [--format text|json]
+
+Checks a zone contract (apiVersion: zonewall.io/v1alpha1, kind: ZoneContract; README "Zone
+contracts") against the policies and pods of PATH: zones are Calico selectors over namespace
+and pod labels; `deny` (no flow from one zone to another), `allowOnly` (flows only on the
+listed ports) and `require` (flows that must stay open) statements. Each violated statement
+prints counterexamples: a concrete pod pair, protocol and port, with the rule on each side
+that let the flow through or blocked it (file:line:col). A pod's flows to itself are not
+checked.
+Exit: 0 every statement holds, 1 a statement is violated, 2 usage, unreadable input, input
+with errors, or a contract error (unknown zone, bad selector, a zone that matches no pod).
 )";
 
 constexpr const char* kApplyHelp =
@@ -108,8 +125,10 @@ commands:
   explain  PATH... --from NS/POD|IP --to NS/POD|IP --port N/PROTO
                                                        why a connection is allowed or denied
   inventory PATH... [--format text|json]               the pods: node, IPs, named ports
-  diff     OLD... --to NEW... [--format text|json|markdown|sarif]
+  diff     OLD... --to NEW... [--format text|json|markdown|sarif] [--contract FILE]
                                                        the flows a change opens and closes
+  check    PATH... --contract FILE [--format text|json]
+                                                       check a zone contract
   apply    PATH... --node NODE [--netns NAME] [--dry-run]
                                                        program the node's table into nftables
   verify   PATH... --node NODE [--netns NAME] [--repair]
@@ -199,6 +218,13 @@ int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream&
       ->required();
   c->add_option("--format", diff.format)
       ->check(CLI::IsMember({"text", "json", "markdown", "sarif"}));
+  c->add_option("--contract", diff.contract);
+
+  CheckOptions check;
+  c = add("check", kCheckHelp, [&] { return runCheck(check, io); });
+  addPaths(c, check.paths);
+  c->add_option("--contract", check.contract)->required();
+  c->add_option("--format", check.format)->check(CLI::IsMember({"text", "json"}));
 
   KernelOptions apply;
   bool dry_run = false;

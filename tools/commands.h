@@ -4,7 +4,7 @@
 //   table_commands.cpp    compile, inventory   a node's table; the pods
 //   analysis_commands.cpp matrix, explain      reachability and why, from every node's table
 //   kernel_commands.cpp   apply, verify        program and check the kernel (root)
-//   review_commands.cpp   diff                 what a change opens and closes
+//   review_commands.cpp   diff, check          what a change opens and closes; zone contracts
 #pragma once
 
 #include <iosfwd>
@@ -61,8 +61,16 @@ struct DiffOptions {
   std::vector<std::string> before;  ///< OLD...: files, directories, git:REV:PATH
   std::vector<std::string> after;   ///< --to NEW...
   std::string format = "text";      ///< text, json, markdown, sarif
+  std::string contract;             ///< a ZoneContract: exit 1 when a change breaks it
 };
 int runDiff(const DiffOptions& o, Io io);
+
+struct CheckOptions {
+  std::vector<std::string> paths;
+  std::string contract;         ///< the ZoneContract file
+  std::string format = "text";  ///< text, json
+};
+int runCheck(const CheckOptions& o, Io io);
 
 struct KernelOptions {
   std::vector<std::string> paths;

@@ -60,6 +60,8 @@ void readObject(Reader& r, const YAML::Node& doc, Store& store) {
       return readStagedPolicy(r, doc, store);
     }
   }
+  if (api == "zonewall.io/v1alpha1" && kind == "ZoneContract")
+    return readZoneContract(r, doc, store);
   r.error(kind_n, fmt::format("unknown kind '{}' in apiVersion '{}'", kind, api), "unknown-kind");
 }
 
@@ -176,5 +178,6 @@ void mergeStore(Store& into, Store&& from) {
   move(into.admin_policies, from.admin_policies);
   move(into.nodes, from.nodes);
   move(into.staged, from.staged);
+  move(into.contracts, from.contracts);
 }
 }  // namespace zonewall::policy

@@ -218,3 +218,26 @@ Store promoteStaged(const Store& store) {
 }
 
 }  // namespace zonewall::policy
+
+namespace zonewall::policy {
+
+const char* statementKindName(ContractStatement::Kind k) {
+  switch (k) {
+    case ContractStatement::Kind::kDeny:
+      return "deny";
+    case ContractStatement::Kind::kAllowOnly:
+      return "allowOnly";
+    case ContractStatement::Kind::kRequire:
+      return "require";
+  }
+  return "?";
+}
+
+const Zone* ZoneContract::zone(std::string_view zone_name) const {
+  for (const Zone& z : zones) {
+    if (z.name == zone_name) return &z;
+  }
+  return nullptr;
+}
+
+}  // namespace zonewall::policy

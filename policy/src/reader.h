@@ -298,6 +298,7 @@ void readK8sPolicy(Reader& r, const YAML::Node& doc, Store& store);
 void readCalicoPolicy(Reader& r, const YAML::Node& doc, Store& store, bool global);
 void readNetworkSet(Reader& r, const YAML::Node& doc, Store& store, bool global);
 void readTier(Reader& r, const YAML::Node& doc, Store& store);
+void readZoneContract(Reader& r, const YAML::Node& doc, Store& store);
 /// StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy.
 void readStagedPolicy(Reader& r, const YAML::Node& doc, Store& store);
 /// AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy (admin.cpp).

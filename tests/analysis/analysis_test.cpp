@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "compiler/generator.h"
+#include "zonewall/analysis/contract.h"
 #include "zonewall/analysis/diff.h"
 #include "zonewall/analysis/view.h"
 #include "zonewall/compiler/reference.h"
@@ -213,6 +214,159 @@ TEST(Diff, ReportsExactlyTheFlowsAChangeFlips) {
   }
   EXPECT_EQ(worlds, 1000U);
   EXPECT_GT(flipped, 1000U);  // the changes do flip flows: the check has something to check
+}
+
+// A random contract over the generator's labels: zones by app, by the pods' zone label, by
+// namespace labels; statements of every kind with ports on the generator's boundaries.
+policy::ZoneContract randomContract(std::mt19937& rng) {
+  auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+  auto sel = [](const char* text) { return *policy::parseSelector(text); };
+  policy::ZoneContract c;
+  c.name = "random";
+  const char* pod_sels[] = {"app == 'a'",    "app == 'b'",    "app in {'b', 'c'}",
+                            "zone == 'pub'", "zone == 'sec'", "all()"};
+  const char* ns_sels[] = {"all()", "team == 'red'", "team == 'blue'", "has(env)"};
+  for (int z = 0; z < 4; ++z) {
+    c.zones.push_back({"z" + std::to_string(z),
+                       sel(ns_sels[pick(4)]),
+                       sel(pod_sels[pick(6)]),
+                       false,
+                       {"contract.yaml", z + 1, 1}});
+  }
+  const std::vector<policy::ContractPort> port_choices = {
+      {policy::kTcp, 80, 80, {}},    {policy::kTcp, 1000, 2000, {}}, {policy::kUdp, 53, 53, {}},
+      {policy::kTcp, 443, 443, {}},  {policy::kSctp, 0, 65535, {}},  {policy::kTcp, 0, 65535, {}},
+      {policy::kUdp, 1500, 1600, {}}};
+  for (int k = 0; k < 4; ++k) {
+    policy::ContractStatement st;
+    st.kind = static_cast<policy::ContractStatement::Kind>(pick(3));
+    st.from = pick(5) == 0 ? "*" : c.zones[pick(4)].name;
+    st.to = pick(5) == 0 ? "*" : c.zones[pick(4)].name;
+    if (st.kind != policy::ContractStatement::Kind::kDeny) {
+      int n = 1 + pick(2);
+      for (int i = 0; i < n; ++i) st.ports.push_back(port_choices[pick(7)]);
+    }
+    st.loc = {"contract.yaml", 10 + k, 3};
+    c.statements.push_back(st);
+  }
+  return c;
+}
+
+bool inZone(const policy::ZoneContract& c, const std::string& zone, const policy::Store& store,
+            const policy::Pod& pod) {
+  if (zone == "*") return true;
+  const policy::Zone* z = c.zone(zone);
+  return z->namespace_selector.matches(store.namespaceLabels(pod.ns)) &&
+         z->selector.matches(pod.labels);
+}
+
+bool portListed(const std::vector<policy::ContractPort>& ports, Protocol p, std::uint16_t port) {
+  return std::any_of(ports.begin(), ports.end(), [&](const policy::ContractPort& c) {
+    return c.protocol == p && c.lo <= port && port <= c.hi;
+  });
+}
+
+// Brute force: whether the flow breaks the statement, written from the statement's meaning.
+bool bruteBreaks(const policy::ContractStatement& st, Protocol p, std::uint16_t port,
+                 bool allowed) {
+  switch (st.kind) {
+    case policy::ContractStatement::Kind::kDeny:
+      return allowed;
+    case policy::ContractStatement::Kind::kAllowOnly:
+      return allowed && !portListed(st.ports, p, port);
+    case policy::ContractStatement::Kind::kRequire:
+      return !allowed && portListed(st.ports, p, port);
+  }
+  return false;
+}
+
+TEST(Contract, VerdictsAgreeWithBruteForceAndCounterexamplesAreReal) {
+  const auto l4s = probes();
+  size_t checked = 0;
+  size_t violated = 0;
+  size_t empty_zone = 0;
+  for (std::uint32_t seed = 1; seed <= 1000; ++seed) {
+    Generator g(seed);
+    policy::Store store = loadYaml(g.cluster());
+    std::mt19937 rng(seed);
+    policy::ZoneContract contract = randomContract(rng);
+    // Most runs keep only zones some pod is in (statements about the others say "*"): one in
+    // ten keeps an empty zone, which must be an error.
+    if (seed % 10 != 0) {
+      std::set<std::string> unused;
+      for (const policy::Zone& z : contract.zones) {
+        if (std::none_of(store.pods.begin(), store.pods.end(), [&](const policy::Pod& p) {
+              return !p.ips.empty() && inZone(contract, z.name, store, p);
+            }))
+          unused.insert(z.name);
+      }
+      std::erase_if(contract.zones, [&](const policy::Zone& z) { return unused.contains(z.name); });
+      for (auto& st : contract.statements) {
+        if (st.from != "*" && contract.zone(st.from) == nullptr) st.from = "*";
+        if (st.to != "*" && contract.zone(st.to) == nullptr) st.to = "*";
+      }
+    }
+    auto view = ClusterView::build(store);
+    ASSERT_TRUE(view.has_value());
+    compiler::ReferenceEvaluator ref(store);
+    auto result = checkContract(**view, contract);
+    // A zone no pod (with an address) is in is an error, at the zone.
+    std::optional<std::string> empty;
+    for (const policy::Zone& z : contract.zones) {
+      bool any = std::any_of(store.pods.begin(), store.pods.end(), [&](const policy::Pod& p) {
+        return !p.ips.empty() && inZone(contract, z.name, store, p);
+      });
+      if (!any && !empty) empty = z.name;
+    }
+    if (empty) {
+      ASSERT_FALSE(result.has_value()) << "seed " << seed;
+      EXPECT_NE(result.error().message.find("zone '" + *empty + "' matches no pod"),
+                std::string::npos)
+          << result.error().message;
+      ++empty_zone;
+      continue;
+    }
+    ASSERT_TRUE(result.has_value()) << result.error().str();
+    for (size_t k = 0; k < contract.statements.size(); ++k) {
+      const auto& st = contract.statements[k];
+      bool truth = false;
+      for (const policy::Pod& s : store.pods) {
+        if (!inZone(contract, st.from, store, s)) continue;
+        for (const policy::Pod& d : store.pods) {
+          if (&s == &d || !inZone(contract, st.to, store, d)) continue;
+          for (Addr sa : s.ips) {
+            for (Addr da : d.ips) {
+              if (sa.family() != da.family()) continue;
+              for (const auto& [proto, port] : l4s) {
+                truth = truth ||
+                        bruteBreaks(st, proto, port, ref.connectionAllowed({sa, da, proto, port}));
+              }
+            }
+          }
+        }
+      }
+      const auto& found = result->statements[k].violations;
+      ASSERT_EQ(!found.empty(), truth) << "seed " << seed << " statement " << k;
+      for (const Counterexample& v : found) {
+        const auto& eps = (*view)->endpoints();
+        const policy::Pod& s = store.pods[eps[v.from].pod];
+        const policy::Pod& d = store.pods[eps[v.to].pod];
+        ASSERT_NE(&s, &d);
+        ASSERT_TRUE(inZone(contract, st.from, store, s) && inZone(contract, st.to, store, d));
+        bool allowed =
+            ref.connectionAllowed({eps[v.from].addr, eps[v.to].addr, v.protocol, v.port});
+        ASSERT_EQ(allowed, v.flow.allowed());
+        ASSERT_TRUE(bruteBreaks(st, v.protocol, v.port, allowed))
+            << "seed " << seed << ": a counterexample that keeps the statement";
+      }
+      ++checked;
+      violated += truth;
+    }
+  }
+  EXPECT_GT(checked, 2000U);
+  EXPECT_GT(violated, 200U);
+  EXPECT_GT(empty_zone, 10U);
+  EXPECT_LT(empty_zone, 100U);
 }
 
 }  // namespace

@@ -369,3 +369,143 @@ TEST(Cli, ResourceBoundsOnHugePolicies) {
 
 }  // namespace
 }  // namespace zonewall::testing
+
+namespace zonewall::testing {
+namespace {
+
+// A run whose stderr is kept too.
+struct Run3 {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+Run3 run3(const std::string& cmdline) {
+  TempDir t;
+  const std::string errf = t.path().string() + "/stderr";
+  RunResult r = run(cmdline + " 2>" + errf);
+  return {r.exit_code, r.out, readFile(errf)};
+}
+
+const char* kBankChange =
+    "diff examples/bank --to examples/bank/inventory examples/bank/kubernetes "
+    "examples/bank-change";
+
+// diff of the demo's change, in every format, against golden files; the SARIF is well-formed.
+TEST(Cli, DiffGoldenEveryFormat) {
+  std::string cd = "cd " + sourceDir() + " && ";
+  for (const auto& [format, file] :
+       std::map<std::string, std::string>{{"text", "bank-diff.txt"},
+                                          {"json", "bank-diff.json"},
+                                          {"markdown", "bank-diff.md"},
+                                          {"sarif", "bank-diff.sarif"}}) {
+    Run3 r = run3(cd + zw(std::string(kBankChange) + " --format " + format));
+    ASSERT_EQ(r.exit_code, 0) << format << ": " << r.err;
+    expectGolden(file, r.out);
+  }
+  RunResult s = run(cd + zw(std::string(kBankChange) + " --format sarif"));
+  auto sarif = nlohmann::json::parse(s.out);
+  EXPECT_EQ(sarif["version"], "2.1.0");
+  const auto& run0 = sarif["runs"][0];
+  std::set<std::string> rule_ids;
+  for (const auto& rule : run0["tool"]["driver"]["rules"]) rule_ids.insert(rule["id"]);
+  ASSERT_EQ(run0["results"].size(), 1u);
+  for (const auto& res : run0["results"]) {
+    EXPECT_TRUE(rule_ids.contains(res["ruleId"])) << res["ruleId"];
+    const auto& loc = res["locations"][0]["physicalLocation"];
+    EXPECT_EQ(loc["artifactLocation"]["uri"], "examples/bank-change/kubernetes/ledger-batch.yaml");
+    EXPECT_EQ(loc["region"]["startLine"], 11);
+  }
+  // The change keeps the bank's contract: batch reaching the ledger on 5432 is what
+  // allowOnly internal → secure permits.
+  Run3 c = run3(cd + zw(std::string(kBankChange) + " --contract examples/contracts/bank.yaml"));
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
+  // Against a contract that forbids it: exit 1, the statement and a pod pair named.
+  RunResult v =
+      run(cd + zw(std::string(kBankChange) + " --contract tests/golden/contracts/violated.yaml"));
+  EXPECT_EQ(v.exit_code, 1);
+  EXPECT_NE(v.out.find("breaks contract statement deny internal → secure at "
+                       "tests/golden/contracts/violated.yaml:12:5: e.g. internal/batch → "
+                       "secure/ledger TCP 5432"),
+            std::string::npos)
+      << v.out;
+}
+
+// git:REV:PATH on both sides, from a repository made here; a bad revision is exit 2.
+TEST(Cli, DiffReadsGitRevisions) {
+  TempDir tmp;
+  const std::string dir = tmp.path().string();
+  std::string git = "cd " + dir + " && git -c user.name=t -c user.email=t@example.com ";
+  ASSERT_EQ(run("cp -r " + sourceDir() + "/examples/bank " + dir + "/bank").exit_code, 0);
+  ASSERT_EQ(run(git + "init -q && " + git + "add . && " + git + "commit -qm before").exit_code, 0);
+  ASSERT_EQ(
+      run("cp " + sourceDir() + "/examples/bank-change/kubernetes/ledger-batch.yaml " + dir +
+          "/bank/kubernetes/ && cp " + sourceDir() + "/examples/bank-change/calico/tiers.yaml " +
+          dir + "/bank/calico/ && cp " + sourceDir() +
+          "/examples/bank-change/admin/cluster-admin.yaml " + dir + "/bank/admin/")
+          .exit_code,
+      0);
+  ASSERT_EQ(run(git + "add . && " + git + "commit -qm after").exit_code, 0);
+  Run3 r = run3("cd " + dir + " && " + zw("diff git:HEAD~1:bank --to git:HEAD:bank --format json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(doc["changes"].size(), 1u);
+  EXPECT_EQ(doc["changes"][0]["change"], "opened");
+  EXPECT_EQ(doc["changes"][0]["by"][0]["location"]["file"],
+            "git:HEAD:bank/kubernetes/ledger-batch.yaml");
+  // The working tree against its own HEAD: nothing changes.
+  RunResult same = run("cd " + dir + " && " + zw("diff git:HEAD:bank --to bank"));
+  EXPECT_EQ(same.exit_code, 0);
+  EXPECT_EQ(same.out, "zonewall diff: no flow opens or closes\n");
+  Run3 bad = run3("cd " + dir + " && " + zw("diff git:no-such-rev:bank --to bank"));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_TRUE(bad.out.empty());
+  EXPECT_NE(bad.err.find("git:no-such-rev:bank: no such revision 'no-such-rev'"), std::string::npos)
+      << bad.err;
+  Run3 nopath = run3("cd " + dir + " && " + zw("diff git:HEAD:nowhere --to bank"));
+  EXPECT_EQ(nopath.exit_code, 2);
+  EXPECT_TRUE(nopath.out.empty());
+}
+
+// check: the bank keeps its contract (golden text and JSON); a contract it breaks is exit 1
+// with a counterexample per violation; a bad contract is exit 2 at its file:line:col.
+TEST(Cli, CheckZoneContracts) {
+  std::string cd = "cd " + sourceDir() + " && ";
+  Run3 ok = run3(cd + zw("check examples/bank --contract examples/contracts/bank.yaml"));
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  expectGolden("bank-check.txt", ok.out);
+  RunResult violated =
+      run(cd + zw("check examples/bank --contract tests/golden/contracts/violated.yaml"));
+  EXPECT_EQ(violated.exit_code, 1);
+  expectGolden("bank-check-violated.txt", violated.out);
+  RunResult j = run(cd + zw("check examples/bank --contract tests/golden/contracts/violated.yaml "
+                            "--format json"));
+  EXPECT_EQ(j.exit_code, 1);
+  expectGolden("bank-check-violated.json", j.out);
+  auto doc = nlohmann::json::parse(j.out);
+  EXPECT_FALSE(doc["holds"].get<bool>());
+  const auto& deny = doc["statements"][0];
+  EXPECT_EQ(deny["violations"][0]["from"], "internal/api-1");
+  EXPECT_EQ(deny["violations"][0]["to"], "secure/ledger");
+  EXPECT_EQ(deny["violations"][0]["port"], 5432);
+  EXPECT_EQ(deny["violations"][0]["ingress"]["location"]["file"],
+            "examples/bank/kubernetes/secure.yaml");
+
+  for (const auto& [file, where] : std::map<std::string, std::string>{
+           {"unknown-zone.yaml", "unknown-zone.yaml:8:18: error: unknown zone 'pubilc'"},
+           {"bad-selector.yaml",
+            "bad-selector.yaml:6:39: error: zone secure namespaceSelector: "
+            "invalid selector"},
+           {"empty-zone.yaml", "empty-zone.yaml:7:5: error: zone 'payments' matches no pod"}}) {
+    Run3 bad = run3(cd + zw("check examples/bank --contract tests/golden/contracts/" + file));
+    EXPECT_EQ(bad.exit_code, 2) << file;
+    EXPECT_TRUE(bad.out.empty()) << file << ": " << bad.out;
+    EXPECT_NE(bad.err.find("tests/golden/contracts/" + where), std::string::npos)
+        << file << ": " << bad.err;
+  }
+  Run3 none = run3(cd + zw("check examples/bank --contract examples/bank/kubernetes"));
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("expected one ZoneContract"), std::string::npos) << none.err;
+}
+
+}  // namespace
+}  // namespace zonewall::testing

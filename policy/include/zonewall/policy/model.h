@@ -290,6 +290,51 @@ struct AdminPolicy {
 };
 
 /// Everything loaded: the inventory and the policies.
+// ---- zonewall.io/v1alpha1 ZoneContract ----
+// What the security team promised: zones named by Calico-grammar selectors over namespace
+// and pod labels, and statements about the flows between them (README "Zone contracts").
+
+struct Zone {
+  std::string name;
+  Selector namespace_selector;  ///< over the namespace's labels; absent: every namespace
+  Selector selector;            ///< over the pod's labels; absent: every pod
+  bool exposed = false;         ///< reachable from outside the cluster (paths' default --from)
+  SourceLoc loc;
+};
+
+/// Protocol and destination ports: "TCP/5432", "TCP/8000-8100", "UDP" (every port).
+struct ContractPort {
+  Protocol protocol = kTcp;
+  std::uint16_t lo = 0;
+  std::uint16_t hi = 65535;
+  SourceLoc loc;
+};
+
+struct ContractStatement {
+  enum class Kind : std::uint8_t {
+    kDeny,       ///< no flow from `from` to `to`, on any protocol or port
+    kAllowOnly,  ///< flows from `from` to `to` only on `ports`
+    kRequire,    ///< every flow from `from` to `to` on `ports` stays open
+  };
+  Kind kind = Kind::kDeny;
+  std::string from;  ///< a zone's name, or "*" for every pod
+  std::string to;
+  std::vector<ContractPort> ports;
+  std::string description;
+  SourceLoc loc;
+  SourceLoc from_loc;
+  SourceLoc to_loc;
+};
+const char* statementKindName(ContractStatement::Kind k);
+
+struct ZoneContract {
+  std::string name;
+  std::vector<Zone> zones;
+  std::vector<ContractStatement> statements;
+  SourceLoc loc;
+  const Zone* zone(std::string_view zone_name) const;
+};
+
 struct Store {
   std::vector<Namespace> namespaces;
   std::vector<Pod> pods;
@@ -299,7 +344,8 @@ struct Store {
   std::vector<Tier> tiers;
   std::vector<AdminPolicy> admin_policies;
   std::vector<Node> nodes;
-  std::vector<StagedPolicy> staged;  ///< never enforced: see promoteStaged()
+  std::vector<StagedPolicy> staged;     ///< never enforced: see promoteStaged()
+  std::vector<ZoneContract> contracts;  ///< never enforced: what `zonewall check` checks
 
   const Namespace* findNamespace(std::string_view name) const;
   const Pod* findPod(std::string_view ns, std::string_view name) const;
