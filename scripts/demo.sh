@@ -2,7 +2,8 @@
 # `make demo`: the main job on the embedded example, a small bank cluster (examples/bank):
 # lint it, print its reachability matrix, explain connections denied and allowed by Calico's
 # security tier, a NetworkPolicy, the AdminNetworkPolicy and the baseline; review a policy
-# change (diff) and check the bank's zone contract; then,
+# change (diff), check the bank's zone contract, walk the lateral paths to the vault and draw
+# the zone graph; then,
 # as root, build its two nodes in network namespaces, where zonewall-agent leases each node's
 # subnet in etcd, runs the vxlan overlay between them and enforces the policies, and show the
 # matrix measured with real packets across the tunnel next to the compiler's, before and after
@@ -40,6 +41,14 @@ step "review a pull request: what does the ledger-batch change (examples/bank-ch
 
 step "does the bank keep the promises its security team made? (examples/contracts/bank.yaml)"
 "$zw" check "$ex" --contract examples/contracts/bank.yaml
+
+step "how could an attacker who owns the web tier walk to the vault? (lateral paths, smallest cut)"
+"$zw" paths "$ex" --contract examples/contracts/bank.yaml --from public --to vault
+
+"$zw" graph "$ex" --group zone --contract examples/contracts/bank.yaml --format svg > "$build/bank-zones.svg"
+"$zw" graph "$ex" --format svg > "$build/bank-classes.svg"
+step "the zone graph: $build/bank-zones.svg, by class: $build/bank-classes.svg"
+"$zw" graph "$ex" --group namespace
 
 step "node-a's table: $("$zw" compile "$ex" --node node-a --format json | jq -c .counts)"
 if command -v nft >/dev/null && [ "$(id -u)" -eq 0 ]; then

@@ -9,6 +9,8 @@ packages=(
   libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev clang-format
   nftables iproute2 jq iptables
+  # zonewall graph --format svg renders through Graphviz's dot.
+  graphviz
   # The agent: the Kubernetes API over HTTPS, metrics, logs. For the API server its tests start
   # (scripts/kube/): openssl for its certificates, python3 to pick free ports, `time` for the
   # build figures.

@@ -84,6 +84,35 @@ Exit: 0 every statement holds, 1 a statement is violated, 2 usage, unreadable in
 with errors, or a contract error (unknown zone, bad selector, a zone that matches no pod).
 )";
 
+constexpr const char* kPathsHelp =
+    R"(usage: zonewall paths PATH... --to WHO [--from WHO] [--max-hops N] [--contract FILE]
+                     [--format text|json]
+
+Lateral movement: how an attacker who owns the --from pods could walk, flow by allowed flow, to
+the --to pods. WHO is a zone of --contract, or a Calico selector over the pods' labels (with
+projectcalico.org/namespace for the namespace), e.g.
+  zonewall paths examples/bank --to "projectcalico.org/namespace == 'secure' && app == 'vault'"
+Default --from: the pods that accept traffic from outside the cluster (an address outside the
+private, loopback, link-local and multicast ranges that their ingress allows), and the pods of
+zones the contract marks `exposed: true`. Prints the shortest path to each target group (each
+hop with its ports and the rules that allow it), every group reachable (within --max-hops),
+and the smallest cut: the fewest flows whose closing disconnects the sources from the targets.
+Pods are grouped as the policies see them; a hop is from every pod of a group to every pod of
+the next.
+Exit: 0 printed (path or not), 2 usage, unreadable input or input with errors.
+)";
+
+constexpr const char* kGraphHelp =
+    R"(usage: zonewall graph PATH... [--format dot|svg|json] [--group namespace|zone|class]
+                     [--contract FILE]
+
+The allowed-flow graph: a node per group of pods (class: pods the policies cannot tell apart,
+the default; namespace; zone, which needs --contract), an edge where some pod of one may open
+a flow to some pod of the other, labelled with its protocols and ports. Edges that carry flows
+the contract forbids (deny, allowOnly) are red. svg renders through Graphviz's `dot`.
+Exit: 0 printed, 2 usage, unreadable input, input with errors, or no `dot` for svg.
+)";
+
 constexpr const char* kApplyHelp =
     R"(usage: zonewall apply PATH... --node NODE [--netns NAME] [--dry-run]
 
@@ -129,6 +158,10 @@ commands:
                                                        the flows a change opens and closes
   check    PATH... --contract FILE [--format text|json]
                                                        check a zone contract
+  paths    PATH... --to WHO [--from WHO] [--max-hops N] [--contract FILE]
+                                                       lateral movement: paths and cuts
+  graph    PATH... [--format dot|svg|json] [--group namespace|zone|class]
+                                                       the allowed-flow graph
   apply    PATH... --node NODE [--netns NAME] [--dry-run]
                                                        program the node's table into nftables
   verify   PATH... --node NODE [--netns NAME] [--repair]
@@ -225,6 +258,22 @@ int runCli(const std::vector<std::string>& args, std::istream& in, std::ostream&
   addPaths(c, check.paths);
   c->add_option("--contract", check.contract)->required();
   c->add_option("--format", check.format)->check(CLI::IsMember({"text", "json"}));
+
+  PathsOptions paths;
+  c = add("paths", kPathsHelp, [&] { return runPaths(paths, io); });
+  addPaths(c, paths.paths);
+  c->add_option("--from", paths.from);
+  c->add_option("--to", paths.to)->required();
+  c->add_option("--max-hops", paths.max_hops)->check(CLI::Range(0, 1000000));
+  c->add_option("--contract", paths.contract);
+  c->add_option("--format", paths.format)->check(CLI::IsMember({"text", "json"}));
+
+  GraphOptions graph;
+  c = add("graph", kGraphHelp, [&] { return runGraph(graph, io); });
+  addPaths(c, graph.paths);
+  c->add_option("--format", graph.format)->check(CLI::IsMember({"dot", "svg", "json"}));
+  c->add_option("--group", graph.group)->check(CLI::IsMember({"namespace", "zone", "class"}));
+  c->add_option("--contract", graph.contract);
 
   KernelOptions apply;
   bool dry_run = false;

@@ -5,6 +5,7 @@
 //   analysis_commands.cpp matrix, explain      reachability and why, from every node's table
 //   kernel_commands.cpp   apply, verify        program and check the kernel (root)
 //   review_commands.cpp   diff, check          what a change opens and closes; zone contracts
+//   graph_commands.cpp    paths, graph         lateral movement; the zone graph
 #pragma once
 
 #include <iosfwd>
@@ -71,6 +72,24 @@ struct CheckOptions {
   std::string format = "text";  ///< text, json
 };
 int runCheck(const CheckOptions& o, Io io);
+
+struct PathsOptions {
+  std::vector<std::string> paths;
+  std::string from;             ///< a zone of --contract or a Calico selector; empty: exposed pods
+  std::string to;               ///< likewise
+  int max_hops = -1;            ///< -1: no bound
+  std::string contract;         ///< optional: zone names and exposed zones
+  std::string format = "text";  ///< text, json
+};
+int runPaths(const PathsOptions& o, Io io);
+
+struct GraphOptions {
+  std::vector<std::string> paths;
+  std::string format = "dot";   ///< dot, svg, json
+  std::string group = "class";  ///< namespace, zone, class
+  std::string contract;         ///< optional: edges against it drawn red; needed for zone
+};
+int runGraph(const GraphOptions& o, Io io);
 
 struct KernelOptions {
   std::vector<std::string> paths;

@@ -1,78 +1,21 @@
 #include "git.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <sstream>
 
-#include "zonewall/base/fd.h"
-
-extern char** environ;
+#include "process.h"
 
 namespace zonewall::tools {
 namespace {
 
 // Runs git with `args`: its standard output, or an error with what it wrote on stderr.
 std::expected<std::string, Error> runGit(const std::vector<std::string>& args) {
-  int out_pipe[2];
-  int err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) return fail(Error::Code::kIo, "git: pipe", errno);
-  UniqueFd out_r(out_pipe[0]);
-  UniqueFd out_w(out_pipe[1]);
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) return fail(Error::Code::kIo, "git: pipe", errno);
-  UniqueFd err_r(err_pipe[0]);
-  UniqueFd err_w(err_pipe[1]);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out_w.get(), STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&fa, err_w.get(), STDERR_FILENO);
-  std::vector<std::string> argv_s{"git"};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = posix_spawnp(&pid, "git", &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return fail(Error::Code::kIo, "cannot run git", rc);
-  out_w.reset();
-  err_w.reset();
-  std::string out;
-  std::string err;
-  pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
-  int open_fds = 2;
-  char buf[65536];
-  while (open_fds > 0) {
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (int k = 0; k < 2; ++k) {
-      if (fds[k].fd < 0 || fds[k].revents == 0) continue;
-      ssize_t n = read(fds[k].fd, buf, sizeof buf);
-      if (n > 0) {
-        (k == 0 ? out : err).append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        fds[k].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    while (!err.empty() && (err.back() == '\n' || err.back() == '\r')) err.pop_back();
-    if (auto nl = err.rfind('\n'); nl != std::string::npos) err = err.substr(nl + 1);
-    return fail(Error::Code::kIo,
-                fmt::format("git {}: {}", args.front(), err.empty() ? "failed" : err));
-  }
+  std::vector<std::string> argv{"git"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto out = runProcess(argv);
+  if (!out) return fail(Error::Code::kIo, "git " + args.front() + ": " + out.error().message);
   return out;
 }
 

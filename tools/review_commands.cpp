@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "input.h"
+#include "review.h"
 #include "sarif.h"
 #include "zonewall/analysis/contract.h"
 #include "zonewall/analysis/diff.h"
@@ -19,7 +20,6 @@
 #include "zonewall/analysis/view.h"
 
 namespace zonewall::tools {
-namespace {
 
 using json = nlohmann::ordered_json;
 using analysis::Attribution;
@@ -48,34 +48,6 @@ json attributionJson(const Attribution& a) {
   if (a.loc.known())
     j["location"] = {{"file", a.loc.file}, {"line", a.loc.line}, {"column", a.loc.col}};
   return j;
-}
-
-std::string attributionsText(const std::vector<Attribution>& as) {
-  std::string s;
-  for (const Attribution& a : as) s += (s.empty() ? "" : "; ") + a.str();
-  return s;
-}
-
-std::string changeL4(const FlowChange& c) { return analysis::l4Text(c.l4); }
-
-std::string markdownCell(std::string s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '|') out += "\\";
-    out += c;
-  }
-  return out;
-}
-
-// The rule a SARIF result points at: the first deciding rule with a location, after the
-// change, else before it.
-SourceLoc changeLocation(const FlowChange& c) {
-  for (const auto* side : {&c.now, &c.before}) {
-    for (const Attribution& a : *side) {
-      if (a.loc.known()) return a.loc;
-    }
-  }
-  return {};
 }
 
 std::string portsText(const std::vector<policy::ContractPort>& ports) {
@@ -108,6 +80,36 @@ std::expected<Loaded, int> loadContract(const std::string& path, std::istream& i
     return std::unexpected(kExitUsage);
   }
   return l;
+}
+
+namespace {
+
+std::string attributionsText(const std::vector<Attribution>& as) {
+  std::string s;
+  for (const Attribution& a : as) s += (s.empty() ? "" : "; ") + a.str();
+  return s;
+}
+
+std::string changeL4(const FlowChange& c) { return analysis::l4Text(c.l4); }
+
+std::string markdownCell(std::string s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += "\\";
+    out += c;
+  }
+  return out;
+}
+
+// The rule a SARIF result points at: the first deciding rule with a location, after the
+// change, else before it.
+SourceLoc changeLocation(const FlowChange& c) {
+  for (const auto* side : {&c.now, &c.before}) {
+    for (const Attribution& a : *side) {
+      if (a.loc.known()) return a.loc;
+    }
+  }
+  return {};
 }
 
 // A change opens a flow the contract forbids: the statement it breaks and where.

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 
 namespace zonewall::analysis {
 namespace {
@@ -94,6 +95,35 @@ std::string joinedText(const std::vector<L4Range>& set) {
 }
 
 }  // namespace
+
+std::vector<L4Range> unionL4(const std::vector<std::vector<L4Range>>& sets) {
+  std::set<int> cuts{0, 256};
+  for (const auto& set : sets) {
+    for (const L4Range& r : set) {
+      cuts.insert(r.proto_lo);
+      cuts.insert(r.proto_hi + 1);
+    }
+  }
+  std::vector<L4Range> out;
+  for (auto c = cuts.begin(); std::next(c) != cuts.end(); ++c) {
+    std::vector<std::pair<std::uint16_t, std::uint16_t>> ports;
+    for (const auto& set : sets) {
+      for (const L4Range& r : set) {
+        if (r.proto_lo <= *c && *c <= r.proto_hi) {
+          for (const auto& p : r.ports) ports.push_back({p.lo, p.hi});
+        }
+      }
+    }
+    std::sort(ports.begin(), ports.end());
+    for (const auto& [lo, hi] : ports) {
+      addL4(out, static_cast<policy::Protocol>(*c),
+            static_cast<policy::Protocol>(*std::next(c) - 1), lo, hi);
+    }
+  }
+  // addL4 folds a range into its predecessor only when the next one starts: fold the last.
+  foldLast(out);
+  return out;
+}
 
 std::string l4Text(const std::vector<L4Range>& set) {
   std::vector<L4Range> folded;

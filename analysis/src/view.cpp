@@ -126,6 +126,21 @@ std::vector<FlowSegment> ClusterView::flows(std::uint32_t from, std::uint32_t to
   return out;
 }
 
+bool ClusterView::ingressAllowsAny(std::uint32_t to, compiler::RemoteClassId remote) const {
+  Side i = sideOf(table_, Direction::kIngress, classes_[to].ingress, remote);
+  std::set<int> cuts{0, 256};
+  for (const Entry* x : i.entries) {
+    cuts.insert(x->proto_lo);
+    cuts.insert(x->proto_hi + 1);
+  }
+  for (auto c = cuts.begin(); std::next(c) != cuts.end(); ++c) {
+    for (const PortRun& r : portRuns(i, static_cast<Protocol>(*c))) {
+      if (r.outcome->allow) return true;
+    }
+  }
+  return false;
+}
+
 std::optional<FlowSegment> ClusterView::flow(std::uint32_t from, std::uint32_t to,
                                              Protocol protocol, std::uint16_t port) const {
   for (const FlowSegment& s : flows(from, to)) {

@@ -11,6 +11,7 @@
 #include "compiler/generator.h"
 #include "zonewall/analysis/contract.h"
 #include "zonewall/analysis/diff.h"
+#include "zonewall/analysis/graph.h"
 #include "zonewall/analysis/view.h"
 #include "zonewall/compiler/reference.h"
 #include "zonewall/policy/loader.h"
@@ -367,6 +368,107 @@ TEST(Contract, VerdictsAgreeWithBruteForceAndCounterexamplesAreReal) {
   EXPECT_GT(violated, 200U);
   EXPECT_GT(empty_zone, 10U);
   EXPECT_LT(empty_zone, 100U);
+}
+
+// paths on the pod-group graph: the hops from a set of source pods to every pod equal a
+// breadth-first search over the pods themselves (an edge wherever some flow is allowed), and
+// the cut leaves no target reachable.
+TEST(Paths, HopsAgreeWithBruteForceOverPodsAndTheCutDisconnects) {
+  const auto l4s = probes();
+  size_t worlds = 0;
+  size_t far = 0;
+  for (std::uint32_t seed = 1; seed <= 1000; ++seed) {
+    Generator g(seed);
+    policy::Store store = loadYaml(g.cluster());
+    auto view = ClusterView::build(store);
+    ASSERT_TRUE(view.has_value());
+    compiler::ReferenceEvaluator ref(store);
+    const size_t n = store.pods.size();
+    std::vector<std::uint32_t> extra(n, 0);
+    std::vector<size_t> sources;
+    for (size_t p = 0; p < n; ++p) {
+      if (store.pods[p].labels.at("app") == "a") {
+        extra[p] |= 1;
+        sources.push_back(p);
+      }
+      if (store.pods[p].labels.at("zone") == "sec") extra[p] |= 2;
+    }
+    if (sources.empty()) continue;
+    // Brute force: pods, and an edge where any probe passes in either family.
+    std::vector<std::vector<size_t>> adj(n);
+    for (size_t a = 0; a < n; ++a) {
+      for (size_t b = 0; b < n; ++b) {
+        if (a == b) continue;
+        bool edge = false;
+        for (Family f : {Family::kV4, Family::kV6}) {
+          auto sa = firstOf(store.pods[a], f);
+          auto db = firstOf(store.pods[b], f);
+          if (!sa || !db) continue;
+          for (const auto& [proto, port] : l4s) {
+            if (ref.connectionAllowed({*sa, *db, proto, port})) {
+              edge = true;
+              break;
+            }
+          }
+          if (edge) break;
+        }
+        if (edge) adj[a].push_back(b);
+      }
+    }
+    std::vector<int> hops(n, -1);
+    std::vector<size_t> queue = sources;
+    for (size_t s : sources) hops[s] = 0;
+    for (size_t k = 0; k < queue.size(); ++k) {
+      for (size_t b : adj[queue[k]]) {
+        if (hops[b] < 0) {
+          hops[b] = hops[queue[k]] + 1;
+          queue.push_back(b);
+        }
+      }
+    }
+    PodGraph pg = buildPodGraph(**view, extra);
+    std::vector<std::uint32_t> src_nodes;
+    std::vector<std::uint32_t> dst_nodes;
+    for (std::uint32_t k = 0; k < pg.nodes.size(); ++k) {
+      if (pg.nodes[k].extra & 1) src_nodes.push_back(k);
+      if (pg.nodes[k].extra & 2) dst_nodes.push_back(k);
+    }
+    Reach reach = reachFrom(pg, src_nodes);
+    for (size_t p = 0; p < n; ++p) {
+      if (store.pods[p].ips.empty()) continue;
+      ASSERT_EQ(reach.hops[pg.node_of_pod[p]], hops[p])
+          << "seed " << seed << ": hops to " << store.pods[p].key();
+      far += hops[p] >= 2;
+    }
+    // The cut: without its edges no target node is reachable.
+    auto cut = minimumCut(pg, src_nodes, dst_nodes);
+    const bool overlap = std::any_of(src_nodes.begin(), src_nodes.end(), [&](std::uint32_t x) {
+      return std::find(dst_nodes.begin(), dst_nodes.end(), x) != dst_nodes.end();
+    });
+    ASSERT_EQ(cut.has_value(), !overlap);
+    if (cut) {
+      PodGraph without = pg;
+      std::set<std::uint32_t> gone(cut->begin(), cut->end());
+      without.edges.clear();
+      for (std::uint32_t k = 0; k < pg.edges.size(); ++k) {
+        if (!gone.contains(k)) without.edges.push_back(pg.edges[k]);
+      }
+      Reach after = reachFrom(without, src_nodes);
+      for (std::uint32_t t : dst_nodes) {
+        ASSERT_EQ(after.hops[t], -1) << "seed " << seed << ": the cut leaves a target reachable";
+      }
+      // Not more edges than the targets' in-edges (a cut that size always exists).
+      size_t in_edges = 0;
+      for (const auto& e : pg.edges) {
+        in_edges += e.from != e.to &&
+                    std::find(dst_nodes.begin(), dst_nodes.end(), e.to) != dst_nodes.end();
+      }
+      ASSERT_LE(cut->size(), in_edges);
+    }
+    ++worlds;
+  }
+  EXPECT_GT(worlds, 500U);
+  EXPECT_GT(far, 100U);  // paths of two hops or more happen: BFS depth is exercised
 }
 
 }  // namespace

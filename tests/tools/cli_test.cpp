@@ -509,3 +509,105 @@ TEST(Cli, CheckZoneContracts) {
 
 }  // namespace
 }  // namespace zonewall::testing
+
+namespace zonewall::testing {
+namespace {
+
+// paths: from the public zone to the vault, golden; a bad selector or one matching no pod is
+// exit 2 with nothing on stdout.
+TEST(Cli, PathsFromPublicToTheVault) {
+  std::string cd = "cd " + sourceDir() + " && ";
+  Run3 r = run3(cd + zw("paths examples/bank --contract examples/contracts/bank.yaml --from public "
+                        "--to vault"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expectGolden("bank-paths.txt", r.out);
+  Run3 j = run3(cd + zw("paths examples/bank --contract examples/contracts/bank.yaml --from public "
+                        "--to vault --format json"));
+  ASSERT_EQ(j.exit_code, 0);
+  auto doc = nlohmann::json::parse(j.out);
+  ASSERT_EQ(doc["paths"].size(), 1u);
+  EXPECT_EQ(doc["paths"][0]["hops"], 3);
+  EXPECT_EQ(doc["paths"][0]["path"][2]["to"], "secure/app=vault");
+  EXPECT_EQ(doc["cut"].size(), 1u);
+  Run3 bounded = run3(cd + zw("paths examples/bank --contract examples/contracts/bank.yaml --from "
+                              "public --to vault --max-hops 2"));
+  EXPECT_EQ(bounded.exit_code, 0);
+  EXPECT_NE(bounded.out.find("no path within 2 hop(s)"), std::string::npos) << bounded.out;
+  // The default sources: pods that accept traffic from outside (the vault does: no rule of the
+  // bank denies addresses that are not pods, an honest finding).
+  Run3 d = run3(cd + zw("paths examples/bank --to \"app == 'vault'\" --format json"));
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  auto dd = nlohmann::json::parse(d.out);
+  EXPECT_EQ(dd["from"]["what"], "pods that accept traffic from outside the cluster");
+  for (const auto& [args, what] : std::map<std::string, std::string>{
+           {"--to \"app == (\"", "--to 'app == (': invalid selector at column"},
+           {"--to \"app == 'nothing'\"", "--to 'app == 'nothing'' matches no pod"}}) {
+    Run3 bad = run3(cd + zw("paths examples/bank " + args));
+    EXPECT_EQ(bad.exit_code, 2) << args;
+    EXPECT_TRUE(bad.out.empty()) << bad.out;
+    EXPECT_NE(bad.err.find(what), std::string::npos) << bad.err;
+  }
+}
+
+// graph: DOT golden; SVG through Graphviz, parsed: a node per group, an edge per allowed
+// flow, none red against the bank's own contract, a red one against a stricter contract.
+TEST(Cli, GraphDotSvgJson) {
+  std::string cd = "cd " + sourceDir() + " && ";
+  Run3 dot = run3(cd + zw("graph examples/bank --group namespace"));
+  ASSERT_EQ(dot.exit_code, 0) << dot.err;
+  expectGolden("bank-graph-namespace.dot", dot.out);
+  Run3 j = run3(cd + zw("graph examples/bank --format json"));
+  ASSERT_EQ(j.exit_code, 0);
+  auto doc = nlohmann::json::parse(j.out);
+  const size_t nodes = doc["nodes"].size();
+  const size_t edges = doc["edges"].size();
+  ASSERT_GT(nodes, 3u);
+  ASSERT_GT(edges, 3u);
+
+  Run3 svg = run3(cd + zw("graph examples/bank --format svg"));
+  ASSERT_EQ(svg.exit_code, 0) << svg.err;
+  // Graphviz writes one <g class="node"> per node and one <g class="edge"> per edge, each
+  // with a <title>; the labels are the groups.
+  auto count = [&](const std::string& needle) {
+    size_t c = 0;
+    for (size_t at = svg.out.find(needle); at != std::string::npos;
+         at = svg.out.find(needle, at + 1))
+      ++c;
+    return c;
+  };
+  EXPECT_NE(svg.out.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.out.find("</svg>"), std::string::npos);
+  EXPECT_EQ(count("class=\"node\""), nodes);
+  EXPECT_EQ(count("class=\"edge\""), edges);
+  for (const auto& n : doc["nodes"]) {
+    std::string label = n["label"];
+    for (auto [from, to] :
+         {std::pair<std::string, std::string>{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}}) {
+      for (size_t at = label.find(from); at != std::string::npos;
+           at = label.find(from, at + to.size()))
+        label.replace(at, 1, to);
+    }
+    EXPECT_NE(svg.out.find(">" + label + "</text>"), std::string::npos) << label;
+  }
+  EXPECT_EQ(count("stroke=\"red\""), 0u);
+
+  Run3 red = run3(cd + zw("graph examples/bank --group zone --format svg --contract "
+                          "tests/golden/contracts/violated.yaml"));
+  ASSERT_EQ(red.exit_code, 0) << red.err;
+  EXPECT_NE(red.out.find("stroke=\"red\""), std::string::npos);
+  Run3 zone = run3(cd + zw("graph examples/bank --group zone --format json --contract "
+                           "tests/golden/contracts/violated.yaml"));
+  auto zd = nlohmann::json::parse(zone.out);
+  bool internal_to_secure_red = false;
+  for (const auto& e : zd["edges"]) {
+    if (zd["nodes"][e["from"].get<size_t>()]["label"] == "internal" &&
+        zd["nodes"][e["to"].get<size_t>()]["label"] == "secure")
+      internal_to_secure_red = e["against_contract"].get<bool>();
+  }
+  EXPECT_TRUE(internal_to_secure_red);
+  Run3 nozone = run3(cd + zw("graph examples/bank --group zone"));
+  EXPECT_EQ(nozone.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace zonewall::testing

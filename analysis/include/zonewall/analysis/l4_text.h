@@ -24,6 +24,9 @@ struct L4Range {
 void addL4(std::vector<L4Range>& set, policy::Protocol lo, policy::Protocol hi,
            std::uint16_t port_lo, std::uint16_t port_hi);
 
+/// The union of several sets, normalized (cut at every protocol boundary, ports merged).
+std::vector<L4Range> unionL4(const std::vector<std::vector<L4Range>>& sets);
+
 /// One protocol range: "TCP 8080", "TCP 80,443,1000-2000", "UDP (all ports)", "ICMP type 8",
 /// "protocols 7-16", "every protocol".
 std::string l4Text(const L4Range& r);

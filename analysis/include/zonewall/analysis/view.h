@@ -74,6 +74,10 @@ class ClusterView {
   std::optional<FlowSegment> flow(std::uint32_t from, std::uint32_t to, Protocol protocol,
                                   std::uint16_t port) const;
 
+  /// Whether the ingress of class `to` allows anything (any protocol, any port) from an
+  /// address of remote class `remote` (e.g. one outside the cluster).
+  bool ingressAllowsAny(std::uint32_t to, compiler::RemoteClassId remote) const;
+
   const Attribution& attribution(const Outcome& o) const {
     return table_.attributions[o.attribution];
   }
