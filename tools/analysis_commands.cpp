@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <charconv>
 #include <expected>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "cli.h"
 #include "commands.h"
 #include "input.h"
-#include "zonewall/compiler/cluster.h"
+#include "zonewall/analysis/view.h"
 #include "zonewall/compiler/inventory.h"
 #include "zonewall/compiler/program.h"
 #include "zonewall/compiler/reference.h"
@@ -43,21 +44,21 @@ int runMatrix(const MatrixOptions& o, Io io) {
     return loaded.error();
   }
   Loaded& l = *loaded;
-  compiler::Inventory inv(l.store);
-  auto cluster = compiler::ClusterTables::compile(compiler::lower(l.store), inv);
+  auto cluster = analysis::ClusterView::build(l.store);
   if (!cluster) {
     err << "zonewall matrix: " << cluster.error().str() << "\n";
     return kExitFindings;
   }
-  // With --staged, the same inventory under the promoted policies (pods do not change).
-  std::optional<compiler::ClusterTables> promoted;
+  // With --staged, the same pods under the promoted policies.
+  const policy::Store promoted_store = o.staged ? policy::promoteStaged(l.store) : policy::Store{};
+  std::unique_ptr<analysis::ClusterView> promoted;
   if (o.staged) {
-    auto p = compiler::ClusterTables::compile(compiler::lower(policy::promoteStaged(l.store)), inv);
+    auto p = analysis::ClusterView::build(promoted_store);
     if (!p) {
       err << "zonewall matrix: " << p.error().str() << "\n";
       return kExitFindings;
     }
-    promoted.emplace(std::move(*p));
+    promoted = std::move(*p);
   }
   std::vector<const policy::Pod*> pods;
   for (const auto& p : l.store.pods) {
@@ -66,15 +67,17 @@ int runMatrix(const MatrixOptions& o, Io io) {
   std::sort(pods.begin(), pods.end(),
             [](const policy::Pod* x, const policy::Pod* y) { return x->key() < y->key(); });
   // A probe goes to the destination's first IP, from the source's address of that family.
-  auto allowedBy = [&](const compiler::ClusterTables& tables, const policy::Pod* src,
+  auto allowedBy = [&](const analysis::ClusterView& view, const policy::Pod* src,
                        const policy::Pod* dst) {
     Addr to = dst->ips.front();
     auto from = std::find_if(src->ips.begin(), src->ips.end(),
                              [&](Addr x) { return x.family() == to.family(); });
-    return from != src->ips.end() && tables.connectionAllowed(*from, to, *proto, port);
+    if (from == src->ips.end()) return false;
+    auto seg = view.flow(view.endpointAt(*from)->cls, view.endpointAt(to)->cls, *proto, port);
+    return seg && seg->allowed();
   };
   auto allowed = [&](const policy::Pod* src, const policy::Pod* dst) {
-    return allowedBy(*cluster, src, dst);
+    return allowedBy(**cluster, src, dst);
   };
   auto cell = [&](const policy::Pod* src, const policy::Pod* dst) {
     const bool now = allowed(src, dst);
@@ -174,7 +177,7 @@ int runExplain(const ExplainOptions& o, Io io) {
                      port_shown);
   // One explanation of the flow under `store`'s policies; the verdict, or an exit code.
   auto explainUnder = [&](const policy::Store& store) -> std::expected<bool, int> {
-    auto cluster = compiler::ClusterTables::compile(compiler::lower(store), inv);
+    auto cluster = analysis::ClusterView::build(store);
     if (!cluster) {
       err << "zonewall explain: " << cluster.error().str() << "\n";
       return std::unexpected(kExitFindings);
@@ -183,18 +186,21 @@ int runExplain(const ExplainOptions& o, Io io) {
     for (Direction d : {Direction::kEgress, Direction::kIngress}) {
       Addr local = d == Direction::kEgress ? *src : *dst;
       Addr remote = d == Direction::kEgress ? *dst : *src;
-      compiler::ClusterTables::Side s = cluster->decide(d, local, remote, *proto, *port);
+      // The cluster's table decides as the table of `local`'s node does (every pod is local).
+      const compiler::NodeTable& t = (*cluster)->table();
+      const compiler::Outcome* outcome = t.decide(d, local, remote, *proto, *port);
       const char* dn = compiler::directionName(d);
-      if (!s.applies()) {
+      const policy::Pod* pod = inv.podAt(local);
+      if (outcome == nullptr || pod == nullptr) {
         out << fmt::format("{:<8} {}: not a pod: no policy applies\n", dn, name(local));
         continue;
       }
-      const auto& attr = s.table->attributions[s.outcome->attribution];
-      out << fmt::format("{:<8} {} (node '{}'): {} by {}\n", dn, name(local), s.table->node,
-                         s.outcome->allow ? "ALLOW" : "DENY", attr.str());
-      for (std::uint32_t lg : s.outcome->logs)
-        out << fmt::format("         logged by {}\n", s.table->attributions[lg].str());
-      allowed = allowed && s.outcome->allow;
+      const auto& attr = t.attributions[outcome->attribution];
+      out << fmt::format("{:<8} {} (node '{}'): {} by {}\n", dn, name(local), pod->node,
+                         outcome->allow ? "ALLOW" : "DENY", attr.str());
+      for (std::uint32_t lg : outcome->logs)
+        out << fmt::format("         logged by {}\n", t.attributions[lg].str());
+      allowed = allowed && outcome->allow;
     }
     out << fmt::format("verdict: {}\n", allowed ? "ALLOWED" : "DENIED");
     // The compiled table and the reference interpreter must agree; if they ever do not, that

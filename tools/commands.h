@@ -2,7 +2,7 @@
 // (input.h), calls the libraries and prints. One file per group:
 //   lint_command.cpp      lint                 findings as text, JSON or SARIF
 //   table_commands.cpp    compile, inventory   a node's table; the pods
-//   analysis_commands.cpp matrix, explain      reachability and why, from every node's table
+//   analysis_commands.cpp matrix, explain      reachability and why, from the cluster view
 //   kernel_commands.cpp   apply, verify        program and check the kernel (root)
 //   review_commands.cpp   diff, check          what a change opens and closes; zone contracts
 //   graph_commands.cpp    paths, graph         lateral movement; the zone graph
