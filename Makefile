@@ -53,6 +53,7 @@ demo: build
 
 bench: build
 	./$(BUILD_DIR)/bench/compile_bench
+	./$(BUILD_DIR)/bench/analysis_bench
 	@for b in dataplane_bench cni_bench agent_bench agent_e2e_bench overlay_bench lease_bench \
 	    tunnel_bench; do \
 	  if [ "$$(id -u)" -eq 0 ]; then ./$(BUILD_DIR)/bench/$$b; else echo "$$b: needs root"; fi; \

@@ -39,6 +39,90 @@ class FlowCache {
   std::unordered_map<std::uint64_t, std::vector<FlowSegment>> cache_;
 };
 
+std::string l4Key(const std::vector<L4Range>& l4) {
+  std::string s;
+  for (const L4Range& r : l4) {
+    s += fmt::format("{}-{}:", r.proto_lo, r.proto_hi);
+    for (const auto& p : r.ports) s += fmt::format("{}-{},", p.lo, p.hi);
+    s += ";";
+  }
+  return s;
+}
+
+// The lines people read: changes with the same destinations and the same cause merged over
+// their sources, then those with the same sources merged over their destinations. Each step
+// keeps a line's meaning exact (every source pod to every destination pod), and one rule's
+// change becomes a line per pair of pod sets it touches, not one per pair of classes. Groups
+// are renamed for the merged sets (one name per namespace, joined with " + ").
+void mergeLines(const policy::Store& store, FlowDiff& d) {
+  using PodSet = std::vector<std::string>;
+  struct Line {
+    FlowChange c;
+    PodSet from;
+    PodSet to;
+  };
+  std::vector<Line> lines;
+  for (FlowChange& c : d.changes) {
+    PodSet f = d.groups.at(c.from);
+    PodSet t = d.groups.at(c.to);
+    lines.push_back({std::move(c), std::move(f), std::move(t)});
+  }
+  auto cause = [](const FlowChange& c) {
+    return fmt::format("{}|{}|{}|{}", c.opened, joined(c.now), joined(c.before), l4Key(c.l4));
+  };
+  auto mergeBy = [&](bool same_to) {
+    std::map<std::pair<PodSet, std::string>, size_t> index;
+    std::vector<Line> merged;
+    for (Line& l : lines) {
+      auto [it, fresh] = index.try_emplace({same_to ? l.to : l.from, cause(l.c)}, merged.size());
+      if (fresh) {
+        merged.push_back(std::move(l));
+        continue;
+      }
+      PodSet& into = same_to ? merged[it->second].from : merged[it->second].to;
+      const PodSet& add = same_to ? l.from : l.to;
+      into.insert(into.end(), add.begin(), add.end());
+      std::sort(into.begin(), into.end());
+      into.erase(std::unique(into.begin(), into.end()), into.end());
+    }
+    lines = std::move(merged);
+  };
+  mergeBy(true);
+  mergeBy(false);
+  // Names: each set split by namespace, each part named by the namer.
+  std::unordered_map<std::string, std::uint32_t> index_of;
+  for (std::uint32_t p = 0; p < store.pods.size(); ++p) index_of[store.pods[p].key()] = p;
+  GroupNamer namer(store);
+  auto parts = [&](const PodSet& set) {
+    std::map<std::string, std::vector<std::uint32_t>> by_ns;
+    for (const std::string& k : set) {
+      std::uint32_t p = index_of.at(k);
+      by_ns[store.pods[p].ns].push_back(p);
+    }
+    std::vector<std::uint32_t> ids;
+    for (auto& [ns, pods] : by_ns) ids.push_back(namer.add(pods));
+    return ids;
+  };
+  std::vector<std::pair<std::vector<std::uint32_t>, std::vector<std::uint32_t>>> ids;
+  for (const Line& l : lines) ids.push_back({parts(l.from), parts(l.to)});
+  const std::vector<std::string> names = namer.names();
+  auto nameOf = [&](const std::vector<std::uint32_t>& list) {
+    std::string s;
+    for (std::uint32_t id : list) s += (s.empty() ? "" : " + ") + names[id];
+    return s;
+  };
+  d.changes.clear();
+  d.groups.clear();
+  for (size_t k = 0; k < lines.size(); ++k) {
+    FlowChange c = std::move(lines[k].c);
+    c.from = nameOf(ids[k].first);
+    c.to = nameOf(ids[k].second);
+    d.groups[c.from] = lines[k].from;
+    d.groups[c.to] = lines[k].to;
+    d.changes.push_back(std::move(c));
+  }
+}
+
 }  // namespace
 
 FlowDiff diffViews(const ClusterView& before, const ClusterView& after) {
@@ -173,6 +257,7 @@ FlowDiff diffViews(const ClusterView& before, const ClusterView& after) {
     }
     out.changes.push_back(std::move(c));
   }
+  mergeLines(as, out);
   std::sort(out.changes.begin(), out.changes.end(), [](const FlowChange& p, const FlowChange& q) {
     return std::tie(p.from, p.to, p.opened) < std::tie(q.from, q.to, q.opened);
   });
