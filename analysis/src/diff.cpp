@@ -55,7 +55,15 @@ std::string l4Key(const std::vector<L4Range>& l4) {
 // change becomes a line per pair of pod sets it touches, not one per pair of classes. Groups
 // are renamed for the merged sets (one name per namespace, joined with " + ").
 void mergeLines(const policy::Store& store, FlowDiff& d) {
-  using PodSet = std::vector<std::string>;
+  using PodSet = std::vector<std::uint32_t>;  // store indices, sorted
+  std::unordered_map<std::string, std::uint32_t> index_of;
+  for (std::uint32_t p = 0; p < store.pods.size(); ++p) index_of[store.pods[p].key()] = p;
+  std::map<std::string, PodSet> sets;
+  for (const auto& [name, keys] : d.groups) {
+    PodSet& set = sets[name];
+    for (const std::string& k : keys) set.push_back(index_of.at(k));
+    std::sort(set.begin(), set.end());
+  }
   struct Line {
     FlowChange c;
     PodSet from;
@@ -63,42 +71,60 @@ void mergeLines(const policy::Store& store, FlowDiff& d) {
   };
   std::vector<Line> lines;
   for (FlowChange& c : d.changes) {
-    PodSet f = d.groups.at(c.from);
-    PodSet t = d.groups.at(c.to);
+    PodSet f = sets.at(c.from);
+    PodSet t = sets.at(c.to);
     lines.push_back({std::move(c), std::move(f), std::move(t)});
   }
-  auto cause = [](const FlowChange& c) {
-    return fmt::format("{}|{}|{}|{}", c.opened, joined(c.now), joined(c.before), l4Key(c.l4));
-  };
+  std::vector<std::string> causes;
+  for (const Line& l : lines) {
+    causes.push_back(
+        fmt::format("{}|{}|{}|{}", l.c.opened, joined(l.c.now), joined(l.c.before), l4Key(l.c.l4)));
+  }
+  // Lines with the same key (the kept side and the cause) gather the other side's pods; each
+  // gathered set is sorted once, at the end.
   auto mergeBy = [&](bool same_to) {
-    std::map<std::pair<PodSet, std::string>, size_t> index;
+    std::map<std::pair<const PodSet*, const std::string*>, size_t,
+             bool (*)(const std::pair<const PodSet*, const std::string*>&,
+                      const std::pair<const PodSet*, const std::string*>&)>
+        index([](const auto& a, const auto& b) {
+          return std::tie(*a.first, *a.second) < std::tie(*b.first, *b.second);
+        });
     std::vector<Line> merged;
-    for (Line& l : lines) {
-      auto [it, fresh] = index.try_emplace({same_to ? l.to : l.from, cause(l.c)}, merged.size());
-      if (fresh) {
+    std::vector<std::string> merged_causes;
+    merged.reserve(lines.size());
+    merged_causes.reserve(lines.size());
+    for (size_t k = 0; k < lines.size(); ++k) {
+      Line& l = lines[k];
+      const PodSet* kept = same_to ? &l.to : &l.from;
+      auto it = index.find({kept, &causes[k]});
+      if (it == index.end()) {
         merged.push_back(std::move(l));
+        merged_causes.push_back(std::move(causes[k]));
+        // Keys point into `merged`, which was reserved: they stay valid.
+        const Line& m = merged.back();
+        index.emplace(std::make_pair(same_to ? &m.to : &m.from, &merged_causes.back()),
+                      merged.size() - 1);
         continue;
       }
       PodSet& into = same_to ? merged[it->second].from : merged[it->second].to;
       const PodSet& add = same_to ? l.from : l.to;
       into.insert(into.end(), add.begin(), add.end());
-      std::sort(into.begin(), into.end());
-      into.erase(std::unique(into.begin(), into.end()), into.end());
+    }
+    for (Line& m : merged) {
+      PodSet& grown = same_to ? m.from : m.to;
+      std::sort(grown.begin(), grown.end());
+      grown.erase(std::unique(grown.begin(), grown.end()), grown.end());
     }
     lines = std::move(merged);
+    causes = std::move(merged_causes);
   };
   mergeBy(true);
   mergeBy(false);
   // Names: each set split by namespace, each part named by the namer.
-  std::unordered_map<std::string, std::uint32_t> index_of;
-  for (std::uint32_t p = 0; p < store.pods.size(); ++p) index_of[store.pods[p].key()] = p;
   GroupNamer namer(store);
   auto parts = [&](const PodSet& set) {
     std::map<std::string, std::vector<std::uint32_t>> by_ns;
-    for (const std::string& k : set) {
-      std::uint32_t p = index_of.at(k);
-      by_ns[store.pods[p].ns].push_back(p);
-    }
+    for (std::uint32_t p : set) by_ns[store.pods[p].ns].push_back(p);
     std::vector<std::uint32_t> ids;
     for (auto& [ns, pods] : by_ns) ids.push_back(namer.add(pods));
     return ids;
@@ -111,17 +137,47 @@ void mergeLines(const policy::Store& store, FlowDiff& d) {
     for (std::uint32_t id : list) s += (s.empty() ? "" : " + ") + names[id];
     return s;
   };
+  auto keysOf = [&](const PodSet& set) {
+    std::vector<std::string> keys;
+    for (std::uint32_t p : set) keys.push_back(store.pods[p].key());
+    std::sort(keys.begin(), keys.end());
+    return keys;
+  };
   d.changes.clear();
   d.groups.clear();
   for (size_t k = 0; k < lines.size(); ++k) {
     FlowChange c = std::move(lines[k].c);
     c.from = nameOf(ids[k].first);
     c.to = nameOf(ids[k].second);
-    d.groups[c.from] = lines[k].from;
-    d.groups[c.to] = lines[k].to;
+    if (!d.groups.contains(c.from)) d.groups[c.from] = keysOf(lines[k].from);
+    if (!d.groups.contains(c.to)) d.groups[c.to] = keysOf(lines[k].to);
     d.changes.push_back(std::move(c));
   }
 }
+
+// One side's allowed boxes (ClusterView::allowedBoxes) of each view, interned: equal ids mean
+// equal verdicts on that side, so a pair of classes whose two sides keep their ids across the
+// revisions cannot change, and is skipped without computing its flows.
+class SidePatterns {
+ public:
+  std::uint32_t get(const ClusterView& v, int view, Direction d, std::uint32_t local,
+                    compiler::RemoteClassId remote) {
+    const std::uint64_t key = std::uint64_t{static_cast<std::uint32_t>(view)} << 50 |
+                              std::uint64_t{static_cast<std::uint32_t>(d)} << 48 |
+                              std::uint64_t{local} << 16 | remote;
+    auto [it, fresh] = memo_.try_emplace(key, 0);
+    if (fresh) {
+      auto boxes = v.allowedBoxes(d, local, remote);
+      auto [p, added] = ids_.try_emplace(std::move(boxes), static_cast<std::uint32_t>(ids_.size()));
+      it->second = p->second;
+    }
+    return it->second;
+  }
+
+ private:
+  std::unordered_map<std::uint64_t, std::uint32_t> memo_;
+  std::map<std::vector<std::uint64_t>, std::uint32_t> ids_;
+};
 
 }  // namespace
 
@@ -187,8 +243,17 @@ FlowDiff diffViews(const ClusterView& before, const ClusterView& after) {
   std::map<Key, std::pair<FlowChange, std::vector<Box>>> merged;
   FlowCache fb(before);
   FlowCache fa(after);
+  SidePatterns patterns;
+  auto sides = [&](const ClusterView& v, int which, std::uint32_t src, std::uint32_t dst) {
+    const auto& s = v.classes()[src];
+    const auto& d = v.classes()[dst];
+    return std::make_pair(patterns.get(v, which, Direction::kEgress, s.egress, d.remote),
+                          patterns.get(v, which, Direction::kIngress, d.ingress, s.remote));
+  };
   for (const Joint& x : joints) {
     for (const Joint& y : joints) {
+      if (before.classes()[x.before].family != before.classes()[y.before].family) continue;
+      if (sides(before, 0, x.before, y.before) == sides(after, 1, x.after, y.after)) continue;
       const auto& sb = fb.get(x.before, y.before);
       const auto& sa = fa.get(x.after, y.after);
       if (sa.empty()) continue;  // families differ

@@ -126,6 +126,27 @@ std::vector<FlowSegment> ClusterView::flows(std::uint32_t from, std::uint32_t to
   return out;
 }
 
+std::vector<std::uint64_t> ClusterView::allowedBoxes(Direction d, std::uint32_t local,
+                                                     compiler::RemoteClassId remote) const {
+  Side side = sideOf(table_, d, local, remote);
+  std::set<int> cuts{0, 256};
+  for (const Entry* x : side.entries) {
+    cuts.insert(x->proto_lo);
+    cuts.insert(x->proto_hi + 1);
+  }
+  std::vector<std::uint64_t> out;
+  for (auto c = cuts.begin(); std::next(c) != cuts.end(); ++c) {
+    const auto lo = static_cast<std::uint64_t>(*c);
+    const auto hi = static_cast<std::uint64_t>(*std::next(c) - 1);
+    std::uint32_t from = 0;
+    for (const PortRun& r : portRuns(side, static_cast<Protocol>(*c))) {
+      if (r.outcome->allow) out.push_back(lo << 56 | hi << 48 | std::uint64_t{from} << 16 | r.hi);
+      from = r.hi + 1;
+    }
+  }
+  return out;
+}
+
 bool ClusterView::ingressAllowsAny(std::uint32_t to, compiler::RemoteClassId remote) const {
   Side i = sideOf(table_, Direction::kIngress, classes_[to].ingress, remote);
   std::set<int> cuts{0, 256};

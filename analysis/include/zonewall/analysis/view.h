@@ -74,6 +74,13 @@ class ClusterView {
   std::optional<FlowSegment> flow(std::uint32_t from, std::uint32_t to, Protocol protocol,
                                   std::uint16_t port) const;
 
+  /// One side's verdicts alone, as the boxes it allows, in protocol then port order, each
+  /// packed as proto_lo << 56 | proto_hi << 48 | port_lo << 16 | port_hi: the egress of local
+  /// class `local` towards remote class `remote`, or the ingress of `local` from `remote`
+  /// (ids of table()). Two flows whose sides allow the same boxes have the same verdicts.
+  std::vector<std::uint64_t> allowedBoxes(Direction d, std::uint32_t local,
+                                          compiler::RemoteClassId remote) const;
+
   /// Whether the ingress of class `to` allows anything (any protocol, any port) from an
   /// address of remote class `remote` (e.g. one outside the cluster).
   bool ingressAllowsAny(std::uint32_t to, compiler::RemoteClassId remote) const;
