@@ -165,30 +165,12 @@ batch_ns=$(awk '$1 == "internal/batch" {print $3}' "$work/pods")
 ledger_ip=$(awk '$1 == "secure/ledger" {print $2}' "$work/pods")
 before=$(ip netns exec "$batch_ns" "$probe" probe 300 "$ledger_ip:5432/TCP")
 echo "before: batch -> ledger:5432 ${before##* }"
-cat > "$work/ledger-batch.yaml" <<'YAML'
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: ledger-batch
-  namespace: secure
-spec:
-  podSelector:
-    matchLabels: {app: ledger}
-  policyTypes: [Ingress]
-  ingress:
-  - from:
-    - namespaceSelector:
-        matchLabels: {zone: internal}
-      podSelector:
-        matchLabels: {app: batch}
-    ports:
-    - port: postgres
-YAML
-sed "s/selector: zone == 'secure' || app == 'api'/selector: zone == 'secure' || app in {'api', 'batch'}/" \
-  "$work/bank/calico/tiers.yaml" > "$work/tiers.yaml"
-# The AdminNetworkPolicy passes the ledger's clients on to the secure team's policy: batch too.
-sed "s/matchLabels: {app: api}/matchExpressions: [{key: app, operator: In, values: [api, batch]}]/" \
-  "$work/bank/admin/cluster-admin.yaml" > "$work/cluster-admin.yaml"
+# The change is examples/bank-change (what `zonewall diff` reviews in the demo): the security
+# tier's isolation and the AdminNetworkPolicy name batch beside the API, and the secure team's
+# NetworkPolicy lets batch in.
+cp examples/bank-change/kubernetes/ledger-batch.yaml "$work/ledger-batch.yaml"
+cp examples/bank-change/calico/tiers.yaml "$work/tiers.yaml"
+cp examples/bank-change/admin/cluster-admin.yaml "$work/cluster-admin.yaml"
 # Three edits, as an operator's tool writes them (each file renamed into place).
 t0=$(date +%s%N)
 mv "$work/tiers.yaml" "$work/bank/calico/tiers.yaml"
