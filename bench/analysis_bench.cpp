@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "synthetic.h"
 #include "zonewall/analysis/contract.h"
 #include "zonewall/analysis/diff.h"
@@ -27,17 +28,9 @@
 namespace {
 
 using namespace zonewall;  // NOLINT
-using Clock = std::chrono::steady_clock;
-
-double ms(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-long peakRssMb() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss / 1024;
-}
+using bench::Clock;
+using bench::ms;
+using bench::peakRssMb;
 
 // 20 statements over the synthetic cluster's zones (namespace label zone) and apps.
 policy::ZoneContract contract() {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "synthetic.h"
 #include "zonewall/compiler/compile.h"
 #include "zonewall/compiler/lint.h"
@@ -27,17 +28,9 @@
 namespace {
 
 using namespace zonewall;  // NOLINT
-using Clock = std::chrono::steady_clock;
-
-double ms(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-long peakRssMb() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss / 1024;
-}
+using bench::Clock;
+using bench::ms;
+using bench::peakRssMb;
 
 // The node that holds pod 0: in the synthetic cluster every node holds pods_per_node pods.
 const std::string kNode = "node-0";

@@ -26,6 +26,18 @@ std::string icmpText(const compiler::PortRange& r) {
   return fmt::format("type/code {}:{}-{}:{}", t_lo, r.lo & 0xff, t_hi, r.hi & 0xff);
 }
 
+// Folds the last range into its predecessor when they are adjacent and carry the same ports.
+void foldLast(std::vector<L4Range>& set) {
+  if (set.size() >= 2) {
+    L4Range& a = set[set.size() - 2];
+    L4Range& b = set.back();
+    if (a.proto_hi + 1 == b.proto_lo && a.ports == b.ports) {
+      a.proto_hi = b.proto_hi;
+      set.pop_back();
+    }
+  }
+}
+
 }  // namespace
 
 void addL4(std::vector<L4Range>& set, policy::Protocol lo, policy::Protocol hi,
@@ -39,31 +51,11 @@ void addL4(std::vector<L4Range>& set, policy::Protocol lo, policy::Protocol hi,
     }
     return;
   }
-  // A new protocol range: first fold the last one into its predecessor when they are
-  // adjacent and carry the same ports.
-  if (set.size() >= 2) {
-    L4Range& a = set[set.size() - 2];
-    L4Range& b = set.back();
-    if (a.proto_hi + 1 == b.proto_lo && a.ports == b.ports) {
-      a.proto_hi = b.proto_hi;
-      set.pop_back();
-    }
-  }
+  foldLast(set);  // the last range is complete now
   set.push_back({lo, hi, {{port_lo, port_hi}}});
 }
 
 namespace {
-
-void foldLast(std::vector<L4Range>& set) {
-  if (set.size() >= 2) {
-    L4Range& a = set[set.size() - 2];
-    L4Range& b = set.back();
-    if (a.proto_hi + 1 == b.proto_lo && a.ports == b.ports) {
-      a.proto_hi = b.proto_hi;
-      set.pop_back();
-    }
-  }
-}
 
 // What `set` leaves out of the whole space.
 std::vector<L4Range> complement(const std::vector<L4Range>& set) {
