@@ -3,6 +3,8 @@
 # for SECONDS from its corpus. `make fuzz` runs every target for 60 s, `make test` for 10 s.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      TARGET: policy, selector, net, cni, ...
+#   scripts/fuzz.sh --build-only               builds every target, runs none (`make test` builds
+#                                              them beside its other builds, runs them last)
 #
 # Corpora: fuzz/corpus/<target>/ is committed (seeds, and every input that ever made a target
 # fail, so that it stays fixed); a run reads it and the project's own inputs (the examples, the
@@ -10,6 +12,11 @@
 # finding is written to build-fuzz/findings/ and fails the run.
 set -euo pipefail
 
+build_only=false
+if [ "${1:-}" = --build-only ]; then
+  build_only=true
+  shift
+fi
 seconds=${1:-60}
 shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +32,7 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE= \
   -DZONEWALL_BUILD_BENCH=OFF ${CMAKE_FLAGS:-} > "$build/configure.log" 2>&1 ||
   { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" --target fuzzers -j "$(nproc)"
+$build_only && exit 0
 
 # The project's own inputs, as seeds of the targets that read them.
 seeds() {
