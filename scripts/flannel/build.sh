@@ -22,22 +22,10 @@ if [ -x "$OUT/flanneld" ]; then
   echo "$OUT"
   exit 0
 fi
-command -v go >/dev/null || { echo "build.sh: no 'go' on PATH" >&2; exit 1; }
-
-export GOPATH="$CACHE/gopath"
-export GOMODCACHE="$CACHE/go-mod-cache"
-export GOCACHE="$CACHE/go-build-cache"
-export GOFLAGS="-mod=mod"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
-export CGO_ENABLED=0
-mkdir -p "$OUT" "$GOPATH"
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-go mod download github.com/flannel-io/flannel@"$FLANNEL_VERSION"
-cp -r "$GOMODCACHE/github.com/flannel-io/flannel@$FLANNEL_VERSION" "$WORK/src"
-chmod -R u+w "$WORK/src"
-cd "$WORK/src"
+. "$(dirname "$0")/../go-cache-env.sh"
+go_cache_env "$CACHE"
+mkdir -p "$OUT"
+go_module_source github.com/flannel-io/flannel "$FLANNEL_VERSION"
 sed -i -e '/pkg\/backend\/tencentvpc"/d' -e '/pkg\/backend\/udp"/d' main.go
 rm -rf pkg/backend/tencentvpc
 go build -o "$OUT/flanneld.tmp" \
