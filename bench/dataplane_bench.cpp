@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "kernel/node_harness.h"
+#include "packet_bench.h"
 #include "synthetic.h"
 #include "zonewall/compiler/compile.h"
 #include "zonewall/dataplane/batch.h"
@@ -34,17 +35,14 @@ namespace {
 
 using namespace zonewall;  // NOLINT
 using Clock = std::chrono::steady_clock;
+using bench::median;
+using bench::Rates;
 using testing::NodeHarness;
 using testing::run;
 using testing::RunResult;
 
 double ms(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 struct Netns {
@@ -255,57 +253,8 @@ void addPods(policy::Store& st) {
       "x", "server", {{"app", "app-0"}}, "node-0", {zonewall::Addr::fromV4(0x0af4000b)}, {}, {}};
   st.pods.push_back(client);
   st.pods.push_back(server);
-  policy::K8sPolicy allow;
-  allow.ns = "x";
-  allow.name = "server-from-client";
-  allow.pod_selector = policy::Selector(policy::selEq("app", "app-0"));
-  allow.ingress = true;
-  policy::K8sRule r;
-  policy::K8sPeer peer;
-  peer.pod_selector = policy::Selector(policy::selEq("app", "app-1"));
-  r.peers.push_back(peer);
-  policy::K8sPort port;
-  port.port = 80;
-  r.ports.push_back(port);
-  port.port = 5001;  // the stream test's port
-  r.ports.push_back(port);
-  allow.ingress_rules.push_back(r);
+  policy::K8sPolicy allow = bench::allowPolicy("x", "server-from-client", "app-0", "app-1");
   st.k8s_policies.push_back(allow);
-}
-
-struct Rates {
-  double cps = 0;
-  double mbps = 0;
-  double cpu_us = 0;  ///< busy CPU time of the whole machine per connection
-};
-
-// Busy jiffies of all CPUs (user, nice, system, irq, softirq, steal) from /proc/stat.
-long busyJiffies() {
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
-  return user + nice + system + irq + softirq + steal;
-}
-
-// One 1-second run of each, in the client pod. The connection rate is bound by latency (one
-// connection at a time, wake-ups across three namespaces), so the CPU time per connection
-// is measured too: it shows what the rules cost without the scheduler's noise.
-Rates measureOnce(const NodeHarness& node) {
-  std::string prefix = "ip netns exec " + node.podNs(0) + " " + testing::probeBinary();
-  long j0 = busyJiffies();
-  RunResult rate = run(prefix + " rate 1 10.244.0.11:80/TCP");
-  long j1 = busyJiffies();
-  Rates r;
-  r.cps = std::atof(rate.out.c_str());
-  // "N connects/s ok=K fail=F": the connections made.
-  auto ok_at = rate.out.find("ok=");
-  long connections = ok_at == std::string::npos ? 0 : std::atol(rate.out.c_str() + ok_at + 3);
-  if (connections > 0)
-    r.cpu_us = static_cast<double>(j1 - j0) * (1e6 / static_cast<double>(sysconf(_SC_CLK_TCK))) /
-               static_cast<double>(connections);
-  r.mbps = std::atof(run(prefix + " stream 1 10.244.0.11:5001/TCP").out.c_str());
-  return r;
 }
 
 // What a configuration installs in the node namespace (after the previous one was removed).
@@ -316,25 +265,6 @@ struct Config {
   size_t entries = 0;
   std::vector<Rates> runs;
 };
-
-// The linear chain: one rule per allowed tuple, the matching one last.
-std::string linearChain(size_t policies) {
-  std::string chain =
-      "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; "
-      "policy accept;\n";
-  chain += "\t\tct state established,related accept\n";
-  std::mt19937 rng(7);
-  for (size_t i = 0; i < policies; ++i) {
-    chain += "\t\tip saddr 10." + std::to_string(1 + rng() % 200) + "." +
-             std::to_string(rng() % 256) + "." + std::to_string(rng() % 256) +
-             " ip daddr 10.244.0.11 tcp dport " + std::to_string(1000 + rng() % 50000) +
-             " accept\n";
-  }
-  chain +=
-      "\t\tip saddr 10.244.0.10 ip daddr 10.244.0.11 tcp dport { 80, 5001 } accept\n\t\tip daddr "
-      "10.244.0.11 drop\n\t}\n}\n";
-  return chain;
-}
 
 Config zonewallConfig(size_t policies) {
   bench::SyntheticSpec spec;
@@ -371,20 +301,17 @@ void perPacket() {
   std::vector<Config> configs;
   configs.push_back({"no table", "", {}, 0, {}});
   // Connection tracking alone: what any stateful firewall costs a new flow.
-  configs.push_back({"conntrack only (1 rule)",
-                     "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward "
-                     "priority filter; policy accept;\n"
-                     "\t\tct state established,related accept\n\t}\n}\n",
-                     {},
-                     0,
-                     {}});
+  configs.push_back({"conntrack only (1 rule)", bench::conntrackOnly(), {}, 0, {}});
   for (size_t policies : {0, 100, 1000, 10000}) configs.push_back(zonewallConfig(policies));
   for (size_t policies : {100, 1000, 10000}) {
-    configs.push_back(
-        {std::to_string(policies) + " rules, linear chain", linearChain(policies), {}, 0, {}});
+    configs.push_back({std::to_string(policies) + " rules, linear chain",
+                       bench::linearChain(policies, "10.244.0.10", "10.244.0.11"),
+                       {},
+                       0,
+                       {}});
   }
   auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
-  measureOnce(node);  // warm up (ARP, caches)
+  bench::measureOnce(node, 0, "10.244.0.11");  // warm up (ARP, caches)
   constexpr int kRounds = 7;
   for (int round = 0; round < kRounds; ++round) {
     for (Config& c : configs) {
@@ -396,7 +323,7 @@ void perPacket() {
             std::printf("  load failed: %s\n", ok.error().str().c_str());
         }
       }
-      c.runs.push_back(measureOnce(node));
+      c.runs.push_back(bench::measureOnce(node, 0, "10.244.0.11"));
     }
   }
   run("ip netns exec " + node.nodeNs() + " nft delete table inet zonewall 2>/dev/null");

@@ -133,6 +133,7 @@ class Builder {
     // Mix: 60% Kubernetes NetworkPolicies, 35% namespaced Calico policies, 5% global policies
     // in the security tier (platform teams keep few of those).
     int kind = static_cast<int>(m % 20);
+    if (spec_.kubernetes_only) kind = static_cast<int>(m % 6);
     if (kind < 12) {
       kind = kind % 6;
       // Kubernetes: default-deny, same-namespace allow, cross-team allow with named port.

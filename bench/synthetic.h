@@ -18,6 +18,8 @@ struct SyntheticSpec {
   /// default-deny BaselineAdminNetworkPolicy.
   size_t admin_policies = 0;
   bool baseline = false;
+  /// Kubernetes NetworkPolicies only (the mix's Kubernetes share): what every enforcer takes.
+  bool kubernetes_only = false;
   std::uint32_t seed = 1;
 };
 

@@ -7,6 +7,8 @@
 //                                              out) or "... refused" (a reset or ICMP error)
 //   zw_probe watch STOPFILE TIMEOUT_MS TARGET...  probes again and again until STOPFILE
 //                                              exists; prints "TARGET ok=N fail=M"
+//   zw_probe latency COUNT IP:PORT/TCP         COUNT connections one at a time; prints the
+//                                              median and p99 of connect() in µs
 //   zw_probe sctp                              exit 0 if this kernel has SCTP
 //
 // TCP and SCTP: a completed connect is "ok". UDP: a reply from the server is "ok" (the server
@@ -18,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -311,6 +314,36 @@ int rate(double seconds, Target t) {
   return 0;
 }
 
+// `count` new connections one after another: prints the median and 99th percentile, in µs, of
+// the time connect() takes (SYN out to SYN-ACK in: the first packet's way through the
+// policy and back). "p50 P p99 Q fail=F".
+int latency(int count, const Target& t) {
+  std::vector<double> us;
+  long fail = 0;
+  for (int i = 0; i < count; ++i) {
+    int fd = socket(t.addr.ss_family, SOCK_STREAM, 0);
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    auto a = std::chrono::steady_clock::now();
+    bool good = connect(fd, reinterpret_cast<const sockaddr*>(&t.addr), t.len) == 0;
+    auto b = std::chrono::steady_clock::now();
+    linger lg{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    if (good) {
+      us.push_back(std::chrono::duration<double, std::micro>(b - a).count());
+    } else {
+      ++fail;
+    }
+  }
+  std::sort(us.begin(), us.end());
+  auto at = [&](double q) {
+    return us.empty() ? 0.0 : us[static_cast<size_t>(q * static_cast<double>(us.size() - 1))];
+  };
+  std::printf("p50 %.1f p99 %.1f fail=%ld\n", at(0.5), at(0.99), fail);
+  return 0;
+}
+
 // One connection streaming for `seconds`: prints the throughput in MB/s; exits 1 when the
 // connection broke before the time was up.
 int stream(double seconds, const Target& t) {
@@ -348,6 +381,11 @@ int main(int argc, char** argv) {
     if (!parseTarget(argv[3], t)) return 2;
     return std::strcmp(argv[1], "rate") == 0 ? rate(std::atof(argv[2]), t)
                                              : stream(std::atof(argv[2]), t);
+  }
+  if (argc == 4 && std::strcmp(argv[1], "latency") == 0) {
+    Target t;
+    if (!parseTarget(argv[3], t)) return 2;
+    return latency(std::atoi(argv[2]), t);
   }
   if (argc >= 2 && std::strcmp(argv[1], "sctp") == 0) return haveSctp() ? 0 : 1;
   if (argc >= 3 && std::strcmp(argv[1], "serve") == 0) {

@@ -1,0 +1,127 @@
+// What the per-packet benchmarks (dataplane_bench, peers_bench) measure with: a client pod's
+// new TCP connections per second, the machine's busy CPU time per connection, one stream's
+// MB/s and the latency of a connection's first packet, through a node netns
+// (kernel/node_harness.h); and the rulesets every comparison shares.
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernel/node_harness.h"
+#include "zonewall/policy/model.h"
+
+namespace zonewall::bench {
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Rates {
+  double cps = 0;
+  double mbps = 0;
+  double cpu_us = 0;        ///< busy CPU time of the whole machine per connection
+  double first_us = 0;      ///< median time from SYN sent to connection established
+  double first_p99_us = 0;  ///< its 99th percentile
+};
+
+/// Busy jiffies of all CPUs (user, nice, system, irq, softirq, steal) from /proc/stat.
+inline long busyJiffies() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  return user + nice + system + irq + softirq + steal;
+}
+
+/// One 1-second run of each, from pod `client` to `server_ip` (TCP 80 for connections and
+/// their first packet's latency, 5001 for the stream). The connection rate is bound by latency
+/// (one connection at a time, wake-ups across three namespaces), so the CPU time per
+/// connection is measured too: it shows what the rules cost without the scheduler's noise.
+inline Rates measureOnce(const testing::NodeHarness& node, size_t client,
+                         const std::string& server_ip) {
+  std::string prefix = "ip netns exec " + node.podNs(client) + " " + testing::probeBinary();
+  long j0 = busyJiffies();
+  testing::RunResult rate = testing::run(prefix + " rate 1 " + server_ip + ":80/TCP");
+  long j1 = busyJiffies();
+  Rates r;
+  r.cps = std::atof(rate.out.c_str());
+  // "N connects/s ok=K fail=F": the connections made.
+  auto ok_at = rate.out.find("ok=");
+  long connections = ok_at == std::string::npos ? 0 : std::atol(rate.out.c_str() + ok_at + 3);
+  if (connections > 0)
+    r.cpu_us = static_cast<double>(j1 - j0) * (1e6 / static_cast<double>(sysconf(_SC_CLK_TCK))) /
+               static_cast<double>(connections);
+  r.mbps = std::atof(testing::run(prefix + " stream 1 " + server_ip + ":5001/TCP").out.c_str());
+  // "p50 P p99 Q" (µs), connections one at a time.
+  std::string lat = testing::run(prefix + " latency 300 " + server_ip + ":80/TCP").out;
+  std::sscanf(lat.c_str(), "p50 %lf p99 %lf", &r.first_us, &r.first_p99_us);
+  return r;
+}
+
+/// Runs an `nft -f` script in namespace `ns`; false (and what nft said) when it fails.
+inline bool nftFile(const std::string& ns, const std::string& text) {
+  std::string file = "/tmp/zw-bench-" + std::to_string(getpid()) + ".nft";
+  std::ofstream(file) << text;
+  testing::RunResult r = testing::run("ip netns exec " + ns + " nft -f " + file + " 2>&1");
+  std::remove(file.c_str());
+  if (r.exit_code != 0) std::printf("  nft -f failed: %s\n", r.out.substr(0, 300).c_str());
+  return r.exit_code == 0;
+}
+
+/// The policy that lets pods labelled app=`client_app` reach those labelled app=`server_app`
+/// in namespace `ns` on TCP 80 (connections) and 5001 (the stream).
+inline policy::K8sPolicy allowPolicy(const std::string& ns, const std::string& name,
+                                     const std::string& server_app, const std::string& client_app) {
+  policy::K8sPolicy allow;
+  allow.ns = ns;
+  allow.name = name;
+  allow.pod_selector = policy::Selector(policy::selEq("app", server_app));
+  allow.ingress = true;
+  policy::K8sRule r;
+  policy::K8sPeer peer;
+  peer.pod_selector = policy::Selector(policy::selEq("app", client_app));
+  r.peers.push_back(peer);
+  for (std::uint16_t port : {std::uint16_t{80}, std::uint16_t{5001}}) {
+    policy::K8sPort p;
+    p.port = port;
+    r.ports.push_back(p);
+  }
+  allow.ingress_rules.push_back(r);
+  return allow;
+}
+
+/// Connection tracking alone: what any stateful firewall costs a new flow.
+inline std::string conntrackOnly() {
+  return "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority "
+         "filter; policy accept;\n\t\tct state established,related accept\n\t}\n}\n";
+}
+
+/// The linear chain: one rule per allowed tuple, then the one that allows `client` to reach
+/// `server` on TCP 80 and 5001, last; what is left for the server dropped.
+inline std::string linearChain(size_t policies, const std::string& client,
+                               const std::string& server) {
+  std::string chain =
+      "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; "
+      "policy accept;\n";
+  chain += "\t\tct state established,related accept\n";
+  std::mt19937 rng(7);
+  for (size_t i = 0; i < policies; ++i) {
+    chain += "\t\tip saddr 10." + std::to_string(1 + rng() % 200) + "." +
+             std::to_string(rng() % 256) + "." + std::to_string(rng() % 256) + " ip daddr " +
+             server + " tcp dport " + std::to_string(1000 + rng() % 50000) + " accept\n";
+  }
+  chain += "\t\tip saddr " + client + " ip daddr " + server +
+           " tcp dport { 80, 5001 } accept\n\t\tip daddr " + server + " drop\n\t}\n}\n";
+  return chain;
+}
+
+}  // namespace zonewall::bench
