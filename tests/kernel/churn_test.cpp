@@ -188,6 +188,15 @@ void explainLosses(const PairProbers::Result& r,
   }
 }
 
+// Under AddressSanitizer every `zonewall apply` takes 140 ms instead of 60: that build runs a
+// quarter of the applies, which still rebuilds and swaps the range map (every other step) and
+// brings log chains and classes back and forth many times over; the normal build runs all 1,000.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kChurnSteps = 250;
+#else
+constexpr int kChurnSteps = 1000;
+#endif
+
 TEST(Churn, NoLeakAcrossThousandApplies) {
   ZONEWALL_REQUIRE_ROOT();
   NodeHarness node({{"x/a", "10.244.0.10"}, {"x/b", "10.244.0.11"}, {"x/c", "10.244.0.12"}}, {80});
@@ -215,7 +224,7 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
   int replaced = 0;
   int incremental = 0;
   int rebuilt = 0;  // applies that swapped in a rebuilt range map
-  for (int step = 1; step <= 1000; ++step) {
+  for (int step = 1; step <= kChurnSteps; ++step) {
     if (!live.empty() && rng() % 2 == 0) {
       live.erase(live.begin() + static_cast<long>(rng() % live.size()));
     } else {
@@ -239,15 +248,15 @@ TEST(Churn, NoLeakAcrossThousandApplies) {
       << " of them dropped by the test server's full accept queue";
   EXPECT_GT(res.allowed_ok, 1000);
   EXPECT_GT(res.denied_attempts, 10);
-  EXPECT_EQ(replaced, 0);        // log chains come and go without replacing the table
-  EXPECT_EQ(incremental, 1000);  // every run sent element (and log chain) changes only
-  EXPECT_GE(rebuilt, 40);        // x/b's range map was rebuilt and swapped in, under traffic
+  EXPECT_EQ(replaced, 0);                // log chains come and go without replacing the table
+  EXPECT_EQ(incremental, kChurnSteps);   // every run sent element (and log chain) changes only
+  EXPECT_GE(rebuilt, kChurnSteps / 25);  // x/b's range map rebuilt and swapped in, under traffic
   std::printf(
       "churn: %d applies (%d incremental, %d replacing, %d range map swaps); allowed pair %ld ok, "
       "%ld lost (%ld server accept "
       "queue drops); denied pair 0/%ld\n",
-      1000, incremental, replaced, rebuilt, res.allowed_ok, res.allowed_lost, res.listen_drops,
-      res.denied_attempts);
+      kChurnSteps, incremental, replaced, rebuilt, res.allowed_ok, res.allowed_lost,
+      res.listen_drops, res.denied_attempts);
 }
 
 // Replacing a table whose skeleton is not ours (someone's edits, an older zonewall) builds the
