@@ -327,7 +327,13 @@ struct Config {
 int main(int argc, char** argv) {
   // `peers_bench calico N`: the Calico-shaped ruleset of node-1 at N policies, for review.
   if (argc == 3 && std::string(argv[1]) == "calico") {
-    std::fputs(bench::calicoShape(cluster(std::stoul(argv[2])), kNode).nft.c_str(), stdout);
+    const std::string n = argv[2];
+    if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos) {
+      std::fprintf(stderr, "peers_bench: POLICIES must be a number up to 999999, not '%s'\n",
+                   n.c_str());
+      return 2;
+    }
+    std::fputs(bench::calicoShape(cluster(std::stoul(n)), kNode).nft.c_str(), stdout);
     return 0;
   }
   if (argc != 1) {
