@@ -31,6 +31,7 @@
 #include <set>
 #include <thread>
 
+#include "bench_netns.h"
 #include "calico_shape.h"
 #include "kernel/kube_cluster.h"
 #include "kernel/node_harness.h"
@@ -43,6 +44,7 @@
 namespace {
 
 using namespace zonewall;  // NOLINT
+using bench::sh;
 using nlohmann::json;
 using testing::KubeCluster;
 using testing::NodeHarness;
@@ -59,8 +61,6 @@ std::string knpBinary() {
   return std::string(home != nullptr ? home : "/root") +
          "/.cache/zonewall/knp/v0.8.0/bin/kube-network-policies";
 }
-
-bool sh(const std::string& cmd) { return run(cmd + " >/dev/null 2>&1").exit_code == 0; }
 
 // The synthetic cluster (Kubernetes policies only) with the two measured pods in ns-0 on
 // node-1, and the policy that allows the client to the server's ports.
