@@ -4,6 +4,7 @@
 // (kernel/node_harness.h); and the rulesets every comparison shares.
 #pragma once
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,25 +34,65 @@ struct Rates {
   double first_p99_us = 0;  ///< its 99th percentile
 };
 
-/// Busy jiffies of all CPUs (user, nice, system, irq, softirq, steal) from /proc/stat.
-inline long busyJiffies() {
+/// Busy jiffies (user, nice, system, irq, softirq; not steal, the hypervisor's time for others)
+/// from /proc/stat: of CPU `cpu`, or of all CPUs when it is negative.
+inline long busyJiffies(int cpu = -1) {
   std::ifstream in("/proc/stat");
-  std::string cpu;
-  long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
-  return user + nice + system + irq + softirq + steal;
+  const std::string want = cpu < 0 ? "cpu" : "cpu" + std::to_string(cpu);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.compare(0, want.size() + 1, want + " ") != 0) continue;
+    long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+    std::sscanf(line.c_str() + want.size(), "%ld %ld %ld %ld %ld %ld %ld", &user, &nice, &system,
+                &idle, &iowait, &irq, &softirq);
+    return user + nice + system + irq + softirq;
+  }
+  return 0;
 }
 
-/// One 1-second run of each, from pod `client` to `server_ip` (TCP 80 for connections and
+/// Pins this process (and so every process it starts from now on: the pods' servers, the
+/// probes) to the last CPU it may run on, and returns that CPU. On one CPU a connection's
+/// client, forwarding and server run one after the other: no cross-CPU wake-ups, so the rate
+/// follows the CPU time the path costs, and that CPU's busy time is (nearly) only the bench's.
+inline int pinToOneCpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+  int cpu = -1;
+  for (int i = 0; i < CPU_SETSIZE; ++i) {
+    if (CPU_ISSET(i, &set)) cpu = i;
+  }
+  if (cpu < 0) return -1;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0 ? cpu : -1;
+}
+
+/// Keeps what this process starts next (an API server and its etcd) off CPU `cpu`, the measured
+/// one: their background work must not count as the path's.
+inline void avoidCpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (long i = 0; i < sysconf(_SC_NPROCESSORS_ONLN) && i < CPU_SETSIZE; ++i) {
+    if (i != cpu) CPU_SET(i, &set);
+  }
+  if (CPU_COUNT(&set) > 0) sched_setaffinity(0, sizeof set, &set);
+}
+
+/// One run of each, from pod `client` to `server_ip` (TCP 80 for connections and
 /// their first packet's latency, 5001 for the stream). The connection rate is bound by latency
 /// (one connection at a time, wake-ups across three namespaces), so the CPU time per
 /// connection is measured too: it shows what the rules cost without the scheduler's noise.
+/// `cpu`: the CPU the bench is pinned to (pinToOneCpu), whose busy time is counted, or -1 for
+/// the whole machine's.
+/// `seconds`: how long the rate and the stream are measured; the latency takes 300 connections.
 inline Rates measureOnce(const testing::NodeHarness& node, size_t client,
-                         const std::string& server_ip) {
+                         const std::string& server_ip, int cpu = -1, double seconds = 1) {
   std::string prefix = "ip netns exec " + node.podNs(client) + " " + testing::probeBinary();
-  long j0 = busyJiffies();
-  testing::RunResult rate = testing::run(prefix + " rate 1 " + server_ip + ":80/TCP");
-  long j1 = busyJiffies();
+  const std::string secs = std::to_string(seconds);
+  long j0 = busyJiffies(cpu);
+  testing::RunResult rate = testing::run(prefix + " rate " + secs + " " + server_ip + ":80/TCP");
+  long j1 = busyJiffies(cpu);
   Rates r;
   r.cps = std::atof(rate.out.c_str());
   // "N connects/s ok=K fail=F": the connections made.
@@ -60,7 +101,8 @@ inline Rates measureOnce(const testing::NodeHarness& node, size_t client,
   if (connections > 0)
     r.cpu_us = static_cast<double>(j1 - j0) * (1e6 / static_cast<double>(sysconf(_SC_CLK_TCK))) /
                static_cast<double>(connections);
-  r.mbps = std::atof(testing::run(prefix + " stream 1 " + server_ip + ":5001/TCP").out.c_str());
+  r.mbps = std::atof(
+      testing::run(prefix + " stream " + secs + " " + server_ip + ":5001/TCP").out.c_str());
   // "p50 P p99 Q" (µs), connections one at a time.
   std::string lat = testing::run(prefix + " latency 300 " + server_ip + ":80/TCP").out;
   std::sscanf(lat.c_str(), "p50 %lf p99 %lf", &r.first_us, &r.first_p99_us);
@@ -75,6 +117,29 @@ inline bool nftFile(const std::string& ns, const std::string& text) {
   std::remove(file.c_str());
   if (r.exit_code != 0) std::printf("  nft -f failed: %s\n", r.out.substr(0, 300).c_str());
   return r.exit_code == 0;
+}
+
+/// Puts table `table` ("inet zonewall") of namespace `ns` to sleep (nftables' dormant flag: its
+/// hooks are unregistered, its sets and chains stay) or wakes it: ten milliseconds whatever
+/// its size, so configurations can take turns many times a second without reloading.
+inline bool setDormant(const std::string& ns, const std::string& table, bool dormant) {
+  return testing::run("ip netns exec " + ns + " nft add table " + table +
+                      (dormant ? " '{ flags dormant; }'" : ""))
+             .exit_code == 0;
+}
+
+/// The kernel memory that rulesets take, in kB: slab, vmalloc (big hash tables and the interval
+/// sets' lookup tables) and per-CPU allocations (counters), from /proc/meminfo.
+inline long kernelMemoryKb() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  long value = 0, total = 0;
+  std::string unit;
+  while (in >> key >> value) {
+    if (key == "Slab:" || key == "VmallocUsed:" || key == "Percpu:") total += value;
+    std::getline(in, unit);
+  }
+  return total;
 }
 
 /// The policy that lets pods labelled app=`client_app` reach those labelled app=`server_app`
@@ -100,18 +165,19 @@ inline policy::K8sPolicy allowPolicy(const std::string& ns, const std::string& n
 }
 
 /// Connection tracking alone: what any stateful firewall costs a new flow.
-inline std::string conntrackOnly() {
-  return "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority "
+inline std::string conntrackOnly(const std::string& table = "zonewall") {
+  return "table inet " + table +
+         " {\n\tchain forward {\n\t\ttype filter hook forward priority "
          "filter; policy accept;\n\t\tct state established,related accept\n\t}\n}\n";
 }
 
 /// The linear chain: one rule per allowed tuple, then the one that allows `client` to reach
 /// `server` on TCP 80 and 5001, last; what is left for the server dropped.
 inline std::string linearChain(size_t policies, const std::string& client,
-                               const std::string& server) {
-  std::string chain =
-      "table inet zonewall {\n\tchain forward {\n\t\ttype filter hook forward priority filter; "
-      "policy accept;\n";
+                               const std::string& server, const std::string& table = "zonewall") {
+  std::string chain = "table inet " + table +
+                      " {\n\tchain forward {\n\t\ttype filter hook forward priority filter; "
+                      "policy accept;\n";
   chain += "\t\tct state established,related accept\n";
   std::mt19937 rng(7);
   for (size_t i = 0; i < policies; ++i) {

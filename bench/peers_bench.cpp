@@ -28,7 +28,12 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <ranges>
+#include <regex>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include "bench_netns.h"
@@ -53,7 +58,8 @@ using testing::run;
 constexpr const char* kClient = "10.244.0.10";
 constexpr const char* kServer = "10.244.0.11";
 constexpr const char* kNode = "node-1";
-constexpr int kRounds = 7;  // interleaved rounds per policy count: the machine's drift hits all
+constexpr int kRounds = 15;       // rounds per policy count, configurations taking turns
+constexpr double kSeconds = 0.5;  // per round and configuration: connections, then the stream
 
 std::string knpBinary() {
   if (const char* d = std::getenv("ZONEWALL_KNP_BIN"); d != nullptr && *d != '\0') return d;
@@ -315,12 +321,172 @@ bool haveNftQueue(const std::string& ns) {
 
 struct Config {
   std::string name;
+  std::string table;         ///< what it loads ("inet zonewall"); none: the bare node's row
   std::string nft;           ///< an `nft -f` script, or
   dataplane::Ruleset rules;  ///< zonewall's ruleset (netlink), or
   bool knp = false;          ///< kube-network-policies, running
   std::string detail;
+  long kernel_kb = 0;  ///< what loading its table added to the kernel's memory
   std::vector<bench::Rates> runs;
 };
+
+// Where the configurations take turns: the bare node (never a table: its conntrack is off too)
+// for "no table", the node for the others, whose tables are all loaded and all dormant but
+// the one measured. A turn costs two `nft add table`, no reload, so the rounds can be many and
+// short and the machine's drift (this one is shared: a configuration measured a minute later
+// runs on a different machine) falls on all of them alike.
+class Stage {
+ public:
+  Stage(const NodeHarness& node, const NodeHarness& bare, dataplane::Transport& tr, int cpu)
+      : node_(node), bare_(bare), tr_(tr), cpu_(cpu) {}
+
+  /// Loads every configuration's table, records what it takes in kernel memory (the median
+  /// of three loads) and leaves it dormant. False (and why, printed) when a load fails.
+  bool load(std::vector<Config>& configs) {
+    sh("ip netns exec " + node_.nodeNs() + " nft flush ruleset");
+    for (Config& c : configs) {
+      if (c.table.empty()) continue;
+      std::vector<double> kb;
+      for (int i = 0; i < 3; ++i) {
+        sh("ip netns exec " + node_.nodeNs() + " nft delete table " + c.table);
+        long before = settledMemoryKb();
+        if (!loadOne(c)) return false;
+        kb.push_back(static_cast<double>(settledMemoryKb() - before));
+      }
+      c.kernel_kb = static_cast<long>(bench::median(kb));
+      if (!bench::setDormant(node_.nodeNs(), c.table, true)) return false;
+    }
+    return true;
+  }
+
+  /// One measurement of `c`: its table woken for it (or the bare node).
+  bench::Rates measure(const Config& c, double seconds) {
+    if (c.table.empty() && !c.knp) return bench::measureOnce(bare_, 0, kServer, cpu_, seconds);
+    if (!c.table.empty()) bench::setDormant(node_.nodeNs(), c.table, false);
+    bench::Rates r = bench::measureOnce(node_, 0, kServer, cpu_, seconds);
+    if (!c.table.empty()) bench::setDormant(node_.nodeNs(), c.table, true);
+    return r;
+  }
+
+ private:
+  bool loadOne(const Config& c) {
+    if (!c.nft.empty()) return bench::nftFile(node_.nodeNs(), c.nft);
+    for (const auto& batch : dataplane::encodeCreate(c.rules, 1)) {
+      if (auto ok = tr_.commit(batch); !ok) {
+        std::printf("  load failed: %s\n", ok.error().str().c_str());
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The kernel frees a deleted table's memory after RCU grace periods: wait for them.
+  static long settledMemoryKb() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return bench::kernelMemoryKb();
+  }
+
+  const NodeHarness& node_;
+  const NodeHarness& bare_;
+  dataplane::Transport& tr_;
+  int cpu_;
+};
+
+double median(const Config& c, double bench::Rates::*field) {
+  std::vector<double> v;
+  for (const auto& r : c.runs) v.push_back(r.*field);
+  return bench::median(v);
+}
+
+void printHeader() {
+  std::printf("%-8s %-22s %8s %7s %7s %7s %-11s %9s %9s %7s %7s %9s   %s\n", "policies", "enforcer",
+              "conn/s", "vs none", "vs ct", "CPU us", "(min-max)", "1st p50us", "1st p99us", "MB/s",
+              "vs none", "kernel kB", "ruleset");
+}
+
+// The median over the rounds of `c`'s figure divided by `ref`'s in the same round: a round's
+// configurations run seconds apart, so the machine's slower drift cancels out of the ratio.
+double ratio(const Config& c, const Config& ref, double bench::Rates::*field) {
+  std::vector<double> v;
+  for (size_t i = 0; i < c.runs.size() && i < ref.runs.size(); ++i) {
+    if (ref.runs[i].*field > 0) v.push_back(c.runs[i].*field / (ref.runs[i].*field));
+  }
+  return bench::median(v);
+}
+
+// One line per configuration: medians over the rounds and the range of the CPU time, the
+// rate's ratios to the first row (no table) and to the second (conntrack only) when there is one.
+void printRows(size_t policies, const std::vector<Config>& configs) {
+  const Config& none = configs[0];
+  const Config& ct = configs.size() > 1 ? configs[1] : none;
+  for (const Config& c : configs) {
+    auto [lo, hi] = std::ranges::minmax(c.runs | std::views::transform(&bench::Rates::cpu_us));
+    std::string kb = c.table.empty() ? "-" : std::to_string(c.kernel_kb);
+    std::printf(
+        "%-8zu %-22s %8.0f %6.1f%% %6.1f%% %7.1f %5.1f-%-5.1f %9.0f %9.0f %7.0f %6.1f%% %9s   %s\n",
+        policies, c.name.c_str(), median(c, &bench::Rates::cps),
+        100 * ratio(c, none, &bench::Rates::cps), 100 * ratio(c, ct, &bench::Rates::cps),
+        median(c, &bench::Rates::cpu_us), lo, hi, median(c, &bench::Rates::first_us),
+        median(c, &bench::Rates::first_p99_us), median(c, &bench::Rates::mbps),
+        100 * ratio(c, none, &bench::Rates::mbps), kb.c_str(), c.detail.c_str());
+  }
+  std::fflush(stdout);
+}
+
+// The table an `nft -f` script makes: "inet zonewall" from its first `table inet zonewall {`.
+std::string tableOf(const std::string& script) {
+  static const std::regex kTable(R"((^|\n)table (ip|ip6|inet|arp|bridge|netdev) ([^ {]+))");
+  std::smatch m;
+  return std::regex_search(script, m, kTable) ? m[2].str() + " " + m[3].str() : "";
+}
+
+// `peers_bench compare FILE...`: the same measurement for `nft -f` scripts of one's own (each
+// making one table of its own name), beside no table, taking turns: for judging one change to
+// a ruleset against another.
+int compareFiles(const std::vector<std::string>& files, int rounds) {
+  if (geteuid() != 0) {
+    std::printf("peers_bench: needs root (network namespaces, nftables)\n");
+    return 1;
+  }
+  std::vector<Config> configs{{.name = "no table"}};
+  std::set<std::string> tables;
+  for (const std::string& f : files) {
+    std::ifstream in(f);
+    if (!in) {
+      std::fprintf(stderr, "peers_bench: cannot read %s\n", f.c_str());
+      return 2;
+    }
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    std::string table = tableOf(text);
+    if (table.empty() || !tables.insert(table).second) {
+      std::fprintf(stderr, "peers_bench: %s must make one table of a name no other file uses\n",
+                   f.c_str());
+      return 2;
+    }
+    configs.push_back({.name = f, .table = table, .nft = text});
+  }
+  const int cpu = bench::pinToOneCpu();
+  NodeHarness node({{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001});
+  NodeHarness bare({{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001}, "b");
+  if (!node.ok() || !bare.ok()) {
+    std::printf("peers_bench: node: %s%s\n", node.error().c_str(), bare.error().c_str());
+    return 1;
+  }
+  auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
+  if (!tr) {
+    std::printf("peers_bench: netlink: %s\n", tr.error().str().c_str());
+    return 1;
+  }
+  Stage stage(node, bare, **tr, cpu);
+  if (!stage.load(configs)) return 1;
+  for (const NodeHarness* n : {&node, &bare}) bench::measureOnce(*n, 0, kServer, cpu, 0.2);
+  printHeader();
+  for (int round = 0; round < rounds; ++round) {
+    for (Config& c : configs) c.runs.push_back(stage.measure(c, kSeconds));
+  }
+  printRows(0, configs);
+  return 0;
+}
 
 }  // namespace
 
@@ -336,8 +502,48 @@ int main(int argc, char** argv) {
     std::fputs(bench::calicoShape(cluster(std::stoul(n)), kNode).nft.c_str(), stdout);
     return 0;
   }
-  if (argc != 1) {
-    std::printf("usage: peers_bench [calico POLICIES]\n");
+  if (argc == 3 && std::string(argv[1]) == "zonewall") {
+    policy::Store st = cluster(std::stoul(argv[2]));
+    compiler::Inventory inv(st);
+    auto table = compiler::compileNode(compiler::lower(st), inv, kNode);
+    std::fputs(dataplane::renderNft(*table).c_str(), stdout);
+    return 0;
+  }
+  if (argc >= 3 && std::string(argv[1]) == "compare") {
+    std::vector<std::string> files(argv + 2, argv + argc);
+    int rounds = kRounds;
+    if (files.size() >= 2 && files[0] == "--rounds") {
+      rounds = std::atoi(files[1].c_str());
+      if (rounds < 1 || rounds > 1000) {
+        std::fprintf(stderr, "peers_bench: --rounds takes 1 to 1000, not '%s'\n", files[1].c_str());
+        return 2;
+      }
+      files.erase(files.begin(), files.begin() + 2);
+    }
+    if (files.empty()) {
+      std::fprintf(stderr, "usage: peers_bench compare [--rounds N] FILE...\n");
+      return 2;
+    }
+    return compareFiles(files, rounds);
+  }
+  std::vector<size_t> counts{0, 100, 1000, 10000};
+  if (argc == 3 && std::string(argv[1]) == "--policies") {
+    counts.clear();
+    for (std::string_view n :
+         std::views::split(std::string_view(argv[2]), ',') |
+             std::views::transform([](auto r) { return std::string_view(r); })) {
+      if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != n.npos) {
+        std::fprintf(stderr, "peers_bench: --policies takes counts up to 999999, not '%.*s'\n",
+                     static_cast<int>(n.size()), n.data());
+        return 2;
+      }
+      counts.push_back(std::stoul(std::string(n)));
+    }
+  } else if (argc != 1) {
+    std::printf(
+        "usage: peers_bench [--policies N,N,...]\n"
+        "       peers_bench calico|zonewall POLICIES   (print that ruleset)\n"
+        "       peers_bench compare [--rounds N] FILE...   (nft scripts of one's own)\n");
     return 2;
   }
   if (geteuid() != 0) {
@@ -366,16 +572,20 @@ int main(int argc, char** argv) {
     }
   } remove_sa_path{made_sa_path};
 
+  const int cpu = bench::pinToOneCpu();
   NodeHarness node({{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001});
-  if (!node.ok()) {
-    std::printf("peers_bench: node: %s\n", node.error().c_str());
+  NodeHarness bare({{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001}, "b");
+  if (!node.ok() || !bare.ok()) {
+    std::printf("peers_bench: node: %s%s\n", node.error().c_str(), bare.error().c_str());
     return 1;
   }
+  bench::avoidCpu(cpu);  // the API server and etcd run beside the measured CPU, not on it
   KubeCluster kube;
   if (!kube.ok() || !kube.attach(node.nodeNs(), 0)) {
     std::printf("peers_bench: kube-apiserver: %s\n", kube.error().c_str());
     return 1;
   }
+  bench::pinToOneCpu();
   testing::TempDir tmp;
   Knp knp(kube, node.nodeNs(), node.podNs(0), tmp.path());
   auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
@@ -383,10 +593,7 @@ int main(int argc, char** argv) {
     std::printf("peers_bench: netlink: %s\n", tr.error().str().c_str());
     return 1;
   }
-  auto unload = [&] {
-    for (const char* t : {"inet zonewall", "ip calico-bench"})
-      sh("ip netns exec " + node.nodeNs() + " nft delete table " + t);
-  };
+  Stage stage(node, bare, **tr, cpu);
 
   const bool queue = haveNftQueue(node.nodeNs());
   if (!queue) {
@@ -396,19 +603,19 @@ int main(int argc, char** argv) {
         run("uname -r").out.substr(0, run("uname -r").out.find('\n')).c_str());
   }
   std::printf(
-      "Peers: new TCP connections through one node netns, client -> server (ns-0, selected by its "
-      "namespace's share of the policies), medians of %d interleaved 1-second rounds\n",
-      kRounds);
-  std::printf("%-8s %-24s %9s %8s %8s %8s %9s %9s %8s %8s   %s\n", "policies", "enforcer", "conn/s",
-              "vs none", "vs ct", "CPU us", "1st p50us", "1st p99us", "MB/s", "vs none", "ruleset");
+      "Peers: new TCP connections through a node netns, client -> server (ns-0, selected by its "
+      "namespace's share of the policies); everything on CPU %d; medians of %d rounds of %.1f s "
+      "per figure, the configurations taking turns; ratios are medians of a round's ratios\n",
+      cpu, kRounds, kSeconds);
+  printHeader();
   std::set<std::string> created;  // the policies the API server has
   policy::Store before = cluster(0);
   if (queue && !populate(kube, before)) {
     std::printf("peers_bench: populating the API server failed\n");
     return 1;
   }
-  bench::measureOnce(node, 0, kServer);  // warm up (ARP, caches)
-  for (size_t policies : {0, 100, 1000, 10000}) {
+  for (const NodeHarness* n : {&node, &bare}) bench::measureOnce(*n, 0, kServer, cpu, 0.2);
+  for (size_t policies : counts) {
     policy::Store st = cluster(policies);
     // The API server gets the policies this step adds (a seed's first N are the same for any
     // N).
@@ -421,71 +628,44 @@ int main(int argc, char** argv) {
     }
 
     std::vector<Config> configs;
-    configs.push_back({"no table", "", {}, false, "", {}});
-    configs.push_back({"conntrack only", bench::conntrackOnly(), {}, false, "1 rule", {}});
+    configs.push_back({.name = "no table"});
+    configs.push_back({.name = "conntrack only",
+                       .table = "inet ct-only",
+                       .nft = bench::conntrackOnly("ct-only"),
+                       .detail = "1 rule"});
     compiler::Inventory inv(st);
     auto table = compiler::compileNode(compiler::lower(st), inv, kNode);
-    configs.push_back({"zonewall",
-                       "",
-                       dataplane::buildRuleset(*table),
-                       false,
-                       std::to_string(table->entryCount()) + " entries",
-                       {}});
+    configs.push_back({.name = "zonewall",
+                       .table = "inet zonewall",
+                       .rules = dataplane::buildRuleset(*table),
+                       .detail = std::to_string(table->entryCount()) + " entries"});
     bench::CalicoShape cal = bench::calicoShape(st, kNode);
-    configs.push_back({"Calico-shaped",
-                       cal.nft,
-                       {},
-                       false,
-                       fmt::format("{} chains, {} rules, {} sets of {} members", cal.chains,
-                                   cal.rules, cal.sets, cal.set_members),
-                       {}});
+    configs.push_back({.name = "Calico-shaped",
+                       .table = "ip calico-bench",
+                       .nft = cal.nft,
+                       .detail = fmt::format("{} chains, {} rules, {} sets of {} members",
+                                             cal.chains, cal.rules, cal.sets, cal.set_members)});
     if (queue) {
-      configs.push_back({"kube-network-policies", "", {}, true, "NFQUEUE, userspace verdicts", {}});
+      configs.push_back(
+          {.name = "kube-network-policies", .knp = true, .detail = "NFQUEUE, userspace verdicts"});
     }
-    configs.push_back({"linear chain",
-                       bench::linearChain(policies, kClient, kServer),
-                       {},
-                       false,
-                       std::to_string(policies + 2) + " rules",
-                       {}});
+    configs.push_back({.name = "linear chain",
+                       .table = "inet linear",
+                       .nft = bench::linearChain(policies, kClient, kServer, "linear"),
+                       .detail = std::to_string(policies + 2) + " rules"});
+    if (!stage.load(configs)) return 1;
     for (int round = 0; round < kRounds; ++round) {
       for (Config& c : configs) {
-        unload();
-        if (!c.nft.empty() && !bench::nftFile(node.nodeNs(), c.nft)) return 1;
-        if (!c.rules.table.empty()) {
-          for (const auto& batch : dataplane::encodeCreate(c.rules, 1)) {
-            if (auto ok = (*tr)->commit(batch); !ok) {
-              std::printf("  load failed: %s\n", ok.error().str().c_str());
-              return 1;
-            }
-          }
-        }
         if (c.knp && !knp.start()) {
           std::printf("peers_bench: kube-network-policies did not sync:\n%s\n", knp.log().c_str());
           return 1;
         }
-        c.runs.push_back(bench::measureOnce(node, 0, kServer));
+        c.runs.push_back(stage.measure(c, kSeconds));
         if (c.knp) knp.stop();
       }
     }
-    unload();
-    auto med = [](const Config& c, double bench::Rates::*field) {
-      std::vector<double> v;
-      for (const auto& r : c.runs) v.push_back(r.*field);
-      return bench::median(v);
-    };
-    double none_cps = med(configs[0], &bench::Rates::cps);
-    double ct_cps = med(configs[1], &bench::Rates::cps);
-    double none_mbps = med(configs[0], &bench::Rates::mbps);
-    for (const Config& c : configs) {
-      double cps = med(c, &bench::Rates::cps);
-      std::printf("%-8zu %-24s %9.0f %7.0f%% %7.0f%% %8.1f %9.0f %9.0f %8.0f %7.0f%%   %s\n",
-                  policies, c.name.c_str(), cps, 100 * cps / none_cps, 100 * cps / ct_cps,
-                  med(c, &bench::Rates::cpu_us), med(c, &bench::Rates::first_us),
-                  med(c, &bench::Rates::first_p99_us), med(c, &bench::Rates::mbps),
-                  100 * med(c, &bench::Rates::mbps) / none_mbps, c.detail.c_str());
-    }
-    std::fflush(stdout);
+    sh("ip netns exec " + node.nodeNs() + " nft flush ruleset");
+    printRows(policies, configs);
   }
   return 0;
 }

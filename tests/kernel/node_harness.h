@@ -40,9 +40,12 @@ class NodeHarness {
     std::string ip;
   };
 
-  NodeHarness(std::vector<PodSpec> pods, std::vector<int> ports) : pods_(std::move(pods)) {
+  /// `tag` tells apart the namespaces of two nodes in one process (a letter: the pid before it
+  /// is what a later run's clean-up reads).
+  NodeHarness(std::vector<PodSpec> pods, std::vector<int> ports, const std::string& tag = {})
+      : pods_(std::move(pods)) {
     reapStale();
-    prefix_ = "zwt" + std::to_string(getpid());
+    prefix_ = "zwt" + std::to_string(getpid()) + tag;
     node_ = prefix_ + "n";
     if (!sh("ip netns add " + node_)) {
       fail("ip netns add " + node_);
