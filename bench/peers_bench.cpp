@@ -423,12 +423,15 @@ void printRows(size_t policies, const std::vector<Config>& configs) {
     auto [lo, hi] = std::ranges::minmax(c.runs | std::views::transform(&bench::Rates::cpu_us));
     std::string kb = c.table.empty() ? "-" : std::to_string(c.kernel_kb);
     std::printf(
-        "%-8zu %-22s %8.0f %6.1f%% %6.1f%% %7.1f %5.1f-%-5.1f %9.0f %9.0f %7.0f %6.1f%% %9s   %s\n",
+        "%-8zu %-22s %8.0f %6.1f%% %6.1f%% %7.1f %5.1f-%-5.1f %9.0f %9.0f %7.0f %6.1f%% %6.1f%% "
+        "%9s   "
+        "%s\n",
         policies, c.name.c_str(), median(c, &bench::Rates::cps),
         100 * ratio(c, none, &bench::Rates::cps), 100 * ratio(c, ct, &bench::Rates::cps),
         median(c, &bench::Rates::cpu_us), lo, hi, median(c, &bench::Rates::first_us),
         median(c, &bench::Rates::first_p99_us), median(c, &bench::Rates::mbps),
-        100 * ratio(c, none, &bench::Rates::mbps), kb.c_str(), c.detail.c_str());
+        100 * ratio(c, none, &bench::Rates::mbps), 100 * ratio(c, ct, &bench::Rates::mbps),
+        kb.c_str(), c.detail.c_str());
   }
   std::fflush(stdout);
 }

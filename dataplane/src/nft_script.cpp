@@ -140,6 +140,9 @@ std::string ruleBody(const Rule& r) {
       return fmt::format("log prefix \"{}\" group {}", r.text, r.log_group);
     case Rule::Kind::kGoto:
       return verdictText(r.verdict);
+    case Rule::Kind::kFamilyGoto:
+      return fmt::format("meta nfproto {} {}", r.family == Family::kV4 ? "ipv4" : "ipv6",
+                         verdictText(r.verdict));
     case Rule::Kind::kAnyMap:
       return fmt::format("{} {} . meta mark & 0x{:08x} vmap @{}", proto, field, r.mark_mask, r.set);
     case Rule::Kind::kAntiSpoof:

@@ -195,6 +195,10 @@ void encodeRuleBody(RuleBuilder& b, const Rule& rule,
     case Rule::Kind::kGoto:
       b.verdict(rule.verdict);
       return;
+    case Rule::Kind::kFamilyGoto:
+      b.nfproto(rule.family);
+      b.verdict(rule.verdict);
+      return;
     case Rule::Kind::kAnyMap: {
       std::uint32_t mark_reg =
           rule.family == Family::kV4 ? kReg32_00 + 1 : std::uint32_t{NFT_REG_2};

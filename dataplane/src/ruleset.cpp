@@ -277,39 +277,50 @@ class Builder {
     rs_.chains.push_back(std::move(c));
   }
 
+  // A base chain: conntrack's verdicts, then a goto to the chain of the packet's family
+  // (forward4, forward6, ...), so that an IPv4 packet never walks the IPv6 rules nor the
+  // reverse. Reached by goto, the family chain ends in the base chain's policy, accept.
   void baseChain(const char* hook, bool policy) {
     ChainDef c{hook, hook, {}};
     c.rules.push_back({.kind = Rule::Kind::kCtEstablished});
     c.rules.push_back({.kind = Rule::Kind::kCtInvalid});
-    // Neighbour discovery is never blocked: without it no IPv6 traffic flows at all.
-    // ICMPv6 133..136: router solicitation and advertisement, neighbour solicitation and
-    // advertisement (RFC 4861).
-    for (std::uint8_t type = 133; type <= 136; ++type) {
-      c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .icmp_type = type});
-    }
-    // Anti-spoofing: what comes in from a pod's host veth carries that pod's address.
     for (Family f : kFamilies) {
-      c.rules.push_back({.kind = Rule::Kind::kAntiSpoof,
-                         .family = f,
-                         .set = fmt::format("pod_src{}", suffix(f)),
-                         .text = kHostVethPrefix});
-    }
-    if (policy) {
-      for (Family f : kFamilies) {
-        c.rules.push_back({.kind = Rule::Kind::kLocalJump,
-                           .family = f,
-                           .source = true,
-                           .set = fmt::format("egress_local{}", suffix(f)),
-                           .verdict = jumpTo(fmt::format("egress{}", suffix(f)))});
-        c.rules.push_back({.kind = Rule::Kind::kLocalJump,
-                           .family = f,
-                           .source = false,
-                           .set = fmt::format("ingress_local{}", suffix(f)),
-                           .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
-      }
-      c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .mark_mask = ~o_.class_mask});
+      std::string chain = fmt::format("{}{}", hook, suffix(f));
+      c.rules.push_back({.kind = Rule::Kind::kFamilyGoto, .family = f, .verdict = gotoTo(chain)});
+      rs_.chains.push_back(familyChain(chain, f, policy));
     }
     rs_.chains.push_back(std::move(c));
+  }
+
+  ChainDef familyChain(const std::string& name, Family f, bool policy) const {
+    ChainDef c{name, {}, {}};
+    if (f == Family::kV6) {
+      // Neighbour discovery is never blocked: without it no IPv6 traffic flows at all.
+      // ICMPv6 133..136: router solicitation and advertisement, neighbour solicitation and
+      // advertisement (RFC 4861).
+      for (std::uint8_t type = 133; type <= 136; ++type) {
+        c.rules.push_back({.kind = Rule::Kind::kNdpAccept, .icmp_type = type});
+      }
+    }
+    // Anti-spoofing: what comes in from a pod's host veth carries that pod's address.
+    c.rules.push_back({.kind = Rule::Kind::kAntiSpoof,
+                       .family = f,
+                       .set = fmt::format("pod_src{}", suffix(f)),
+                       .text = kHostVethPrefix});
+    if (policy) {
+      c.rules.push_back({.kind = Rule::Kind::kLocalJump,
+                         .family = f,
+                         .source = true,
+                         .set = fmt::format("egress_local{}", suffix(f)),
+                         .verdict = jumpTo(fmt::format("egress{}", suffix(f)))});
+      c.rules.push_back({.kind = Rule::Kind::kLocalJump,
+                         .family = f,
+                         .source = false,
+                         .set = fmt::format("ingress_local{}", suffix(f)),
+                         .verdict = jumpTo(fmt::format("ingress{}", suffix(f)))});
+      c.rules.push_back({.kind = Rule::Kind::kMarkAnd, .mark_mask = ~o_.class_mask});
+    }
+    return c;
   }
 
   const NodeTable& t_;

@@ -3,10 +3,12 @@
 //
 // table inet zonewall
 //   base chains forward and input (filter hook, priority filter, policy accept):
-//     ct state established,related accept; ct state invalid drop; NDP accept
-//     a packet from a pod's host veth must carry that pod's address
-//   forward only (traffic between a pod and its own node is always allowed, as Kubernetes
-//   NetworkPolicy says; no output chain at all):
+//     ct state established,related accept; ct state invalid drop;
+//     goto the family's chain (forward4, forward6, input4, input6): a packet walks the rules
+//     of its own family only, and at their end the base chain's policy accepts it
+//   family chains: (IPv6) NDP accept; a packet from a pod's host veth must carry that pod's
+//   address; then, forward only (traffic between a pod and its own node is always allowed, as
+//   Kubernetes NetworkPolicy says; no output chain at all):
 //     local source      → jump egressN   (remote class from the destination address)
 //     local destination → jump ingressN  (remote class from the source address)
 //     (only local addresses the direction restricts or logs: egress_localN, ingress_localN)
@@ -118,10 +120,11 @@ struct Rule {
     /// meta l4proto [!=] icmp <fam> <local> . mark & mark_mask . l4proto . th <d|s>port
     /// vmap @set
     kVerdictMap,
-    kLog,        ///< log prefix "<text>" group <log_group>
-    kGoto,       ///< a bare verdict: goto chain, jump chain
-    kAntiSpoof,  ///< iifname "zw*" iifname . <fam> saddr != @set drop
-    kAnyMap,     ///< <fam> <local> . meta mark & mark_mask vmap @set
+    kLog,         ///< log prefix "<text>" group <log_group>
+    kGoto,        ///< a bare verdict: goto chain, jump chain
+    kAntiSpoof,   ///< iifname "zw*" iifname . <fam> saddr != @set drop
+    kAnyMap,      ///< <fam> <local> . meta mark & mark_mask vmap @set
+    kFamilyGoto,  ///< meta nfproto <ipv4|ipv6> goto chain
   };
   Kind kind = Kind::kMarkAnd;
   Family family = Family::kV4;
