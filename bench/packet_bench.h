@@ -51,19 +51,21 @@ inline long busyJiffies(int cpu = -1) {
 }
 
 /// Pins this process (and so every process it starts from now on: the pods' servers, the
-/// probes) to the last CPU it may run on, and returns that CPU. On one CPU a connection's
-/// client, forwarding and server run one after the other: no cross-CPU wake-ups, so the rate
-/// follows the CPU time the path costs, and that CPU's busy time is (nearly) only the bench's.
-inline int pinToOneCpu() {
+/// probes) to CPU `cpu`, or to the last CPU it may run on when `cpu` is negative, and returns
+/// that CPU (-1 when it cannot). On one CPU a connection's client, forwarding and server run
+/// one after the other: no cross-CPU wake-ups, so the rate follows the CPU time the path
+/// costs, and that CPU's busy time is (nearly) only the bench's.
+inline int pinToOneCpu(int cpu = -1) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
-  int cpu = -1;
-  for (int i = 0; i < CPU_SETSIZE; ++i) {
-    if (CPU_ISSET(i, &set)) cpu = i;
+  if (cpu < 0) {
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    for (int i = 0; i < CPU_SETSIZE; ++i) {
+      if (CPU_ISSET(i, &set)) cpu = i;
+    }
+    if (cpu < 0) return -1;
+    CPU_ZERO(&set);
   }
-  if (cpu < 0) return -1;
-  CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   return sched_setaffinity(0, sizeof set, &set) == 0 ? cpu : -1;
 }

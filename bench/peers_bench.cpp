@@ -16,10 +16,11 @@
 // The client (its own app: no synthetic policy selects it) opens new TCP connections to the
 // server in ns-0, whose app is selected by ns-0's share of the synthetic policies (about 70 at
 // 10k: default-denies and allows) and allowed by one policy more. Per configuration: new
-// connections/s, the machine's busy CPU µs per connection, the first packet's latency (connect
-// time, median and p99) and one established stream's MB/s, medians of interleaved rounds, with
-// ratios to no table and to conntrack only. Not yet measured here: policy change to enforced
-// (bench/agent_e2e_bench.cpp has zonewall's) and the kernel memory of each ruleset.
+// connections/s, the CPU µs per connection, the first packet's latency (connect time, median
+// and p99), one established stream's MB/s and the kernel memory of its table; all on one CPU,
+// the configurations taking turns (nftables' dormant flag) in many short rounds, medians, with
+// ratios to no table and to conntrack only (bench/README.md says why so). Policy change to
+// enforced is bench/agent_e2e_bench.cpp's.
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -330,6 +331,19 @@ struct Config {
   std::vector<bench::Rates> runs;
 };
 
+// The two nodes below, made with everything they start on one CPU (bench::pinToOneCpu).
+struct Nodes {
+  int cpu = bench::pinToOneCpu();
+  NodeHarness node{{{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001}};
+  NodeHarness bare{{{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001}, "b"};
+
+  bool ok() const {
+    if (!node.ok() || !bare.ok())
+      std::printf("peers_bench: node: %s%s\n", node.error().c_str(), bare.error().c_str());
+    return node.ok() && bare.ok();
+  }
+};
+
 // Where the configurations take turns: the bare node (never a table: its conntrack is off too)
 // for "no table", the node for the others, whose tables are all loaded and all dormant but
 // the one measured. A turn costs two `nft add table`, no reload, so the rounds can be many and
@@ -468,13 +482,11 @@ int compareFiles(const std::vector<std::string>& files, int rounds) {
     }
     configs.push_back({.name = f, .table = table, .nft = text});
   }
-  const int cpu = bench::pinToOneCpu();
-  NodeHarness node({{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001});
-  NodeHarness bare({{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001}, "b");
-  if (!node.ok() || !bare.ok()) {
-    std::printf("peers_bench: node: %s%s\n", node.error().c_str(), bare.error().c_str());
-    return 1;
-  }
+  Nodes nodes;
+  if (!nodes.ok()) return 1;
+  const int cpu = nodes.cpu;
+  const NodeHarness& node = nodes.node;
+  const NodeHarness& bare = nodes.bare;
   auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
   if (!tr) {
     std::printf("peers_bench: netlink: %s\n", tr.error().str().c_str());
@@ -575,20 +587,18 @@ int main(int argc, char** argv) {
     }
   } remove_sa_path{made_sa_path};
 
-  const int cpu = bench::pinToOneCpu();
-  NodeHarness node({{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001});
-  NodeHarness bare({{"ns-0/client", kClient}, {"ns-0/server", kServer}}, {80, 5001}, "b");
-  if (!node.ok() || !bare.ok()) {
-    std::printf("peers_bench: node: %s%s\n", node.error().c_str(), bare.error().c_str());
-    return 1;
-  }
+  Nodes nodes;
+  if (!nodes.ok()) return 1;
+  const int cpu = nodes.cpu;
+  const NodeHarness& node = nodes.node;
+  const NodeHarness& bare = nodes.bare;
   bench::avoidCpu(cpu);  // the API server and etcd run beside the measured CPU, not on it
   KubeCluster kube;
   if (!kube.ok() || !kube.attach(node.nodeNs(), 0)) {
     std::printf("peers_bench: kube-apiserver: %s\n", kube.error().c_str());
     return 1;
   }
-  bench::pinToOneCpu();
+  bench::pinToOneCpu(cpu);
   testing::TempDir tmp;
   Knp knp(kube, node.nodeNs(), node.podNs(0), tmp.path());
   auto tr = dataplane::openNetlink("/run/netns/" + node.nodeNs());
