@@ -82,9 +82,9 @@ inline void avoidCpu(int cpu) {
 }
 
 /// One run of each, from pod `client` to `server_ip` (TCP 80 for connections and
-/// their first packet's latency, 5001 for the stream). The connection rate is bound by latency
-/// (one connection at a time, wake-ups across three namespaces), so the CPU time per
-/// connection is measured too: it shows what the rules cost without the scheduler's noise.
+/// their first packet's latency, 5001 for the stream). Spread over CPUs, the connection rate is
+/// bound by latency (one connection at a time, wake-ups across three namespaces); the CPU time
+/// per connection shows what the rules cost without the scheduler's noise.
 /// `cpu`: the CPU the bench is pinned to (pinToOneCpu), whose busy time is counted, or -1 for
 /// the whole machine's.
 /// `seconds`: how long the rate and the stream are measured; the latency takes 300 connections.

@@ -373,13 +373,23 @@ class Stage {
     return true;
   }
 
-  /// One measurement of `c`: its table woken for it (or the bare node).
-  bench::Rates measure(const Config& c, double seconds) {
-    if (c.table.empty() && !c.knp) return bench::measureOnce(bare_, 0, kServer, cpu_, seconds);
-    if (!c.table.empty()) bench::setDormant(node_.nodeNs(), c.table, false);
-    bench::Rates r = bench::measureOnce(node_, 0, kServer, cpu_, seconds);
-    if (!c.table.empty()) bench::setDormant(node_.nodeNs(), c.table, true);
-    return r;
+  /// One measurement of `c` added to its runs: its table woken for it (or the bare node). False
+  /// (and why, printed) when its table could not be woken or put back to sleep.
+  bool measure(Config& c, double seconds) {
+    if (c.table.empty() && !c.knp) {
+      c.runs.push_back(bench::measureOnce(bare_, 0, kServer, cpu_, seconds));
+      return true;
+    }
+    if (!c.table.empty() && !bench::setDormant(node_.nodeNs(), c.table, false)) {
+      std::printf("peers_bench: waking table %s failed\n", c.table.c_str());
+      return false;
+    }
+    c.runs.push_back(bench::measureOnce(node_, 0, kServer, cpu_, seconds));
+    if (!c.table.empty() && !bench::setDormant(node_.nodeNs(), c.table, true)) {
+      std::printf("peers_bench: putting table %s to sleep failed\n", c.table.c_str());
+      return false;
+    }
+    return true;
   }
 
  private:
@@ -497,7 +507,9 @@ int compareFiles(const std::vector<std::string>& files, int rounds) {
   for (const NodeHarness* n : {&node, &bare}) bench::measureOnce(*n, 0, kServer, cpu, 0.2);
   printHeader();
   for (int round = 0; round < rounds; ++round) {
-    for (Config& c : configs) c.runs.push_back(stage.measure(c, kSeconds));
+    for (Config& c : configs) {
+      if (!stage.measure(c, kSeconds)) return 1;
+    }
   }
   printRows(0, configs);
   return 0;
@@ -673,8 +685,9 @@ int main(int argc, char** argv) {
           std::printf("peers_bench: kube-network-policies did not sync:\n%s\n", knp.log().c_str());
           return 1;
         }
-        c.runs.push_back(stage.measure(c, kSeconds));
+        bool measured = stage.measure(c, kSeconds);
         if (c.knp) knp.stop();
+        if (!measured) return 1;
       }
     }
     sh("ip netns exec " + node.nodeNs() + " nft flush ruleset");
