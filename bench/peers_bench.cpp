@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -318,6 +319,26 @@ bool haveNftQueue(const std::string& ns) {
   return ok;
 }
 
+// ---- Interruption ----------------------------------------------------------------------------
+
+// Set by SIGINT/SIGTERM: the run stops at the next measurement and returns through main, so that
+// the harnesses' destructors remove the namespaces, servers and API server it made.
+volatile std::sig_atomic_t g_interrupted = 0;
+
+void onSignal(int) { g_interrupted = 1; }
+
+void stopOnSignals() {
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM}) ::sigaction(sig, &sa, nullptr);
+}
+
+bool interrupted() {
+  if (g_interrupted != 0) std::printf("peers_bench: interrupted; cleaning up\n");
+  return g_interrupted != 0;
+}
+
 // ---- The configurations --------------------------------------------------------------------
 
 struct Config {
@@ -362,6 +383,7 @@ class Stage {
       if (c.table.empty()) continue;
       std::vector<double> kb;
       for (int i = 0; i < 3; ++i) {
+        if (interrupted()) return false;
         sh("ip netns exec " + node_.nodeNs() + " nft delete table " + c.table);
         long before = settledMemoryKb();
         if (!loadOne(c)) return false;
@@ -376,6 +398,7 @@ class Stage {
   /// One measurement of `c` added to its runs: its table woken for it (or the bare node). False
   /// (and why, printed) when its table could not be woken or put back to sleep.
   bool measure(Config& c, double seconds) {
+    if (interrupted()) return false;
     if (c.table.empty() && !c.knp) {
       c.runs.push_back(bench::measureOnce(bare_, 0, kServer, cpu_, seconds));
       return true;
@@ -475,6 +498,7 @@ int compareFiles(const std::vector<std::string>& files, int rounds) {
     std::printf("peers_bench: needs root (network namespaces, nftables)\n");
     return 1;
   }
+  stopOnSignals();
   std::vector<Config> configs{{.name = "no table"}};
   std::set<std::string> tables;
   for (const std::string& f : files) {
@@ -586,6 +610,7 @@ int main(int argc, char** argv) {
     std::printf("peers_bench: no %s (make knp)\n", knpBinary().c_str());
     return 1;
   }
+  stopOnSignals();
   bool made_sa_path = !std::filesystem::exists(kSaPath);
   std::filesystem::create_directories(kSaPath);
   struct RemoveSaPath {
