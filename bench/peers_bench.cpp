@@ -32,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <ranges>
 #include <regex>
 #include <set>
@@ -539,22 +540,30 @@ int compareFiles(const std::vector<std::string>& files, int rounds) {
   return 0;
 }
 
+// A count given on the command line: digits only, from `min` to `max`; nullopt (and a message
+// naming `what`) otherwise.
+std::optional<size_t> parseCount(std::string_view text, size_t min, size_t max, const char* what) {
+  if (!text.empty() && text.size() <= 7 && text.find_first_not_of("0123456789") == text.npos) {
+    size_t n = std::stoul(std::string(text));
+    if (n >= min && n <= max) return n;
+  }
+  std::fprintf(stderr, "peers_bench: %s takes a number from %zu to %zu, not '%.*s'\n", what, min,
+               max, static_cast<int>(text.size()), text.data());
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  // `peers_bench calico N`: the Calico-shaped ruleset of node-1 at N policies, for review.
-  if (argc == 3 && std::string(argv[1]) == "calico") {
-    const std::string n = argv[2];
-    if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos) {
-      std::fprintf(stderr, "peers_bench: POLICIES must be a number up to 999999, not '%s'\n",
-                   n.c_str());
-      return 2;
+  // `peers_bench calico|zonewall N`: that ruleset of node-1 at N policies, for review.
+  if (argc == 3 && (std::string(argv[1]) == "calico" || std::string(argv[1]) == "zonewall")) {
+    std::optional<size_t> n = parseCount(argv[2], 0, 999999, "POLICIES");
+    if (!n) return 2;
+    policy::Store st = cluster(*n);
+    if (std::string(argv[1]) == "calico") {
+      std::fputs(bench::calicoShape(st, kNode).nft.c_str(), stdout);
+      return 0;
     }
-    std::fputs(bench::calicoShape(cluster(std::stoul(n)), kNode).nft.c_str(), stdout);
-    return 0;
-  }
-  if (argc == 3 && std::string(argv[1]) == "zonewall") {
-    policy::Store st = cluster(std::stoul(argv[2]));
     compiler::Inventory inv(st);
     auto table = compiler::compileNode(compiler::lower(st), inv, kNode);
     std::fputs(dataplane::renderNft(*table).c_str(), stdout);
@@ -564,11 +573,9 @@ int main(int argc, char** argv) {
     std::vector<std::string> files(argv + 2, argv + argc);
     int rounds = kRounds;
     if (files.size() >= 2 && files[0] == "--rounds") {
-      rounds = std::atoi(files[1].c_str());
-      if (rounds < 1 || rounds > 1000) {
-        std::fprintf(stderr, "peers_bench: --rounds takes 1 to 1000, not '%s'\n", files[1].c_str());
-        return 2;
-      }
+      std::optional<size_t> n = parseCount(files[1], 1, 1000, "--rounds");
+      if (!n) return 2;
+      rounds = static_cast<int>(*n);
       files.erase(files.begin(), files.begin() + 2);
     }
     if (files.empty()) {
@@ -583,12 +590,9 @@ int main(int argc, char** argv) {
     for (std::string_view n :
          std::views::split(std::string_view(argv[2]), ',') |
              std::views::transform([](auto r) { return std::string_view(r); })) {
-      if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != n.npos) {
-        std::fprintf(stderr, "peers_bench: --policies takes counts up to 999999, not '%.*s'\n",
-                     static_cast<int>(n.size()), n.data());
-        return 2;
-      }
-      counts.push_back(std::stoul(std::string(n)));
+      std::optional<size_t> count = parseCount(n, 0, 999999, "--policies");
+      if (!count) return 2;
+      counts.push_back(*count);
     }
   } else if (argc != 1) {
     std::printf(
