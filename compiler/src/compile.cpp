@@ -80,10 +80,7 @@ class NodeCompiler::State {
     setProgram(prog);
     const auto& addrs = inv_.addrs();
     for (size_t i = 0; i < addrs.size(); ++i) {
-      if (isLocal(inv_.store().pods[addrs[i].pod])) {
-        locals_by_ns_[inv_.store().pods[addrs[i].pod].ns].push_back(locals_.size());
-        locals_.push_back(i);
-      }
+      if (inv_.live(i) && isLocal(inv_.store().pods[addrs[i].pod])) addLocal(i);
     }
     for (const auto& tier : prog_.policies) {
       for (const auto& pol : tier) applies_[pol->uid] = computeApplies(*pol);
@@ -117,8 +114,8 @@ class NodeCompiler::State {
     std::vector<size_t> changed = inv_.addrsOf(pod);
     bool local = isLocal(inv_.store().pods[pod]);
     if (local) {
-      for (size_t li = 0; li < locals_.size(); ++li) {
-        if (inv_.addrs()[locals_[li]].pod != pod) continue;
+      for (size_t slot : changed) {
+        size_t li = local_of_slot_.at(slot);
         for (const auto& tier : prog_.policies) {
           for (const auto& pol : tier) {
             if (!pol->ns.empty() && pol->ns != podOf(li).ns) continue;
@@ -143,6 +140,47 @@ class NodeCompiler::State {
     return {};
   }
 
+  std::expected<void, Error> podsChanged(const std::vector<size_t>& removed,
+                                         const std::vector<size_t>& added) {
+    bool local = false;
+    for (size_t slot : removed) {
+      remote_.addressRemoved(slot);
+      auto it = local_of_slot_.find(slot);
+      if (it == local_of_slot_.end()) continue;
+      size_t li = it->second;
+      local_of_slot_.erase(it);
+      for (auto& [uid, sel] : applies_) {
+        auto at = std::lower_bound(sel.begin(), sel.end(), li);
+        if (at != sel.end() && *at == li) sel.erase(at);
+      }
+      std::erase(locals_by_ns_[podOf(li).ns], li);
+      locals_[li] = kDeadLocal;
+      free_locals_.push_back(li);
+      local = true;
+    }
+    for (size_t slot : added) {
+      if (!inv_.live(slot)) continue;  // added, then removed again
+      if (auto ok = remote_.addressAdded(slot); !ok) return ok;
+      if (!isLocal(inv_.store().pods[inv_.addrs()[slot].pod])) continue;
+      size_t li = addLocal(slot);
+      for (const auto& tier : prog_.policies) {
+        for (const auto& pol : tier) {
+          if ((pol->ns.empty() || pol->ns == podOf(li).ns) &&
+              podSelected(*pol->applies, podOf(li))) {
+            auto& sel = applies_[pol->uid];
+            sel.insert(std::lower_bound(sel.begin(), sel.end(), li), li);
+          }
+        }
+      }
+      local = true;
+    }
+    if (local) return refresh();
+    dropDeadClasses();
+    paintDirty();
+    emit();
+    return {};
+  }
+
   const NodeTable& table() const { return table_; }
 
  private:
@@ -152,6 +190,8 @@ class NodeCompiler::State {
     table_.node = std::move(node);
     attr_handles_.clear();
     locals_.clear();
+    free_locals_.clear();
+    local_of_slot_.clear();
     locals_by_ns_.clear();
     applies_.clear();
     for (auto& d : locals_state_) d.clear();
@@ -178,6 +218,23 @@ class NodeCompiler::State {
 
   // ---- locals and their programs ----
 
+  // A local address's position: a dead one's again, or a new one.
+  size_t addLocal(size_t slot) {
+    size_t li = locals_.size();
+    if (free_locals_.empty()) {
+      locals_.push_back(slot);
+    } else {
+      li = free_locals_.back();
+      free_locals_.pop_back();
+      locals_[li] = slot;
+    }
+    auto& in_ns = locals_by_ns_[inv_.store().pods[inv_.addrs()[slot].pod].ns];
+    in_ns.insert(std::lower_bound(in_ns.begin(), in_ns.end(), li), li);
+    local_of_slot_.emplace(slot, li);
+    return li;
+  }
+  bool dead(size_t li) const { return locals_[li] == kDeadLocal; }
+
   bool isLocal(const Pod& pod) const {
     return table_.node == kEveryNode || pod.node == table_.node;
   }
@@ -195,7 +252,9 @@ class NodeCompiler::State {
         for (size_t li : it->second) check(li);
       }
     } else {
-      for (size_t li = 0; li < locals_.size(); ++li) check(li);
+      for (size_t li = 0; li < locals_.size(); ++li) {
+        if (!dead(li)) check(li);
+      }
     }
     return sel;
   }
@@ -247,6 +306,7 @@ class NodeCompiler::State {
       auto pols = applying(di);
       std::map<std::pair<Family, std::vector<std::uint64_t>>, LocalState> next;
       for (size_t li = 0; li < locals_.size(); ++li) {
+        if (dead(li)) continue;
         std::vector<std::uint64_t> sig;
         for (size_t k = 0; k < pols[li].size(); ++k) {
           const auto& [t, pol] = pols[li][k];
@@ -466,6 +526,7 @@ class NodeCompiler::State {
     table_.endpoints.clear();
     std::map<std::string, LocalEndpoint> eps;
     for (size_t li = 0; li < locals_.size(); ++li) {
+      if (dead(li)) continue;
       const Pod& pod = podOf(li);
       LocalEndpoint& ep = eps[pod.key()];
       ep.pod = pod.key();
@@ -497,7 +558,12 @@ class NodeCompiler::State {
   std::unordered_map<std::uint32_t, const LoweredPolicy*> by_uid_;
   NodeTable table_;
   std::vector<AttributionHandle> attr_handles_;  // of table_.attributions, by index
-  std::vector<size_t> locals_;                   // indices into inv_.addrs()
+  // Local addresses by position (slots of inv_.addrs()); a position never moves, a removed
+  // address's is dead until an added one takes it.
+  static constexpr size_t kDeadLocal = ~size_t{0};
+  std::vector<size_t> locals_;
+  std::unordered_map<size_t, size_t> local_of_slot_;  // slot → position
+  std::vector<size_t> free_locals_;                   // dead positions, for reuse
   std::unordered_map<std::uint32_t, std::vector<size_t>>
       applies_;  // by policy uid: locals it selects
   std::unordered_map<std::string, std::vector<size_t>> locals_by_ns_;
@@ -517,6 +583,10 @@ std::expected<void, Error> NodeCompiler::programChanged(const Program& program) 
 }
 std::expected<void, Error> NodeCompiler::podLabelsChanged(std::uint32_t pod) {
   return s_->podLabelsChanged(pod);
+}
+std::expected<void, Error> NodeCompiler::podsChanged(const std::vector<size_t>& removed,
+                                                     const std::vector<size_t>& added) {
+  return s_->podsChanged(removed, added);
 }
 const NodeTable& NodeCompiler::table() const { return s_->table(); }
 

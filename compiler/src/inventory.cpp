@@ -1,6 +1,7 @@
 #include "zonewall/compiler/inventory.h"
 
 #include <algorithm>
+#include <numeric>
 #include <set>
 
 namespace zonewall::compiler {
@@ -61,6 +62,9 @@ Inventory::Inventory(const Store& store) : store_(store) {
   addrs_.erase(std::unique(addrs_.begin(), addrs_.end(),
                            [](const PodAddr& a, const PodAddr& b) { return a.addr == b.addr; }),
                addrs_.end());
+  live_ = Bitset(addrs_.size(), true);
+  order_.resize(addrs_.size());
+  std::iota(order_.begin(), order_.end(), 0U);
   for (std::uint32_t i = 0; i < addrs_.size(); ++i) {
     const Pod& p = store.pods[addrs_[i].pod];
     for (const auto& [k, v] : p.labels) label_postings_[k][v].push_back(i);
@@ -98,11 +102,80 @@ void Inventory::relabel(std::uint32_t pod, const Labels& old_labels) {
   }
 }
 
+std::vector<size_t> Inventory::addPod(std::uint32_t pod) {
+  std::vector<size_t> added;
+  const Pod& p = store_.pods[pod];
+  auto post = [](std::vector<std::uint32_t>& list, std::uint32_t i) {
+    list.insert(std::lower_bound(list.begin(), list.end(), i), i);
+  };
+  for (Addr a : p.ips) {
+    if (findAddr(a)) continue;
+    std::uint32_t i;
+    if (!free_.empty()) {
+      i = free_.back();
+      free_.pop_back();
+      addrs_[i] = {a, pod};
+      --dead_;
+    } else {
+      i = static_cast<std::uint32_t>(addrs_.size());
+      addrs_.push_back({a, pod});
+      live_.resize(addrs_.size());
+    }
+    live_.set(i);
+    auto at = std::lower_bound(order_.begin(), order_.end(), a,
+                               [&](std::uint32_t s, Addr x) { return addrs_[s].addr < x; });
+    order_.insert(at, i);
+    sorted_ = false;
+    for (const auto& [k, v] : p.labels) post(label_postings_[k][v], i);
+    post(ns_postings_[p.ns], i);
+    post(orchestrator_postings_[kK8s], i);
+    added.push_back(i);
+  }
+  if (!added.empty()) addNamespace(p.ns);
+  return added;
+}
+
+std::vector<size_t> Inventory::removePod(std::uint32_t pod) {
+  std::vector<size_t> removed = addrsOf(pod);
+  const Pod& p = store_.pods[pod];
+  auto drop = [](std::vector<std::uint32_t>& post, std::uint32_t i) {
+    auto it = std::lower_bound(post.begin(), post.end(), i);
+    if (it != post.end() && *it == i) post.erase(it);
+  };
+  for (size_t slot : removed) {
+    auto i = static_cast<std::uint32_t>(slot);
+    for (const auto& [k, v] : p.labels) drop(label_postings_[k][v], i);
+    drop(ns_postings_[p.ns], i);
+    drop(orchestrator_postings_[kK8s], i);
+    auto at = std::lower_bound(order_.begin(), order_.end(), addrs_[i].addr,
+                               [&](std::uint32_t s, Addr x) { return addrs_[s].addr < x; });
+    order_.erase(at);
+    live_.reset(i);
+    ++dead_;
+    released_.push_back(i);
+    sorted_ = false;
+  }
+  return removed;
+}
+
+void Inventory::recycle() {
+  free_.insert(free_.end(), released_.begin(), released_.end());
+  released_.clear();
+}
+
+// A namespace first seen on a pod added later (one without a Namespace object).
+void Inventory::addNamespace(const std::string& ns) {
+  auto at = std::lower_bound(namespaces_.begin(), namespaces_.end(), ns);
+  if (at != namespaces_.end() && *at == ns) return;
+  namespaces_.insert(at, ns);
+  ns_labels_[ns] = store_.namespaceLabels(ns);
+}
+
 std::optional<size_t> Inventory::findAddr(Addr a) const {
-  auto it = std::lower_bound(addrs_.begin(), addrs_.end(), a,
-                             [](const PodAddr& p, Addr x) { return p.addr < x; });
-  if (it == addrs_.end() || it->addr != a) return std::nullopt;
-  return static_cast<size_t>(it - addrs_.begin());
+  auto it = std::lower_bound(order_.begin(), order_.end(), a,
+                             [&](std::uint32_t s, Addr x) { return addrs_[s].addr < x; });
+  if (it == order_.end() || addrs_[*it].addr != a) return std::nullopt;
+  return static_cast<size_t>(*it);
 }
 
 const Pod* Inventory::podAt(Addr a) const {
@@ -242,16 +315,26 @@ bool Inventory::netsetInScope(const NetworkSet& set, const Scope& s, bool calico
 }
 
 AddrSet Inventory::evaluate(const AddrExpr& e) const {
+  AddrSet out = evaluateSlots(e);
+  if (dead_ > 0) out.pods &= live_;  // complements and all() reach dead slots too
+  return out;
+}
+
+AddrSet Inventory::evaluateSlots(const AddrExpr& e) const {
   const size_t size = addrs_.size();
   auto podsIn = [&](const IntervalSet& ranges) {
     Bitset b(size);
     for (const Range& r : ranges.ranges()) {
-      auto lo = std::lower_bound(addrs_.begin(), addrs_.end(), r.lo,
-                                 [](const PodAddr& p, U128 v) { return p.addr.v < v; });
-      auto hi = std::upper_bound(addrs_.begin(), addrs_.end(), r.hi,
-                                 [](U128 v, const PodAddr& p) { return v < p.addr.v; });
-      b.setRange(static_cast<size_t>(lo - addrs_.begin()),
-                 static_cast<size_t>(hi - addrs_.begin()));
+      auto lo = std::lower_bound(order_.begin(), order_.end(), r.lo,
+                                 [&](std::uint32_t s, U128 v) { return addrs_[s].addr.v < v; });
+      auto hi = std::upper_bound(order_.begin(), order_.end(), r.hi,
+                                 [&](U128 v, std::uint32_t s) { return v < addrs_[s].addr.v; });
+      if (sorted_) {
+        b.setRange(static_cast<size_t>(lo - order_.begin()),
+                   static_cast<size_t>(hi - order_.begin()));
+      } else {
+        for (auto it = lo; it != hi; ++it) b.set(*it);
+      }
     }
     return b;
   };
@@ -286,16 +369,16 @@ AddrSet Inventory::evaluate(const AddrExpr& e) const {
     }
     case AddrExpr::Op::kAnd: {
       AddrSet out{Bitset(size, true), IntervalSet::all()};
-      for (const auto& k : e.kids) out &= evaluate(*k);
+      for (const auto& k : e.kids) out &= evaluateSlots(*k);
       return out;
     }
     case AddrExpr::Op::kOr: {
       AddrSet out{Bitset(size), {}};
-      for (const auto& k : e.kids) out |= evaluate(*k);
+      for (const auto& k : e.kids) out |= evaluateSlots(*k);
       return out;
     }
     case AddrExpr::Op::kNot: {
-      AddrSet out = evaluate(*e.kids[0]);
+      AddrSet out = evaluateSlots(*e.kids[0]);
       out.flip();
       return out;
     }

@@ -122,6 +122,7 @@ class ProgramBuilder::Impl {
   explicit Impl(const Store& store) : named_(indexNamedPorts(store)), nodes_(store.nodes) {}
 
   std::uint32_t nextUid() { return next_uid_++; }
+  const NamedPortIndex& namedPorts() const { return named_; }
 
   /// One policy of any kind, under a uid of its own.
   template <class P>
@@ -559,6 +560,14 @@ ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl
 void ProgramBuilder::upsert(const K8sPolicy& p) { place(impl_->lowerOne(p), true); }
 void ProgramBuilder::upsert(const CalicoPolicy& p) { place(impl_->lowerOne(p), true); }
 void ProgramBuilder::upsert(const AdminPolicy& p) { place(impl_->lowerOne(p), true); }
+
+bool ProgramBuilder::knowsNamedPorts(const Pod& pod) const {
+  return std::all_of(pod.ports.begin(), pod.ports.end(), [&](const NamedPort& np) {
+    if (np.name.empty()) return true;
+    auto it = impl_->namedPorts().find({np.name, np.protocol});
+    return it != impl_->namedPorts().end() && it->second.contains(np.port);
+  });
+}
 
 bool ProgramBuilder::erase(const std::string& key) {
   auto it = by_key_.find(key);

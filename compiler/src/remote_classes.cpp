@@ -56,6 +56,41 @@ std::expected<void, Error> RemoteClassifier::addressChanged(size_t i) {
   return {};
 }
 
+std::expected<void, Error> RemoteClassifier::addressAdded(size_t i) {
+  if (pod_class_.size() <= i) pod_class_.resize(i + 1, kNoClass);
+  for (AddrSet& set : pred_sets_) {
+    if (set.pods.size() <= i) set.pods.resize(inv_.addrs().size());
+  }
+  Addr a = inv_.addrs()[i].addr;
+  std::vector<std::uint32_t> members;
+  for (std::uint32_t p = 0; p < preds_.size(); ++p) {
+    if (inv_.contains(*preds_[p], a)) {
+      pred_sets_[p].pods.set(i);
+      members.push_back(p);
+    }
+  }
+  auto cls = classFor(a.family(), members);
+  if (!cls) {
+    return std::unexpected(cls.error());
+  }
+  pod_class_[i] = *cls;
+  ++classes_[*cls].pod_members;
+  updateExact(i);
+  return {};
+}
+
+void RemoteClassifier::addressRemoved(size_t i) {
+  if (i >= pod_class_.size() || pod_class_[i] == kNoClass) return;
+  for (std::uint32_t p : classes_[pod_class_[i]].preds) pred_sets_[p].pods.reset(i);
+  --classes_[pod_class_[i]].pod_members;
+  pod_class_[i] = kNoClass;
+  Addr a = inv_.addrs()[i].addr;
+  auto& ex = table_.remote_exact;
+  auto it =
+      std::lower_bound(ex.begin(), ex.end(), a, [](const auto& e, Addr x) { return e.first < x; });
+  if (it != ex.end() && it->first == a) ex.erase(it);
+}
+
 std::vector<std::uint32_t> RemoteClassifier::dropDead() {
   std::vector<std::uint32_t> dropped;
   for (std::uint32_t c = 0; c < classes_.size(); ++c) {
@@ -175,6 +210,10 @@ std::expected<void, Error> RemoteClassifier::classifyAll() {
   // group to its class.
   std::vector<std::uint32_t> cls_of_group(group_preds.size(), ~0U);
   for (size_t i = 0; i < addrs.size(); ++i) {
+    if (!inv_.live(i)) {
+      pod_class_[i] = kNoClass;
+      continue;
+    }
     std::uint32_t g = group[i];
     if (cls_of_group[g] == ~0U) {
       auto c = classFor(group_family[g], group_preds[g]);
@@ -194,7 +233,7 @@ std::expected<void, Error> RemoteClassifier::classifyAll() {
 void RemoteClassifier::rebuildExact() {
   const auto& addrs = inv_.addrs();
   table_.remote_exact.clear();
-  for (size_t i = 0; i < addrs.size(); ++i) {
+  for (std::uint32_t i : inv_.byAddress()) {  // the map is sorted by address
     RemoteClassId pod_id = classes_[pod_class_[i]].id;
     if (needsExact(pod_id, classes_[iv_class_[intervalOf(addrs[i].addr.v)]].id)) {
       table_.remote_exact.push_back({addrs[i].addr, pod_id});

@@ -59,6 +59,10 @@ class RemoteClassifier {
   /// Pod address `i` (an index of Inventory::addrs()) changed labels: its membership in every
   /// predicate, and so its class, recomputed.
   std::expected<void, Error> addressChanged(size_t i);
+  /// Pod address `i` is a new slot of the inventory: classified.
+  std::expected<void, Error> addressAdded(size_t i);
+  /// Pod address `i`'s slot died: it leaves its class (dropDead() may then drop the class).
+  void addressRemoved(size_t i);
   /// Classes that no atom has any more, dropped now (their ids free again).
   std::vector<std::uint32_t> dropDead();
 
@@ -92,9 +96,10 @@ class RemoteClassifier {
   std::set<std::pair<Family, RemoteClassId>> used_ids_;
   std::set<std::uint32_t> dirty_;
   std::set<std::uint32_t> dead_;
-  std::vector<std::uint32_t> pod_class_;  ///< by address index
-  std::vector<U128> cuts_;                ///< where the intervals start, ascending
-  std::vector<std::uint32_t> iv_class_;   ///< by interval
+  static constexpr std::uint32_t kNoClass = ~0U;  ///< of a dead slot
+  std::vector<std::uint32_t> pod_class_;          ///< by address slot
+  std::vector<U128> cuts_;                        ///< where the intervals start, ascending
+  std::vector<std::uint32_t> iv_class_;           ///< by interval
   /// The classes table_.remote_classes lists, as emit() last wrote them (a class's index
   /// keeps its predicates: they are its identity).
   mutable std::vector<std::uint32_t> listed_;

@@ -1,6 +1,7 @@
-// The incremental compiler: after every change (a pod relabelled, a policy of any kind —
-// cluster-admin ones included — added, replaced or removed), the kept-alive NodeCompiler's table
-// decides every probed flow exactly as a fresh compile of the same input and as the reference
+// The incremental compiler: after every change (a pod relabelled; pods added, deleted or
+// readdressed, one or two at a time; a policy of any kind — cluster-admin ones included —
+// added, replaced or removed), the kept-alive NodeCompiler's table decides every probed flow
+// exactly as a fresh compile of the same input (a fresh inventory too) and as the reference
 // evaluator do. 1,000 seeded random clusters, 6 changes each.
 #include <gtest/gtest.h>
 
@@ -77,10 +78,75 @@ TEST(Incremental, EqualsFreshCompileAfterEveryChange) {
     }
     int namespaces = static_cast<int>(store.namespaces.size());
     bool tiers = !store.tiers.empty();
+    // Addresses a pod may move to or be added with: free ones, some inside network sets'
+    // ranges or among the probes' outside addresses.
+    std::vector<zonewall::Addr> pool;
+    for (const char* a : {"10.0.0.3", "10.0.1.200", "172.18.0.2", "fd00::99", "10.0.0.40",
+                          "10.0.1.41", "192.0.2.130", "fd00::41"}) {
+      pool.push_back(*zonewall::parseAddr(a));
+      auto [proto, port] = g.l4();
+      probes.push_back({pool.back(), proto, port});
+    }
+    auto freeAddr = [&]() -> std::optional<zonewall::Addr> {
+      std::vector<zonewall::Addr> free;
+      for (zonewall::Addr a : pool) {
+        if (!inv.findAddr(a)) free.push_back(a);
+      }
+      if (free.empty()) return std::nullopt;
+      return free[static_cast<size_t>(g.pickInt(0, static_cast<int>(free.size()) - 1))];
+    };
+    auto livePod = [&]() -> std::optional<std::uint32_t> {
+      std::vector<std::uint32_t> live;
+      for (std::uint32_t i = 0; i < store.pods.size(); ++i) {
+        if (!store.pods[i].ips.empty()) live.push_back(i);
+      }
+      if (live.empty()) return std::nullopt;
+      return live[static_cast<size_t>(g.pickInt(0, static_cast<int>(live.size()) - 1))];
+    };
     for (int step = 0; step < 6; ++step) {
       std::string what;
-      int kind = g.pickInt(0, 3);
-      if (kind == 0 && !store.pods.empty()) {
+      int kind = g.pickInt(0, 4);
+      if (kind == 4) {
+        // One or two pod changes at once, as the agent batches them.
+        std::vector<size_t> removed, added;
+        int ops = g.pickInt(1, 2);
+        for (int op = 0; op < ops; ++op) {
+          int which = g.pickInt(0, 2);
+          auto victim = livePod();
+          if (which == 0 || !victim) {
+            auto a = freeAddr();
+            if (!a) continue;
+            policy::Pod pod = store.pods[static_cast<size_t>(
+                g.pickInt(0, static_cast<int>(store.pods.size()) - 1))];
+            pod.name = "new" + std::to_string(step) + "-" + std::to_string(op);
+            pod.node = g.pickInt(0, 1) == 0 ? "n1" : "n2";
+            pod.labels = g.podLabels();
+            pod.ips = {*a};
+            ASSERT_TRUE(builder.knowsNamedPorts(pod));
+            store.pods.push_back(pod);
+            auto slots = inv.addPod(static_cast<std::uint32_t>(store.pods.size() - 1));
+            added.insert(added.end(), slots.begin(), slots.end());
+            what += " add " + pod.key() + "@" + zonewall::formatAddr(*a);
+          } else if (which == 1) {
+            auto slots = inv.removePod(*victim);
+            removed.insert(removed.end(), slots.begin(), slots.end());
+            store.pods[*victim].ips.clear();
+            what += " delete " + store.pods[*victim].key();
+          } else {
+            auto a = freeAddr();
+            if (!a) continue;
+            auto gone = inv.removePod(*victim);
+            removed.insert(removed.end(), gone.begin(), gone.end());
+            store.pods[*victim].ips = {*a};
+            if (g.pickInt(0, 1) == 0) store.pods[*victim].labels = g.podLabels();
+            auto slots = inv.addPod(*victim);
+            added.insert(added.end(), slots.begin(), slots.end());
+            what += " readdress " + store.pods[*victim].key() + "@" + zonewall::formatAddr(*a);
+          }
+        }
+        ASSERT_TRUE(nc.podsChanged(removed, added).has_value());
+        inv.recycle();
+      } else if (kind == 0 && livePod()) {
         auto pod =
             static_cast<std::uint32_t>(g.pickInt(0, static_cast<int>(store.pods.size()) - 1));
         policy::Labels old = store.pods[pod].labels;
@@ -131,11 +197,22 @@ TEST(Incremental, EqualsFreshCompileAfterEveryChange) {
         }
         ASSERT_TRUE(nc.programChanged(builder.program()).has_value());
       }
-      auto fresh = compileNode(lower(store), inv, "n1");
+      Inventory fresh_inv(store);
+      auto fresh = compileNode(lower(store), fresh_inv, "n1");
       ASSERT_TRUE(fresh.has_value());
       std::string context =
           "seed " + std::to_string(seed) + " step " + std::to_string(step) + " (" + what + ")";
-      expectSameDecisions(nc.table(), *fresh, store, inv, probes, context);
+      expectSameDecisions(nc.table(), *fresh, store, fresh_inv, probes, context);
+      // The same local endpoints; no address a pod gave up left in the exact map.
+      ASSERT_EQ(nc.table().endpoints.size(), fresh->endpoints.size()) << context;
+      for (size_t e = 0; e < fresh->endpoints.size(); ++e) {
+        ASSERT_EQ(nc.table().endpoints[e].pod, fresh->endpoints[e].pod) << context;
+        ASSERT_EQ(nc.table().endpoints[e].addrs, fresh->endpoints[e].addrs) << context;
+      }
+      for (const auto& [addr, id] : nc.table().remote_exact) {
+        ASSERT_TRUE(fresh_inv.findAddr(addr).has_value())
+            << context << ": " << zonewall::formatAddr(addr) << " is no pod's";
+      }
       if (::testing::Test::HasFatalFailure()) {
         FAIL() << context << "\n" << yaml;
       }

@@ -22,6 +22,12 @@ class Bitset {
     trim();
   }
   size_t size() const { return n_; }
+  /// Grows (new bits clear) or shrinks to `n` bits.
+  void resize(size_t n) {
+    n_ = n;
+    words_.resize((n + 63) / 64, 0ULL);
+    trim();
+  }
   bool test(size_t i) const { return (words_[i / 64] >> (i % 64)) & 1ULL; }
   void set(size_t i) { words_[i / 64] |= 1ULL << (i % 64); }
   void reset(size_t i) { words_[i / 64] &= ~(1ULL << (i % 64)); }

@@ -4,6 +4,7 @@
 #include <expected>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "zonewall/base/diagnostic.h"
 #include "zonewall/compiler/inventory.h"
@@ -33,6 +34,10 @@ class NodeCompiler {
   std::expected<void, Error> programChanged(const Program& program);
   /// Pod `pod` (index into the store) changed its labels; Inventory::relabel was called.
   std::expected<void, Error> podLabelsChanged(std::uint32_t pod);
+  /// Pods were added, removed, readdressed or otherwise changed: Inventory::removePod killed
+  /// the slots `removed`, Inventory::addPod made the slots `added` (any number of pods).
+  std::expected<void, Error> podsChanged(const std::vector<size_t>& removed,
+                                         const std::vector<size_t>& added);
 
   const NodeTable& table() const;
 

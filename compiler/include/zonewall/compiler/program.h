@@ -198,6 +198,9 @@ class ProgramBuilder {
   void upsert(const policy::AdminPolicy& p);
   /// Removes a policy by LoweredPolicy::key; false if there was none.
   bool erase(const std::string& key);
+  /// Whether every named port `pod` declares was known when the builder was made (a pod
+  /// added later that declares a new one changes how policies naming it lower: build anew).
+  bool knowsNamedPorts(const policy::Pod& pod) const;
 
   static std::string keyOf(const policy::K8sPolicy& p);
   static std::string keyOf(const policy::CalicoPolicy& p);
