@@ -15,25 +15,13 @@ namespace zonewall::agent {
 
 namespace {
 
-// Each relabel recomputes what the pod's classes touch (compile_bench: 0.1-2 ms at 1k-10k
-// policies, 7 ms for a local pod at 150k x 10k); past this many in one snapshot a fresh
-// compile (50-400 ms) is the cheaper way, as it is for a burst of any other kind.
-constexpr size_t kMaxRelabels = 16;
+// Pod changes in one snapshot applied one by one (each a few inventory updates and, for a
+// local pod, one pass over the policies); past this many a fresh compile is the cheaper way.
+constexpr size_t kMaxPodChanges = 4096;
 
 bool isPolicy(Kind k) {
   return k == Kind::kNetworkPolicy || k == Kind::kCalicoPolicy || k == Kind::kGlobalPolicy ||
          k == Kind::kAdminPolicy || k == Kind::kBaselineAdminPolicy || k == Kind::kClusterPolicy;
-}
-
-bool samePorts(const policy::Pod& a, const policy::Pod& b) {
-  if (a.ports.size() != b.ports.size()) return false;
-  for (size_t i = 0; i < a.ports.size(); ++i) {
-    if (a.ports[i].name != b.ports[i].name || a.ports[i].protocol != b.ports[i].protocol ||
-        a.ports[i].port != b.ports[i].port) {
-      return false;
-    }
-  }
-  return true;
 }
 
 }  // namespace
@@ -42,10 +30,12 @@ bool samePorts(const policy::Pod& a, const policy::Pod& b) {
 // The inventory and the compiler hold references into `store`: a Built never moves.
 struct ClusterCompiler::Built {
   policy::Store store;
-  std::unordered_map<std::string, std::uint32_t> pod_index;  ///< "ns/name" → store.pods
-  std::set<std::string> recorded;                            ///< pods addressed by a record
-  std::set<std::string> unknown;  ///< pods whose endpoint record waits for the pod object
-  std::set<std::string> terminating;
+  /// "ns/name" → store.pods. A deleted pod's entry stays (no addresses, its namespace kept:
+  /// the compiler may still look at it) until a pod added in a later snapshot reuses it.
+  std::unordered_map<std::string, std::uint32_t> pod_index;
+  std::vector<std::uint32_t> free_pods;      ///< store.pods entries to reuse
+  std::vector<std::uint32_t> released_pods;  ///< reusable from the next snapshot on
+  bool address_conflict = false;             ///< of the full compile
   std::set<std::string> tiers;
   std::map<ObjectKey, std::string> builder_keys;  ///< policy object → ProgramBuilder key
   std::vector<std::string> dropped;               ///< of the full compile
@@ -53,6 +43,11 @@ struct ClusterCompiler::Built {
   std::unique_ptr<compiler::Inventory> inventory;
   std::unique_ptr<compiler::ProgramBuilder> builder;
   std::unique_ptr<compiler::NodeCompiler> compiler;
+
+  const std::vector<Addr>* addrsOf(const std::string& key) const {
+    auto it = pod_index.find(key);
+    return it == pod_index.end() ? nullptr : &store.pods[it->second].ips;
+  }
 };
 
 ClusterCompiler::ClusterCompiler(std::string node) : node_(std::move(node)) {}
@@ -64,8 +59,10 @@ const char* ClusterCompiler::pathName(Path p) {
       return "full";
     case Path::kPolicies:
       return "policies";
-    case Path::kLabels:
-      return "labels";
+    case Path::kPods:
+      return "pods";
+    case Path::kPodsAndPolicies:
+      return "pods+policies";
     case Path::kUnchanged:
       return "unchanged";
   }
@@ -78,8 +75,8 @@ const compiler::NodeTable& ClusterCompiler::table() const {
 }
 
 // A pod without an address before and after the change — created and not yet given one (the
-// API shows a pod before its node runs it), or deleted before it had one: no set, class or
-// endpoint of any table depends on it.
+// API shows a pod before its node runs it), deleted before it had one, or an endpoint record
+// of a pod the API does not show yet: no set, class or endpoint of any table depends on it.
 bool ClusterCompiler::inert(const ClusterState::Change& c) const {
   const std::string& key = c.key.second;
   if (c.key.first == Kind::kNode) {
@@ -93,52 +90,55 @@ bool ClusterCompiler::inert(const ClusterState::Change& c) const {
     }
     return was->labels == now->labels && was->addrs == now->addrs;
   }
-  if (c.key.first != Kind::kPod || built_->recorded.contains(key) ||
-      built_->unknown.contains(key)) {
-    return false;
+  if (c.key.first != Kind::kPod || built_->address_conflict) {
+    return false;  // (a pod that lost an address claim has none, but must be assembled again)
   }
-  if (auto it = built_->pod_index.find(key);
-      it != built_->pod_index.end() && !built_->store.pods[it->second].ips.empty()) {
-    return false;
-  }
-  return !c.now || (c.now->store.pods.size() == 1 && c.now->store.pods[0].ips.empty());
+  const std::vector<Addr>* was = built_->addrsOf(key);
+  return (was == nullptr || was->empty()) && (!c.pod || c.pod->ips.empty());
 }
 
 bool ClusterCompiler::incremental(const ClusterState::Snapshot& s) const {
-  if (!built_ || s.endpoints_changed || s.changes.empty()) {
+  if (!built_ || s.changes.empty()) {
     return false;
   }
-  bool policies = false;
-  bool labels = false;
-  size_t relabels = 0;
+  const Built& b = *built_;
+  std::set<std::string> changed_pods;
   for (const auto& c : s.changes) {
-    if (inert(c)) {
-      continue;
-    }
-    if (isPolicy(c.key.first)) {
-      policies = true;
-      continue;
-    }
-    if (c.key.first != Kind::kPod || !c.now || c.now->store.pods.size() != 1) {
-      return false;
-    }
-    auto it = built_->pod_index.find(c.key.second);
-    if (it == built_->pod_index.end()) {
-      return false;  // a pod added (or one that was left out)
-    }
-    const policy::Pod& was = built_->store.pods[it->second];
-    const policy::Pod& now = c.now->store.pods[0];
-    // Only its labels may differ: anything else moves addresses or named ports.
-    bool same_addrs = built_->recorded.contains(c.key.second) || was.ips == now.ips;
-    if (was.node != now.node || !same_addrs || !samePorts(was, now) ||
-        built_->terminating.contains(c.key.second) != c.now->terminating) {
-      return false;
-    }
-    labels = true;
-    ++relabels;
+    if (c.key.first == Kind::kPod) changed_pods.insert(c.key.second);
   }
-  // One kind of change at a time (each has its own entry point), or none that matters.
-  return relabels <= kMaxRelabels && !(policies && labels);
+  size_t pods = 0;
+  std::set<Addr> claimed;
+  for (const auto& c : s.changes) {
+    if (inert(c) || isPolicy(c.key.first)) {
+      continue;
+    }
+    // A pod added, deleted, readdressed, relabelled; its endpoint record come or gone.
+    // Anything else (namespaces, tiers, sets, nodes) compiles afresh.
+    if (c.key.first != Kind::kPod || b.address_conflict) {
+      return false;
+    }
+    ++pods;
+    if (!c.pod) {
+      continue;
+    }
+    if (!b.builder->knowsNamedPorts(*c.pod)) {
+      return false;  // policies naming that port lower differently now
+    }
+    // An address another pod holds (and keeps), or two changed pods claim: the full
+    // assembly decides who gets it.
+    for (Addr a : c.pod->ips) {
+      if (!claimed.insert(a).second) {
+        return false;
+      }
+      if (auto slot = b.inventory->findAddr(a)) {
+        const policy::Pod& holder = b.store.pods[b.inventory->addrs()[*slot].pod];
+        if (!changed_pods.contains(holder.key())) {
+          return false;
+        }
+      }
+    }
+  }
+  return pods <= kMaxPodChanges;
 }
 
 std::expected<ClusterCompiler::Path, Error> ClusterCompiler::apply(ClusterState::Snapshot& s) {
@@ -147,17 +147,23 @@ std::expected<ClusterCompiler::Path, Error> ClusterCompiler::apply(ClusterState:
   if (s.full) {
     ok = rebuild(s);
   } else {
-    path = Path::kUnchanged;
+    bool pods = false;
+    bool policies = false;
     for (const auto& c : s.changes) {
       if (!inert(c)) {
-        path = isPolicy(c.key.first) ? Path::kPolicies : Path::kLabels;
-        break;
+        (isPolicy(c.key.first) ? policies : pods) = true;
       }
     }
-    if (path == Path::kPolicies) {
+    path = pods && policies ? Path::kPodsAndPolicies
+           : pods           ? Path::kPods
+           : policies       ? Path::kPolicies
+                            : Path::kUnchanged;
+    // Pods first: the policies then select among the pods as they are now.
+    if (pods) {
+      ok = applyPods(s);
+    }
+    if (ok && policies) {
       ok = applyPolicies(s);
-    } else if (path == Path::kLabels) {
-      ok = applyLabels(s);
     }
   }
   if (!ok) {
@@ -173,10 +179,8 @@ std::expected<void, Error> ClusterCompiler::rebuild(ClusterState::Snapshot& s) {
   built_.reset();
   auto b = std::make_unique<Built>();
   b->store = std::move(s.store);
-  b->recorded = std::move(s.recorded_pods);
-  b->terminating = std::move(s.terminating_pods);
   b->dropped = std::move(s.dropped);
-  b->unknown.insert(s.unknown_pods.begin(), s.unknown_pods.end());
+  b->address_conflict = s.address_conflict;
   Diagnostics diags;
   policy::validateStore(b->store, diags);
   if (diags.hasErrors()) {
@@ -219,7 +223,7 @@ std::expected<void, Error> ClusterCompiler::rebuild(ClusterState::Snapshot& s) {
 std::expected<void, Error> ClusterCompiler::applyPolicies(const ClusterState::Snapshot& s) {
   Built& b = *built_;
   for (const auto& c : s.changes) {
-    if (inert(c)) {
+    if (inert(c) || !isPolicy(c.key.first)) {
       continue;
     }
     b.dropped_policies.erase(c.key);
@@ -252,21 +256,62 @@ std::expected<void, Error> ClusterCompiler::applyPolicies(const ClusterState::Sn
   return b.compiler->programChanged(b.builder->program());
 }
 
-std::expected<void, Error> ClusterCompiler::applyLabels(const ClusterState::Snapshot& s) {
+// Every changed pod leaves the inventory (its old addresses, labels, ports), then comes back
+// as it is now: slots die and are made, and the compiler reclassifies just those.
+std::expected<void, Error> ClusterCompiler::applyPods(const ClusterState::Snapshot& s) {
   Built& b = *built_;
+  std::vector<const ClusterState::Change*> pods;
   for (const auto& c : s.changes) {
-    if (inert(c)) {
-      continue;
-    }
-    std::uint32_t i = b.pod_index.at(c.key.second);
-    policy::Labels old = std::move(b.store.pods[i].labels);
-    b.store.pods[i].labels = c.now->store.pods[0].labels;
-    b.inventory->relabel(i, old);
-    if (auto ok = b.compiler->podLabelsChanged(i); !ok) {
-      return ok;
+    if (c.key.first == Kind::kPod && !inert(c)) pods.push_back(&c);
+  }
+  std::vector<size_t> removed;
+  for (const auto* c : pods) {
+    if (auto it = b.pod_index.find(c->key.second); it != b.pod_index.end()) {
+      auto slots = b.inventory->removePod(it->second);
+      removed.insert(removed.end(), slots.begin(), slots.end());
     }
   }
-  return {};
+  std::vector<std::uint32_t> readd;
+  for (const auto* c : pods) {
+    auto it = b.pod_index.find(c->key.second);
+    if (!c->pod) {
+      if (it != b.pod_index.end()) {
+        // Gone: its entry keeps the namespace until reused (see Built::pod_index).
+        policy::Pod& gone = b.store.pods[it->second];
+        gone.ips.clear();
+        gone.labels.clear();
+        gone.ports.clear();
+        b.released_pods.push_back(it->second);
+        b.pod_index.erase(it);
+      }
+      continue;
+    }
+    if (it == b.pod_index.end()) {
+      std::uint32_t i;
+      if (b.free_pods.empty()) {
+        i = static_cast<std::uint32_t>(b.store.pods.size());
+        b.store.pods.push_back(*c->pod);
+      } else {
+        i = b.free_pods.back();
+        b.free_pods.pop_back();
+        b.store.pods[i] = *c->pod;
+      }
+      it = b.pod_index.emplace(c->key.second, i).first;
+    } else {
+      b.store.pods[it->second] = *c->pod;
+    }
+    readd.push_back(it->second);
+  }
+  std::vector<size_t> added;
+  for (std::uint32_t i : readd) {
+    auto slots = b.inventory->addPod(i);
+    added.insert(added.end(), slots.begin(), slots.end());
+  }
+  auto ok = b.compiler->podsChanged(removed, added);
+  b.inventory->recycle();
+  b.free_pods.insert(b.free_pods.end(), b.released_pods.begin(), b.released_pods.end());
+  b.released_pods.clear();
+  return ok;
 }
 
 }  // namespace zonewall::agent

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <iterator>
 #include <unordered_map>
 
@@ -104,6 +105,12 @@ void ClusterState::replaceAll(std::map<ObjectKey, Object> objects) {
   changed(lock);
 }
 
+// A record's pod changes with it (the record gives a local pod its addresses).
+void ClusterState::recordChanged(const cni::EndpointRecord& r) {
+  dirty_.insert({Kind::kPod, r.pod_namespace + "/" + r.pod_name});
+  endpoints_dirty_ = true;
+}
+
 void ClusterState::upsertEndpoint(const std::string& file, cni::EndpointRecord r) {
   std::unique_lock lock(mu_);
   auto [it, added] = endpoints_.try_emplace(file, r);
@@ -111,16 +118,19 @@ void ClusterState::upsertEndpoint(const std::string& file, cni::EndpointRecord r
     if (it->second == r) {
       return;
     }
+    recordChanged(it->second);
     it->second = std::move(r);
   }
-  endpoints_dirty_ = true;
+  recordChanged(it->second);
   changed(lock);
 }
 
 void ClusterState::eraseEndpoint(const std::string& file) {
   std::unique_lock lock(mu_);
-  if (endpoints_.erase(file) > 0) {
-    endpoints_dirty_ = true;
+  auto it = endpoints_.find(file);
+  if (it != endpoints_.end()) {
+    recordChanged(it->second);
+    endpoints_.erase(it);
     changed(lock);
   }
 }
@@ -130,8 +140,15 @@ void ClusterState::replaceEndpoints(std::map<std::string, cni::EndpointRecord> r
   if (records == endpoints_) {
     return;
   }
+  for (const auto& [file, r] : endpoints_) {
+    auto it = records.find(file);
+    if (it == records.end() || !(it->second == r)) recordChanged(r);
+  }
+  for (const auto& [file, r] : records) {
+    auto it = endpoints_.find(file);
+    if (it == endpoints_.end() || !(it->second == r)) recordChanged(r);
+  }
   endpoints_ = std::move(records);
-  endpoints_dirty_ = true;
   changed(lock);
 }
 
@@ -173,9 +190,18 @@ std::optional<ClusterState::Snapshot> ClusterState::take(
     cv_.wait_until(lock, end);
   }
   Snapshot s;
+  Records records;
+  if (endpoints_dirty_ || std::any_of(dirty_.begin(), dirty_.end(),
+                                      [](const ObjectKey& k) { return k.first == Kind::kPod; })) {
+    records = localRecords();
+  }
   for (const ObjectKey& key : dirty_) {
     auto it = objects_.find(key);
-    s.changes.push_back({key, it == objects_.end() ? std::nullopt : std::optional(it->second)});
+    Change c{key, it == objects_.end() ? std::nullopt : std::optional(it->second), {}, false};
+    if (key.first == Kind::kPod && c.now) {
+      c.pod = compiled(*c.now, records, c.recorded);
+    }
+    s.changes.push_back(std::move(c));
   }
   s.endpoints_changed = endpoints_dirty_;
   dirty_.clear();
@@ -199,17 +225,39 @@ void append(std::vector<T>& into, std::vector<T>& from) {
 
 }  // namespace
 
+ClusterState::Records ClusterState::localRecords() const {
+  Records local;
+  for (const auto& [file, r] : endpoints_) {
+    local.emplace(r.pod_namespace + "/" + r.pod_name, &r);
+  }
+  return local;
+}
+
+// Local pods' addresses come from the CNI plugin's records: they are what the veth carries,
+// known before the API server shows them.
+std::optional<policy::Pod> ClusterState::compiled(const Object& o, const Records& records,
+                                                  bool& recorded) const {
+  recorded = false;
+  if (o.store.pods.size() != 1) {
+    return std::nullopt;
+  }
+  policy::Pod pod = o.store.pods[0];
+  if (pod.node == node_) {
+    if (auto it = records.find(pod.key()); it != records.end()) {
+      pod.ips = it->second->ips;
+      recorded = true;
+    } else if (o.terminating) {
+      return std::nullopt;  // its network is gone: CNI DEL ran
+    }
+  }
+  return pod;
+}
+
 // Assembles in (kind, key) order, so the same objects always give the same store.
 void ClusterState::assemble(Snapshot& s) const {
   s.full = true;
   policy::Store& st = s.store;
-
-  // Local pods' addresses come from the CNI plugin's records: they are what the veth
-  // carries, known before the API server shows them.
-  std::unordered_map<std::string, const cni::EndpointRecord*> local;
-  for (const auto& [file, r] : endpoints_) {
-    local.emplace(r.pod_namespace + "/" + r.pod_name, &r);
-  }
+  Records local = localRecords();
   std::unordered_map<std::string, bool> seen_local;
 
   std::set<std::string> tiers(std::begin(policy::kBuiltinTiers), std::end(policy::kBuiltinTiers));
@@ -219,25 +267,16 @@ void ClusterState::assemble(Snapshot& s) const {
     }
   }
   for (const auto& [key, const_obj] : objects_) {
-    policy::Store o = const_obj.store;  // a copy: the state keeps its own
     if (key.first == Kind::kPod) {
-      for (policy::Pod& pod : o.pods) {
-        if (pod.node == node_) {
-          auto it = local.find(pod.key());
-          if (it != local.end()) {
-            pod.ips = it->second->ips;
-            seen_local[pod.key()] = true;
-          } else if (const_obj.terminating) {
-            continue;  // its network is gone: CNI DEL ran
-          }
-        }
-        if (const_obj.terminating) {
-          s.terminating_pods.insert(pod.key());
-        }
-        st.pods.push_back(std::move(pod));
+      bool recorded = false;
+      if (auto pod = compiled(const_obj, local, recorded)) {
+        if (recorded) seen_local[pod->key()] = true;
+        if (const_obj.terminating) s.terminating_pods.insert(pod->key());
+        st.pods.push_back(std::move(*pod));
       }
       continue;
     }
+    policy::Store o = const_obj.store;  // a copy: the state keeps its own
     for (auto& p : o.calico_policies) {
       if (!tiers.contains(p.tier)) {
         s.dropped.push_back(fmt::format("{} {}: tier '{}' does not exist",
@@ -268,6 +307,7 @@ void ClusterState::assemble(Snapshot& s) const {
     std::erase_if(pod.ips, [&](Addr a) {
       auto [it, fresh] = owner.try_emplace(a, &pod);
       if (!fresh) {
+        s.address_conflict = true;
         s.dropped.push_back(fmt::format("Pod {}: address {} is also Pod {}'s", pod.key(),
                                         formatAddr(a), it->second->key()));
       }

@@ -533,7 +533,10 @@ class NodeCompiler::State {
       ep.iface = pod.hostVeth();
       ep.addrs.push_back(addrOf(li));
     }
-    for (auto& [key, ep] : eps) table_.endpoints.push_back(std::move(ep));
+    for (auto& [key, ep] : eps) {
+      std::sort(ep.addrs.begin(), ep.addrs.end());  // positions are not in address order
+      table_.endpoints.push_back(std::move(ep));
+    }
     for (Direction d : {Direction::kIngress, Direction::kEgress}) {
       const int di = static_cast<int>(d);
       DirectionTable& dt = table_.directions[di];

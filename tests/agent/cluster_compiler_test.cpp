@@ -1,12 +1,15 @@
-// The agent's compile paths: after every change (a pod relabelled, a policy added, replaced
-// or removed; a pod shown before it has an address, then deleted or addressed; now and then a
-// pod added or removed, which compiles afresh), the kept-alive
-// ClusterCompiler's table decides every probed flow exactly as a fresh compile of the same
-// cluster does. 300 seeded random clusters, 8 changes each, through a ClusterState as the
-// agent's sources fill it.
+// The agent's compile paths: after every change (a pod relabelled, readdressed, added or
+// deleted; a local pod's endpoint record come, changed or gone, a pod terminating; a policy
+// added, replaced or removed; a pod shown before it has an address, then deleted or addressed;
+// pods and a policy in one snapshot; and what compiles afresh: an address two pods claim, a
+// namespace relabelled), the kept-alive ClusterCompiler's table decides every probed flow
+// exactly as a fresh compile of the same cluster does. 300 seeded random clusters, 10 changes
+// each, through a ClusterState as the agent's sources fill it.
 #include "zonewall/agent/cluster_compiler.h"
 
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 #include "compiler/generator.h"
 #include "compiler/harness.h"
@@ -74,20 +77,68 @@ TEST(ClusterCompiler, EveryPathEqualsAFreshCompile) {
     int namespaces = static_cast<int>(store.namespaces.size());
     bool tiers = !store.tiers.empty();
     std::vector<policy::Pod> pending;
-    for (int step = 0; step < 8; ++step) {
+    std::map<std::string, cni::EndpointRecord> records;  // by file
+    // Addresses pods move to or are added with: free ones, some inside network sets' ranges.
+    std::vector<Addr> pool;
+    for (const char* a : {"10.0.0.3", "10.0.1.200", "192.0.2.130", "fd00::99", "10.0.0.40",
+                          "10.0.1.41", "10.250.0.1", "10.250.0.2", "10.250.0.3", "fd00::41"}) {
+      pool.push_back(*parseAddr(a));
+      probes.push_back({pool.back(), policy::kTcp, 80});
+    }
+    auto used = [&](Addr a) {
+      for (const auto& p : store.pods) {
+        if (std::find(p.ips.begin(), p.ips.end(), a) != p.ips.end()) return true;
+      }
+      for (const auto& [file, r] : records) {
+        if (std::find(r.ips.begin(), r.ips.end(), a) != r.ips.end()) return true;
+      }
+      return false;
+    };
+    auto freeAddr = [&]() -> std::optional<Addr> {
+      std::vector<Addr> free;
+      for (Addr a : pool) {
+        if (!used(a)) free.push_back(a);
+      }
+      if (free.empty()) return std::nullopt;
+      return free[static_cast<size_t>(g.pickInt(0, static_cast<int>(free.size()) - 1))];
+    };
+    auto upsertPod = [&](const policy::Pod& pod, bool terminating = false) {
+      Object o;
+      o.store.pods.push_back(pod);
+      o.terminating = terminating;
+      auto it = std::find_if(store.pods.begin(), store.pods.end(),
+                             [&](const policy::Pod& q) { return q.key() == pod.key(); });
+      if (it == store.pods.end()) {
+        store.pods.push_back(pod);
+      } else {
+        *it = pod;
+      }
+      return o;
+    };
+    for (int step = 0; step < 10; ++step) {
       std::string what;
       auto event = [&](auto&& f) {
         f(live);
         f(mirror);
       };
-      int kind = g.pickInt(0, 11);
-      if (kind <= 3 && !store.pods.empty()) {
-        auto& pod = store.pods[g.pickInt(0, static_cast<int>(store.pods.size()) - 1)];
+      auto randomPod = [&]() -> policy::Pod& {
+        return store.pods[g.pickInt(0, static_cast<int>(store.pods.size()) - 1)];
+      };
+      int kind = g.pickInt(0, 16);
+      if (kind <= 2 && !store.pods.empty()) {
+        policy::Pod pod = randomPod();
         pod.labels = g.podLabels();
-        Object o;
-        o.store.pods.push_back(pod);
+        Object o = upsertPod(pod);
         event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
         what = "relabel " + pod.key();
+      } else if (kind == 3 && !store.pods.empty()) {
+        auto a = freeAddr();
+        if (!a) continue;
+        policy::Pod pod = randomPod();
+        pod.ips = {*a};
+        Object o = upsertPod(pod);
+        event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
+        what = "readdress " + pod.key() + " to " + formatAddr(*a);
       } else if (kind <= 6) {
         int i = kind == 4 ? 100 + step : g.pickInt(0, 3);
         for (auto& [key, o] : objectsOf(load(g.policyYaml(i, namespaces, tiers)))) {
@@ -106,47 +157,107 @@ TEST(ClusterCompiler, EveryPathEqualsAFreshCompile) {
         event([&](ClusterState& s) { s.erase(k.first, k.second); });
         what = "erase " + k.second;
       } else if (kind == 8 && !store.pods.empty()) {
-        std::string key = store.pods.back().key();
+        size_t i = static_cast<size_t>(g.pickInt(0, static_cast<int>(store.pods.size()) - 1));
+        std::string key = store.pods[i].key();
         event([&](ClusterState& s) { s.erase(Kind::kPod, key); });
-        store.pods.pop_back();
+        store.pods.erase(store.pods.begin() + static_cast<std::ptrdiff_t>(i));
         what = "delete pod " + key;
+      } else if (kind == 9 && !store.pods.empty()) {
+        auto a = freeAddr();
+        if (!a) continue;
+        policy::Pod pod = randomPod();
+        pod.name = "added-" + std::to_string(step);
+        pod.node = g.pickInt(0, 1) == 0 ? "n1" : "n2";
+        pod.labels = g.podLabels();
+        pod.ips = {*a};
+        Object o = upsertPod(pod);
+        event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
+        what = "add pod " + pod.key() + " at " + formatAddr(*a) + " on " + pod.node;
       } else if (kind == 10 && !store.pods.empty()) {
         // A pod the API shows before its node has given it an address.
-        policy::Pod pod = store.pods[g.pickInt(0, static_cast<int>(store.pods.size()) - 1)];
+        policy::Pod pod = randomPod();
         pod.name = "pending-" + std::to_string(step);
         pod.ips.clear();
         pod.labels = g.podLabels();
-        Object o;
-        o.store.pods.push_back(pod);
+        Object o = upsertPod(pod);
         event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
         pending.push_back(pod);
         what = "pending pod " + pod.key();
       } else if (kind == 11 && !pending.empty()) {
-        // ...and then either goes away, or gets its address.
+        // ...and then either goes away, or gets its address (from the API).
         policy::Pod pod = pending.back();
         pending.pop_back();
-        if (g.pickInt(0, 1) == 0) {
+        auto a = freeAddr();
+        if (g.pickInt(0, 1) == 0 || !a) {
           event([&](ClusterState& s) { s.erase(Kind::kPod, pod.key()); });
+          std::erase_if(store.pods, [&](const policy::Pod& q) { return q.key() == pod.key(); });
           what = "pending pod deleted " + pod.key();
         } else {
-          pod.ips = {*parseAddr("10.250.0." + std::to_string(step + 1))};
-          Object o;
-          o.store.pods.push_back(pod);
+          pod.ips = {*a};
+          Object o = upsertPod(pod);
           event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
           what = "pending pod addressed " + pod.key();
         }
-      } else {
-        // Two changes of different kinds in one snapshot: compiled afresh.
-        if (store.pods.empty()) continue;
-        auto& pod = store.pods.front();
-        pod.labels = g.podLabels();
-        Object o;
-        o.store.pods.push_back(pod);
+      } else if (kind == 12 && !store.pods.empty()) {
+        // The CNI plugin's record of a pod (on this node: its addresses; or not, or a pod the
+        // API does not show): written, rewritten with another address, or removed.
+        policy::Pod& pod = randomPod();
+        std::string file = "zw:c-" + pod.name + ":eth0.json";
+        auto a = freeAddr();
+        if (records.contains(file) && (g.pickInt(0, 1) == 0 || !a)) {
+          event([&](ClusterState& s) { s.eraseEndpoint(file); });
+          records.erase(file);
+          what = "record gone " + pod.key();
+        } else if (a) {
+          cni::EndpointRecord r{.network = "zw",
+                                .container_id = "c-" + pod.name,
+                                .ifname = "eth0",
+                                .pod_namespace = pod.ns,
+                                .pod_name = g.pickInt(0, 5) == 0 ? "unknown" : pod.name,
+                                .netns = "/run/netns/x",
+                                .host_veth = pod.hostVeth(),
+                                .ips = {*a}};
+          event([&](ClusterState& s) { s.upsertEndpoint(file, r); });
+          records[file] = r;
+          what = "record " + r.pod_namespace + "/" + r.pod_name + " at " + formatAddr(*a);
+        }
+      } else if (kind == 13 && !store.pods.empty()) {
+        // Terminating: a local pod keeps its addresses while its record does.
+        policy::Pod pod = randomPod();
+        Object o = upsertPod(pod, true);
         event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
+        what = "terminating " + pod.key();
+      } else if (kind == 14 && store.pods.size() >= 2) {
+        // Two pods claim one address: compiled afresh (the assembly picks the owner).
+        policy::Pod pod = store.pods[0];
+        pod.ips = store.pods[1].ips;
+        Object o = upsertPod(pod);
+        event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
+        what = "address of " + store.pods[1].key() + " claimed by " + pod.key();
+      } else if (kind == 15 && !store.namespaces.empty()) {
+        policy::Namespace n = store.namespaces[0];
+        n.labels["team"] = g.pickInt(0, 1) == 0 ? "red" : "green";
+        Object o;
+        o.store.namespaces.push_back(n);
+        event([&](ClusterState& s) { s.upsert(Kind::kNamespace, n.name, o); });
+        what = "relabel namespace " + n.name;
+      } else {
+        // Pods and a policy in one snapshot.
+        if (store.pods.empty()) continue;
+        policy::Pod pod = store.pods.front();
+        pod.labels = g.podLabels();
+        Object o = upsertPod(pod);
+        event([&](ClusterState& s) { s.upsert(Kind::kPod, pod.key(), o); });
+        if (auto a = freeAddr()) {
+          policy::Pod other = store.pods.back();
+          other.ips = {*a};
+          Object o2 = upsertPod(other);
+          event([&](ClusterState& s) { s.upsert(Kind::kPod, other.key(), o2); });
+        }
         for (auto& [key, obj] : objectsOf(load(g.policyYaml(200 + step, namespaces, tiers)))) {
           event([&](ClusterState& s) { s.upsert(key.first, key.second, obj); });
         }
-        what = "relabel + upsert";
+        what = "pods + upsert";
       }
       auto snap = take(live, wants_full);
       auto path = cc.apply(snap);
@@ -178,12 +289,22 @@ TEST(ClusterCompiler, EveryPathEqualsAFreshCompile) {
         }
       }
       ASSERT_EQ(inc.endpoints.size(), fresh->endpoints.size()) << context;
+      for (size_t e = 0; e < fresh->endpoints.size(); ++e) {
+        EXPECT_EQ(inc.endpoints[e].pod, fresh->endpoints[e].pod) << context;
+        EXPECT_EQ(inc.endpoints[e].iface, fresh->endpoints[e].iface) << context;
+        EXPECT_EQ(inc.endpoints[e].addrs, fresh->endpoints[e].addrs) << context;
+      }
+      EXPECT_EQ(cc.dropped(), fresh_snap.dropped) << context;
     }
   }
   // Every path ran, the incremental ones most.
-  EXPECT_GT(paths[ClusterCompiler::Path::kLabels], 300);
-  EXPECT_GT(paths[ClusterCompiler::Path::kPolicies], 300);
-  EXPECT_GT(paths[ClusterCompiler::Path::kFull], 100);
+  for (const auto& [path, n] : paths) {
+    std::printf("path %-14s %d snapshots\n", ClusterCompiler::pathName(path), n);
+  }
+  EXPECT_GT(paths[ClusterCompiler::Path::kPods], 800);
+  EXPECT_GT(paths[ClusterCompiler::Path::kPolicies], 500);
+  EXPECT_GT(paths[ClusterCompiler::Path::kPodsAndPolicies], 100);
+  EXPECT_GT(paths[ClusterCompiler::Path::kFull], 200);
   EXPECT_GT(paths[ClusterCompiler::Path::kUnchanged], 50);
 }
 

@@ -1,18 +1,20 @@
 // The cluster compiled for this node, kept alive between snapshots: the agent's use of the
 // incremental compiler.
 //
-//   a snapshot's changes ──┬─ policies only (NetworkPolicy, Calico NetworkPolicy,
+//   a snapshot's changes ──┬─ policies (NetworkPolicy, Calico NetworkPolicy,
 //                          │  GlobalNetworkPolicy, AdminNetworkPolicy,
 //                          │  BaselineAdminNetworkPolicy, ClusterNetworkPolicy added,
 //                          │  changed, deleted)
 //                          │     → ProgramBuilder upsert/erase → NodeCompiler::programChanged
-//                          ├─ pods' labels only (same node, addresses, ports, state)
-//                          │     → Inventory::relabel → NodeCompiler::podLabelsChanged
+//                          ├─ pods added, deleted, readdressed, relabelled; a local pod's
+//                          │  endpoint record come or gone (its addresses)
+//                          │     → Inventory::removePod/addPod → NodeCompiler::podsChanged
 //                          ├─ pods without an address before and after (created, not yet
 //                          │  given one), nodes whose labels and addresses stay (a
 //                          │  heartbeat) → nothing: the table stays
-//                          └─ anything else (pods added, deleted or readdressed, namespaces,
-//                             tiers, sets, endpoint records) → the whole store, compiled afresh
+//                          └─ anything else (namespaces, tiers, sets, nodes; a pod taking an
+//                             address another pod holds, or declaring a named port no pod
+//                             declared) → the whole store, compiled afresh
 //
 // Pure: no I/O, no clock. tests/agent/cluster_compiler_test.cpp checks that every path
 // decides every packet as a fresh compile of the same cluster does.
@@ -39,10 +41,11 @@ class ClusterCompiler {
   ClusterCompiler& operator=(const ClusterCompiler&) = delete;
 
   enum class Path : std::uint8_t {
-    kFull,       ///< compiled afresh
-    kPolicies,   ///< policies changed
-    kLabels,     ///< pods' labels changed
-    kUnchanged,  ///< only pods without addresses came or went: the table stays as it is
+    kFull,             ///< compiled afresh
+    kPolicies,         ///< policies changed
+    kPods,             ///< pods (or their endpoint records) changed
+    kPodsAndPolicies,  ///< both, in one snapshot
+    kUnchanged,        ///< only pods without addresses came or went: the table stays as it is
   };
   static const char* pathName(Path p);
 
@@ -67,7 +70,7 @@ class ClusterCompiler {
   bool inert(const ClusterState::Change& c) const;
   std::expected<void, Error> rebuild(ClusterState::Snapshot& s);
   std::expected<void, Error> applyPolicies(const ClusterState::Snapshot& s);
-  std::expected<void, Error> applyLabels(const ClusterState::Snapshot& s);
+  std::expected<void, Error> applyPods(const ClusterState::Snapshot& s);
 
   const std::string node_;
   std::unique_ptr<Built> built_;

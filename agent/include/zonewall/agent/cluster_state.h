@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "zonewall/cni/endpoint.h"
@@ -82,13 +83,19 @@ class ClusterState {
   struct Change {
     ObjectKey key;
     std::optional<Object> now;
+    /// For a Pod (its object or its endpoint record changed): the pod as the node compiles
+    /// it, by the full store's rules — a local pod's addresses are its endpoint record's, a
+    /// terminating local pod without one is gone (nothing). Claims of one address by two
+    /// pods are not resolved here.
+    std::optional<policy::Pod> pod;
+    bool recorded = false;  ///< `pod`'s addresses are its endpoint record's
   };
   /// What changed since the last snapshot and, when asked for (`full`), the store assembled
   /// from everything with what the assembly had to leave out.
   struct Snapshot {
-    std::vector<Change> changes;  ///< objects, in key order, each once (its latest state)
-    bool endpoints_changed = false;
-    bool full = false;  ///< the fields below are filled
+    std::vector<Change> changes;     ///< objects, in key order, each once (its latest state)
+    bool endpoints_changed = false;  ///< a record changed (its pod is among `changes`)
+    bool full = false;               ///< the fields below are filled
     policy::Store store;
     std::vector<std::string> dropped;  ///< "why" lines: an object left out, and why
     /// Local endpoint records whose pod the cluster source does not know yet (not
@@ -97,6 +104,8 @@ class ClusterState {
     /// Local pods whose addresses are their endpoint record's (not the API's).
     std::set<std::string> recorded_pods;
     std::set<std::string> terminating_pods;  ///< in the store, but being deleted
+    /// Some address was claimed by two pods (one left out of it: `dropped` says which).
+    bool address_conflict = false;
     std::uint64_t version = 0;
     Clock::time_point first_change;  ///< the oldest change this snapshot includes
   };
@@ -115,7 +124,14 @@ class ClusterState {
   std::uint64_t version() const;
 
  private:
+  using Records = std::unordered_map<std::string, const cni::EndpointRecord*>;  ///< by pod
   void changed(std::unique_lock<std::mutex>& lock, const ObjectKey* key = nullptr);
+  void recordChanged(const cni::EndpointRecord& r);
+  Records localRecords() const;
+  /// A pod object as the node compiles it (Change::pod); `recorded` set when its addresses
+  /// are its record's.
+  std::optional<policy::Pod> compiled(const Object& o, const Records& records,
+                                      bool& recorded) const;
   void assemble(Snapshot& s) const;
 
   const std::string node_;
