@@ -12,6 +12,7 @@
 // events enforced within 1 s; RSS <= 200 MB; idle CPU ~ 0.
 //
 //   agent_bench [--quick | --only PODS POLICIES]
+#include <spdlog/cfg/env.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -269,6 +270,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   spdlog::set_level(spdlog::level::warn);
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=info: the agent's commit lines too
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   // --only PODS POLICIES: one configuration (profiling).
   bool only = argc > 3 && std::strcmp(argv[1], "--only") == 0;

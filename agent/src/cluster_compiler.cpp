@@ -44,6 +44,14 @@ struct ClusterCompiler::Built {
   std::unique_ptr<compiler::ProgramBuilder> builder;
   std::unique_ptr<compiler::NodeCompiler> compiler;
 
+  /// The pods of namespace `ns` that have addresses (store.pods indices).
+  std::vector<std::uint32_t> podsOf(const std::string& ns) const {
+    std::vector<std::uint32_t> out;
+    for (const auto& [key, i] : pod_index) {
+      if (store.pods[i].ns == ns && !store.pods[i].ips.empty()) out.push_back(i);
+    }
+    return out;
+  }
   const std::vector<Addr>* addrsOf(const std::string& key) const {
     auto it = pod_index.find(key);
     return it == pod_index.end() ? nullptr : &store.pods[it->second].ips;
@@ -112,9 +120,23 @@ bool ClusterCompiler::incremental(const ClusterState::Snapshot& s) const {
     if (inert(c) || isPolicy(c.key.first)) {
       continue;
     }
+    if (b.address_conflict) {
+      return false;
+    }
+    // A namespace added, relabelled or deleted: its pods are re-added. Its NetworkSets'
+    // ranges would change with it: those compile afresh.
+    if (c.key.first == Kind::kNamespace) {
+      const std::string& ns = c.key.second;
+      if (std::any_of(b.store.network_sets.begin(), b.store.network_sets.end(),
+                      [&](const policy::NetworkSet& set) { return !set.global && set.ns == ns; })) {
+        return false;
+      }
+      pods += b.podsOf(ns).size();
+      continue;
+    }
     // A pod added, deleted, readdressed, relabelled; its endpoint record come or gone.
-    // Anything else (namespaces, tiers, sets, nodes) compiles afresh.
-    if (c.key.first != Kind::kPod || b.address_conflict) {
+    // Anything else (tiers, sets, nodes) compiles afresh.
+    if (c.key.first != Kind::kPod) {
       return false;
     }
     ++pods;
@@ -260,21 +282,33 @@ std::expected<void, Error> ClusterCompiler::applyPolicies(const ClusterState::Sn
 // as it is now: slots die and are made, and the compiler reclassifies just those.
 std::expected<void, Error> ClusterCompiler::applyPods(const ClusterState::Snapshot& s) {
   Built& b = *built_;
-  std::vector<const ClusterState::Change*> pods;
+  // Each changed pod, as it is now (nothing: gone). A changed namespace's pods come back as
+  // they are, after selectors see the namespace's new labels.
+  std::map<std::string, std::optional<policy::Pod>> pods;
   for (const auto& c : s.changes) {
-    if (c.key.first == Kind::kPod && !inert(c)) pods.push_back(&c);
+    if (c.key.first == Kind::kPod && !inert(c)) pods[c.key.second] = c.pod;
+  }
+  for (const auto& c : s.changes) {
+    if (c.key.first != Kind::kNamespace) continue;
+    const std::string& ns = c.key.second;
+    std::erase_if(b.store.namespaces, [&](const policy::Namespace& n) { return n.name == ns; });
+    if (c.now) {
+      for (const auto& n : c.now->store.namespaces) b.store.namespaces.push_back(n);
+    }
+    b.inventory->namespaceChanged(ns);
+    for (std::uint32_t i : b.podsOf(ns)) pods.try_emplace(b.store.pods[i].key(), b.store.pods[i]);
   }
   std::vector<size_t> removed;
-  for (const auto* c : pods) {
-    if (auto it = b.pod_index.find(c->key.second); it != b.pod_index.end()) {
+  for (const auto& [key, now] : pods) {
+    if (auto it = b.pod_index.find(key); it != b.pod_index.end()) {
       auto slots = b.inventory->removePod(it->second);
       removed.insert(removed.end(), slots.begin(), slots.end());
     }
   }
   std::vector<std::uint32_t> readd;
-  for (const auto* c : pods) {
-    auto it = b.pod_index.find(c->key.second);
-    if (!c->pod) {
+  for (const auto& [key, now] : pods) {
+    auto it = b.pod_index.find(key);
+    if (!now) {
       if (it != b.pod_index.end()) {
         // Gone: its entry keeps the namespace until reused (see Built::pod_index).
         policy::Pod& gone = b.store.pods[it->second];
@@ -290,15 +324,15 @@ std::expected<void, Error> ClusterCompiler::applyPods(const ClusterState::Snapsh
       std::uint32_t i;
       if (b.free_pods.empty()) {
         i = static_cast<std::uint32_t>(b.store.pods.size());
-        b.store.pods.push_back(*c->pod);
+        b.store.pods.push_back(*now);
       } else {
         i = b.free_pods.back();
         b.free_pods.pop_back();
-        b.store.pods[i] = *c->pod;
+        b.store.pods[i] = *now;
       }
-      it = b.pod_index.emplace(c->key.second, i).first;
+      it = b.pod_index.emplace(key, i).first;
     } else {
-      b.store.pods[it->second] = *c->pod;
+      b.store.pods[it->second] = *now;
     }
     readd.push_back(it->second);
   }

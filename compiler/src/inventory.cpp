@@ -163,6 +163,11 @@ void Inventory::recycle() {
   released_.clear();
 }
 
+void Inventory::namespaceChanged(const std::string& ns) {
+  addNamespace(ns);
+  ns_labels_[ns] = store_.namespaceLabels(ns);
+}
+
 // A namespace first seen on a pod added later (one without a Namespace object).
 void Inventory::addNamespace(const std::string& ns) {
   auto at = std::lower_bound(namespaces_.begin(), namespaces_.end(), ns);

@@ -7,14 +7,15 @@
 //                          │  changed, deleted)
 //                          │     → ProgramBuilder upsert/erase → NodeCompiler::programChanged
 //                          ├─ pods added, deleted, readdressed, relabelled; a local pod's
-//                          │  endpoint record come or gone (its addresses)
+//                          │  endpoint record come or gone (its addresses); a namespace
+//                          │  relabelled, added or deleted (its pods, re-added)
 //                          │     → Inventory::removePod/addPod → NodeCompiler::podsChanged
 //                          ├─ pods without an address before and after (created, not yet
 //                          │  given one), nodes whose labels and addresses stay (a
 //                          │  heartbeat) → nothing: the table stays
-//                          └─ anything else (namespaces, tiers, sets, nodes; a pod taking an
-//                             address another pod holds, or declaring a named port no pod
-//                             declared) → the whole store, compiled afresh
+//                          └─ anything else (tiers, sets, nodes; a namespace with NetworkSets;
+//                             a pod taking an address another pod holds, or declaring a named
+//                             port no pod declared) → the whole store, compiled afresh
 //
 // Pure: no I/O, no clock. tests/agent/cluster_compiler_test.cpp checks that every path
 // decides every packet as a fresh compile of the same cluster does.

@@ -72,6 +72,10 @@ class Inventory {
   /// Pod `pod` is going, or about to change (call before the store's pod changes): its
   /// slots die, returned. addPod reuses them only after recycle().
   std::vector<size_t> removePod(std::uint32_t pod);
+  /// The store's Namespace `ns` changed (its labels; or it came or went): selectors see it as
+  /// it is now. Its pods' memberships change with it: the caller re-adds them (removePod,
+  /// addPod); its NetworkSets' ranges may too (a fresh inventory is the way then).
+  void namespaceChanged(const std::string& ns);
   /// The slots removed so far may be reused: call once whoever indexes by slot (the node
   /// compilers) has been told of their removal.
   void recycle();
