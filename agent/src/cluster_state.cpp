@@ -207,6 +207,11 @@ std::optional<ClusterState::Snapshot> ClusterState::take(
   dirty_.clear();
   endpoints_dirty_ = false;
   if (wants_full(s)) {
+    // The full store replaces what the changes carried (at a relist, a copy of every object).
+    for (Change& c : s.changes) {
+      c.now.reset();
+      c.pod.reset();
+    }
     assemble(s);
   }
   s.version = version_;

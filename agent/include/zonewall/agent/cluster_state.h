@@ -91,7 +91,8 @@ class ClusterState {
     bool recorded = false;  ///< `pod`'s addresses are its endpoint record's
   };
   /// What changed since the last snapshot and, when asked for (`full`), the store assembled
-  /// from everything with what the assembly had to leave out.
+  /// from everything with what the assembly had to leave out (then the changes keep only
+  /// their keys).
   struct Snapshot {
     std::vector<Change> changes;     ///< objects, in key order, each once (its latest state)
     bool endpoints_changed = false;  ///< a record changed (its pod is among `changes`)
