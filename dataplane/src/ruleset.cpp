@@ -6,6 +6,7 @@
 #include <bit>
 #include <optional>
 #include <set>
+#include <unordered_map>
 
 #include "zonewall/base/hash.h"
 
@@ -125,17 +126,24 @@ class Builder {
   // Ranges, then the exact map (pod addresses), which overrides: a pod's class never depends
   // on an interval lookup.
   void remoteMaps(Family f) {
+    // One verdict per class, made once (the exact map has an element per pod address).
+    std::unordered_map<compiler::RemoteClassId, Verdict> jumps;
+    auto jump = [&](compiler::RemoteClassId id) -> const Verdict& {
+      auto it = jumps.find(id);
+      if (it == jumps.end()) it = jumps.emplace(id, jumpTo(classChain(id))).first;
+      return it->second;
+    };
     SetDef ranges{fmt::format("remote{}_ranges", suffix(f)), SetKind::kAddrIntervalVmap, f, {}};
     for (const auto& [r, id] : t_.remote_ranges) {
       if (Addr{r.lo}.family() == f && id != compiler::kNoRemoteClass) {
         ranges.elements.push_back(
-            Element{.addr = Addr{r.lo}, .addr_hi = Addr{r.hi}, .verdict = jumpTo(classChain(id))});
+            Element{.addr = Addr{r.lo}, .addr_hi = Addr{r.hi}, .verdict = jump(id)});
       }
     }
     SetDef exact{fmt::format("remote{}_exact", suffix(f)), SetKind::kAddrVmap, f, {}};
+    exact.elements.reserve(t_.remote_exact.size());
     for (const auto& [a, id] : t_.remote_exact) {
-      if (a.family() == f)
-        exact.elements.push_back(Element{.addr = a, .verdict = jumpTo(classChain(id))});
+      if (a.family() == f) exact.elements.push_back(Element{.addr = a, .verdict = jump(id)});
     }
     rs_.sets.push_back(std::move(ranges));
     rs_.sets.push_back(std::move(exact));
