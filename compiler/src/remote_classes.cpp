@@ -25,6 +25,7 @@ void RemoteClassifier::clear() {
   pod_class_.clear();
   cuts_.clear();
   iv_class_.clear();
+  batch_ = false;
 }
 
 std::uint32_t RemoteClassifier::predicate(const AddrExprPtr& e) {
@@ -75,8 +76,13 @@ std::expected<void, Error> RemoteClassifier::addressAdded(size_t i) {
   }
   pod_class_[i] = *cls;
   ++classes_[*cls].pod_members;
-  updateExact(i);
+  if (!batch_) updateExact(i);
   return {};
+}
+
+void RemoteClassifier::endBatch() {
+  if (batch_) rebuildExact();
+  batch_ = false;
 }
 
 void RemoteClassifier::addressRemoved(size_t i) {
@@ -84,6 +90,7 @@ void RemoteClassifier::addressRemoved(size_t i) {
   for (std::uint32_t p : classes_[pod_class_[i]].preds) pred_sets_[p].pods.reset(i);
   --classes_[pod_class_[i]].pod_members;
   pod_class_[i] = kNoClass;
+  if (batch_) return;
   Addr a = inv_.addrs()[i].addr;
   auto& ex = table_.remote_exact;
   auto it =

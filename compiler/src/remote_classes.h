@@ -63,6 +63,10 @@ class RemoteClassifier {
   std::expected<void, Error> addressAdded(size_t i);
   /// Pod address `i`'s slot died: it leaves its class (dropDead() may then drop the class).
   void addressRemoved(size_t i);
+  /// Many addresses about to be added or removed: the exact map is rewritten once, at
+  /// endBatch(), instead of edited per address (each edit moves the sorted map).
+  void beginBatch() { batch_ = true; }
+  void endBatch();
   /// Classes that no atom has any more, dropped now (their ids free again).
   std::vector<std::uint32_t> dropDead();
 
@@ -103,6 +107,7 @@ class RemoteClassifier {
   /// The classes table_.remote_classes lists, as emit() last wrote them (a class's index
   /// keeps its predicates: they are its identity).
   mutable std::vector<std::uint32_t> listed_;
+  bool batch_ = false;
 };
 
 }  // namespace zonewall::compiler
