@@ -38,7 +38,8 @@ std::uint32_t RemoteClassifier::predicate(const AddrExprPtr& e) {
   return it->second;
 }
 
-std::expected<void, Error> RemoteClassifier::addressChanged(size_t i) {
+// Pod address `i`'s membership in every predicate (its bits set and cleared), and its class.
+std::expected<std::uint32_t, Error> RemoteClassifier::classify(size_t i) {
   Addr a = inv_.addrs()[i].addr;
   std::vector<std::uint32_t> members;
   for (std::uint32_t p = 0; p < preds_.size(); ++p) {
@@ -49,7 +50,11 @@ std::expected<void, Error> RemoteClassifier::addressChanged(size_t i) {
       pred_sets_[p].pods.reset(i);
     }
   }
-  auto cls = classFor(a.family(), members);
+  return classFor(a.family(), members);
+}
+
+std::expected<void, Error> RemoteClassifier::addressChanged(size_t i) {
+  auto cls = classify(i);
   if (!cls) {
     return std::unexpected(cls.error());
   }
@@ -62,15 +67,7 @@ std::expected<void, Error> RemoteClassifier::addressAdded(size_t i) {
   for (AddrSet& set : pred_sets_) {
     if (set.pods.size() <= i) set.pods.resize(inv_.addrs().size());
   }
-  Addr a = inv_.addrs()[i].addr;
-  std::vector<std::uint32_t> members;
-  for (std::uint32_t p = 0; p < preds_.size(); ++p) {
-    if (inv_.contains(*preds_[p], a)) {
-      pred_sets_[p].pods.set(i);
-      members.push_back(p);
-    }
-  }
-  auto cls = classFor(a.family(), members);
+  auto cls = classify(i);
   if (!cls) {
     return std::unexpected(cls.error());
   }

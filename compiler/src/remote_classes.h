@@ -82,6 +82,7 @@ class RemoteClassifier {
 
  private:
   std::expected<std::uint32_t, Error> classFor(Family fam, const std::vector<std::uint32_t>& preds);
+  std::expected<std::uint32_t, Error> classify(size_t i);
   void movePod(size_t i, std::uint32_t to);
   static bool needsExact(RemoteClassId pod_id, RemoteClassId interval_id);
   void updateExact(size_t i);
