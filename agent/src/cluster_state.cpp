@@ -197,13 +197,13 @@ std::optional<ClusterState::Snapshot> ClusterState::take(
   }
   for (const ObjectKey& key : dirty_) {
     auto it = objects_.find(key);
-    Change c{key, it == objects_.end() ? std::nullopt : std::optional(it->second), {}, false};
+    Change c{key, it == objects_.end() ? std::nullopt : std::optional(it->second), {}};
     if (key.first == Kind::kPod && c.now) {
-      c.pod = compiled(*c.now, records, c.recorded);
+      bool recorded = false;
+      c.pod = compiled(*c.now, records, recorded);
     }
     s.changes.push_back(std::move(c));
   }
-  s.endpoints_changed = endpoints_dirty_;
   dirty_.clear();
   endpoints_dirty_ = false;
   if (wants_full(s)) {
@@ -276,7 +276,6 @@ void ClusterState::assemble(Snapshot& s) const {
       bool recorded = false;
       if (auto pod = compiled(const_obj, local, recorded)) {
         if (recorded) seen_local[pod->key()] = true;
-        if (const_obj.terminating) s.terminating_pods.insert(pod->key());
         st.pods.push_back(std::move(*pod));
       }
       continue;
@@ -322,7 +321,6 @@ void ClusterState::assemble(Snapshot& s) const {
   for (auto& pod : st.pods) {
     if (seen_local.contains(pod.key()) && pod.node == node_) {
       claim(pod);
-      s.recorded_pods.insert(pod.key());
     }
   }
   for (auto& pod : st.pods) {

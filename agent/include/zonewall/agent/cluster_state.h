@@ -88,23 +88,18 @@ class ClusterState {
     /// terminating local pod without one is gone (nothing). Claims of one address by two
     /// pods are not resolved here.
     std::optional<policy::Pod> pod;
-    bool recorded = false;  ///< `pod`'s addresses are its endpoint record's
   };
   /// What changed since the last snapshot and, when asked for (`full`), the store assembled
   /// from everything with what the assembly had to leave out (then the changes keep only
   /// their keys).
   struct Snapshot {
-    std::vector<Change> changes;     ///< objects, in key order, each once (its latest state)
-    bool endpoints_changed = false;  ///< a record changed (its pod is among `changes`)
-    bool full = false;               ///< the fields below are filled
+    std::vector<Change> changes;  ///< objects, in key order, each once (its latest state)
+    bool full = false;            ///< the fields below are filled
     policy::Store store;
     std::vector<std::string> dropped;  ///< "why" lines: an object left out, and why
     /// Local endpoint records whose pod the cluster source does not know yet (not
     /// programmed: their traffic stays dropped until it does).
     std::vector<std::string> unknown_pods;
-    /// Local pods whose addresses are their endpoint record's (not the API's).
-    std::set<std::string> recorded_pods;
-    std::set<std::string> terminating_pods;  ///< in the store, but being deleted
     /// Some address was claimed by two pods (one left out of it: `dropped` says which).
     bool address_conflict = false;
     std::uint64_t version = 0;

@@ -45,8 +45,6 @@ class Inventory {
   bool live(size_t slot) const { return live_.test(slot); }
   /// The live slots, sorted by address.
   const std::vector<std::uint32_t>& byAddress() const { return order_; }
-  /// Dead slots (what a fresh inventory would not have).
-  size_t deadSlots() const { return dead_; }
   /// The live slot of address `a`.
   std::optional<size_t> findAddr(Addr a) const;
   const policy::Pod* podAt(Addr a) const;
