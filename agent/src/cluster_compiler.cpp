@@ -31,11 +31,10 @@ bool isPolicy(Kind k) {
 struct ClusterCompiler::Built {
   policy::Store store;
   /// "ns/name" → store.pods. A deleted pod's entry stays (no addresses, its namespace kept:
-  /// the compiler may still look at it) until a pod added in a later snapshot reuses it.
+  /// the compiler looks at it, NodeCompiler::podsChanged) until a later snapshot reuses it.
   std::unordered_map<std::string, std::uint32_t> pod_index;
-  std::vector<std::uint32_t> free_pods;      ///< store.pods entries to reuse
-  std::vector<std::uint32_t> released_pods;  ///< reusable from the next snapshot on
-  bool address_conflict = false;             ///< of the full compile
+  std::vector<std::uint32_t> free_pods;  ///< store.pods entries to reuse
+  bool address_conflict = false;         ///< of the full compile
   std::set<std::string> tiers;
   std::map<ObjectKey, std::string> builder_keys;  ///< policy object → ProgramBuilder key
   std::vector<std::string> dropped;               ///< of the full compile
@@ -306,6 +305,7 @@ std::expected<void, Error> ClusterCompiler::applyPods(const ClusterState::Snapsh
     }
   }
   std::vector<std::uint32_t> readd;
+  std::vector<std::uint32_t> released;  // reusable once the compiler has seen them go
   for (const auto& [key, now] : pods) {
     auto it = b.pod_index.find(key);
     if (!now) {
@@ -315,7 +315,7 @@ std::expected<void, Error> ClusterCompiler::applyPods(const ClusterState::Snapsh
         gone.ips.clear();
         gone.labels.clear();
         gone.ports.clear();
-        b.released_pods.push_back(it->second);
+        released.push_back(it->second);
         b.pod_index.erase(it);
       }
       continue;
@@ -343,8 +343,7 @@ std::expected<void, Error> ClusterCompiler::applyPods(const ClusterState::Snapsh
   }
   auto ok = b.compiler->podsChanged(removed, added);
   b.inventory->recycle();
-  b.free_pods.insert(b.free_pods.end(), b.released_pods.begin(), b.released_pods.end());
-  b.released_pods.clear();
+  b.free_pods.insert(b.free_pods.end(), released.begin(), released.end());
   return ok;
 }
 

@@ -118,11 +118,10 @@ class NodeCompiler::State {
         size_t li = local_of_slot_.at(slot);
         for (const auto& tier : prog_.policies) {
           for (const auto& pol : tier) {
-            if (!pol->ns.empty() && pol->ns != podOf(li).ns) continue;
             auto& sel = applies_[pol->uid];
             auto at = std::lower_bound(sel.begin(), sel.end(), li);
             bool was = at != sel.end() && *at == li;
-            bool now = podSelected(*pol->applies, podOf(li));
+            bool now = selects(*pol, li);
             if (now && !was) sel.insert(at, li);
             if (!now && was) sel.erase(at);
           }
@@ -169,8 +168,7 @@ class NodeCompiler::State {
       size_t li = addLocal(slot);
       for (const auto& tier : prog_.policies) {
         for (const auto& pol : tier) {
-          if ((pol->ns.empty() || pol->ns == podOf(li).ns) &&
-              podSelected(*pol->applies, podOf(li))) {
+          if (selects(*pol, li)) {
             auto& sel = applies_[pol->uid];
             sel.insert(std::lower_bound(sel.begin(), sel.end(), li), li);
           }
@@ -242,6 +240,11 @@ class NodeCompiler::State {
 
   bool isLocal(const Pod& pod) const {
     return table_.node == kEveryNode || pod.node == table_.node;
+  }
+
+  // Whether policy `pol` applies to the local address at position `li`.
+  bool selects(const LoweredPolicy& pol, size_t li) const {
+    return (pol.ns.empty() || pol.ns == podOf(li).ns) && podSelected(*pol.applies, podOf(li));
   }
 
   // The local addresses (by position in locals_) a policy selects, ascending.

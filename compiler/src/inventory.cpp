@@ -122,9 +122,7 @@ std::vector<size_t> Inventory::addPod(std::uint32_t pod) {
       live_.resize(addrs_.size());
     }
     live_.set(i);
-    auto at = std::lower_bound(order_.begin(), order_.end(), a,
-                               [&](std::uint32_t s, Addr x) { return addrs_[s].addr < x; });
-    order_.insert(at, i);
+    order_.insert(orderAt(a), i);
     sorted_ = false;
     for (const auto& [k, v] : p.labels) post(label_postings_[k][v], i);
     post(ns_postings_[p.ns], i);
@@ -147,9 +145,7 @@ std::vector<size_t> Inventory::removePod(std::uint32_t pod) {
     for (const auto& [k, v] : p.labels) drop(label_postings_[k][v], i);
     drop(ns_postings_[p.ns], i);
     drop(orchestrator_postings_[kK8s], i);
-    auto at = std::lower_bound(order_.begin(), order_.end(), addrs_[i].addr,
-                               [&](std::uint32_t s, Addr x) { return addrs_[s].addr < x; });
-    order_.erase(at);
+    order_.erase(orderAt(addrs_[i].addr));
     live_.reset(i);
     ++dead_;
     released_.push_back(i);
@@ -176,9 +172,13 @@ void Inventory::addNamespace(const std::string& ns) {
   ns_labels_[ns] = store_.namespaceLabels(ns);
 }
 
+std::vector<std::uint32_t>::const_iterator Inventory::orderAt(Addr a) const {
+  return std::lower_bound(order_.begin(), order_.end(), a,
+                          [&](std::uint32_t s, Addr x) { return addrs_[s].addr < x; });
+}
+
 std::optional<size_t> Inventory::findAddr(Addr a) const {
-  auto it = std::lower_bound(order_.begin(), order_.end(), a,
-                             [&](std::uint32_t s, Addr x) { return addrs_[s].addr < x; });
+  auto it = orderAt(a);
   if (it == order_.end() || addrs_[*it].addr != a) return std::nullopt;
   return static_cast<size_t>(*it);
 }

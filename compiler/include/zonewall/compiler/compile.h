@@ -35,7 +35,9 @@ class NodeCompiler {
   /// Pod `pod` (index into the store) changed its labels; Inventory::relabel was called.
   std::expected<void, Error> podLabelsChanged(std::uint32_t pod);
   /// Pods were added, removed, readdressed or otherwise changed: Inventory::removePod killed
-  /// the slots `removed`, Inventory::addPod made the slots `added` (any number of pods).
+  /// the slots `removed`, Inventory::addPod made the slots `added` (any number of pods). The
+  /// store entry of a removed pod must still name its namespace (a gone pod's entry is kept,
+  /// not reused, until this returns); call Inventory::recycle() after.
   std::expected<void, Error> podsChanged(const std::vector<size_t>& removed,
                                          const std::vector<size_t>& added);
 

@@ -85,6 +85,8 @@ class Inventory {
   bool podInScope(const policy::Pod& pod, const Scope& s, bool calico) const;
   const Postings* postings(const std::string& key, bool calico) const;
   AddrSet evaluateSlots(const AddrExpr& e) const;
+  /// Where address `a` is, or would go, in order_.
+  std::vector<std::uint32_t>::const_iterator orderAt(Addr a) const;
   void addNamespace(const std::string& ns);
 
   const policy::Store& store_;
