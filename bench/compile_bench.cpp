@@ -256,6 +256,11 @@ void compareAdmin(size_t pods, size_t policies) {
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  if (argc > 1 && std::strcmp(argv[1], "--admin") == 0) {  // the admin comparison alone
+    compareAdmin(10000, 1000);
+    compareAdmin(150000, 10000);
+    return 0;
+  }
   std::vector<size_t> pod_counts =
       quick ? std::vector<size_t>{1000, 10000} : std::vector<size_t>{1000, 10000, 150000};
   std::vector<size_t> policy_counts =

@@ -58,14 +58,20 @@ struct LocalState {
   std::unordered_map<std::vector<std::uint32_t>, std::vector<Segment>, VecHash> cache;
   std::unordered_map<std::uint32_t, std::vector<std::uint32_t>> rules_of_pred;
   // `segs` as table rows, by remote class id (local_class unset, outcome internal): what emit()
-  // copies; rebuilt only when `segs` changed (remote class ids never change).
+  // copies. When a few classes' paintings changed, just their rows are replaced (`stale`: the
+  // class id the rows were written under, and the class); past that, all are rebuilt.
   std::vector<Entry> rows;
   bool rows_stale = true;
+  std::vector<std::pair<RemoteClassId, std::uint32_t>> stale;
   bool painted = false;
   bool reused = false;  // moved into the next generation of states
 };
 
 constexpr std::uint64_t kTierMarker = 1ULL << 63;
+
+// Past this many changed classes in one local class, its rows are rebuilt whole (a sort)
+// rather than replaced class by class (each a move of the rows behind it).
+constexpr size_t kRowSplices = 16;
 
 }  // namespace
 
@@ -159,6 +165,7 @@ class NodeCompiler::State {
       std::erase(locals_by_ns_[podOf(li).ns], li);
       locals_[li] = kDeadLocal;
       free_locals_.push_back(li);
+      endpoints_changed_ = true;
       local = true;
     }
     for (size_t slot : added) {
@@ -198,6 +205,8 @@ class NodeCompiler::State {
     locals_by_ns_.clear();
     applies_.clear();
     for (auto& d : locals_state_) d.clear();
+    classes_changed_ = true;
+    endpoints_changed_ = true;
     remote_.clear();
     outcomes_.clear();
   }
@@ -234,6 +243,7 @@ class NodeCompiler::State {
     auto& in_ns = locals_by_ns_[inv_.store().pods[inv_.addrs()[slot].pod].ns];
     in_ns.insert(std::lower_bound(in_ns.begin(), in_ns.end(), li), li);
     local_of_slot_.emplace(slot, li);
+    endpoints_changed_ = true;
     return li;
   }
   bool dead(size_t li) const { return locals_[li] == kDeadLocal; }
@@ -349,6 +359,7 @@ class NodeCompiler::State {
       }
       locals_state_[di].clear();
       for (auto& [key, st] : next) locals_state_[di].push_back(std::move(st));
+      classes_changed_ = true;
       // Class ids follow a content-based order, the same whatever the history of changes.
       std::sort(locals_state_[di].begin(), locals_state_[di].end(),
                 [](const LocalState& a, const LocalState& b) {
@@ -407,9 +418,7 @@ class NodeCompiler::State {
   void dropDeadClasses() {
     for (std::uint32_t c : remote_.dropDead()) {
       for (auto& dir : locals_state_) {
-        for (LocalState& st : dir) {
-          if (st.segs.erase(c) != 0) st.rows_stale = true;
-        }
+        for (LocalState& st : dir) forgetPair(st, c);
       }
     }
   }
@@ -429,9 +438,7 @@ class NodeCompiler::State {
     const RemoteGroup& rc = remote_[c];
     // Only a painting that differs makes the state's rows stale (a class repainted the same,
     // as most are after a pod moves between classes, costs emit() nothing).
-    auto forget = [&] {
-      if (st.segs.erase(c) != 0) st.rows_stale = true;
-    };
+    auto forget = [&] { forgetPair(st, c); };
     if (rc.family != st.family) return forget();
     std::vector<std::uint32_t> positions;
     for (std::uint32_t p : rc.preds) {
@@ -454,7 +461,24 @@ class NodeCompiler::State {
       if (at->second == it->second) return;
       at->second = it->second;
     }
-    st.rows_stale = true;
+    rowsChanged(st, c);
+  }
+
+  // The pair (st, c) paints as the default now.
+  void forgetPair(LocalState& st, std::uint32_t c) {
+    if (st.segs.erase(c) != 0) rowsChanged(st, c);
+  }
+
+  // The rows of remote class `c` in `st` are to be written again (before its id can change:
+  // a class's id is freed only when the class is dropped, in the same change).
+  void rowsChanged(LocalState& st, std::uint32_t c) {
+    if (st.rows_stale) return;
+    if (st.stale.size() == kRowSplices) {
+      st.rows_stale = true;
+      st.stale.clear();
+      return;
+    }
+    st.stale.push_back({remote_[c].id, c});
   }
 
   void paintDirty() {
@@ -477,7 +501,33 @@ class NodeCompiler::State {
 
   // ---- the table ----
 
+  // Brings `st.rows` in step with `st.segs`: whole, or just the classes in `st.stale`.
   void refreshRows(LocalState& st) {
+    if (!st.rows_stale) {
+      // The rows written under each stale id go; then each stale class still painted has its
+      // rows written under its id. (Within one change no live class holds a dropped one's id.)
+      auto byId = [](const Entry& e, RemoteClassId id) { return e.remote_class < id; };
+      for (const auto& [id, c] : st.stale) {
+        auto from = std::lower_bound(st.rows.begin(), st.rows.end(), id, byId);
+        auto to =
+            std::find_if(from, st.rows.end(), [&](const Entry& e) { return e.remote_class != id; });
+        st.rows.erase(from, to);
+      }
+      for (const auto& [id, c] : st.stale) {
+        auto it = st.segs.find(c);
+        if (it == st.segs.end()) continue;
+        RemoteClassId rid = remote_[c].id;
+        auto at = std::lower_bound(st.rows.begin(), st.rows.end(), rid, byId);
+        if (at != st.rows.end() && at->remote_class == rid) continue;  // stale twice
+        std::vector<Entry> fresh;
+        for (const Segment& s : it->second) {
+          fresh.push_back({0, rid, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, s.outcome});
+        }
+        st.rows.insert(at, fresh.begin(), fresh.end());
+      }
+      st.stale.clear();
+      return;
+    }
     std::vector<std::pair<RemoteClassId, const std::vector<Segment>*>> pairs;
     pairs.reserve(st.segs.size());
     for (const auto& [c, segs] : st.segs) pairs.push_back({remote_[c].id, &segs});
@@ -490,9 +540,47 @@ class NodeCompiler::State {
       }
     }
     st.rows_stale = false;
+    st.stale.clear();
   }
 
+  // Writes what changed since the last emit(): the remote maps always (RemoteClassifier keeps
+  // its own account), the endpoints when a local address came or went, the classes, entries,
+  // outcomes and attributions when a local class or a painting changed. A pod relabelled
+  // within its classes costs no pass over the entries.
   void emit() {
+    remote_.emit();
+    if (endpoints_changed_) emitEndpoints();
+    bool changed = classes_changed_;
+    for (auto& dir : locals_state_) {
+      for (LocalState& st : dir) {
+        if (!st.rows_stale && st.stale.empty()) continue;
+        refreshRows(st);
+        changed = true;
+      }
+    }
+    if (changed) emitClasses();
+    classes_changed_ = false;
+  }
+
+  void emitEndpoints() {
+    table_.endpoints.clear();
+    std::map<std::string, LocalEndpoint> eps;
+    for (size_t li = 0; li < locals_.size(); ++li) {
+      if (dead(li)) continue;
+      const Pod& pod = podOf(li);
+      LocalEndpoint& ep = eps[pod.key()];
+      ep.pod = pod.key();
+      ep.iface = pod.hostVeth();
+      ep.addrs.push_back(addrOf(li));
+    }
+    for (auto& [key, ep] : eps) {
+      std::sort(ep.addrs.begin(), ep.addrs.end());  // positions are not in address order
+      table_.endpoints.push_back(std::move(ep));
+    }
+    endpoints_changed_ = false;
+  }
+
+  void emitClasses() {
     std::unordered_map<AttributionHandle, std::uint32_t> attr_ids;
     std::vector<std::uint32_t> outcome_ids(outcomes_.size(), ~0U);
     // The last table's attributions, to move rather than copy (a handle's attribution never
@@ -530,21 +618,6 @@ class NodeCompiler::State {
       }
       return id;
     };
-    remote_.emit();
-    table_.endpoints.clear();
-    std::map<std::string, LocalEndpoint> eps;
-    for (size_t li = 0; li < locals_.size(); ++li) {
-      if (dead(li)) continue;
-      const Pod& pod = podOf(li);
-      LocalEndpoint& ep = eps[pod.key()];
-      ep.pod = pod.key();
-      ep.iface = pod.hostVeth();
-      ep.addrs.push_back(addrOf(li));
-    }
-    for (auto& [key, ep] : eps) {
-      std::sort(ep.addrs.begin(), ep.addrs.end());  // positions are not in address order
-      table_.endpoints.push_back(std::move(ep));
-    }
     for (Direction d : {Direction::kIngress, Direction::kEgress}) {
       const int di = static_cast<int>(d);
       DirectionTable& dt = table_.directions[di];
@@ -554,7 +627,6 @@ class NodeCompiler::State {
       for (LocalState& st : locals_state_[di]) {
         LocalClass lc{next_id++, st.family, outcomeId(st.default_outcome), st.addrs};
         std::sort(lc.addrs.begin(), lc.addrs.end());
-        if (st.rows_stale) refreshRows(st);
         for (const Entry& e : st.rows) {
           dt.entries.push_back({lc.id, e.remote_class, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi,
                                 outcomeId(e.outcome)});
@@ -579,6 +651,8 @@ class NodeCompiler::State {
       applies_;  // by policy uid: locals it selects
   std::unordered_map<std::string, std::vector<size_t>> locals_by_ns_;
   std::vector<LocalState> locals_state_[2];
+  bool classes_changed_ = true;    // locals_state_ regrouped since the last emit()
+  bool endpoints_changed_ = true;  // a local address came or went since the last emit()
   RemoteClassifier remote_;
   OutcomeInterner outcomes_;
 };
