@@ -52,7 +52,7 @@ struct LocalState {
   std::string order_key;           // content-based: orders classes (and so their ids)
   Family family;
   LocalProgram prog;
-  std::vector<Addr> addrs;
+  std::vector<size_t> members;  // local positions
   std::uint32_t default_outcome = 0;
   std::unordered_map<std::uint32_t, std::vector<Segment>> segs;  // by remote class index
   std::unordered_map<std::vector<std::uint32_t>, std::vector<Segment>, VecHash> cache;
@@ -64,10 +64,16 @@ struct LocalState {
   bool rows_stale = true;
   std::vector<std::pair<RemoteClassId, std::uint32_t>> stale;
   bool painted = false;
-  bool reused = false;  // moved into the next generation of states
 };
 
 constexpr std::uint64_t kTierMarker = 1ULL << 63;
+
+// Evaluation order of (tier index, policy), as ProgramBuilder keeps each tier's list.
+bool evaluatedBefore(const std::pair<size_t, const LoweredPolicy*>& a,
+                     const std::pair<size_t, const LoweredPolicy*>& b) {
+  if (a.first != b.first) return a.first < b.first;
+  return policyBefore(*a.second, *b.second);
+}
 
 // Past this many changed classes in one local class, its rows are rebuilt whole (a sort)
 // rather than replaced class by class (each a move of the rows behind it).
@@ -104,41 +110,63 @@ class NodeCompiler::State {
                     [](const TierInfo& a, const TierInfo& b) { return a.uid == b.uid; })) {
       return build(prog);  // the tiers themselves changed: start over
     }
+    // The policies that came (a changed one comes under a new uid) and went, and the locals
+    // either selects: only their programs can change.
     std::unordered_set<std::uint32_t> live;
-    for (const auto& tier : prog.policies) {
-      for (const auto& pol : tier) {
+    std::vector<std::pair<size_t, const LoweredPolicy*>> came;
+    std::vector<size_t> affected;
+    for (size_t t = 0; t < prog.policies.size(); ++t) {
+      for (const auto& pol : prog.policies[t]) {
         live.insert(pol->uid);
-        if (!applies_.contains(pol->uid)) applies_[pol->uid] = computeApplies(*pol);
+        if (applies_.contains(pol->uid)) continue;
+        auto& sel = applies_[pol->uid] = computeApplies(*pol);
+        affected.insert(affected.end(), sel.begin(), sel.end());
+        came.push_back({t, pol.get()});
       }
     }
-    std::erase_if(applies_, [&](const auto& kv) { return !live.contains(kv.first); });
+    std::unordered_set<std::uint32_t> went;
+    for (const auto& [uid, sel] : applies_) {
+      if (live.contains(uid)) continue;
+      went.insert(uid);
+      affected.insert(affected.end(), sel.begin(), sel.end());
+    }
+    std::erase_if(applies_, [&](const auto& kv) { return went.contains(kv.first); });
+    std::sort(affected.begin(), affected.end());
+    affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
+    // The policies that went leave the applying lists while the old program still holds them.
+    for (auto& lists : applying_) {
+      for (size_t li : affected) {
+        std::erase_if(lists[li], [&](const auto& tp) { return went.contains(tp.second->uid); });
+      }
+    }
     setProgram(prog);
-    return refresh();
+    for (const auto& [t, pol] : came) {
+      for (size_t li : applies_[pol->uid]) {
+        for (int di = 0; di < 2; ++di) {
+          if (!pol->applies_to[di]) continue;
+          auto& list = applying_[di][li];
+          std::pair<size_t, const LoweredPolicy*> tp{t, pol};
+          list.insert(std::upper_bound(list.begin(), list.end(), tp, evaluatedBefore), tp);
+        }
+      }
+    }
+    return refresh(affected);
   }
 
   std::expected<void, Error> podLabelsChanged(std::uint32_t pod) {
     std::vector<size_t> changed = inv_.addrsOf(pod);
-    bool local = isLocal(inv_.store().pods[pod]);
-    if (local) {
+    std::vector<size_t> affected;
+    if (isLocal(inv_.store().pods[pod])) {
       for (size_t slot : changed) {
-        size_t li = local_of_slot_.at(slot);
-        for (const auto& tier : prog_.policies) {
-          for (const auto& pol : tier) {
-            auto& sel = applies_[pol->uid];
-            auto at = std::lower_bound(sel.begin(), sel.end(), li);
-            bool was = at != sel.end() && *at == li;
-            bool now = selects(*pol, li);
-            if (now && !was) sel.insert(at, li);
-            if (!now && was) sel.erase(at);
-          }
-        }
+        affected.push_back(local_of_slot_.at(slot));
+        selectLocal(affected.back());
       }
     }
     // Its membership in every predicate, and so its class.
     for (size_t i : changed) {
       if (auto ok = remote_.addressChanged(i); !ok) return ok;
     }
-    if (local) return refresh();
+    if (!affected.empty()) return refresh(affected);
     dropDeadClasses();
     paintDirty();
     emit();
@@ -151,7 +179,7 @@ class NodeCompiler::State {
     // edit moves half the sorted map on average).
     constexpr size_t kBatch = 8;
     if (removed.size() + added.size() > kBatch) remote_.beginBatch();
-    bool local = false;
+    std::vector<size_t> affected;  // local positions gone or taken
     for (size_t slot : removed) {
       remote_.addressRemoved(slot);
       auto it = local_of_slot_.find(slot);
@@ -163,28 +191,21 @@ class NodeCompiler::State {
         if (at != sel.end() && *at == li) sel.erase(at);
       }
       std::erase(locals_by_ns_[podOf(li).ns], li);
+      for (auto& lists : applying_) lists[li].clear();
       locals_[li] = kDeadLocal;
       free_locals_.push_back(li);
       endpoints_changed_ = true;
-      local = true;
+      affected.push_back(li);
     }
     for (size_t slot : added) {
       if (!inv_.live(slot)) continue;  // added, then removed again
       if (auto ok = remote_.addressAdded(slot); !ok) return ok;
       if (!isLocal(inv_.store().pods[inv_.addrs()[slot].pod])) continue;
-      size_t li = addLocal(slot);
-      for (const auto& tier : prog_.policies) {
-        for (const auto& pol : tier) {
-          if (selects(*pol, li)) {
-            auto& sel = applies_[pol->uid];
-            sel.insert(std::lower_bound(sel.begin(), sel.end(), li), li);
-          }
-        }
-      }
-      local = true;
+      affected.push_back(addLocal(slot));
+      selectLocal(affected.back());
     }
     remote_.endBatch();
-    if (local) return refresh();
+    if (!affected.empty()) return refresh(affected);
     dropDeadClasses();
     paintDirty();
     emit();
@@ -205,6 +226,8 @@ class NodeCompiler::State {
     locals_by_ns_.clear();
     applies_.clear();
     for (auto& d : locals_state_) d.clear();
+    for (auto& d : applying_) d.clear();
+    for (auto& d : state_of_) d.clear();
     classes_changed_ = true;
     endpoints_changed_ = true;
     remote_.clear();
@@ -235,6 +258,8 @@ class NodeCompiler::State {
     size_t li = locals_.size();
     if (free_locals_.empty()) {
       locals_.push_back(slot);
+      for (auto& lists : applying_) lists.resize(locals_.size());
+      for (auto& of : state_of_) of.resize(locals_.size(), kNoState);
     } else {
       li = free_locals_.back();
       free_locals_.pop_back();
@@ -316,63 +341,103 @@ class NodeCompiler::State {
     return out;
   }
 
-  // Recomputes every local address's program; keeps the classes (and their painting) whose
-  // program did not change.
-  void rebuildLocalPrograms() {
-    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
-      const int di = static_cast<int>(d);
-      auto pols = applying(di);
-      std::map<std::pair<Family, std::vector<std::uint64_t>>, LocalState> next;
-      for (size_t li = 0; li < locals_.size(); ++li) {
-        if (dead(li)) continue;
-        std::vector<std::uint64_t> sig;
-        for (size_t k = 0; k < pols[li].size(); ++k) {
-          const auto& [t, pol] = pols[li][k];
-          const auto& rules = pol->rules[di];
-          for (std::uint32_t r = 0; r < rules.size(); ++r) {
-            if (inv_.contains(*rules[r].local, addrOf(li)))
-              sig.push_back(attributionHandle(pol->uid, r));
-          }
-          if (k + 1 == pols[li].size() || pols[li][k + 1].first != t)
-            sig.push_back(kTierMarker | t);
+  // Selects local `li` against every policy afresh: applies_ and its applying lists.
+  void selectLocal(size_t li) {
+    for (auto& lists : applying_) lists[li].clear();
+    for (size_t t = 0; t < prog_.policies.size(); ++t) {
+      for (const auto& pol : prog_.policies[t]) {
+        auto& sel = applies_[pol->uid];
+        auto at = std::lower_bound(sel.begin(), sel.end(), li);
+        bool was = at != sel.end() && *at == li;
+        bool now = selects(*pol, li);
+        if (now && !was) sel.insert(at, li);
+        if (!now && was) sel.erase(at);
+        if (!now) continue;
+        for (int di = 0; di < 2; ++di) {
+          if (pol->applies_to[di]) applying_[di][li].push_back({t, pol.get()});
         }
-        auto key = std::make_pair(addrOf(li).family(), std::move(sig));
-        auto it = next.find(key);
-        if (it == next.end()) {
-          // Reuse the class (and its painting) if its program is unchanged. A reused state is
-          // moved out and flagged, so that it can never match twice.
-          auto old = std::find_if(
-              locals_state_[di].begin(), locals_state_[di].end(), [&](const LocalState& s) {
-                return !s.reused && s.family == key.first && s.sig == key.second;
-              });
-          LocalState st;
-          if (old != locals_state_[di].end()) {
-            st = std::move(*old);
-            old->reused = true;
-          } else {
-            st = makeLocal(d, key.first, key.second, li, pols[li]);
-          }
-          st.addrs.clear();
-          it = next.emplace(key, std::move(st)).first;
-        }
-        it->second.addrs.push_back(addrOf(li));
       }
-      locals_state_[di].clear();
-      for (auto& [key, st] : next) locals_state_[di].push_back(std::move(st));
-      classes_changed_ = true;
-      // Class ids follow a content-based order, the same whatever the history of changes.
-      std::sort(locals_state_[di].begin(), locals_state_[di].end(),
-                [](const LocalState& a, const LocalState& b) {
-                  return std::tie(a.family, a.order_key) < std::tie(b.family, b.order_key);
-                });
     }
   }
 
-  LocalState makeLocal(Direction d, Family fam, const std::vector<std::uint64_t>& sig, size_t li,
+  // Local li's program in direction `di`, as its identity: the handles of the rules that apply
+  // to it, in evaluation order, each tier closed by a marker.
+  std::vector<std::uint64_t> signature(int di, size_t li) const {
+    const auto& pols = applying_[di][li];
+    std::vector<std::uint64_t> sig;
+    for (size_t k = 0; k < pols.size(); ++k) {
+      const auto& [t, pol] = pols[k];
+      const auto& rules = pol->rules[di];
+      for (std::uint32_t r = 0; r < rules.size(); ++r) {
+        if (inv_.contains(*rules[r].local, addrOf(li)))
+          sig.push_back(attributionHandle(pol->uid, r));
+      }
+      if (k + 1 == pols.size() || pols[k + 1].first != t) sig.push_back(kTierMarker | t);
+    }
+    return sig;
+  }
+
+  // Every local's applying lists and class afresh (classes whose program is unchanged keep
+  // their painting).
+  void rebuildLocalPrograms() {
+    std::vector<size_t> all;
+    for (size_t li = 0; li < locals_.size(); ++li) {
+      if (!dead(li)) all.push_back(li);
+    }
+    for (int di = 0; di < 2; ++di) applying_[di] = applying(di);
+    regroup(all);
+  }
+
+  // Locals `affected` (positions; dead ones leave) find their class again from their applying
+  // lists: the class with their program if there is one (even one they alone were in), a new
+  // one otherwise. Classes left empty go; the rest keep their painting.
+  void regroup(const std::vector<size_t>& affected) {
+    for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+      const int di = static_cast<int>(d);
+      auto& states = locals_state_[di];
+      auto& of = state_of_[di];
+      for (size_t li : affected) {
+        if (of[li] == kNoState) continue;
+        std::erase(states[of[li]].members, li);
+        of[li] = kNoState;
+      }
+      bool regrouped = false;
+      for (size_t li : affected) {
+        if (dead(li) || of[li] != kNoState) continue;  // gone, or listed twice
+        std::vector<std::uint64_t> sig = signature(di, li);
+        Family fam = addrOf(li).family();
+        auto it = std::find_if(states.begin(), states.end(), [&](const LocalState& st) {
+          return st.family == fam && st.sig == sig;
+        });
+        if (it == states.end()) {
+          states.push_back(makeLocal(d, fam, std::move(sig), li, applying_[di][li]));
+          it = std::prev(states.end());
+          regrouped = true;
+        }
+        it->members.push_back(li);
+        of[li] = static_cast<size_t>(it - states.begin());
+      }
+      regrouped |=
+          std::erase_if(states, [](const LocalState& st) { return st.members.empty(); }) != 0;
+      if (regrouped) {
+        // Class ids follow a content-based order, the same whatever the history of changes.
+        std::sort(states.begin(), states.end(), [](const LocalState& a, const LocalState& b) {
+          return std::tie(a.family, a.order_key) < std::tie(b.family, b.order_key);
+        });
+        for (size_t k = 0; k < states.size(); ++k) {
+          for (size_t li : states[k].members) of[li] = k;
+        }
+        classes_changed_ = true;
+      }
+      members_changed_ |= !affected.empty();
+    }
+  }
+
+  LocalState makeLocal(Direction d, Family fam, std::vector<std::uint64_t> sig, size_t li,
                        const std::vector<std::pair<size_t, const LoweredPolicy*>>& pols) {
     const int di = static_cast<int>(d);
     LocalState st;
-    st.sig = sig;
+    st.sig = std::move(sig);
     st.family = fam;
     LocalProgram& lp = st.prog;
     for (size_t k = 0; k < pols.size(); ++k) {
@@ -423,8 +488,9 @@ class NodeCompiler::State {
     }
   }
 
-  std::expected<void, Error> refresh() {
-    rebuildLocalPrograms();
+  // After the programs of locals `affected` may have changed.
+  std::expected<void, Error> refresh(const std::vector<size_t>& affected) {
+    regroup(affected);
     if (auto ok = remote_.refine(); !ok) return ok;
     dropDeadClasses();
     paintDirty();
@@ -558,8 +624,24 @@ class NodeCompiler::State {
         changed = true;
       }
     }
-    if (changed) emitClasses();
+    if (changed) {
+      emitClasses();
+    } else if (members_changed_) {
+      for (int di = 0; di < 2; ++di) {
+        for (size_t k = 0; k < locals_state_[di].size(); ++k) {
+          table_.directions[di].classes[k].addrs = addrsOf(locals_state_[di][k]);
+        }
+      }
+    }
     classes_changed_ = false;
+    members_changed_ = false;
+  }
+
+  std::vector<Addr> addrsOf(const LocalState& st) const {
+    std::vector<Addr> addrs;
+    for (size_t li : st.members) addrs.push_back(addrOf(li));
+    std::sort(addrs.begin(), addrs.end());
+    return addrs;
   }
 
   void emitEndpoints() {
@@ -625,8 +707,7 @@ class NodeCompiler::State {
       dt.entries.clear();
       std::uint32_t next_id = 1;
       for (LocalState& st : locals_state_[di]) {
-        LocalClass lc{next_id++, st.family, outcomeId(st.default_outcome), st.addrs};
-        std::sort(lc.addrs.begin(), lc.addrs.end());
+        LocalClass lc{next_id++, st.family, outcomeId(st.default_outcome), addrsOf(st)};
         for (const Entry& e : st.rows) {
           dt.entries.push_back({lc.id, e.remote_class, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi,
                                 outcomeId(e.outcome)});
@@ -651,7 +732,13 @@ class NodeCompiler::State {
       applies_;  // by policy uid: locals it selects
   std::unordered_map<std::string, std::vector<size_t>> locals_by_ns_;
   std::vector<LocalState> locals_state_[2];
+  // Per direction, by local position: the policies that apply to it in evaluation order (tier,
+  // policy), and its class (index into locals_state_).
+  std::vector<std::vector<std::pair<size_t, const LoweredPolicy*>>> applying_[2];
+  static constexpr size_t kNoState = ~size_t{0};
+  std::vector<size_t> state_of_[2];
   bool classes_changed_ = true;    // locals_state_ regrouped since the last emit()
+  bool members_changed_ = true;    // a local moved between classes since the last emit()
   bool endpoints_changed_ = true;  // a local address came or went since the last emit()
   RemoteClassifier remote_;
   OutcomeInterner outcomes_;

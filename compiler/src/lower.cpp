@@ -59,9 +59,8 @@ L4Match mergeClauses(const L4Match& in) {
 }
 
 // In a tier: by order (missing = last), then Calico's internal name, then namespace.
-bool policyBefore(const LoweredPolicyPtr& a, const LoweredPolicyPtr& b) {
-  return std::tie(a->order, a->sort_name, a->ns, a->key) <
-         std::tie(b->order, b->sort_name, b->ns, b->key);
+bool policyBeforePtr(const LoweredPolicyPtr& a, const LoweredPolicyPtr& b) {
+  return policyBefore(*a, *b);
 }
 
 // (name, protocol) -> every port number a pod of the inventory gives that name.
@@ -554,7 +553,7 @@ ProgramBuilder::ProgramBuilder(const Store& store) : impl_(std::make_shared<Impl
   for (const K8sPolicy& p : store.k8s_policies) place(impl_->lowerOne(p), false);
   for (const CalicoPolicy& p : store.calico_policies) place(impl_->lowerOne(p), false);
   for (const AdminPolicy& p : store.admin_policies) place(impl_->lowerOne(p), false);
-  for (auto& list : program_.policies) std::sort(list.begin(), list.end(), policyBefore);
+  for (auto& list : program_.policies) std::sort(list.begin(), list.end(), policyBeforePtr);
 }
 
 void ProgramBuilder::upsert(const K8sPolicy& p) { place(impl_->lowerOne(p), true); }
@@ -577,7 +576,7 @@ bool ProgramBuilder::erase(const std::string& key) {
   for (size_t t = 0; t < program_.tiers.size(); ++t) {
     if (program_.tiers[t].name != old->tier) continue;
     auto& list = program_.policies[t];
-    auto pos = std::lower_bound(list.begin(), list.end(), old, policyBefore);
+    auto pos = std::lower_bound(list.begin(), list.end(), old, policyBeforePtr);
     if (pos != list.end() && *pos == old) list.erase(pos);
   }
   return true;
@@ -591,12 +590,16 @@ void ProgramBuilder::place(LoweredPolicyPtr pol, bool keep_sorted) {
   by_key_[pol->key] = pol;
   auto& list = program_.policies[static_cast<size_t>(t - program_.tiers.begin())];
   if (keep_sorted) {
-    list.insert(std::upper_bound(list.begin(), list.end(), pol, policyBefore), pol);
+    list.insert(std::upper_bound(list.begin(), list.end(), pol, policyBeforePtr), pol);
   } else {
     list.push_back(std::move(pol));
   }
 }
 
 Program lower(const Store& store) { return ProgramBuilder(store).program(); }
+
+bool policyBefore(const LoweredPolicy& a, const LoweredPolicy& b) {
+  return std::tie(a.order, a.sort_name, a.ns, a.key) < std::tie(b.order, b.sort_name, b.ns, b.key);
+}
 
 }  // namespace zonewall::compiler

@@ -165,6 +165,9 @@ struct LoweredPolicy {
 };
 using LoweredPolicyPtr = std::shared_ptr<const LoweredPolicy>;
 
+/// Evaluation order within a tier: Calico's order, then its internal name (a total order).
+bool policyBefore(const LoweredPolicy& a, const LoweredPolicy& b);
+
 struct TierInfo {
   std::uint32_t uid = 0;
   std::string name;
