@@ -54,8 +54,10 @@ struct LocalState {
   LocalProgram prog;
   std::vector<size_t> members;  // local positions
   std::uint32_t default_outcome = 0;
-  std::unordered_map<std::uint32_t, std::vector<Segment>> segs;  // by remote class index
+  // Paintings by the rule positions that name a remote class (never erased: `segs` points in).
   std::unordered_map<std::vector<std::uint32_t>, std::vector<Segment>, VecHash> cache;
+  // By remote class index: its painting, when it differs from the default.
+  std::unordered_map<std::uint32_t, const std::vector<Segment>*> segs;
   std::unordered_map<std::uint32_t, std::vector<std::uint32_t>> rules_of_pred;
   // `segs` as table rows, by remote class id (local_class unset, outcome internal): what emit()
   // copies. When a few classes' paintings changed, just their rows are replaced (`stale`: the
@@ -522,10 +524,12 @@ class NodeCompiler::State {
                .first;
     }
     if (it->second.empty()) return forget();
-    auto [at, fresh] = st.segs.try_emplace(c, it->second);
+    auto [at, fresh] = st.segs.try_emplace(c, &it->second);
     if (!fresh) {
-      if (at->second == it->second) return;
-      at->second = it->second;
+      if (at->second == &it->second) return;
+      bool same = *at->second == it->second;
+      at->second = &it->second;
+      if (same) return;
     }
     rowsChanged(st, c);
   }
@@ -586,7 +590,7 @@ class NodeCompiler::State {
         auto at = std::lower_bound(st.rows.begin(), st.rows.end(), rid, byId);
         if (at != st.rows.end() && at->remote_class == rid) continue;  // stale twice
         std::vector<Entry> fresh;
-        for (const Segment& s : it->second) {
+        for (const Segment& s : *it->second) {
           fresh.push_back({0, rid, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, s.outcome});
         }
         st.rows.insert(at, fresh.begin(), fresh.end());
@@ -596,7 +600,7 @@ class NodeCompiler::State {
     }
     std::vector<std::pair<RemoteClassId, const std::vector<Segment>*>> pairs;
     pairs.reserve(st.segs.size());
-    for (const auto& [c, segs] : st.segs) pairs.push_back({remote_[c].id, &segs});
+    for (const auto& [c, segs] : st.segs) pairs.push_back({remote_[c].id, segs});
     std::sort(pairs.begin(), pairs.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
     st.rows.clear();
@@ -704,13 +708,22 @@ class NodeCompiler::State {
       const int di = static_cast<int>(d);
       DirectionTable& dt = table_.directions[di];
       dt.classes.clear();
-      dt.entries.clear();
+      size_t rows = 0;
+      for (const LocalState& st : locals_state_[di]) rows += st.rows.size();
+      dt.entries.resize(rows);
+      Entry* out = dt.entries.data();
       std::uint32_t next_id = 1;
       for (LocalState& st : locals_state_[di]) {
         LocalClass lc{next_id++, st.family, outcomeId(st.default_outcome), addrsOf(st)};
         for (const Entry& e : st.rows) {
-          dt.entries.push_back({lc.id, e.remote_class, e.proto_lo, e.proto_hi, e.port_lo, e.port_hi,
-                                outcomeId(e.outcome)});
+          std::uint32_t o = outcome_ids[e.outcome];  // interned already, mostly
+          *out++ = {lc.id,
+                    e.remote_class,
+                    e.proto_lo,
+                    e.proto_hi,
+                    e.port_lo,
+                    e.port_hi,
+                    o != ~0U ? o : outcomeId(e.outcome)};
         }
         dt.classes.push_back(std::move(lc));
       }
