@@ -256,6 +256,10 @@ void compareAdmin(size_t pods, size_t policies) {
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  if (argc == 4 && std::strcmp(argv[1], "--size") == 0) {  // one size alone: --size PODS POLS
+    runConfig(std::strtoul(argv[2], nullptr, 10), std::strtoul(argv[3], nullptr, 10));
+    return 0;
+  }
   if (argc > 1 && std::strcmp(argv[1], "--admin") == 0) {  // the admin comparison alone
     compareAdmin(10000, 1000);
     compareAdmin(150000, 10000);

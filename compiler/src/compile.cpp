@@ -58,7 +58,11 @@ struct LocalState {
   std::unordered_map<std::vector<std::uint32_t>, std::vector<Segment>, VecHash> cache;
   // By remote class index: its painting, when it differs from the default.
   std::unordered_map<std::uint32_t, const std::vector<Segment>*> segs;
-  std::unordered_map<std::uint32_t, std::vector<std::uint32_t>> rules_of_pred;
+  // The rule positions that name each remote predicate: by predicate index, 1 + an index into
+  // `rules_of_pred` (0: no rule names it). A flat index, as painting asks it for every
+  // predicate of every changed class.
+  std::vector<std::uint32_t> pred_slot;
+  std::vector<std::vector<std::uint32_t>> rules_of_pred;
   // `segs` as table rows, by remote class id (local_class unset, outcome internal): what emit()
   // copies. When a few classes' paintings changed, just their rows are replaced (`stale`: the
   // class id the rows were written under, and the class); past that, all are rebuilt.
@@ -474,8 +478,15 @@ class NodeCompiler::State {
     for (auto it = cut.begin(); std::next(it) != cut.end(); ++it) {
       lp.psegs.push_back({static_cast<Protocol>(*it), static_cast<Protocol>(*std::next(it) - 1)});
     }
-    for (std::uint32_t pos = 0; pos < lp.rules.size(); ++pos)
-      st.rules_of_pred[lp.rules[pos].pred].push_back(pos);
+    for (std::uint32_t pos = 0; pos < lp.rules.size(); ++pos) {
+      std::uint32_t p = lp.rules[pos].pred;
+      if (p >= st.pred_slot.size()) st.pred_slot.resize(p + 1, 0);
+      if (st.pred_slot[p] == 0) {
+        st.rules_of_pred.emplace_back();
+        st.pred_slot[p] = static_cast<std::uint32_t>(st.rules_of_pred.size());
+      }
+      st.rules_of_pred[st.pred_slot[p] - 1].push_back(pos);
+    }
     std::vector<Segment> none = paint(lp, {{0, 255}}, {}, kNoOutcome, outcomes_);
     st.default_outcome = none.front().outcome;
     return st;
@@ -508,10 +519,13 @@ class NodeCompiler::State {
     // as most are after a pod moves between classes, costs emit() nothing).
     auto forget = [&] { forgetPair(st, c); };
     if (rc.family != st.family) return forget();
-    std::vector<std::uint32_t> positions;
+    std::vector<std::uint32_t>& positions = positions_;
+    positions.clear();
     for (std::uint32_t p : rc.preds) {
-      if (auto it = st.rules_of_pred.find(p); it != st.rules_of_pred.end()) {
-        positions.insert(positions.end(), it->second.begin(), it->second.end());
+      if (p >= st.pred_slot.size()) break;  // predicates made after this class's program
+      if (std::uint32_t slot = st.pred_slot[p]; slot != 0) {
+        const auto& at = st.rules_of_pred[slot - 1];
+        positions.insert(positions.end(), at.begin(), at.end());
       }
     }
     if (positions.empty()) return forget();  // no rule names this class: the default applies
@@ -755,6 +769,7 @@ class NodeCompiler::State {
   bool endpoints_changed_ = true;  // a local address came or went since the last emit()
   RemoteClassifier remote_;
   OutcomeInterner outcomes_;
+  std::vector<std::uint32_t> positions_;  // paintPair's scratch
 };
 
 NodeCompiler::NodeCompiler(const Inventory& inventory, std::string node)
