@@ -45,8 +45,11 @@ json tableJson(const compiler::NodeTable& t) {
   }
   json remote_classes = json::array();
   for (const auto& rc : t.remote_classes) {
+    std::vector<std::string> keys;
+    for (std::uint32_t p : rc.predicates) keys.push_back(t.predicates[p]);
+    std::sort(keys.begin(), keys.end());
     remote_classes.push_back(
-        {{"id", rc.id}, {"family", familyName(rc.family)}, {"predicates", rc.predicates}});
+        {{"id", rc.id}, {"family", familyName(rc.family)}, {"predicates", keys}});
   }
   json exact = json::array();
   for (const auto& [a, id] : t.remote_exact)

@@ -81,10 +81,6 @@ bool evaluatedBefore(const std::pair<size_t, const LoweredPolicy*>& a,
   return policyBefore(*a.second, *b.second);
 }
 
-// Past this many changed classes in one local class, its rows are rebuilt whole (a sort)
-// rather than replaced class by class (each a move of the rows behind it).
-constexpr size_t kRowSplices = 16;
-
 }  // namespace
 
 class NodeCompiler::State {
@@ -173,9 +169,7 @@ class NodeCompiler::State {
       if (auto ok = remote_.addressChanged(i); !ok) return ok;
     }
     if (!affected.empty()) return refresh(affected);
-    dropDeadClasses();
-    paintDirty();
-    emit();
+    paintAndEmit();
     return {};
   }
 
@@ -212,9 +206,7 @@ class NodeCompiler::State {
     }
     remote_.endBatch();
     if (!affected.empty()) return refresh(affected);
-    dropDeadClasses();
-    paintDirty();
-    emit();
+    paintAndEmit();
     return {};
   }
 
@@ -494,9 +486,25 @@ class NodeCompiler::State {
 
   // Classes no atom has any more: their painting goes with them.
   void dropDeadClasses() {
-    for (std::uint32_t c : remote_.dropDead()) {
-      for (auto& dir : locals_state_) {
-        for (LocalState& st : dir) forgetPair(st, c);
+    std::vector<std::uint32_t> dropped = remote_.dropDead();
+    if (dropped.empty()) return;
+    std::vector<bool> gone(remote_.size(), false);
+    for (std::uint32_t c : dropped) gone[c] = true;
+    for (auto& dir : locals_state_) {
+      for (LocalState& st : dir) {
+        if (dropped.size() < st.segs.size() / 4) {
+          for (std::uint32_t c : dropped) forgetPair(st, c);
+          continue;
+        }
+        // Many classes went (a split emptied them): one pass over the local class's paintings.
+        for (auto it = st.segs.begin(); it != st.segs.end();) {
+          if (!gone[it->first]) {
+            ++it;
+            continue;
+          }
+          rowsChanged(st, it->first);
+          it = st.segs.erase(it);
+        }
       }
     }
   }
@@ -505,10 +513,17 @@ class NodeCompiler::State {
   std::expected<void, Error> refresh(const std::vector<size_t>& affected) {
     regroup(affected);
     if (auto ok = remote_.refine(); !ok) return ok;
-    dropDeadClasses();
-    paintDirty();
-    emit();
+    paintAndEmit();
     return {};
+  }
+
+  // The classes made since the last change painted (before the dead ones go: a class made by a
+  // split may take its painting from a parent that died in the split), the dead dropped, the
+  // table written.
+  void paintAndEmit() {
+    paintDirty();
+    dropDeadClasses();
+    emit();
   }
 
   // ---- painting ----
@@ -538,14 +553,24 @@ class NodeCompiler::State {
                .first;
     }
     if (it->second.empty()) return forget();
-    auto [at, fresh] = st.segs.try_emplace(c, &it->second);
+    setPair(st, c, &it->second);
+  }
+
+  // The pair (st, c) paints as `segs` (a painting of st's cache) now.
+  void setPair(LocalState& st, std::uint32_t c, const std::vector<Segment>* segs) {
+    auto [at, fresh] = st.segs.try_emplace(c, segs);
     if (!fresh) {
-      if (at->second == &it->second) return;
-      bool same = *at->second == it->second;
-      at->second = &it->second;
+      if (at->second == segs) return;
+      bool same = *at->second == *segs;
+      at->second = segs;
       if (same) return;
     }
     rowsChanged(st, c);
+  }
+
+  // Whether a rule of st's program names remote predicate `p`.
+  static bool names(const LocalState& st, std::uint32_t p) {
+    return p < st.pred_slot.size() && st.pred_slot[p] != 0;
   }
 
   // The pair (st, c) paints as the default now.
@@ -556,16 +581,11 @@ class NodeCompiler::State {
   // The rows of remote class `c` in `st` are to be written again (before its id can change:
   // a class's id is freed only when the class is dropped, in the same change).
   void rowsChanged(LocalState& st, std::uint32_t c) {
-    if (st.rows_stale) return;
-    if (st.stale.size() == kRowSplices) {
-      st.rows_stale = true;
-      st.stale.clear();
-      return;
-    }
-    st.stale.push_back({remote_[c].id, c});
+    if (!st.rows_stale) st.stale.push_back({remote_[c].id, c});
   }
 
   void paintDirty() {
+    const auto& splits = remote_.splits();
     for (auto& dir : locals_state_) {
       for (LocalState& st : dir) {
         if (!st.painted) {
@@ -575,8 +595,18 @@ class NodeCompiler::State {
           st.painted = true;
           continue;
         }
+        // Ascending: a split's parent, if made in this change too, is painted before it.
         for (std::uint32_t c : remote_.dirty()) {
-          if (remote_[c].alive()) paintPair(st, c);
+          auto split = splits.find(c);
+          if (split == splits.end() || names(st, split->second.pred)) {
+            paintPair(st, c);
+            continue;
+          }
+          if (auto was = st.segs.find(split->second.parent); was != st.segs.end()) {
+            setPair(st, c, was->second);
+          } else {
+            forgetPair(st, c);
+          }
         }
       }
     }
@@ -587,42 +617,45 @@ class NodeCompiler::State {
 
   // Brings `st.rows` in step with `st.segs`: whole, or just the classes in `st.stale`.
   void refreshRows(LocalState& st) {
-    if (!st.rows_stale) {
-      // The rows written under each stale id go; then each stale class still painted has its
-      // rows written under its id. (Within one change no live class holds a dropped one's id.)
-      auto byId = [](const Entry& e, RemoteClassId id) { return e.remote_class < id; };
+    // The rows to write: every painted class's when the whole is stale, else the stale classes
+    // still painted (under their ids now), merged in one pass with the rows whose ids are not
+    // stale. (Within one change no live class holds a dropped class's id.)
+    std::vector<std::pair<RemoteClassId, const std::vector<Segment>*>> fresh;
+    std::vector<RemoteClassId> gone;
+    if (st.rows_stale) {
+      for (const auto& [c, segs] : st.segs) fresh.push_back({remote_[c].id, segs});
+      st.rows.clear();
+    } else {
       for (const auto& [id, c] : st.stale) {
-        auto from = std::lower_bound(st.rows.begin(), st.rows.end(), id, byId);
-        auto to =
-            std::find_if(from, st.rows.end(), [&](const Entry& e) { return e.remote_class != id; });
-        st.rows.erase(from, to);
-      }
-      for (const auto& [id, c] : st.stale) {
-        auto it = st.segs.find(c);
-        if (it == st.segs.end()) continue;
-        RemoteClassId rid = remote_[c].id;
-        auto at = std::lower_bound(st.rows.begin(), st.rows.end(), rid, byId);
-        if (at != st.rows.end() && at->remote_class == rid) continue;  // stale twice
-        std::vector<Entry> fresh;
-        for (const Segment& s : *it->second) {
-          fresh.push_back({0, rid, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, s.outcome});
+        gone.push_back(id);
+        if (auto it = st.segs.find(c); it != st.segs.end()) {
+          fresh.push_back({remote_[c].id, it->second});
         }
-        st.rows.insert(at, fresh.begin(), fresh.end());
       }
-      st.stale.clear();
-      return;
+      std::sort(gone.begin(), gone.end());
     }
-    std::vector<std::pair<RemoteClassId, const std::vector<Segment>*>> pairs;
-    pairs.reserve(st.segs.size());
-    for (const auto& [c, segs] : st.segs) pairs.push_back({remote_[c].id, segs});
-    std::sort(pairs.begin(), pairs.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    st.rows.clear();
-    for (const auto& [rid, segs] : pairs) {
-      for (const Segment& s : *segs) {
-        st.rows.push_back({0, rid, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, s.outcome});
+    auto byId = [](const auto& a, const auto& b) { return a.first < b.first; };
+    std::sort(fresh.begin(), fresh.end(), byId);
+    fresh.erase(std::unique(fresh.begin(), fresh.end(),
+                            [](const auto& a, const auto& b) { return a.first == b.first; }),
+                fresh.end());
+    std::vector<Entry> rows;
+    rows.reserve(st.rows.size() + fresh.size());
+    auto next = fresh.begin();
+    auto writeUpTo = [&](std::uint32_t bound) {  // the fresh classes with ids below `bound`
+      for (; next != fresh.end() && next->first < bound; ++next) {
+        for (const Segment& s : *next->second) {
+          rows.push_back({0, next->first, s.proto_lo, s.proto_hi, s.port_lo, s.port_hi, s.outcome});
+        }
       }
+    };
+    for (const Entry& e : st.rows) {
+      if (std::binary_search(gone.begin(), gone.end(), e.remote_class)) continue;
+      writeUpTo(e.remote_class);
+      rows.push_back(e);
     }
+    writeUpTo(~0U);
+    st.rows = std::move(rows);
     st.rows_stale = false;
     st.stale.clear();
   }

@@ -20,6 +20,7 @@ void RemoteClassifier::clear() {
   class_index_.clear();
   used_ids_.clear();
   dirty_.clear();
+  splits_.clear();
   dead_.clear();
   listed_.clear();
   pod_class_.clear();
@@ -292,8 +293,10 @@ std::expected<void, Error> RemoteClassifier::refine() {
       if (it == split.end()) {
         std::vector<std::uint32_t> preds = classes_[from].preds;
         preds.insert(std::upper_bound(preds.begin(), preds.end(), p), p);
+        size_t made = classes_.size();
         auto c = classFor(classes_[from].family, preds);
         if (!c) return std::unexpected(c.error());
+        if (*c >= made) splits_.emplace(*c, Split{from, p});
         it = split.emplace(from, *c).first;
       }
       std::uint32_t to = it->second;
@@ -311,9 +314,7 @@ std::expected<void, Error> RemoteClassifier::refine() {
 }
 
 void RemoteClassifier::emit() const {
-  // The classes the table lists, in its order. Most changes (a pod relabelled within its
-  // classes, a policy that splits none) leave them as they were: then the list and its
-  // predicate texts stay, not rebuilt string by string.
+  // The classes the table lists, in its order (most changes leave it as it was).
   std::vector<std::uint32_t> listed;
   for (std::uint32_t c = 0; c < classes_.size(); ++c) {
     if (classes_[c].alive() && classes_[c].id != kNoRemoteClass) listed.push_back(c);
@@ -323,28 +324,15 @@ void RemoteClassifier::emit() const {
            std::tie(classes_[b].family, classes_[b].id);
   });
   if (listed != listed_ || table_.remote_classes.size() != listed_.size()) {
-    // Classes listed before move over; only new ones have their predicate texts written.
-    std::unordered_map<std::uint32_t, RemoteClass> before;
-    if (table_.remote_classes.size() == listed_.size()) {
-      for (size_t k = 0; k < listed_.size(); ++k) {
-        before.emplace(listed_[k], std::move(table_.remote_classes[k]));
-      }
-    }
     table_.remote_classes.clear();
     for (std::uint32_t c : listed) {
-      if (auto it = before.find(c); it != before.end()) {
-        table_.remote_classes.push_back(std::move(it->second));
-        continue;
-      }
       const RemoteGroup& rc = classes_[c];
-      RemoteClass out{rc.id, rc.family, {}};
-      for (std::uint32_t p : rc.preds) {
-        out.predicates.push_back(preds_[p]->key);
-      }
-      std::sort(out.predicates.begin(), out.predicates.end());
-      table_.remote_classes.push_back(std::move(out));
+      table_.remote_classes.push_back({rc.id, rc.family, rc.preds});
     }
     listed_ = std::move(listed);
+  }
+  for (size_t p = table_.predicates.size(); p < preds_.size(); ++p) {
+    table_.predicates.push_back(preds_[p]->key);
   }
   table_.remote_ranges.clear();
   for (size_t k = 0; k < cuts_.size(); ++k) {

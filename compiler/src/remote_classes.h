@@ -70,9 +70,21 @@ class RemoteClassifier {
   /// Classes that no atom has any more, dropped now (their ids free again).
   std::vector<std::uint32_t> dropDead();
 
-  /// Classes made or changed since clearDirty(): the pairs to paint again.
+  /// Classes made since clearDirty(), ascending (a class made later has a larger index): the
+  /// pairs to paint. Some may be dead already (made, then emptied by a later split).
   const std::set<std::uint32_t>& dirty() const { return dirty_; }
-  void clearDirty() { dirty_.clear(); }
+  /// A class refine() made by splitting `parent` with the one predicate `pred` (new then): a
+  /// program that does not name `pred` paints it as it paints `parent`.
+  struct Split {
+    std::uint32_t parent;
+    std::uint32_t pred;
+  };
+  /// The dirty classes made by a split, by class.
+  const std::unordered_map<std::uint32_t, Split>& splits() const { return splits_; }
+  void clearDirty() {
+    dirty_.clear();
+    splits_.clear();
+  }
 
   std::uint32_t size() const { return static_cast<std::uint32_t>(classes_.size()); }
   const RemoteGroup& operator[](std::uint32_t c) const { return classes_[c]; }
@@ -100,6 +112,7 @@ class RemoteClassifier {
   std::map<std::pair<Family, std::vector<std::uint32_t>>, std::uint32_t> class_index_;
   std::set<std::pair<Family, RemoteClassId>> used_ids_;
   std::set<std::uint32_t> dirty_;
+  std::unordered_map<std::uint32_t, Split> splits_;
   std::set<std::uint32_t> dead_;
   static constexpr std::uint32_t kNoClass = ~0U;  ///< of a dead slot
   std::vector<std::uint32_t> pod_class_;          ///< by address slot

@@ -51,7 +51,7 @@ struct LocalClass {
 struct RemoteClass {
   RemoteClassId id = 0;
   Family family = Family::kV4;
-  std::vector<std::string> predicates;  ///< the rule peers this class is in (canonical keys)
+  std::vector<std::uint32_t> predicates;  ///< the rule peers it is in: NodeTable::predicates
 };
 
 /// A pod of this node: where its packets enter (its host veth) and the addresses they may
@@ -72,6 +72,9 @@ struct NodeTable {
   std::vector<Attribution> attributions;
   std::vector<Outcome> outcomes;
   std::vector<RemoteClass> remote_classes;  ///< sorted by (family, id); class 0 not listed
+  /// The canonical keys of the rule peers (remote predicates) classes are told apart by. It
+  /// only grows while one NodeCompiler keeps the table (a key no class names any more stays).
+  std::vector<std::string> predicates;
   /// Every pod address with a class (or whose class differs from its interval's), sorted.
   std::vector<std::pair<Addr, RemoteClassId>> remote_exact;
   std::vector<std::pair<Range, RemoteClassId>> remote_ranges;  ///< sorted, disjoint
