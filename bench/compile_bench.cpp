@@ -252,7 +252,7 @@ void compareAdmin(size_t pods, size_t policies) {
   std::printf("  %-22s %12s %12s   %6s\n", "", "without", "with", "ratio");
   row("full compile", &Figures::full);
   row("pod change (median)", &Figures::pod_chg);
-  row("local pod change (med.)", &Figures::local);
+  row("local pod (median)", &Figures::local);
   row("policy change (median)", &Figures::pol_chg);
   std::printf("  %-22s %12s %9.2f ms\n", "admin policy change", "",
               best(with, &Figures::admin_chg));
