@@ -5,6 +5,10 @@
 // evaluator do. 1,000 seeded random clusters, 6 changes each.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <set>
+#include <tuple>
+
 #include "compiler/generator.h"
 #include "compiler/harness.h"
 #include "zonewall/compiler/compile.h"
@@ -212,6 +216,27 @@ TEST(Incremental, EqualsFreshCompileAfterEveryChange) {
       for (const auto& [addr, id] : nc.table().remote_exact) {
         ASSERT_TRUE(fresh_inv.findAddr(addr).has_value())
             << context << ": " << zonewall::formatAddr(addr) << " is no pod's";
+      }
+      // No entry left behind for a class that is gone (its id could be a new class's later),
+      // and the entries as sorted and as many as the table says.
+      std::set<std::pair<Family, RemoteClassId>> listed;
+      for (const RemoteClass& rc : nc.table().remote_classes) listed.insert({rc.family, rc.id});
+      for (const DirectionTable& dt : nc.table().directions) {
+        for (const Entry& e : dt.entries) {
+          ASSERT_GE(e.local_class, 1u) << context;
+          ASSERT_LE(e.local_class, dt.classes.size()) << context;
+          Family fam = dt.classes[e.local_class - 1].family;
+          ASSERT_TRUE(e.remote_class == kNoRemoteClass || listed.contains({fam, e.remote_class}))
+              << context << ": an entry names remote class " << e.remote_class
+              << ", listed by none";
+        }
+        ASSERT_TRUE(
+            std::is_sorted(dt.entries.begin(), dt.entries.end(),
+                           [](const Entry& a, const Entry& b) {
+                             return std::tie(a.local_class, a.remote_class, a.proto_lo, a.port_lo) <
+                                    std::tie(b.local_class, b.remote_class, b.proto_lo, b.port_lo);
+                           }))
+            << context;
       }
       if (::testing::Test::HasFatalFailure()) {
         FAIL() << context << "\n" << yaml;
