@@ -524,6 +524,7 @@ class NodeCompiler::State {
     paintDirty();
     dropDeadClasses();
     emit();
+    if (remote_.wantsCompaction()) compactClasses();
   }
 
   // ---- painting ----
@@ -566,6 +567,20 @@ class NodeCompiler::State {
       if (same) return;
     }
     rowsChanged(st, c);
+  }
+
+  // The remote classes renumbered densely (dropped ones keep their index until then): each
+  // painting follows its class to its new index.
+  void compactClasses() {
+    std::vector<std::uint32_t> to = remote_.compact();
+    for (auto& dir : locals_state_) {
+      for (LocalState& st : dir) {
+        std::unordered_map<std::uint32_t, const std::vector<Segment>*> segs;
+        segs.reserve(st.segs.size());
+        for (const auto& [c, painting] : st.segs) segs.emplace(to[c], painting);
+        st.segs = std::move(segs);
+      }
+    }
   }
 
   // Whether a rule of st's program names remote predicate `p`.

@@ -113,6 +113,26 @@ std::vector<std::uint32_t> RemoteClassifier::dropDead() {
   return dropped;
 }
 
+std::vector<std::uint32_t> RemoteClassifier::compact() {
+  std::vector<std::uint32_t> to(classes_.size(), kNoClass);
+  std::vector<RemoteGroup> kept;
+  kept.reserve(classes_.size() - dead_.size());
+  for (std::uint32_t c = 0; c < classes_.size(); ++c) {
+    if (dead_.contains(c)) continue;
+    to[c] = static_cast<std::uint32_t>(kept.size());
+    kept.push_back(std::move(classes_[c]));
+  }
+  classes_ = std::move(kept);
+  dead_.clear();
+  for (auto& [key, c] : class_index_) c = to[c];
+  for (std::uint32_t& c : pod_class_) {
+    if (c != kNoClass) c = to[c];
+  }
+  for (std::uint32_t& c : iv_class_) c = to[c];
+  for (std::uint32_t& c : listed_) c = to[c];
+  return to;
+}
+
 std::expected<std::uint32_t, Error> RemoteClassifier::classFor(
     Family fam, const std::vector<std::uint32_t>& preds) {
   auto key = std::make_pair(fam, preds);

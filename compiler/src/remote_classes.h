@@ -15,6 +15,7 @@
 // and remote_ranges on emit().
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <expected>
 #include <map>
@@ -69,6 +70,16 @@ class RemoteClassifier {
   void endBatch();
   /// Classes that no atom has any more, dropped now (their ids free again).
   std::vector<std::uint32_t> dropDead();
+  /// A dropped class keeps its index (paintings name classes by index) until compact(): past
+  /// as many dead classes as live ones (and 16), a long run of changes would otherwise grow
+  /// the class list without bound.
+  bool wantsCompaction() const {
+    return dead_.size() > std::max<size_t>(16, classes_.size() - dead_.size());
+  }
+  /// Renumbers the live classes densely, in their order; returns each old index's new one
+  /// (kNoClass for a dropped class). Only between changes: nothing dirty.
+  std::vector<std::uint32_t> compact();
+  static constexpr std::uint32_t kNoClass = ~0U;  ///< of a dead slot, or a dropped class
 
   /// Classes made since clearDirty(), ascending (a class made later has a larger index): the
   /// pairs to paint. Some may be dead already (made, then emptied by a later split).
@@ -114,10 +125,9 @@ class RemoteClassifier {
   std::set<std::uint32_t> dirty_;
   std::unordered_map<std::uint32_t, Split> splits_;
   std::set<std::uint32_t> dead_;
-  static constexpr std::uint32_t kNoClass = ~0U;  ///< of a dead slot
-  std::vector<std::uint32_t> pod_class_;          ///< by address slot
-  std::vector<U128> cuts_;                        ///< where the intervals start, ascending
-  std::vector<std::uint32_t> iv_class_;           ///< by interval
+  std::vector<std::uint32_t> pod_class_;  ///< by address slot
+  std::vector<U128> cuts_;                ///< where the intervals start, ascending
+  std::vector<std::uint32_t> iv_class_;   ///< by interval
   /// The classes table_.remote_classes lists, as emit() last wrote them (a class's index
   /// keeps its predicates: they are its identity).
   mutable std::vector<std::uint32_t> listed_;
