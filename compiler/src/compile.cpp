@@ -5,10 +5,15 @@
 //
 // State kept between changes (so that one pod or one policy costs little):
 //   applies_          which local addresses each policy (by uid) selects
+//   applying_[d]      per local address, the policies that apply to it, in evaluation order
 //   locals_state_[d]  local classes: local addresses with the same program (the ordered rules
 //                     that apply to them), each with its painted segments per remote class
+//                     and those paintings as rows; state_of_[d] says which class a local is in
 //   remote_           the remote predicates and classes (it owns their invariants)
 //   outcomes_         every outcome painted, interned
+// A change recomputes the locals it touches (regroup), the remote classes it makes (painted in
+// every local class, or taken from the class they split from), and writes into the table only
+// the rows and lists that changed (emit).
 #include "zonewall/compiler/compile.h"
 
 #include <fmt/format.h>

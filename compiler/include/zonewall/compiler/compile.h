@@ -21,6 +21,7 @@ inline constexpr const char* kEveryNode = "*";
 /// agent's core. After any sequence of changes the table decides every packet as a fresh
 /// compile of the same input would (class ids may differ where a fresh compile would have
 /// merged classes that only dropped predicates still tell apart; build() canonicalizes).
+/// A change that fails (past the table's limits) leaves the state unknown: build() again.
 class NodeCompiler {
  public:
   NodeCompiler(const Inventory& inventory, std::string node);
