@@ -262,8 +262,16 @@ void compareAdmin(size_t pods, size_t policies) {
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  if (argc == 4 && std::strcmp(argv[1], "--size") == 0) {  // one size alone: --size PODS POLS
-    runConfig(std::strtoul(argv[2], nullptr, 10), std::strtoul(argv[3], nullptr, 10));
+  if (argc > 1 && std::strcmp(argv[1], "--size") == 0) {  // one size alone: --size PODS POLS
+    auto pods = argc == 4 ? bench::parseCount("compile_bench", argv[2], 100, 1000000, "PODS")
+                          : std::nullopt;
+    auto pols =
+        argc == 4 ? bench::parseCount("compile_bench", argv[3], 1, 1000000, "POLS") : std::nullopt;
+    if (!pods || !pols) {
+      std::fprintf(stderr, "usage: compile_bench [--quick | --admin | --size PODS POLS]\n");
+      return 2;
+    }
+    runConfig(*pods, *pols);
     return 0;
   }
   if (argc > 1 && std::strcmp(argv[1], "--admin") == 0) {  // the admin comparison alone

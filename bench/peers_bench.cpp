@@ -40,6 +40,7 @@
 #include <thread>
 
 #include "bench_netns.h"
+#include "bench_util.h"
 #include "calico_shape.h"
 #include "kernel/kube_cluster.h"
 #include "kernel/node_harness.h"
@@ -540,24 +541,12 @@ int compareFiles(const std::vector<std::string>& files, int rounds) {
   return 0;
 }
 
-// A count given on the command line: digits only, from `min` to `max`; nullopt (and a message
-// naming `what`) otherwise.
-std::optional<size_t> parseCount(std::string_view text, size_t min, size_t max, const char* what) {
-  if (!text.empty() && text.size() <= 7 && text.find_first_not_of("0123456789") == text.npos) {
-    size_t n = std::stoul(std::string(text));
-    if (n >= min && n <= max) return n;
-  }
-  std::fprintf(stderr, "peers_bench: %s takes a number from %zu to %zu, not '%.*s'\n", what, min,
-               max, static_cast<int>(text.size()), text.data());
-  return std::nullopt;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   // `peers_bench calico|zonewall N`: that ruleset of node-1 at N policies, for review.
   if (argc == 3 && (std::string(argv[1]) == "calico" || std::string(argv[1]) == "zonewall")) {
-    std::optional<size_t> n = parseCount(argv[2], 0, 999999, "POLICIES");
+    std::optional<size_t> n = bench::parseCount("peers_bench", argv[2], 0, 999999, "POLICIES");
     if (!n) return 2;
     policy::Store st = cluster(*n);
     if (std::string(argv[1]) == "calico") {
@@ -573,7 +562,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> files(argv + 2, argv + argc);
     int rounds = kRounds;
     if (files.size() >= 2 && files[0] == "--rounds") {
-      std::optional<size_t> n = parseCount(files[1], 1, 1000, "--rounds");
+      std::optional<size_t> n = bench::parseCount("peers_bench", files[1], 1, 1000, "--rounds");
       if (!n) return 2;
       rounds = static_cast<int>(*n);
       files.erase(files.begin(), files.begin() + 2);
@@ -590,7 +579,7 @@ int main(int argc, char** argv) {
     for (std::string_view n :
          std::views::split(std::string_view(argv[2]), ',') |
              std::views::transform([](auto r) { return std::string_view(r); })) {
-      std::optional<size_t> count = parseCount(n, 0, 999999, "--policies");
+      std::optional<size_t> count = bench::parseCount("peers_bench", n, 0, 999999, "--policies");
       if (!count) return 2;
       counts.push_back(*count);
     }

@@ -69,8 +69,9 @@ struct LocalState {
   std::vector<std::uint32_t> pred_slot;
   std::vector<std::vector<std::uint32_t>> rules_of_pred;
   // `segs` as table rows, by remote class id (local_class unset, outcome internal): what emit()
-  // copies. When a few classes' paintings changed, just their rows are replaced (`stale`: the
-  // class id the rows were written under, and the class); past that, all are rebuilt.
+  // copies. A new local class's rows are written whole (`rows_stale`); after that, the classes
+  // whose paintings changed (`stale`: the id their rows were written under, and the class) are
+  // merged in at emit().
   std::vector<Entry> rows;
   bool rows_stale = true;
   std::vector<std::pair<RemoteClassId, std::uint32_t>> stale;
